@@ -1,0 +1,43 @@
+//! The vocabulary shared by every part of flow.
+//!
+//! - [`Value`] and its variants ([`Raster`], [`Matrix`], [`Model`], [`Labels`], [`Items`]) are what
+//!   flows along the edges of a recipe's graph; [`ValueType`] is the type of a port.
+//! - [`NodeKind`] describes one kind of node (`stack`, `kmeans-fit`, ...): its signature, its
+//!   parameter schema, and how to build a runnable [`Node`] from validated parameters.
+//! - [`Registry`] holds every known kind, built-in or from a plugin.
+//! - [`store`] turns values into `.npy` arrays plus a JSON sidecar and back, the format of the cache.
+//!
+//! This crate does no I/O of its own beyond what [`store`] is handed, links no GDAL and opens no
+//! network connection, so the engine and plugins build fast against it.
+//!
+//! # Example
+//!
+//! ```
+//! use flow_core::{ParamSpec, ParamType, Params};
+//!
+//! let spec = vec![ParamSpec::required("k", ParamType::Integer, "number of clusters")];
+//! let mut params = Params::new();
+//! params.insert("k".into(), toml::Value::Integer(4));
+//! assert!(flow_core::schema::check(&spec, &params).is_empty());
+//! ```
+
+pub mod error;
+pub mod grid;
+pub mod node;
+pub mod npy;
+pub mod registry;
+pub mod schema;
+pub mod store;
+pub mod summary;
+pub mod value;
+
+pub use error::{NodeError, ParamError};
+pub use grid::Grid;
+pub use node::{
+    Caching, Datasets, Inputs, Node, NodeKind, Origin, Port, RunContext, Signature,
+};
+pub use registry::Registry;
+pub use schema::{ParamSpec, ParamType, Params};
+pub use value::{
+    BandInfo, ClassInfo, Items, Labels, Matrix, Model, Raster, Value, ValueType,
+};

@@ -1,0 +1,331 @@
+//! The traits every node kind implements, built-in or from a plugin.
+//!
+//! A [`NodeKind`] is the factory: it declares a [`Signature`] and a parameter schema, and builds a
+//! [`Node`] from parameters that passed the schema (the "params -> valid params" step). A
+//! [`Node`] is immutable and runs on whole inputs; pixel-local kinds say so with
+//! [`NodeKind::pixel_local`], so that the engine can later run them per window of the grid.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::error::{NodeError, ParamError};
+use crate::schema::{ParamSpec, Params};
+use crate::value::{Items, Labels, Matrix, Model, Raster, Value, ValueType};
+
+/// One named, typed input port.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Port {
+    /// The port name, used in `inputs = { name = "node" }`.
+    pub name: String,
+    /// The accepted type.
+    #[serde(rename = "type")]
+    pub ty: ValueType,
+    /// Whether the recipe must connect it.
+    pub required: bool,
+    /// One line on what it takes.
+    pub doc: String,
+}
+
+impl Port {
+    /// A required port.
+    pub fn required(name: &str, ty: ValueType, doc: &str) -> Self {
+        Port { name: name.into(), ty, required: true, doc: doc.into() }
+    }
+
+    /// An optional port.
+    pub fn optional(name: &str, ty: ValueType, doc: &str) -> Self {
+        Port { name: name.into(), ty, required: false, doc: doc.into() }
+    }
+}
+
+/// A node kind's input ports and output type. `input = "x"` in a recipe connects the first port.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Signature {
+    /// Input ports, in order.
+    pub inputs: Vec<Port>,
+    /// The type of the single output.
+    pub output: ValueType,
+}
+
+/// Where a node kind comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "origin", rename_all = "lowercase")]
+pub enum Origin {
+    /// Compiled into flow.
+    Builtin,
+    /// Loaded from a plugin library.
+    Plugin {
+        /// The plugin's name.
+        name: String,
+        /// The plugin's version.
+        version: String,
+        /// The ABI version it was built against.
+        abi: u32,
+        /// The library it was loaded from.
+        path: PathBuf,
+    },
+}
+
+/// How the engine caches a node's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caching {
+    /// Store the output under its key and reuse it while it verifies.
+    Store,
+    /// Store it, but treat it as a miss once it is older than this many seconds (live searches).
+    Ttl(u64),
+    /// Never store or reuse it (it is cheap, or it must be fresh like signed URLs). Its key is still
+    /// computed from kind, params and inputs, so nodes downstream of it keep stable keys.
+    Never,
+}
+
+/// A kind of node: the factory behind `kind = "..."` in a recipe.
+pub trait NodeKind: Send + Sync {
+    /// The name used in recipes (`stack`, `kmeans-fit`).
+    fn name(&self) -> &str;
+    /// Bumped whenever the kind's outputs change for the same inputs and params, so that old cache
+    /// entries stop matching.
+    fn version(&self) -> u32;
+    /// One paragraph for `flow nodes`.
+    fn doc(&self) -> &str;
+    /// Ports and output type.
+    fn signature(&self) -> Signature;
+    /// The parameter schema.
+    fn params(&self) -> Vec<ParamSpec>;
+    /// Builds a node from params that passed the schema (defaults already filled in).
+    ///
+    /// # Errors
+    /// A [`ParamError`] when a value is of the right type but not acceptable (k = 0, say).
+    fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError>;
+    /// True when each output pixel depends only on the same pixel of the inputs.
+    fn pixel_local(&self) -> bool {
+        false
+    }
+    /// Where the kind comes from.
+    fn origin(&self) -> Origin {
+        Origin::Builtin
+    }
+}
+
+/// A node built from validated params, ready to run.
+pub trait Node: Send + Sync {
+    /// Computes the output from the inputs. Runs on a blocking thread: it may use rayon or block on
+    /// I/O; it should check [`RunContext::check_cancelled`] between long steps.
+    ///
+    /// # Errors
+    /// A [`NodeError`] whose variant decides the exit code.
+    fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError>;
+
+    /// How the output is cached.
+    fn caching(&self) -> Caching {
+        Caching::Store
+    }
+
+    /// Extra material for the cache key that params and inputs do not capture, such as the
+    /// contents of a local file the node reads. Called before the cache lookup.
+    ///
+    /// # Errors
+    /// When that material cannot be read.
+    fn key_material(&self, _ctx: &RunContext) -> Result<Option<Vec<u8>>, NodeError> {
+        Ok(None)
+    }
+
+    /// Whether a cached output can still be used; nodes with side effects (`write`) check that
+    /// what they wrote is still there.
+    fn is_fresh(&self, _ctx: &RunContext, _cached: &Value) -> bool {
+        true
+    }
+}
+
+/// The inputs of one node run, by port name.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    values: BTreeMap<String, Arc<Value>>,
+}
+
+impl Inputs {
+    /// Builds inputs from `(port, value)` pairs.
+    pub fn new(values: impl IntoIterator<Item = (String, Arc<Value>)>) -> Self {
+        Inputs { values: values.into_iter().collect() }
+    }
+
+    /// The value on `port`, if connected.
+    pub fn get(&self, port: &str) -> Option<&Value> {
+        self.values.get(port).map(|v| v.as_ref())
+    }
+
+    /// The value on a required port.
+    ///
+    /// # Errors
+    /// [`NodeError::Input`] when the port is not connected.
+    pub fn value(&self, port: &str) -> Result<&Value, NodeError> {
+        self.get(port)
+            .ok_or_else(|| NodeError::Input { port: port.into(), message: "not connected".into() })
+    }
+
+    /// Ports and values.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
+    }
+}
+
+macro_rules! typed_input {
+    ($fn:ident, $opt:ident, $variant:ident, $ty:ty) => {
+        impl Inputs {
+            #[doc = concat!("The ", stringify!($variant), " on a required port.\n\n# Errors\n[`NodeError::Input`] when it is missing or of another type.")]
+            pub fn $fn(&self, port: &str) -> Result<&$ty, NodeError> {
+                match self.value(port)? {
+                    Value::$variant(v) => Ok(v),
+                    other => Err(NodeError::Input {
+                        port: port.into(),
+                        message: format!("expected {}, got {}", ValueType::$variant, other.value_type()),
+                    }),
+                }
+            }
+
+            #[doc = concat!("The ", stringify!($variant), " on an optional port.\n\n# Errors\n[`NodeError::Input`] when it is of another type.")]
+            pub fn $opt(&self, port: &str) -> Result<Option<&$ty>, NodeError> {
+                match self.get(port) {
+                    None => Ok(None),
+                    Some(_) => self.$fn(port).map(Some),
+                }
+            }
+        }
+    };
+}
+
+typed_input!(items, items_opt, Items, Items);
+typed_input!(raster, raster_opt, Raster, Raster);
+typed_input!(matrix, matrix_opt, Matrix, Matrix);
+typed_input!(model, model_opt, Model, Model);
+typed_input!(labels, labels_opt, Labels, Labels);
+
+/// A source of named datasets that recipes can ask for by `builtin:NAME` (the offline Timberlea
+/// scene, say). A provider materializes its files under the given directory on first use.
+pub trait DatasetProvider: Send + Sync {
+    /// Writes the dataset into `dir` (which exists and is empty) and returns the path a node
+    /// should read (e.g. an ItemCollection JSON inside it).
+    ///
+    /// # Errors
+    /// When the dataset cannot be generated.
+    fn materialize(&self, dir: &Path) -> Result<PathBuf, NodeError>;
+    /// A version string: a new version materializes into a new directory.
+    fn version(&self) -> &str;
+}
+
+/// Named dataset providers, available to nodes through [`RunContext::datasets`].
+#[derive(Clone, Default)]
+pub struct Datasets {
+    providers: BTreeMap<String, Arc<dyn DatasetProvider>>,
+}
+
+impl Datasets {
+    /// Registers `provider` under `name`.
+    pub fn add(&mut self, name: &str, provider: Arc<dyn DatasetProvider>) {
+        self.providers.insert(name.into(), provider);
+    }
+
+    /// The provider called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn DatasetProvider>> {
+        self.providers.get(name)
+    }
+
+    /// Names of all providers.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.providers.keys().map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for Datasets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.providers.keys()).finish()
+    }
+}
+
+/// What a running node may know of its run.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The node's id in the recipe.
+    pub node_id: String,
+    /// Where outputs go (`--out`).
+    pub out_dir: PathBuf,
+    /// The directory of the recipe file, for relative paths in params.
+    pub recipe_dir: PathBuf,
+    /// A directory for materialized datasets (inside the cache directory).
+    pub data_dir: PathBuf,
+    /// Worker threads the node may use.
+    pub threads: usize,
+    /// Whether the user asked to refresh live (TTL-cached) results.
+    pub refresh: bool,
+    /// Named datasets.
+    pub datasets: Datasets,
+    cancelled: Arc<AtomicBool>,
+    warnings: Arc<Mutex<Vec<String>>>,
+}
+
+impl RunContext {
+    /// A context for node `node_id`.
+    pub fn new(node_id: &str, out_dir: PathBuf, recipe_dir: PathBuf, data_dir: PathBuf) -> Self {
+        RunContext {
+            node_id: node_id.into(),
+            out_dir,
+            recipe_dir,
+            data_dir,
+            threads: 1,
+            refresh: false,
+            datasets: Datasets::default(),
+            cancelled: Arc::new(AtomicBool::new(false)),
+            warnings: Arc::default(),
+        }
+    }
+
+    /// Shares `flag` as this run's cancellation flag.
+    pub fn with_cancel_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancelled = flag;
+        self
+    }
+
+    /// True once the run is being cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Returns [`NodeError::Cancelled`] once the run is being cancelled.
+    ///
+    /// # Errors
+    /// When cancelled.
+    pub fn check_cancelled(&self) -> Result<(), NodeError> {
+        if self.is_cancelled() {
+            Err(NodeError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Records a warning for the run report (and logs it).
+    pub fn warn(&self, message: impl Into<String>) {
+        let message = message.into();
+        if let Ok(mut w) = self.warnings.lock() {
+            w.push(message);
+        }
+    }
+
+    /// The warnings recorded so far.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// Resolves a path param: absolute paths stay, relative ones are taken from the recipe's
+    /// directory.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.recipe_dir.join(p)
+        }
+    }
+}
