@@ -1,0 +1,32 @@
+//! Errors of the cache.
+
+use std::path::PathBuf;
+
+/// A failure of the on-disk cache.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// A file or directory of the cache could not be read or written.
+    #[error("cache: {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An entry exists but does not verify.
+    #[error("cache entry {key}: {reason}")]
+    Corrupt {
+        /// The entry's key.
+        key: String,
+        /// What did not verify.
+        reason: String,
+    },
+}
+
+impl CacheError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        CacheError::Io { path: path.into(), source }
+    }
+}

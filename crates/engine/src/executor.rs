@@ -1,0 +1,352 @@
+//! Runs a plan: decides what is needed, loads what is cached, computes the rest in parallel.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use flow_core::{summary, Caching, Datasets, Inputs, NodeError, RunContext, Value};
+use flow_recipe::Plan;
+use tokio::task::JoinSet;
+
+use crate::cache::{Cache, Lookup};
+use crate::key::{node_key, Key};
+use crate::report::{NodeReport, NodeStatus, RunReport};
+
+/// How to run a plan.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Nodes running (or loading) at once. Default: the number of cores.
+    pub jobs: usize,
+    /// The cache; `None` runs everything and stores nothing (`--no-cache`).
+    pub cache: Option<Cache>,
+    /// Treat TTL-cached results (live searches) as expired.
+    pub refresh: bool,
+    /// Output directory handed to nodes.
+    pub out_dir: PathBuf,
+    /// Directory of the recipe, for relative paths.
+    pub recipe_dir: PathBuf,
+    /// Where datasets are materialized when there is no cache.
+    pub data_dir: PathBuf,
+    /// Named datasets for `builtin:` catalogs.
+    pub datasets: Datasets,
+    /// Set to cancel the run (Ctrl-C).
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// Progress events, in the order they happen.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The plan's keys are known and the run begins.
+    Begin {
+        /// Nodes in the plan.
+        nodes: usize,
+    },
+    /// A node started computing or loading.
+    Started {
+        /// Node id.
+        id: String,
+        /// True when loading from the cache.
+        loading: bool,
+    },
+    /// A node is done (any status).
+    Finished(NodeReport),
+    /// A warning not tied to a node's output (a corrupt cache entry, a failed cache write).
+    Warning(String),
+}
+
+enum Outcome {
+    Loaded(Value),
+    Stale(String),
+    Computed(Value, Vec<String>),
+    Failed(NodeError, Vec<String>),
+}
+
+struct Slot {
+    key: Key,
+    caching: Caching,
+    hit: bool,
+    needed: bool,
+    state: State,
+    started: Option<(Instant, u128)>,
+}
+
+#[derive(Clone)]
+enum State {
+    Pending,
+    Busy,
+    Done(Arc<Value>),
+    Failed,
+}
+
+fn unix_ms() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+}
+
+fn ttl_of(caching: Caching, refresh: bool) -> Option<u64> {
+    match caching {
+        Caching::Ttl(_) if refresh => Some(0),
+        Caching::Ttl(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// Marks `i` needed and, when it must be computed, its inputs too.
+fn require(i: usize, slots: &mut [Slot], inputs_of: &[Vec<usize>]) {
+    if slots[i].needed && !matches!(slots[i].state, State::Pending) {
+        return;
+    }
+    slots[i].needed = true;
+    if !slots[i].hit {
+        for &j in &inputs_of[i] {
+            if !slots[j].needed {
+                require(j, slots, inputs_of);
+            }
+        }
+    }
+}
+
+/// Runs `plan`, calling `on_event` as nodes start and finish.
+///
+/// The returned report lists every node; its `exit_code` is 0 on success, the failing node's
+/// error code otherwise, and 130 when cancelled.
+pub async fn run(plan: &Plan, options: RunOptions, on_event: impl Fn(Event) + Send + Sync) -> RunReport {
+    let started = Instant::now();
+    let n = plan.nodes.len();
+    let index: HashMap<&str, usize> = plan.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
+    let inputs_of: Vec<Vec<usize>> =
+        plan.nodes.iter().map(|n| n.inputs.iter().filter_map(|(_, s)| index.get(s.as_str()).copied()).collect()).collect();
+    let data_dir = options.cache.as_ref().map(Cache::data_dir).unwrap_or_else(|| options.data_dir.clone());
+    let context = |id: &str| {
+        let mut ctx = RunContext::new(id, options.out_dir.clone(), options.recipe_dir.clone(), data_dir.clone())
+            .with_cancel_flag(options.cancel.clone());
+        ctx.threads = options.jobs;
+        ctx.refresh = options.refresh;
+        ctx.datasets = options.datasets.clone();
+        ctx
+    };
+
+    let mut reports: Vec<Option<NodeReport>> = vec![None; n];
+    let mut first_error: Option<(String, NodeError)> = None;
+
+    // Keys, in topological order (the plan is sorted), before anything runs.
+    let mut slots: Vec<Slot> = Vec::with_capacity(n);
+    for (i, node) in plan.nodes.iter().enumerate() {
+        let ctx = context(&node.id);
+        let material = match node.node.key_material(&ctx) {
+            Ok(m) => m,
+            Err(e) => {
+                first_error.get_or_insert((node.id.clone(), e));
+                None
+            }
+        };
+        let input_keys: Vec<(String, Key)> =
+            node.inputs.iter().zip(&inputs_of[i]).map(|((port, _), &j)| (port.clone(), slots[j].key)).collect();
+        let key = node_key(node.kind.as_ref(), &node.params, material.as_deref(), &input_keys);
+        let caching = node.node.caching();
+        let hit = caching != Caching::Never
+            && options.cache.as_ref().is_some_and(|c| c.contains(&key, ttl_of(caching, options.refresh)));
+        slots.push(Slot { key, caching, hit, needed: false, state: State::Pending, started: None });
+    }
+    on_event(Event::Begin { nodes: n });
+
+    // Sinks are needed; a needed node that must be computed needs its inputs.
+    let has_consumer: Vec<bool> = (0..n).map(|i| inputs_of.iter().any(|ins| ins.contains(&i))).collect();
+    for i in 0..n {
+        if !has_consumer[i] {
+            require(i, &mut slots, &inputs_of);
+        }
+    }
+
+    let mut tasks: JoinSet<(usize, Outcome)> = JoinSet::new();
+    let mut running = 0usize;
+    let mut interrupted = false;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+
+    if first_error.is_some() {
+        options.cancel.store(true, Ordering::SeqCst);
+    }
+    loop {
+        let stopping = options.cancel.load(Ordering::SeqCst);
+        if !stopping {
+            for i in 0..n {
+                if running >= options.jobs.max(1) {
+                    break;
+                }
+                let slot = &slots[i];
+                if !slot.needed || !matches!(slot.state, State::Pending) {
+                    continue;
+                }
+                let ready = slot.hit || inputs_of[i].iter().all(|&j| matches!(slots[j].state, State::Done(_)));
+                if !ready {
+                    continue;
+                }
+                let node = plan.nodes[i].clone();
+                let ctx = context(&node.id);
+                let key = slot.key;
+                let cache = options.cache.clone();
+                let ttl = ttl_of(slot.caching, options.refresh);
+                let caching = slot.caching;
+                let loading = slot.hit;
+                let inputs = Inputs::new(node.inputs.iter().zip(&inputs_of[i]).filter_map(|((port, _), &j)| match &slots[j].state {
+                    State::Done(v) => Some((port.clone(), v.clone())),
+                    _ => None,
+                }));
+                slots[i].state = State::Busy;
+                slots[i].started = Some((Instant::now(), unix_ms()));
+                running += 1;
+                on_event(Event::Started { id: node.id.clone(), loading });
+                tasks.spawn_blocking(move || {
+                    let span = tracing::info_span!("node", id = %node.id, kind = node.kind.name());
+                    let _guard = span.enter();
+                    if loading {
+                        let cache = cache.expect("hits only exist with a cache");
+                        return match cache.get(&key, ttl) {
+                            Lookup::Hit(v, _) if node.node.is_fresh(&ctx, &v) => (i, Outcome::Loaded(v)),
+                            Lookup::Hit(..) => (i, Outcome::Stale("its outputs changed since it was cached".into())),
+                            Lookup::Miss => (i, Outcome::Stale("the entry disappeared or expired".into())),
+                            Lookup::Corrupt(reason) => (i, Outcome::Stale(format!("corrupt cache entry {} ({reason})", key.short()))),
+                        };
+                    }
+                    tracing::debug!("running");
+                    match node.node.run(&ctx, &inputs) {
+                        Ok(value) => {
+                            let mut warnings = ctx.warnings();
+                            if let (Some(cache), false) = (&cache, caching == Caching::Never || ctx.is_cancelled()) {
+                                if let Err(e) = cache.put(&key, node.kind.name(), &node.id, &value) {
+                                    warnings.push(format!("not cached: {e}"));
+                                }
+                            }
+                            (i, Outcome::Computed(value, warnings))
+                        }
+                        Err(e) => (i, Outcome::Failed(e, ctx.warnings())),
+                    }
+                });
+            }
+        }
+        if tasks.is_empty() {
+            break;
+        }
+        let joined = tokio::select! {
+            j = tasks.join_next() => j,
+            _ = &mut ctrl_c, if !interrupted => {
+                interrupted = true;
+                options.cancel.store(true, Ordering::SeqCst);
+                on_event(Event::Warning("interrupted: stopping".into()));
+                // Blocking tasks cannot be aborted; report now and let the caller exit.
+                break;
+            }
+        };
+        let Some(joined) = joined else { break };
+        running -= 1;
+        let (i, outcome) = match joined {
+            Ok(r) => r,
+            Err(e) => {
+                // A panic inside a node: find nothing to attribute it to but the run.
+                first_error.get_or_insert(("?".into(), NodeError::Failed(format!("a node panicked: {e}"))));
+                options.cancel.store(true, Ordering::SeqCst);
+                continue;
+            }
+        };
+        let node = &plan.nodes[i];
+        let (t0, t0_unix) = slots[i].started.unwrap_or((Instant::now(), unix_ms()));
+        let mut report = NodeReport {
+            id: node.id.clone(),
+            kind: node.kind.name().to_string(),
+            status: NodeStatus::Computed,
+            key: slots[i].key.hex(),
+            duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+            output: None,
+            warnings: vec![],
+            error: None,
+            span_ms: Some((t0_unix, unix_ms())),
+        };
+        match outcome {
+            Outcome::Loaded(v) => {
+                report.status = NodeStatus::Cached;
+                report.output = Some(summary::summarize(&v));
+                slots[i].state = State::Done(Arc::new(v));
+            }
+            Outcome::Stale(reason) => {
+                on_event(Event::Warning(format!("{}: {reason}; recomputing", node.id)));
+                slots[i].hit = false;
+                slots[i].state = State::Pending;
+                slots[i].needed = false;
+                require(i, &mut slots, &inputs_of);
+                continue;
+            }
+            Outcome::Computed(v, warnings) => {
+                for w in &warnings {
+                    tracing::warn!(node = %node.id, "{w}");
+                }
+                report.warnings = warnings;
+                report.output = Some(summary::summarize(&v));
+                slots[i].state = State::Done(Arc::new(v));
+            }
+            Outcome::Failed(e, warnings) => {
+                report.warnings = warnings;
+                if matches!(e, NodeError::Cancelled) {
+                    report.status = NodeStatus::Cancelled;
+                } else {
+                    report.status = NodeStatus::Failed;
+                    report.error = Some(e.to_string());
+                    options.cancel.store(true, Ordering::SeqCst);
+                }
+                slots[i].state = State::Failed;
+                if !matches!(e, NodeError::Cancelled) {
+                    first_error.get_or_insert((node.id.clone(), e));
+                }
+            }
+        }
+        on_event(Event::Finished(report.clone()));
+        reports[i] = Some(report);
+    }
+
+    // Everything else: cached-but-unneeded, skipped, or cancelled.
+    let nodes: Vec<NodeReport> = plan
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            reports[i].take().unwrap_or_else(|| {
+                let status = if slots[i].hit && !slots[i].needed {
+                    NodeStatus::Cached
+                } else if !slots[i].needed {
+                    NodeStatus::Skipped
+                } else {
+                    NodeStatus::Cancelled
+                };
+                NodeReport {
+                    id: node.id.clone(),
+                    kind: node.kind.name().to_string(),
+                    status,
+                    key: slots[i].key.hex(),
+                    duration_ms: 0.0,
+                    output: None,
+                    warnings: vec![],
+                    error: None,
+                    span_ms: None,
+                }
+            })
+        })
+        .collect();
+
+    let (status, exit_code, error) = match (&first_error, interrupted) {
+        (Some((id, e)), false) => ("failed", e.exit_code(), Some(format!("{id}: {e}"))),
+        (_, true) => ("cancelled", 130, Some("interrupted".to_string())),
+        (None, false) => ("ok", 0, None),
+    };
+    RunReport {
+        recipe: plan.name.clone(),
+        file: plan.file.clone(),
+        profile: plan.profile.clone(),
+        params: plan.params.clone(),
+        status: status.into(),
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        nodes,
+        exit_code,
+        error,
+    }
+}

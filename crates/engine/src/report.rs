@@ -1,0 +1,97 @@
+//! The run report: what each node did, how long it took and what it produced.
+
+use serde::Serialize;
+
+/// What happened to a node in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    /// Run in this process.
+    Computed,
+    /// Its output came from the cache (loaded, or not even needed because its consumers were
+    /// cached too).
+    Cached,
+    /// Not needed and not cached (an uncacheable node, such as `sign`, whose consumers were all
+    /// cached).
+    Skipped,
+    /// Failed.
+    Failed,
+    /// Not run because the run stopped (another node failed, or Ctrl-C).
+    Cancelled,
+}
+
+impl NodeStatus {
+    /// The word shown in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Computed => "computed",
+            NodeStatus::Cached => "cached",
+            NodeStatus::Skipped => "skipped",
+            NodeStatus::Failed => "failed",
+            NodeStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One node's line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReport {
+    /// Node id.
+    pub id: String,
+    /// Its kind.
+    pub kind: String,
+    /// What happened.
+    pub status: NodeStatus,
+    /// Cache key (hex).
+    pub key: String,
+    /// Wall time spent running or loading it, in milliseconds.
+    pub duration_ms: f64,
+    /// Summary of its output (shape, grid, value range, counts), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
+    /// Warnings it raised.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Unix time in milliseconds when it started and ended (for overlap analysis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span_ms: Option<(u128, u128)>,
+}
+
+/// The whole report of a run, written as `run.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// The recipe's name.
+    pub recipe: String,
+    /// The recipe file.
+    pub file: String,
+    /// The profile in force.
+    pub profile: Option<String>,
+    /// `[params]` as used.
+    pub params: toml::Table,
+    /// "ok", "failed" or "cancelled".
+    pub status: String,
+    /// Total wall time in milliseconds.
+    pub duration_ms: f64,
+    /// One entry per node, in plan order.
+    pub nodes: Vec<NodeReport>,
+    /// The process exit code this run maps to.
+    pub exit_code: i32,
+    /// The first failure, `node: message`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RunReport {
+    /// The node report for `id`.
+    pub fn node(&self, id: &str) -> Option<&NodeReport> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// Ids of the nodes with `status`.
+    pub fn with_status(&self, status: NodeStatus) -> Vec<&str> {
+        self.nodes.iter().filter(|n| n.status == status).map(|n| n.id.as_str()).collect()
+    }
+}

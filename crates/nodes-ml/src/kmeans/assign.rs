@@ -1,0 +1,166 @@
+//! Nearest-centroid assignment, shared by the fit and by `predict`, and the deterministic
+//! parallel pass that accumulates cluster sums.
+//!
+//! Every reduction splits the rows into fixed chunks of [`CHUNK`] rows, computes one partial
+//! result per chunk in parallel and combines the partials sequentially in chunk order, so the
+//! floating-point result does not depend on the number of rayon threads.
+
+use std::borrow::Cow;
+
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+
+use crate::common::CHUNK;
+
+/// A row-major view of a matrix as one slice.
+#[derive(Debug, Clone)]
+pub struct Rows<'a> {
+    data: Cow<'a, [f32]>,
+    /// Number of rows.
+    pub n: usize,
+    /// Number of features per row.
+    pub f: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// Borrows the matrix when it is in standard layout, else copies it.
+    pub fn new(view: ArrayView2<'a, f32>) -> Self {
+        let (n, f) = view.dim();
+        let data = match view.to_slice() {
+            Some(s) => Cow::Borrowed(s),
+            None => Cow::Owned(view.iter().copied().collect()),
+        };
+        Rows { data, n, f }
+    }
+
+    /// Row `i`.
+    #[inline]
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.f..(i + 1) * self.f]
+    }
+
+    /// All values, row-major.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Parallel iterator over chunks of [`CHUNK`] rows: (index of the first row, values).
+    pub fn par_chunks(&self) -> impl IndexedParallelIterator<Item = (usize, &[f32])> + '_ {
+        let f = self.f.max(1);
+        self.data.par_chunks(CHUNK * f).enumerate().map(move |(c, s)| (c * CHUNK, s))
+    }
+}
+
+/// Squared Euclidean distance, accumulated in f32 (as scikit-learn does for f32 data).
+#[inline]
+pub fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// The nearest centroid of `row` (centroids flat, `f` values each) and its squared distance;
+/// ties go to the lowest id.
+#[inline]
+pub fn nearest(row: &[f32], centroids: &[f32], f: usize) -> (usize, f32) {
+    let mut best = (0, f32::INFINITY);
+    for (c, centroid) in centroids.chunks_exact(f.max(1)).enumerate() {
+        let d = sq_dist(row, centroid);
+        if d < best.1 {
+            best = (c, d);
+        }
+    }
+    best
+}
+
+/// What one assignment pass learns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PassStats {
+    /// Per cluster, the sum of its rows (`k x f`, f64).
+    pub sums: Vec<f64>,
+    /// Rows per cluster.
+    pub counts: Vec<u64>,
+    /// Sum of squared distances of the rows to their nearest centroid (f64).
+    pub inertia: f64,
+}
+
+impl PassStats {
+    fn zeros(k: usize, f: usize) -> Self {
+        PassStats { sums: vec![0.0; k * f], counts: vec![0; k], inertia: 0.0 }
+    }
+
+    fn add(&mut self, other: &PassStats) {
+        self.sums.iter_mut().zip(&other.sums).for_each(|(a, b)| *a += b);
+        self.counts.iter_mut().zip(&other.counts).for_each(|(a, b)| *a += b);
+        self.inertia += other.inertia;
+    }
+}
+
+/// Assigns every row to its nearest centroid and accumulates sums, counts and inertia.
+pub fn pass(rows: &Rows<'_>, centroids: &[f32], k: usize) -> PassStats {
+    let f = rows.f;
+    let partials: Vec<PassStats> = rows
+        .par_chunks()
+        .map(|(_, chunk)| {
+            let mut st = PassStats::zeros(k, f);
+            for row in chunk.chunks_exact(f.max(1)) {
+                let (c, d) = nearest(row, centroids, f);
+                st.counts[c] += 1;
+                st.inertia += d as f64;
+                for (s, &v) in st.sums[c * f..(c + 1) * f].iter_mut().zip(row) {
+                    *s += v as f64;
+                }
+            }
+            st
+        })
+        .collect();
+    let mut total = PassStats::zeros(k, f);
+    for p in &partials {
+        total.add(p);
+    }
+    total
+}
+
+/// Sum over rows of `g(row index, row)`, deterministic whatever the thread count.
+pub fn ordered_sum(rows: &Rows<'_>, g: impl Fn(usize, &[f32]) -> f64 + Sync) -> f64 {
+    let f = rows.f.max(1);
+    let partials: Vec<f64> = rows
+        .par_chunks()
+        .map(|(start, chunk)| chunk.chunks_exact(f).enumerate().map(|(i, r)| g(start + i, r)).sum())
+        .collect();
+    partials.iter().sum()
+}
+
+/// The nearest class of every row, in parallel (fixed chunks, so the order is preserved).
+pub fn labels(rows: &Rows<'_>, centroids: &[f32]) -> Vec<u32> {
+    let f = rows.f.max(1);
+    let parts: Vec<Vec<u32>> = rows
+        .par_chunks()
+        .map(|(_, chunk)| chunk.chunks_exact(f).map(|r| nearest(r, centroids, rows.f).0 as u32).collect())
+        .collect();
+    parts.concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn nearest_ties_go_to_the_lowest_id() {
+        let c = [0.0, 2.0, 2.0, 0.0]; // two 1-feature... no: two 2-feature centroids
+        assert_eq!(nearest(&[1.0, 1.0], &c, 2), (0, 2.0));
+        assert_eq!(nearest(&[2.0, 0.1], &c, 2).0, 1);
+    }
+
+    #[test]
+    fn pass_accumulates() {
+        let m = array![[0.0f32, 0.0], [1.0, 0.0], [10.0, 10.0]];
+        let rows = Rows::new(m.view());
+        let st = pass(&rows, &[0.0, 0.0, 10.0, 10.0], 2);
+        assert_eq!(st.counts, [2, 1]);
+        assert_eq!(st.sums, [1.0, 0.0, 10.0, 10.0]);
+        assert_eq!(st.inertia, 1.0);
+        assert_eq!(labels(&rows, &[0.0, 0.0, 10.0, 10.0]), [0, 0, 1]);
+        let t = m.t();
+        assert_eq!(Rows::new(t.t()).as_slice(), m.as_slice().unwrap(), "non-standard views are copied");
+    }
+}

@@ -1,0 +1,377 @@
+//! The `stack` kind: every chosen asset of every item onto one grid, as a `time x band x y x x`
+//! f32 cube — stackstac's `stack`, without the float64.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flow_core::{
+    schema, BandInfo, Grid, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType, Params, Port,
+    Raster, RunContext, Signature, Value, ValueType,
+};
+use ndarray::Array4;
+use rayon::prelude::*;
+use serde::Deserialize;
+
+use crate::error::RasterError;
+use crate::grid::{self, Bounds};
+use crate::read::{read_asset, Resampling};
+use crate::stac::{self, ItemRef};
+
+/// The `stack` node kind.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StackKind;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StackParams {
+    assets: Vec<String>,
+    resolution: f64,
+    bounds_latlon: Option<Vec<f64>>,
+    bounds: Option<Vec<f64>>,
+    epsg: Option<i64>,
+    #[serde(default = "yes")]
+    snap: bool,
+    #[serde(default)]
+    resampling: Option<String>,
+    #[serde(default)]
+    resampling_per_band: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    on_missing: Option<String>,
+    #[serde(default)]
+    max_parallel: Option<i64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where the grid's extent comes from.
+#[derive(Debug, Clone, PartialEq)]
+enum Extent {
+    LatLon(Bounds),
+    Projected(Bounds),
+    Items,
+}
+
+/// Validated `stack` parameters.
+#[derive(Debug, Clone)]
+struct ValidStack {
+    assets: Vec<String>,
+    resolution: f64,
+    extent: Extent,
+    epsg: Option<u32>,
+    snap: bool,
+    resampling: Vec<Resampling>,
+    missing_as_nodata: bool,
+    max_parallel: usize,
+}
+
+fn four(name: &str, v: &[f64]) -> Result<Bounds, ParamError> {
+    if v.len() != 4 || v.iter().any(|x| !x.is_finite()) {
+        return Err(ParamError::new(name, format!("`{name}` needs 4 finite numbers [min_x, min_y, max_x, max_y]")));
+    }
+    if v[0] >= v[2] || v[1] >= v[3] {
+        return Err(ParamError::new(name, format!("`{name}` must have min < max on both axes, got {v:?}")));
+    }
+    Ok([v[0], v[1], v[2], v[3]])
+}
+
+fn method(param: &str, name: &str) -> Result<Resampling, ParamError> {
+    Resampling::parse(name).ok_or_else(|| {
+        ParamError::new(param, format!("unknown resampling `{name}`"))
+            .with_help(format!("use one of {}", Resampling::NAMES.join(", ")))
+    })
+}
+
+impl StackParams {
+    fn validate(self) -> Result<ValidStack, ParamError> {
+        if self.assets.is_empty() {
+            return Err(ParamError::new("assets", "`assets` must name at least one asset"));
+        }
+        let mut seen = BTreeSet::new();
+        for a in &self.assets {
+            if !seen.insert(a) {
+                return Err(ParamError::new("assets", format!("asset `{a}` is listed twice")));
+            }
+        }
+        if !(self.resolution.is_finite() && self.resolution > 0.0) {
+            return Err(ParamError::new("resolution", "`resolution` must be a positive number"));
+        }
+        let extent = match (&self.bounds_latlon, &self.bounds) {
+            (Some(_), Some(_)) => {
+                return Err(ParamError::new("bounds", "give either `bounds` or `bounds_latlon`, not both"))
+            }
+            (Some(b), None) => {
+                let b = four("bounds_latlon", b)?;
+                if b[0] < -180.0 || b[2] > 180.0 || b[1] < -90.0 || b[3] > 90.0 {
+                    return Err(ParamError::new("bounds_latlon", "`bounds_latlon` is [min_lon, min_lat, max_lon, max_lat] in degrees"));
+                }
+                Extent::LatLon(b)
+            }
+            (None, Some(b)) => Extent::Projected(four("bounds", b)?),
+            (None, None) => Extent::Items,
+        };
+        let epsg = match self.epsg {
+            None => None,
+            Some(e) if e > 0 && e < i64::from(u32::MAX) => {
+                grid::srs(e as u32).map_err(|err| ParamError::new("epsg", err.to_string()))?;
+                Some(e as u32)
+            }
+            Some(e) => return Err(ParamError::new("epsg", format!("`epsg` {e} is not an EPSG code"))),
+        };
+        let default = method("resampling", self.resampling.as_deref().unwrap_or("nearest"))?;
+        let per_band = self.resampling_per_band.unwrap_or_default();
+        for (k, v) in &per_band {
+            if !self.assets.contains(k) {
+                return Err(ParamError::new("resampling_per_band", format!("`{k}` is not one of `assets`")));
+            }
+            method("resampling_per_band", v)?;
+        }
+        let resampling = self
+            .assets
+            .iter()
+            .map(|a| per_band.get(a).map(|m| method("resampling_per_band", m)).unwrap_or(Ok(default)))
+            .collect::<Result<_, _>>()?;
+        let missing_as_nodata = match self.on_missing.as_deref().unwrap_or("error") {
+            "error" => false,
+            "nodata" => true,
+            other => {
+                return Err(ParamError::new("on_missing", format!("unknown `on_missing` value `{other}`"))
+                    .with_help("use \"error\" or \"nodata\""))
+            }
+        };
+        let max_parallel = match self.max_parallel.unwrap_or(4) {
+            n if (1..=256).contains(&n) => n as usize,
+            n => return Err(ParamError::new("max_parallel", format!("`max_parallel` must be 1..=256, got {n}"))),
+        };
+        Ok(ValidStack {
+            assets: self.assets,
+            resolution: self.resolution,
+            extent,
+            epsg,
+            snap: self.snap,
+            resampling,
+            missing_as_nodata,
+            max_parallel,
+        })
+    }
+}
+
+impl NodeKind for StackKind {
+    fn name(&self) -> &str {
+        "stack"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn doc(&self) -> &str {
+        "Reads the chosen assets of every item onto one grid (resolution, bounds or bounds_latlon, CRS; \
+         snapped outward to the resolution like stackstac) as a time x band x y x x f32 cube: nodata -> NaN, \
+         raster:bands scale/offset applied, items ordered by datetime, assets read in parallel \
+         (GDAL /vsicurl/ for http(s))."
+    }
+
+    fn signature(&self) -> Signature {
+        Signature {
+            inputs: vec![Port::required("input", ValueType::Items, "the items to stack")],
+            output: ValueType::Raster,
+        }
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::required("assets", ParamType::array(ParamType::String), "asset keys, in band order"),
+            ParamSpec::required("resolution", ParamType::Float, "pixel size in units of the CRS"),
+            ParamSpec::optional(
+                "bounds_latlon",
+                ParamType::array(ParamType::Float),
+                "[min_lon, min_lat, max_lon, max_lat], reprojected to the CRS",
+            ),
+            ParamSpec::optional("bounds", ParamType::array(ParamType::Float), "[min_x, min_y, max_x, max_y] in the CRS"),
+            ParamSpec::optional("epsg", ParamType::Integer, "output CRS; default: the items' proj:code / proj:epsg"),
+            ParamSpec::with_default("snap", ParamType::Bool, true, "snap bounds outward to multiples of the resolution"),
+            ParamSpec::with_default("resampling", ParamType::one_of(&Resampling::NAMES), "nearest", "resampling method"),
+            ParamSpec::optional("resampling_per_band", ParamType::Table, "asset key -> resampling method"),
+            ParamSpec::with_default(
+                "on_missing",
+                ParamType::one_of(&["error", "nodata"]),
+                "error",
+                "a missing or unreadable asset is an error, or NaN with a warning",
+            ),
+            ParamSpec::with_default("max_parallel", ParamType::Integer, 4, "assets read at once"),
+        ]
+    }
+
+    fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
+        let p: StackParams = schema::parse(params)?;
+        Ok(Box::new(StackNode { params: p.validate()? }))
+    }
+
+}
+
+/// A built `stack` node.
+struct StackNode {
+    params: ValidStack,
+}
+
+impl StackNode {
+    /// The output CRS: the `epsg` param, else the one CRS of all requested assets.
+    fn crs(&self, items: &[ItemRef]) -> Result<u32, RasterError> {
+        if let Some(e) = self.params.epsg {
+            return Ok(e);
+        }
+        let mut found: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for item in items {
+            for a in item.assets.iter().flatten() {
+                if let Some(e) = a.epsg {
+                    let ids = found.entry(e).or_default();
+                    if !ids.contains(&item.id) {
+                        ids.push(item.id.clone());
+                    }
+                }
+            }
+        }
+        match found.len() {
+            1 => Ok(*found.keys().next().unwrap_or(&0)),
+            0 => Err(RasterError::InvalidData(
+                "the items carry no proj:code / proj:epsg for the requested assets; set `epsg`".into(),
+            )),
+            _ => {
+                let list: Vec<String> =
+                    found.iter().map(|(e, ids)| format!("EPSG:{e} (items {})", ids.join(", "))).collect();
+                Err(RasterError::InvalidData(format!(
+                    "the items are in different CRSs: {}; set `epsg` to choose the output CRS",
+                    list.join("; ")
+                )))
+            }
+        }
+    }
+
+    /// The output grid.
+    fn grid(&self, items: &[ItemRef], epsg: u32) -> Result<Grid, RasterError> {
+        let res = self.params.resolution;
+        let bounds = match &self.params.extent {
+            Extent::LatLon(b) => grid::transform_bounds(*b, 4326, epsg)?,
+            Extent::Projected(b) => *b,
+            Extent::Items => {
+                let mut all = Vec::new();
+                for item in items {
+                    let mut any = false;
+                    for a in item.assets.iter().flatten() {
+                        if let (Some(b), Some(e)) = (a.bounds(), a.epsg) {
+                            all.push(grid::transform_bounds(b, e, epsg)?);
+                            any = true;
+                        }
+                    }
+                    if let (false, Some(b)) = (any, item.bbox) {
+                        all.push(grid::transform_bounds(b, 4326, epsg)?);
+                    }
+                }
+                grid::union(all).ok_or_else(|| {
+                    RasterError::InvalidData(
+                        "no extent known for the items (no proj:transform / proj:shape or bbox); set `bounds`".into(),
+                    )
+                })?
+            }
+        };
+        let bounds = if self.params.snap {
+            grid::snap_outward(bounds, res, (0.0, 0.0))
+        } else {
+            match self.native_origin(items, epsg) {
+                Some(origin) => grid::snap_outward(bounds, res, origin),
+                None => bounds,
+            }
+        };
+        grid::grid_of(format!("EPSG:{epsg}"), bounds, res)
+    }
+
+    /// The upper-left corner of the first asset whose native grid has the target CRS and resolution.
+    fn native_origin(&self, items: &[ItemRef], epsg: u32) -> Option<(f64, f64)> {
+        let res = self.params.resolution;
+        items.iter().flat_map(|i| i.assets.iter().flatten()).find_map(|a| {
+            let t = a.transform?;
+            let same = a.epsg == Some(epsg) && (t[1] - res).abs() < 1e-9 * res && (t[5] + res).abs() < 1e-9 * res;
+            same.then_some((t[0], t[3]))
+        })
+    }
+}
+
+impl Node for StackNode {
+    fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
+        let features = inputs.items("input")?.features();
+        if features.is_empty() {
+            return Err(NodeError::InvalidData("stack: the input has no items".into()));
+        }
+        let mut items: Vec<ItemRef> =
+            features.iter().map(|f| stac::item_ref(f, &self.params.assets, &ctx.recipe_dir)).collect();
+        items.sort_by(|a, b| a.datetime.cmp(&b.datetime));
+        let epsg = self.crs(&items)?;
+        let grid = self.grid(&items, epsg)?;
+        let (nt, nb) = (items.len(), self.params.assets.len());
+        let plane = grid.len();
+        tracing::debug!(node = %ctx.node_id, times = nt, bands = nb, width = grid.width, height = grid.height, "stack");
+        let mut data = Array4::<f32>::from_elem((nt, nb, grid.height, grid.width), f32::NAN);
+        let slice = data
+            .as_slice_memory_order_mut()
+            .ok_or_else(|| NodeError::Failed("stack: the output array is not contiguous".into()))?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.params.max_parallel)
+            .build()
+            .map_err(|e| NodeError::Failed(format!("stack: cannot start reader threads: {e}")))?;
+        let results: Vec<Result<(), RasterError>> = pool.install(|| {
+            slice
+                .par_chunks_mut(plane)
+                .enumerate()
+                .map(|(i, out)| {
+                    let (t, b) = (i / nb, i % nb);
+                    let item = &items[t];
+                    let key = &self.params.assets[b];
+                    if ctx.is_cancelled() {
+                        return Err(RasterError::Cancelled);
+                    }
+                    let Some(asset) = &item.assets[b] else {
+                        return Err(RasterError::Asset {
+                            item: item.id.clone(),
+                            asset: key.clone(),
+                            href: "-".into(),
+                            message: "the item has no such asset".into(),
+                        });
+                    };
+                    read_asset(asset, &grid, epsg, self.params.resampling[b], out).map(|_| ()).map_err(|message| {
+                        out.fill(f32::NAN);
+                        RasterError::Asset {
+                            item: item.id.clone(),
+                            asset: key.clone(),
+                            href: asset.public_href().to_string(),
+                            message,
+                        }
+                    })
+                })
+                .collect()
+        });
+        ctx.check_cancelled()?;
+        for r in results {
+            match r {
+                Ok(()) => {}
+                Err(RasterError::Cancelled) => return Err(NodeError::Cancelled),
+                Err(e) if self.params.missing_as_nodata => ctx.warn(format!("{e}; filled with NaN")),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let bands = self
+            .params
+            .assets
+            .iter()
+            .enumerate()
+            .map(|(b, key)| {
+                items
+                    .iter()
+                    .find_map(|i| i.assets[b].as_ref().map(|a| a.band.clone()))
+                    .unwrap_or_else(|| BandInfo { name: key.clone(), ..Default::default() })
+            })
+            .collect();
+        let times = items.iter().map(|i| i.datetime.clone()).collect();
+        Ok(Value::Raster(Raster { data, grid, bands, times }))
+    }
+}
