@@ -1,1 +1,6 @@
-fn main() {}
+//! The `flow` command: see `flow --help`.
+
+fn main() {
+    let code = flow::cli::main();
+    std::process::exit(code);
+}

@@ -92,6 +92,59 @@ fn ttl_of(caching: Caching, refresh: bool) -> Option<u64> {
     }
 }
 
+type KeyResult = (Vec<Key>, Option<(String, NodeError)>);
+
+/// Every node's key, in plan order; the first node whose key material could not be read is
+/// returned with its error (its key then covers params and inputs only).
+fn compute_keys(plan: &Plan, inputs_of: &[Vec<usize>], context: &dyn Fn(&str) -> RunContext) -> KeyResult {
+    let mut keys: Vec<Key> = Vec::with_capacity(plan.nodes.len());
+    let mut error = None;
+    for (i, node) in plan.nodes.iter().enumerate() {
+        let material = match node.node.key_material(&context(&node.id)) {
+            Ok(m) => m,
+            Err(e) => {
+                error.get_or_insert((node.id.clone(), e));
+                None
+            }
+        };
+        let input_keys: Vec<(String, Key)> =
+            node.inputs.iter().zip(&inputs_of[i]).map(|((port, _), &j)| (port.clone(), keys[j])).collect();
+        keys.push(node_key(node.kind.as_ref(), &node.params, material.as_deref(), &input_keys));
+    }
+    (keys, error)
+}
+
+fn input_indices(plan: &Plan) -> Vec<Vec<usize>> {
+    let index: HashMap<&str, usize> = plan.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
+    plan.nodes.iter().map(|n| n.inputs.iter().filter_map(|(_, s)| index.get(s.as_str()).copied()).collect()).collect()
+}
+
+/// Each node's cache state without running anything: `cached`, `missing`, or `uncached` for
+/// nodes that are never stored (such as `sign`).
+pub fn cache_states(plan: &Plan, options: &RunOptions) -> Vec<(String, &'static str)> {
+    let inputs_of = input_indices(plan);
+    let data_dir = options.cache.as_ref().map(Cache::data_dir).unwrap_or_else(|| options.data_dir.clone());
+    let context = |id: &str| {
+        let mut ctx = RunContext::new(id, options.out_dir.clone(), options.recipe_dir.clone(), data_dir.clone());
+        ctx.datasets = options.datasets.clone();
+        ctx
+    };
+    let (keys, _) = compute_keys(plan, &inputs_of, &context);
+    plan.nodes
+        .iter()
+        .zip(keys)
+        .map(|(node, key)| {
+            let caching = node.node.caching();
+            let state = match (&options.cache, caching) {
+                (_, Caching::Never) => "uncached",
+                (Some(c), _) if c.contains(&key, ttl_of(caching, options.refresh)) => "cached",
+                _ => "missing",
+            };
+            (node.id.clone(), state)
+        })
+        .collect()
+}
+
 /// Marks `i` needed and, when it must be computed, its inputs too.
 fn require(i: usize, slots: &mut [Slot], inputs_of: &[Vec<usize>]) {
     if slots[i].needed && !matches!(slots[i].state, State::Pending) {
@@ -114,9 +167,7 @@ fn require(i: usize, slots: &mut [Slot], inputs_of: &[Vec<usize>]) {
 pub async fn run(plan: &Plan, options: RunOptions, on_event: impl Fn(Event) + Send + Sync) -> RunReport {
     let started = Instant::now();
     let n = plan.nodes.len();
-    let index: HashMap<&str, usize> = plan.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
-    let inputs_of: Vec<Vec<usize>> =
-        plan.nodes.iter().map(|n| n.inputs.iter().filter_map(|(_, s)| index.get(s.as_str()).copied()).collect()).collect();
+    let inputs_of = input_indices(plan);
     let data_dir = options.cache.as_ref().map(Cache::data_dir).unwrap_or_else(|| options.data_dir.clone());
     let context = |id: &str| {
         let mut ctx = RunContext::new(id, options.out_dir.clone(), options.recipe_dir.clone(), data_dir.clone())
@@ -131,24 +182,21 @@ pub async fn run(plan: &Plan, options: RunOptions, on_event: impl Fn(Event) + Se
     let mut first_error: Option<(String, NodeError)> = None;
 
     // Keys, in topological order (the plan is sorted), before anything runs.
-    let mut slots: Vec<Slot> = Vec::with_capacity(n);
-    for (i, node) in plan.nodes.iter().enumerate() {
-        let ctx = context(&node.id);
-        let material = match node.node.key_material(&ctx) {
-            Ok(m) => m,
-            Err(e) => {
-                first_error.get_or_insert((node.id.clone(), e));
-                None
-            }
-        };
-        let input_keys: Vec<(String, Key)> =
-            node.inputs.iter().zip(&inputs_of[i]).map(|((port, _), &j)| (port.clone(), slots[j].key)).collect();
-        let key = node_key(node.kind.as_ref(), &node.params, material.as_deref(), &input_keys);
-        let caching = node.node.caching();
-        let hit = caching != Caching::Never
-            && options.cache.as_ref().is_some_and(|c| c.contains(&key, ttl_of(caching, options.refresh)));
-        slots.push(Slot { key, caching, hit, needed: false, state: State::Pending, started: None });
+    let (keys, key_error) = compute_keys(plan, &inputs_of, &context);
+    if let Some(e) = key_error {
+        first_error = Some(e);
     }
+    let mut slots: Vec<Slot> = plan
+        .nodes
+        .iter()
+        .zip(keys)
+        .map(|(node, key)| {
+            let caching = node.node.caching();
+            let hit = caching != Caching::Never
+                && options.cache.as_ref().is_some_and(|c| c.contains(&key, ttl_of(caching, options.refresh)));
+            Slot { key, caching, hit, needed: false, state: State::Pending, started: None }
+        })
+        .collect();
     on_event(Event::Begin { nodes: n });
 
     // Sinks are needed; a needed node that must be computed needs its inputs.

@@ -1,1 +1,54 @@
-//! stub
+//! The machine-learning nodes of flow: `normalize`, `add-index`, `flatten`, `kmeans-fit`,
+//! `predict`, `reshape`.
+//!
+//! ```text
+//! Raster -normalize-> Raster -add-index-> Raster -flatten-> Matrix -kmeans-fit-> Model
+//!                                                             \------predict(+Model)-> Matrix -reshape-> Labels
+//! ```
+//!
+//! Everything is f32 on the way, NaN meaning nodata: NaN never enters a statistic or a fit, and
+//! comes back as nodata in the class map. Parallel reductions use fixed chunks combined in order,
+//! so results do not depend on the number of threads.
+
+mod common;
+pub mod error;
+pub mod flatten;
+pub mod index;
+pub mod kmeans;
+pub mod normalize;
+pub mod predict;
+pub mod reshape;
+
+use std::sync::Arc;
+
+use flow_core::{NodeKind, Registry};
+
+pub use error::MlError;
+pub use flatten::FlattenKind;
+pub use index::AddIndexKind;
+pub use kmeans::KMeansFitKind;
+pub use normalize::NormalizeKind;
+pub use predict::PredictKind;
+pub use reshape::ReshapeKind;
+
+/// Every node kind of this crate.
+pub fn kinds() -> Vec<Arc<dyn NodeKind>> {
+    vec![
+        Arc::new(NormalizeKind),
+        Arc::new(AddIndexKind),
+        Arc::new(FlattenKind),
+        Arc::new(KMeansFitKind),
+        Arc::new(PredictKind),
+        Arc::new(ReshapeKind),
+    ]
+}
+
+/// Registers [`kinds`] in `registry`. A kind whose name is already taken is skipped with a
+/// warning (the first registration wins).
+pub fn register(registry: &mut Registry) {
+    for kind in kinds() {
+        if let Err(e) = registry.register(kind) {
+            tracing::warn!("{e}");
+        }
+    }
+}

@@ -1,34 +1,43 @@
 //! Raster node kinds of flow — `stack`, `mask-nodata`, `write` — and the synthetic Timberlea
 //! Sentinel-2 scene that the demo and the tests run on.
+//!
+//! ```no_run
+//! let mut registry = flow_core::Registry::new();
+//! flow_nodes_raster::register(&mut registry);
+//! assert!(registry.get("stack").is_some());
+//! ```
 
 mod error;
 mod gdalx;
+mod grid;
+mod mask;
+mod read;
 pub mod scene;
+mod stac;
+mod stack;
+mod write;
+
+use std::sync::Arc;
 
 pub use error::RasterError;
-pub use scene::{generate_timberlea, TimberleaProvider};
+pub use mask::{MaskKind, DEFAULT_SCL_CLASSES};
+pub use read::Resampling;
+pub use scene::{generate_timberlea, TimberleaProvider, TIMBERLEA_VERSION};
+pub use stack::StackKind;
+pub use write::WriteKind;
 
-#[cfg(test)]
-mod scene_stats {
-    #[test]
-    fn stats() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = std::time::Instant::now();
-        let p = crate::generate_timberlea(dir.path()).unwrap();
-        eprintln!("gen {:?}", t.elapsed());
-        let truth = crate::scene::truth();
-        let mut counts = [0usize; 6];
-        let mut aoi = [0usize; 6];
-        for r in 0..crate::scene::HEIGHT { for c in 0..crate::scene::WIDTH {
-            let v = truth.classes[r * crate::scene::WIDTH + c];
-            let i = if v == 255 { 5 } else { v as usize };
-            counts[i] += 1;
-            if (110..338).contains(&c) && (105..312).contains(&r) { aoi[i] += 1; }
-        }}
-        eprintln!("scene {counts:?} aoi {aoi:?}");
-        let items: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-        for f in items["features"].as_array().unwrap() { eprintln!("{} {} {}", f["id"], f["properties"]["eo:cloud_cover"], f["bbox"]); }
-        let out = std::process::Command::new("du").arg("-sh").arg(dir.path()).output().unwrap();
-        eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+/// Registers `stack`, `mask-nodata` and `write`, and the `timberlea` dataset.
+///
+/// A kind that is already registered (a plugin registered first, say) is left as it is.
+pub fn register(registry: &mut flow_core::Registry) {
+    for kind in [
+        Arc::new(StackKind) as Arc<dyn flow_core::NodeKind>,
+        Arc::new(MaskKind),
+        Arc::new(WriteKind),
+    ] {
+        if let Err(e) = registry.register(kind) {
+            tracing::warn!("{e}");
+        }
     }
+    registry.datasets.add("timberlea", scene::provider());
 }

@@ -115,8 +115,8 @@ impl AddIndexNode {
                     })
                 })
                 .collect::<Result<Vec<usize>, _>>()?;
-            let (left, mut right) = out.view_mut().split_at(Axis(1), bi);
-            let left = left.into_view();
+            let (left_mut, mut right) = out.view_mut().split_at(Axis(1), bi);
+            let left = left_mut.view();
             if let NewBand::Index(i) = new {
                 if i.needs_reflectance() {
                     let max = inputs

@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn nearest_ties_go_to_the_lowest_id() {
-        let c = [0.0, 2.0, 2.0, 0.0]; // two 1-feature... no: two 2-feature centroids
+        let c = [0.0, 2.0, 2.0, 0.0]; // centroids (0, 2) and (2, 0)
         assert_eq!(nearest(&[1.0, 1.0], &c, 2), (0, 2.0));
         assert_eq!(nearest(&[2.0, 0.1], &c, 2).0, 1);
     }

@@ -12,7 +12,6 @@ use flow_core::{
     RunContext, Signature, Value, ValueType,
 };
 use ndarray::{s, Axis};
-use rayon::prelude::*;
 
 pub use hyperparams::{Method, NormalizeParams, NormalizeValidParams, Scope};
 

@@ -1,0 +1,196 @@
+//! `kmeans-fit`: K-Means on a feature matrix -> a [`Model`] with canonically ordered classes.
+//!
+//! Each of `n_init` runs draws initial centroids ([`init`]) from one seeded Xoshiro256+ stream and
+//! runs Lloyd's algorithm ([`algorithm::lloyd`]); the run with the lowest inertia is kept (the
+//! first on ties). Classes are then renumbered by [`algorithm::canonical_order`] (ascending
+//! brightness), and counts and inertia are computed by one more assignment pass against the final
+//! centroids, in f64. Parallel work uses fixed chunks combined in order, so the same seed gives the
+//! same model bit for bit on any number of threads.
+
+pub mod algorithm;
+pub mod assign;
+mod hyperparams;
+pub mod init;
+
+use flow_core::{
+    schema, Inputs, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port,
+    RunContext, Signature, Value, ValueType,
+};
+use ndarray::{Array2, Axis};
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256Plus;
+use serde_json::json;
+
+use crate::error::MlError;
+use assign::{ordered_sum, pass, Rows};
+
+pub use hyperparams::{InitMethod, KMeansParams, KMeansValidParams, Sample, SampleParam};
+
+/// Mixed into the seed for the `sample` draw, so that it is independent of the init stream.
+const SAMPLE_STREAM: u64 = 0x5A4D_504C_455F_5354;
+
+/// The `kmeans-fit` node kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KMeansFitKind;
+
+impl NodeKind for KMeansFitKind {
+    fn name(&self) -> &str {
+        "kmeans-fit"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn doc(&self) -> &str {
+        "K-Means (Lloyd, f64 sums; k-means++, random or k-means|| init; n_init runs, lowest inertia \
+         kept) on a matrix's rows, optionally on a seeded sample of them. Classes are numbered by \
+         ascending centroid brightness (sum of features) so colours are stable. Same seed, same \
+         model, whatever the thread count."
+    }
+
+    fn signature(&self) -> Signature {
+        Signature {
+            inputs: vec![Port::required("input", ValueType::Matrix, "pixels x features (from flatten)")],
+            output: ValueType::Model,
+        }
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        hyperparams::schema()
+    }
+
+    fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
+        let params = schema::parse::<KMeansParams>(params)?.validate()?;
+        Ok(Box::new(KMeansFitNode { params }))
+    }
+}
+
+/// A built `kmeans-fit` node.
+#[derive(Debug, Clone)]
+pub struct KMeansFitNode {
+    params: KMeansValidParams,
+}
+
+impl KMeansFitNode {
+    /// A node with these parameters.
+    pub fn new(params: KMeansValidParams) -> Self {
+        KMeansFitNode { params }
+    }
+
+    /// Fits the model.
+    ///
+    /// # Errors
+    /// [`MlError::NoValidRows`] for an empty matrix, [`MlError::TooFewRows`] when k exceeds the
+    /// rows fitted, [`MlError::Shape`] for a non-finite value or no feature,
+    /// [`MlError::Cancelled`].
+    pub fn fit(&self, matrix: &Matrix, warn: &dyn Fn(String), cancelled: &dyn Fn() -> bool) -> Result<Model, MlError> {
+        let p = &self.params;
+        let (n, f) = matrix.data.dim();
+        if n == 0 {
+            return Err(MlError::NoValidRows(
+                "the matrix has no rows (every pixel is masked or NaN); nothing to cluster".into(),
+            ));
+        }
+        if f == 0 {
+            return Err(MlError::Shape("the matrix has no features".into()));
+        }
+        if let Some(i) = matrix.data.iter().position(|v| !v.is_finite()) {
+            return Err(MlError::Shape(format!(
+                "row {} of the matrix has a non-finite value; flatten keeps only finite pixels",
+                i / f
+            )));
+        }
+        let m = p.sample.map_or(n, |s| s.size(n));
+        let sampled: Option<Array2<f32>> = (m < n).then(|| {
+            let mut rng = Xoshiro256Plus::seed_from_u64(p.seed ^ SAMPLE_STREAM);
+            let mut idx = rand::seq::index::sample(&mut rng, n, m).into_vec();
+            idx.sort_unstable();
+            matrix.data.select(Axis(0), &idx)
+        });
+        if p.k > m {
+            let context = if m < n { format!(" in the sample (of {n} valid pixels)") } else { String::new() };
+            return Err(MlError::TooFewRows { k: p.k, rows: m, context });
+        }
+        let rows = Rows::new(sampled.as_ref().map_or(matrix.data.view(), |s| s.view()));
+        let mut info = json!({
+            "algorithm": "lloyd",
+            "init": p.init.name(),
+            "n_init": p.n_init,
+            "max_iter": p.max_iter,
+            "tol": p.tol,
+            "rows": n,
+            "sample_size": m,
+        });
+
+        let first = rows.row(0);
+        let constant = (1..rows.n).all(|i| rows.row(i) == first);
+        let (centroids, iterations, converged) = if constant {
+            warn(format!(
+                "kmeans-fit: all {m} rows are identical; every centroid is that row and class 0 holds them all"
+            ));
+            let c: Vec<f32> = (0..p.k).flat_map(|_| first.iter().copied()).collect();
+            (c, 0, true)
+        } else {
+            // scikit-learn's tolerance: relative to the mean per-feature variance.
+            let mut means = vec![0.0f64; f];
+            for (j, mean) in means.iter_mut().enumerate() {
+                *mean = ordered_sum(&rows, |_, r| r[j] as f64) / m as f64;
+            }
+            let var = ordered_sum(&rows, |_, r| r.iter().zip(&means).map(|(&v, mu)| (v as f64 - mu).powi(2)).sum())
+                / (m as f64 * f as f64);
+            let tol_shift = p.tol * var;
+            info["tol_shift"] = json!(tol_shift);
+            let mut rng = Xoshiro256Plus::seed_from_u64(p.seed);
+            let mut best: Option<(algorithm::LloydRun, f64, usize)> = None;
+            for run in 0..p.n_init {
+                let init = init::initialize(p.init, &rows, p.k, &mut rng);
+                let result = algorithm::lloyd_rows(&rows, init, p.max_iter, tol_shift, cancelled)?;
+                let flat: Vec<f32> = result.centroids.iter().copied().collect();
+                let inertia = pass(&rows, &flat, p.k).inertia;
+                tracing::debug!(run, inertia, iterations = result.iterations, "kmeans run");
+                if best.as_ref().map_or(true, |b| inertia < b.1) {
+                    best = Some((result, inertia, run));
+                }
+            }
+            let Some((run, _, index)) = best else {
+                return Err(MlError::Shape("kmeans-fit: no run".into()));
+            };
+            info["best_run"] = json!(index);
+            info["relocated_empty_clusters"] = json!(run.relocations);
+            (run.centroids.iter().copied().collect(), run.iterations, run.converged)
+        };
+        let centroids = Array2::from_shape_vec((p.k, f), centroids).map_err(|e| MlError::Shape(e.to_string()))?;
+        let order = algorithm::canonical_order(centroids.view());
+        let centroids = centroids.select(Axis(0), &order);
+        let flat: Vec<f32> = centroids.iter().copied().collect();
+        let st = pass(&rows, &flat, p.k);
+        let empty = st.counts.iter().filter(|&&c| c == 0).count();
+        if empty > 0 && !constant {
+            warn(format!(
+                "kmeans-fit: {empty} of {} classes have no pixel (fewer distinct rows than k?)",
+                p.k
+            ));
+        }
+        if !converged {
+            warn(format!("kmeans-fit: did not converge within max_iter = {}", p.max_iter));
+        }
+        info["converged"] = json!(converged);
+        Ok(Model {
+            centroids,
+            features: matrix.features.clone(),
+            inertia: st.inertia,
+            iterations,
+            seed: p.seed,
+            counts: st.counts,
+            info,
+        })
+    }
+}
+
+impl Node for KMeansFitNode {
+    fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
+        let matrix = inputs.matrix("input")?;
+        Ok(Value::Model(self.fit(matrix, &|m| ctx.warn(m), &|| ctx.is_cancelled())?))
+    }
+}

@@ -1,0 +1,98 @@
+//! `predict`: the nearest centroid of every row of a matrix.
+
+use flow_core::{
+    Inputs, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port, RunContext,
+    Signature, Value, ValueType,
+};
+use ndarray::Array2;
+
+use crate::error::MlError;
+use crate::kmeans::assign::{labels, Rows};
+
+/// The `predict` node kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PredictKind;
+
+impl NodeKind for PredictKind {
+    fn name(&self) -> &str {
+        "predict"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn doc(&self) -> &str {
+        "Assigns every row of a matrix to the nearest centroid of a K-Means model (squared Euclidean \
+         distance, ties to the lowest class id). Output: a matrix with one feature `class`, same rows, \
+         mask and grid."
+    }
+
+    fn signature(&self) -> Signature {
+        Signature {
+            inputs: vec![
+                Port::required("matrix", ValueType::Matrix, "pixels x features, as the model was fitted on"),
+                Port::required("model", ValueType::Model, "the fitted model"),
+            ],
+            output: ValueType::Matrix,
+        }
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        Vec::new()
+    }
+
+    fn build(&self, _params: &Params) -> Result<Box<dyn Node>, ParamError> {
+        Ok(Box::new(PredictNode))
+    }
+
+    fn pixel_local(&self) -> bool {
+        true
+    }
+}
+
+/// A built `predict` node.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PredictNode;
+
+impl PredictNode {
+    /// The class of every row.
+    ///
+    /// # Errors
+    /// [`MlError::FeatureMismatch`] when the matrix and model disagree on the features,
+    /// [`MlError::Shape`] for a model without centroids.
+    pub fn apply(&self, matrix: &Matrix, model: &Model, warn: &dyn Fn(String)) -> Result<Matrix, MlError> {
+        let (k, f) = model.centroids.dim();
+        if k == 0 {
+            return Err(MlError::Shape("predict: the model has no centroid".into()));
+        }
+        if matrix.data.ncols() != f {
+            return Err(MlError::FeatureMismatch {
+                expected: f,
+                found: matrix.data.ncols(),
+                names: model.features.join(", "),
+            });
+        }
+        if !model.features.is_empty() && model.features != matrix.features {
+            warn(format!(
+                "predict: feature names differ: model [{}], matrix [{}]",
+                model.features.join(", "),
+                matrix.features.join(", ")
+            ));
+        }
+        let centroids: Vec<f32> = model.centroids.iter().copied().collect();
+        let classes = labels(&Rows::new(matrix.data.view()), &centroids);
+        let n = classes.len();
+        let data = Array2::from_shape_vec((n, 1), classes.into_iter().map(|c| c as f32).collect())
+            .map_err(|e| MlError::Shape(e.to_string()))?;
+        Ok(Matrix { data, features: vec!["class".into()], valid: matrix.valid.clone(), grid: matrix.grid.clone() })
+    }
+}
+
+impl Node for PredictNode {
+    fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
+        let matrix = inputs.matrix("matrix")?;
+        let model = inputs.model("model")?;
+        Ok(Value::Matrix(self.apply(matrix, model, &|m| ctx.warn(m))?))
+    }
+}

@@ -1,0 +1,361 @@
+//! The `write` kind: GeoTIFF / COG (rasters, and class maps with a colour table and category
+//! names), PNG quicklooks (RGB beside the class map, with a legend) and JSON (models with class
+//! statistics, any Json value). Every file is written under a temporary name in its directory and
+//! renamed into place, so a failed run leaves no half file.
+
+mod font;
+mod geotiff;
+mod json;
+mod png;
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use flow_core::{
+    schema, ClassInfo, Inputs, Labels, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType, Params, Port,
+    RunContext, Signature, Value, ValueType,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::{RasterError, Result};
+
+/// The `write` node kind.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WriteKind;
+
+/// Output formats of `write`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    GTiff,
+    Cog,
+    Png,
+    Json,
+}
+
+impl Format {
+    fn parse(name: &str) -> Option<Format> {
+        Some(match name {
+            "gtiff" => Format::GTiff,
+            "cog" => Format::Cog,
+            "png" => Format::Png,
+            "json" => Format::Json,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Format::GTiff => "gtiff",
+            Format::Cog => "cog",
+            Format::Png => "png",
+            Format::Json => "json",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteParams {
+    path: String,
+    format: Option<String>,
+    rgb_bands: Option<Vec<String>>,
+    class_names: Option<Vec<String>>,
+}
+
+/// Validated `write` parameters.
+#[derive(Debug, Clone)]
+struct ValidWrite {
+    /// Relative to the run's output directory, without `..`.
+    path: PathBuf,
+    format: Format,
+    rgb_bands: [String; 3],
+    class_names: Option<Vec<String>>,
+}
+
+/// The default RGB composite: Sentinel-2 red, green, blue.
+pub const DEFAULT_RGB_BANDS: [&str; 3] = ["B04", "B03", "B02"];
+
+impl WriteParams {
+    fn validate(self) -> Result<ValidWrite, ParamError> {
+        let path = PathBuf::from(&self.path);
+        if self.path.is_empty() || path.file_name().is_none() {
+            return Err(ParamError::new("path", "`path` must name a file"));
+        }
+        if !path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+            return Err(ParamError::new("path", format!("`path` {:?} must stay inside the output directory", self.path))
+                .with_help("use a relative path without `..`"));
+        }
+        let format = match &self.format {
+            Some(f) => Format::parse(f).ok_or_else(|| {
+                ParamError::new("format", format!("unknown format `{f}`")).with_help("use gtiff, cog, png or json")
+            })?,
+            None => {
+                let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+                match ext.as_str() {
+                    "tif" | "tiff" => Format::GTiff,
+                    "png" => Format::Png,
+                    "json" => Format::Json,
+                    _ => {
+                        return Err(ParamError::new("format", format!("cannot tell the format of {:?}", self.path))
+                            .with_help("end `path` in .tif, .png or .json, or set `format`"))
+                    }
+                }
+            }
+        };
+        let rgb_bands = match self.rgb_bands {
+            None => DEFAULT_RGB_BANDS.map(String::from),
+            Some(v) => <[String; 3]>::try_from(v)
+                .map_err(|v| ParamError::new("rgb_bands", format!("`rgb_bands` needs 3 band names, got {}", v.len())))?,
+        };
+        Ok(ValidWrite { path, format, rgb_bands, class_names: self.class_names })
+    }
+}
+
+impl NodeKind for WriteKind {
+    fn name(&self) -> &str {
+        "write"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn doc(&self) -> &str {
+        "Writes a value under the output directory: a Raster or Labels as GeoTIFF / COG (class maps with a \
+         colour table and category names), Labels as a PNG quicklook (the `rgb` raster beside the class map, \
+         with a legend), a Model as JSON (centroids, inertia; class pixel counts and areas with `labels`, \
+         per-class band means with `spectra`), Json as pretty JSON. Outputs the list of files with their \
+         BLAKE3 hashes."
+    }
+
+    fn signature(&self) -> Signature {
+        Signature {
+            inputs: vec![
+                Port::required("input", ValueType::Any, "the value to write"),
+                Port::optional("rgb", ValueType::Raster, "raster for the RGB panel of a PNG quicklook"),
+                Port::optional("labels", ValueType::Labels, "class map for a model's class statistics"),
+                Port::optional("spectra", ValueType::Raster, "raster whose per-class band means go into a model's JSON"),
+            ],
+            output: ValueType::Json,
+        }
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::required("path", ParamType::String, "file path relative to the output directory"),
+            ParamSpec::optional(
+                "format",
+                ParamType::one_of(&["gtiff", "cog", "png", "json"]),
+                "default: from the extension (.tif/.tiff gtiff, .png, .json)",
+            ),
+            ParamSpec::with_default(
+                "rgb_bands",
+                ParamType::array(ParamType::String),
+                toml::Value::Array(DEFAULT_RGB_BANDS.iter().map(|b| toml::Value::String(b.to_string())).collect()),
+                "bands of the RGB composite (red, green, blue)",
+            ),
+            ParamSpec::optional("class_names", ParamType::array(ParamType::String), "names of the classes, by class id"),
+        ]
+    }
+
+    fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
+        let p: WriteParams = schema::parse(params)?;
+        Ok(Box::new(WriteNode { params: p.validate()? }))
+    }
+}
+
+/// A built `write` node.
+struct WriteNode {
+    params: ValidWrite,
+}
+
+/// A distinct palette for classes without a colour (tab10-like).
+const PALETTE: [[u8; 3]; 10] = [
+    [31, 119, 180],
+    [44, 160, 44],
+    [188, 189, 34],
+    [127, 127, 127],
+    [140, 86, 75],
+    [255, 127, 14],
+    [148, 103, 189],
+    [214, 39, 40],
+    [227, 119, 194],
+    [23, 190, 207],
+];
+
+/// The classes of a class map: its own, extended to every id present, renamed by `class_names`.
+pub(crate) fn classes_of(labels: &Labels, names: Option<&[String]>) -> Vec<ClassInfo> {
+    let max_id = labels.data.iter().filter(|&&v| v != labels.nodata).max().copied();
+    let n = labels.classes.iter().map(|c| c.id as usize + 1).max().unwrap_or(0).max(max_id.map_or(0, |m| m as usize + 1));
+    let n = n.max(names.map_or(0, <[String]>::len));
+    (0..n)
+        .filter(|&id| id != labels.nodata as usize)
+        .map(|id| {
+            let own = labels.classes.iter().find(|c| c.id as usize == id);
+            let name = names
+                .and_then(|v| v.get(id).cloned())
+                .or_else(|| own.map(|c| c.name.clone()))
+                .unwrap_or_else(|| format!("class {id}"));
+            let color = own.map(|c| c.color).unwrap_or(PALETTE[id % PALETTE.len()]);
+            ClassInfo { id: id as u16, name, color }
+        })
+        .collect()
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The temporary sibling of `target` that a writer fills before [`commit`].
+fn staging_path(target: &Path) -> PathBuf {
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    target.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
+}
+
+fn aux(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".aux.xml");
+    PathBuf::from(s)
+}
+
+/// Writes `target` through `fill(tmp)` then renames into place, with GDAL's `.aux.xml` sidecar
+/// if one was made. Returns the files now in place.
+fn write_atomically(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<Vec<PathBuf>> {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| RasterError::io(dir, e))?;
+    let tmp = staging_path(target);
+    let cleanup = |tmp: &Path| {
+        let _ = std::fs::remove_file(tmp);
+        let _ = std::fs::remove_file(aux(tmp));
+    };
+    if let Err(e) = fill(&tmp) {
+        cleanup(&tmp);
+        return Err(e);
+    }
+    let mut files = vec![target.to_path_buf()];
+    let result = (|| {
+        if aux(&tmp).exists() {
+            std::fs::rename(aux(&tmp), aux(target)).map_err(|e| RasterError::io(aux(target), e))?;
+            files.push(aux(target));
+        } else if aux(target).exists() {
+            std::fs::remove_file(aux(target)).map_err(|e| RasterError::io(aux(target), e))?;
+        }
+        std::fs::rename(&tmp, target).map_err(|e| RasterError::io(target, e))
+    })();
+    if let Err(e) = result {
+        cleanup(&tmp);
+        return Err(e);
+    }
+    Ok(files)
+}
+
+/// BLAKE3 hash (hex) and size of a file.
+fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let bytes = std::fs::read(path)?;
+    Ok((blake3::hash(&bytes).to_hex().to_string(), bytes.len() as u64))
+}
+
+/// `path` relative to `base`, with `/` separators.
+fn relative(path: &Path, base: &Path) -> String {
+    let rel = path.strip_prefix(base).unwrap_or(path);
+    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+}
+
+impl WriteNode {
+    fn write(&self, ctx: &RunContext, inputs: &Inputs, target: &Path) -> Result<Vec<PathBuf>, NodeError> {
+        let p = &self.params;
+        let input = inputs.value("input")?;
+        let names = p.class_names.as_deref();
+        let unsupported = || {
+            NodeError::InvalidData(format!(
+                "write: cannot write {} as {} (path {})",
+                input.value_type(),
+                p.format.name(),
+                p.path.display()
+            ))
+        };
+        let files = match (input, p.format) {
+            (Value::Raster(r), Format::GTiff | Format::Cog) => {
+                write_atomically(target, |tmp| geotiff::write_raster(r, tmp, p.format == Format::Cog))?
+            }
+            (Value::Labels(l), Format::GTiff | Format::Cog) => {
+                let classes = classes_of(l, names);
+                write_atomically(target, |tmp| geotiff::write_labels(l, &classes, tmp, p.format == Format::Cog))?
+            }
+            (Value::Labels(l), Format::Png) => {
+                let classes = classes_of(l, names);
+                let rgb = inputs.raster_opt("rgb")?;
+                let image = png::figure(Some((l, &classes)), rgb.map(|r| (r, &p.rgb_bands)))?;
+                write_atomically(target, |tmp| png::save(&image, tmp))?
+            }
+            (Value::Raster(r), Format::Png) => {
+                let image = png::figure(None, Some((r, &p.rgb_bands)))?;
+                write_atomically(target, |tmp| png::save(&image, tmp))?
+            }
+            (Value::Model(m), Format::Json) => {
+                let labels = inputs.labels_opt("labels")?;
+                let spectra = inputs.raster_opt("spectra")?;
+                let doc = json::model(m, labels, names, spectra)?;
+                write_atomically(target, |tmp| json::save(&doc, tmp))?
+            }
+            (Value::Labels(l), Format::Json) => {
+                let doc = json::labels(l, names, inputs.raster_opt("spectra")?)?;
+                write_atomically(target, |tmp| json::save(&doc, tmp))?
+            }
+            (Value::Json(v), Format::Json) => write_atomically(target, |tmp| json::save(v, tmp))?,
+            (Value::Items(items), Format::Json) => write_atomically(target, |tmp| json::save(&items.collection, tmp))?,
+            _ => return Err(unsupported()),
+        };
+        let _ = ctx;
+        Ok(files)
+    }
+}
+
+impl Node for WriteNode {
+    fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
+        let target = ctx.out_dir.join(&self.params.path);
+        let files = self.write(ctx, inputs, &target)?;
+        let mut list = Vec::new();
+        for f in files {
+            let (hash, bytes) = hash_file(&f).map_err(|e| NodeError::io(&f, e))?;
+            list.push(json!({"path": relative(&f, &ctx.out_dir), "bytes": bytes, "blake3": hash}));
+        }
+        Ok(Value::Json(json!({"format": self.params.format.name(), "files": list})))
+    }
+
+    fn is_fresh(&self, ctx: &RunContext, cached: &Value) -> bool {
+        let Value::Json(doc) = cached else { return false };
+        let Some(files) = doc.get("files").and_then(|f| f.as_array()) else { return false };
+        !files.is_empty()
+            && files.iter().all(|f| {
+                let (Some(path), Some(hash)) =
+                    (f.get("path").and_then(|p| p.as_str()), f.get("blake3").and_then(|h| h.as_str()))
+                else {
+                    return false;
+                };
+                hash_file(&ctx.out_dir.join(path)).is_ok_and(|(h, _)| h == hash)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(text: &str) -> Result<Box<dyn Node>, ParamError> {
+        WriteKind.build(&toml::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn paths_must_stay_in_the_output_directory() {
+        assert!(build("path = \"classes.tif\"").is_ok());
+        assert!(build("path = \"maps/classes.tif\"").is_ok());
+        for bad in ["/tmp/x.tif", "../x.tif", "maps/../../x.tif", ""] {
+            let err = build(&format!("path = {bad:?}")).err().unwrap();
+            assert_eq!(err.param.as_deref(), Some("path"), "{bad}");
+        }
+        assert_eq!(build("path = \"x.bin\"").err().unwrap().param.as_deref(), Some("format"));
+        assert!(build("path = \"x.bin\"\nformat = \"cog\"").is_ok());
+        assert!(build("path = \"x.png\"\nrgb_bands = [\"B04\"]").is_err());
+    }
+}

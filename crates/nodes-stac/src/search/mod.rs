@@ -1,0 +1,624 @@
+//! The `stac-search` node kind: item search against a live STAC API, or the same filters over a
+//! local ItemCollection / static catalog / `builtin:` dataset.
+
+pub mod api;
+pub mod cql2;
+pub mod filter;
+pub mod static_catalog;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use flow_core::{
+    schema, Caching, Inputs, Items, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType, Params,
+    RunContext, Signature, Value, ValueType,
+};
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+
+use crate::datetime::{self, Interval};
+use crate::error::StacError;
+use crate::geojson;
+use crate::http::{HttpClient, HttpConfig};
+use crate::items::normalize_proj;
+use filter::{LocalFilter, QueryClause, SortKey};
+
+/// The `stac-search` kind.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StacSearchKind;
+
+/// The params as written in the recipe (after the schema check and defaults).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParams {
+    catalog: String,
+    collections: Option<Vec<String>>,
+    bbox: Option<Vec<f64>>,
+    intersects: Option<toml::Value>,
+    #[serde(default)]
+    envelope: bool,
+    datetime: Option<String>,
+    query: Option<toml::Table>,
+    filter: Option<toml::Table>,
+    sortby: Option<Vec<toml::Value>>,
+    limit: Option<i64>,
+    max_items: Option<i64>,
+    ids: Option<Vec<String>>,
+    #[serde(default = "default_ttl")]
+    ttl: i64,
+    #[serde(default = "default_max_pages")]
+    max_pages: i64,
+    #[serde(default = "default_retries")]
+    retries: i64,
+    #[serde(default = "default_timeout")]
+    timeout: f64,
+}
+
+fn default_ttl() -> i64 {
+    86_400
+}
+fn default_max_pages() -> i64 {
+    1000
+}
+fn default_retries() -> i64 {
+    3
+}
+fn default_timeout() -> f64 {
+    30.0
+}
+
+/// Where items come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Catalog {
+    /// A live STAC API root.
+    Api(url::Url),
+    /// A local file (relative paths are taken from the recipe's directory).
+    File(String),
+    /// A named dataset from the run context.
+    Builtin(String),
+}
+
+/// The area of interest.
+#[derive(Debug, Clone)]
+enum Area {
+    None,
+    Bbox(Vec<f64>),
+    /// A GeoJSON geometry, already checked.
+    Geometry(Json),
+    /// A GeoJSON file, read at run time.
+    File(String),
+}
+
+/// Params that passed validation.
+#[derive(Debug, Clone)]
+struct ValidParams {
+    catalog: Catalog,
+    collections: Option<Vec<String>>,
+    ids: Option<Vec<String>>,
+    area: Area,
+    envelope: bool,
+    datetime: Option<Interval>,
+    query: Option<(Json, Vec<QueryClause>)>,
+    filter: Option<(Json, Option<cql2::Expr>)>,
+    sortby: Vec<SortKey>,
+    limit: Option<u64>,
+    max_items: Option<usize>,
+    ttl: u64,
+    max_pages: usize,
+    http: HttpConfig,
+}
+
+/// Converts TOML to JSON (datetimes become strings, non-finite floats null).
+pub(crate) fn toml_to_json(v: &toml::Value) -> Json {
+    match v {
+        toml::Value::String(s) => Json::String(s.clone()),
+        toml::Value::Integer(i) => Json::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        toml::Value::Boolean(b) => Json::Bool(*b),
+        toml::Value::Datetime(d) => Json::String(d.to_string()),
+        toml::Value::Array(a) => Json::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Json::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+    }
+}
+
+fn parse_catalog(s: &str) -> Result<Catalog, ParamError> {
+    let s = s.trim();
+    if let Some(name) = s.strip_prefix("builtin:") {
+        let ok = !name.is_empty()
+            && !name.starts_with('.')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            return Err(ParamError::new("catalog", format!("`{s}`: a builtin dataset name is letters, digits, `-`, `_` and `.`")));
+        }
+        return Ok(Catalog::Builtin(name.into()));
+    }
+    if s.is_empty() {
+        return Err(ParamError::new("catalog", "the catalog is empty"));
+    }
+    if crate::items::has_scheme(s) {
+        let url = url::Url::parse(s).map_err(|e| ParamError::new("catalog", format!("`{s}` is not a valid URL: {e}")))?;
+        return match url.scheme() {
+            "http" | "https" => Ok(Catalog::Api(url)),
+            "file" => url
+                .to_file_path()
+                .map(|p| Catalog::File(p.to_string_lossy().into_owned()))
+                .map_err(|()| ParamError::new("catalog", format!("`{s}` is not a local file URL"))),
+            other => Err(ParamError::new(
+                "catalog",
+                format!("unsupported scheme `{other}`: use an http(s) STAC API, a local path or file:// URL, or builtin:NAME"),
+            )),
+        };
+    }
+    Ok(Catalog::File(s.into()))
+}
+
+fn positive(param: &str, v: i64, max: i64) -> Result<i64, ParamError> {
+    if v < 1 || v > max {
+        Err(ParamError::new(param, format!("{param} must be between 1 and {max}, not {v}")))
+    } else {
+        Ok(v)
+    }
+}
+
+impl RawParams {
+    fn validate(self) -> Result<ValidParams, ParamError> {
+        let catalog = parse_catalog(&self.catalog)?;
+        let is_api = matches!(catalog, Catalog::Api(_));
+        let area = match (self.bbox, self.intersects) {
+            (Some(_), Some(_)) => {
+                return Err(ParamError::new("intersects", "give either bbox or intersects, not both"))
+            }
+            (Some(b), None) => {
+                geojson::bbox_geometry(&b).map_err(|e| ParamError::new("bbox", e))?;
+                if b.len() != 4 && b.len() != 6 {
+                    return Err(ParamError::new("bbox", "a bbox has 4 numbers"));
+                }
+                Area::Bbox(b)
+            }
+            (None, Some(toml::Value::Table(t))) => {
+                let doc = toml_to_json(&toml::Value::Table(t));
+                let g = geojson::document_geometry(&doc).map_err(|e| ParamError::new("intersects", e))?;
+                geojson::to_geometry(&g).map_err(|e| ParamError::new("intersects", e))?;
+                Area::Geometry(g)
+            }
+            (None, Some(toml::Value::String(path))) if !path.trim().is_empty() => Area::File(path),
+            (None, Some(_)) => {
+                return Err(ParamError::new(
+                    "intersects",
+                    "intersects is an inline GeoJSON geometry table or the path of a GeoJSON file",
+                ))
+            }
+            (None, None) => Area::None,
+        };
+        if self.envelope && !matches!(area, Area::Geometry(_) | Area::File(_)) {
+            return Err(ParamError::new("envelope", "envelope = true needs an intersects geometry"));
+        }
+        let datetime = match self.datetime {
+            Some(d) => Some(datetime::parse_interval(&d).map_err(|e| ParamError::new("datetime", e))?),
+            None => None,
+        };
+        let query = match self.query {
+            Some(q) => {
+                let j = toml_to_json(&toml::Value::Table(q));
+                let clauses = filter::parse_query(&j).map_err(|e| ParamError::new("query", e))?;
+                Some((j, clauses))
+            }
+            None => None,
+        };
+        let filter = match self.filter {
+            Some(f) => {
+                let j = toml_to_json(&toml::Value::Table(f));
+                match cql2::parse(&j) {
+                    Ok(e) => Some((j, Some(e))),
+                    // A live API may support more of CQL2 than we evaluate locally.
+                    Err(e) if is_api => {
+                        tracing::debug!("filter not evaluable locally ({e}); sent to the API as is");
+                        Some((j, None))
+                    }
+                    Err(e) => return Err(ParamError::new("filter", e)),
+                }
+            }
+            None => None,
+        };
+        let sortby = match self.sortby {
+            Some(s) => {
+                let j: Vec<Json> = s.iter().map(toml_to_json).collect();
+                filter::parse_sortby(&j).map_err(|e| ParamError::new("sortby", e))?
+            }
+            None => Vec::new(),
+        };
+        let limit = self.limit.map(|l| positive("limit", l, 100_000)).transpose()?.map(|l| l as u64);
+        let max_items = self.max_items.map(|m| positive("max_items", m, i64::MAX)).transpose()?.map(|m| m as usize);
+        if self.ttl < 0 {
+            return Err(ParamError::new("ttl", format!("ttl must be 0 or more seconds, not {}", self.ttl)));
+        }
+        let max_pages = positive("max_pages", self.max_pages, 1_000_000)? as usize;
+        if !(0..=20).contains(&self.retries) {
+            return Err(ParamError::new("retries", format!("retries must be between 0 and 20, not {}", self.retries)));
+        }
+        if !(self.timeout > 0.0 && self.timeout <= 3600.0) {
+            return Err(ParamError::new("timeout", format!("timeout must be more than 0 and at most 3600 seconds, not {}", self.timeout)));
+        }
+        if let Some(ids) = &self.ids {
+            if ids.is_empty() {
+                return Err(ParamError::new("ids", "ids is empty: leave it out to search all ids"));
+            }
+        }
+        if let Some(c) = &self.collections {
+            if c.is_empty() {
+                return Err(ParamError::new("collections", "collections is empty: leave it out to search all collections"));
+            }
+        }
+        Ok(ValidParams {
+            catalog,
+            collections: self.collections,
+            ids: self.ids,
+            area,
+            envelope: self.envelope,
+            datetime,
+            query,
+            filter,
+            sortby,
+            limit,
+            max_items,
+            ttl: self.ttl as u64,
+            max_pages,
+            http: HttpConfig { retries: self.retries as u32, timeout: Duration::from_secs_f64(self.timeout) },
+        })
+    }
+}
+
+impl NodeKind for StacSearchKind {
+    fn name(&self) -> &str {
+        "stac-search"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn doc(&self) -> &str {
+        "Searches STAC items: POST {catalog}/search on a live STAC API (GET when POST is refused), \
+         following `next` links safely; or the same filters over a local ItemCollection, a static \
+         catalog.json tree, or a builtin:NAME dataset. Results are ordered by datetime then id; \
+         proj:epsg and proj:code are both filled in. Live results are cached for `ttl` seconds."
+    }
+
+    fn signature(&self) -> Signature {
+        Signature { inputs: Vec::new(), output: ValueType::Items }
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        use ParamType as T;
+        vec![
+            ParamSpec::required(
+                "catalog",
+                T::String,
+                "http(s) STAC API root; local ItemCollection / catalog.json path or file:// URL; or builtin:NAME",
+            ),
+            ParamSpec::optional("collections", T::array(T::String), "collection ids"),
+            ParamSpec::optional("bbox", T::array(T::Float), "[west, south, east, north] in WGS84"),
+            ParamSpec::optional("intersects", T::Any, "GeoJSON geometry (inline table) or the path of a GeoJSON file"),
+            ParamSpec::with_default("envelope", T::Bool, false, "search the bbox of `intersects` instead of the geometry"),
+            ParamSpec::optional("datetime", T::String, "an instant or date, `a/b`, `../b` or `a/..`"),
+            ParamSpec::optional("query", T::Table, "query extension: { \"eo:cloud_cover\" = { lt = 5 } }"),
+            ParamSpec::optional("filter", T::Table, "CQL2-JSON filter"),
+            ParamSpec::optional("sortby", T::array(T::Any), "sort keys: \"-eo:cloud_cover\" or { field, direction }"),
+            ParamSpec::optional("limit", T::Integer, "page size asked of the API"),
+            ParamSpec::optional("max_items", T::Integer, "stop after this many items"),
+            ParamSpec::optional("ids", T::array(T::String), "item ids"),
+            ParamSpec::with_default("ttl", T::Integer, 86_400, "seconds a live search result stays cached"),
+            ParamSpec::with_default("max_pages", T::Integer, 1000, "fetch at most this many pages"),
+            ParamSpec::with_default("retries", T::Integer, 3, "retries on 429, 5xx and transport errors"),
+            ParamSpec::with_default("timeout", T::Float, 30.0, "connect and read timeout, seconds"),
+        ]
+    }
+
+    fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
+        let raw: RawParams = schema::parse(params)?;
+        let params = raw.validate()?;
+        Ok(Box::new(SearchNode { params, stash: Mutex::new(None) }))
+    }
+}
+
+/// A built `stac-search` node.
+struct SearchNode {
+    params: ValidParams,
+    /// A local catalog read by `key_material`, reused by `run`.
+    stash: Mutex<Option<(PathBuf, static_catalog::Loaded)>>,
+}
+
+/// The file that records, inside a materialized dataset directory, which file to read.
+const DATASET_MARKER: &str = ".flow-dataset.json";
+
+fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
+}
+
+fn read_marker(dir: &Path) -> Result<Option<PathBuf>, NodeError> {
+    let marker = dir.join(DATASET_MARKER);
+    match std::fs::read(&marker) {
+        Ok(bytes) => {
+            let v: Json = serde_json::from_slice(&bytes)
+                .map_err(|e| NodeError::InvalidData(format!("{}: {e}; remove the directory", marker.display())))?;
+            let rel = v.get("path").and_then(Json::as_str).ok_or_else(|| {
+                NodeError::InvalidData(format!("{}: no `path`; remove the directory", marker.display()))
+            })?;
+            Ok(Some(dir.join(rel)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if dir.exists() {
+                Err(NodeError::InvalidData(format!(
+                    "{} exists but is not a complete dataset (no {DATASET_MARKER}); remove it",
+                    dir.display()
+                )))
+            } else {
+                Ok(None)
+            }
+        }
+        Err(e) => Err(NodeError::io(marker, e)),
+    }
+}
+
+/// The directory a builtin dataset lives in.
+fn dataset_dir(ctx: &RunContext, name: &str) -> Result<PathBuf, NodeError> {
+    let provider = ctx.datasets.get(name).ok_or_else(|| unknown_dataset(ctx, name))?;
+    Ok(ctx.data_dir.join(format!("{}-{}", sanitize(name), sanitize(provider.version()))))
+}
+
+fn unknown_dataset(ctx: &RunContext, name: &str) -> NodeError {
+    let known: Vec<&str> = ctx.datasets.names().collect();
+    let hint = match schema::suggest(name, known.iter().copied()) {
+        Some(s) => format!("; did you mean `builtin:{s}`?"),
+        None if known.is_empty() => "; no builtin datasets are registered".into(),
+        None => format!("; known: {}", known.join(", ")),
+    };
+    StacError::Dataset(format!("unknown dataset `builtin:{name}`{hint}")).into()
+}
+
+/// Materializes builtin dataset `name` once into `data_dir/NAME-VERSION` and returns the file to
+/// read. Safe against concurrent runs: each generates into its own temporary directory and
+/// renames it into place; a loser of the race uses the winner's directory.
+pub fn materialize_dataset(ctx: &RunContext, name: &str) -> Result<PathBuf, NodeError> {
+    let provider = ctx.datasets.get(name).ok_or_else(|| unknown_dataset(ctx, name))?.clone();
+    let target = dataset_dir(ctx, name)?;
+    if let Some(p) = read_marker(&target)? {
+        return Ok(p);
+    }
+    std::fs::create_dir_all(&ctx.data_dir).map_err(|e| NodeError::io(&ctx.data_dir, e))?;
+    let dir_name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{dir_name}.tmp-"))
+        .tempdir_in(&ctx.data_dir)
+        .map_err(|e| NodeError::io(&ctx.data_dir, e))?;
+    tracing::info!(dataset = name, dir = %target.display(), "materializing builtin dataset");
+    let path = provider.materialize(tmp.path())?;
+    let rel = path.strip_prefix(tmp.path()).map(Path::to_path_buf).unwrap_or(path);
+    let marker = tmp.path().join(DATASET_MARKER);
+    let text = json!({"path": rel.to_string_lossy(), "version": provider.version()}).to_string();
+    std::fs::write(&marker, text).map_err(|e| NodeError::io(&marker, e))?;
+    match std::fs::rename(tmp.path(), &target) {
+        Ok(()) => {
+            let _ = tmp.keep();
+        }
+        Err(e) => {
+            if !target.exists() {
+                return Err(NodeError::io(&target, e));
+            }
+            tracing::debug!(dataset = name, "another run materialized the dataset first");
+            drop(tmp);
+        }
+    }
+    read_marker(&target)?
+        .ok_or_else(|| NodeError::InvalidData(format!("{}: dataset vanished after materializing", target.display())))
+}
+
+impl SearchNode {
+    /// The area as a GeoJSON geometry, reading a GeoJSON file when given one.
+    fn area_geometry(&self, ctx: &RunContext) -> Result<Option<Json>, NodeError> {
+        Ok(match &self.params.area {
+            Area::None | Area::Bbox(_) => None,
+            Area::Geometry(g) => Some(g.clone()),
+            Area::File(p) => {
+                let path = ctx.resolve(p);
+                let bytes = std::fs::read(&path).map_err(|e| NodeError::io(&path, e))?;
+                let doc: Json = serde_json::from_slice(&bytes)
+                    .map_err(|e| NodeError::InvalidData(format!("intersects: {}: not JSON: {e}", path.display())))?;
+                let g = geojson::document_geometry(&doc)
+                    .map_err(|e| NodeError::InvalidData(format!("intersects: {}: {e}", path.display())))?;
+                geojson::to_geometry(&g)
+                    .map_err(|e| NodeError::InvalidData(format!("intersects: {}: {e}", path.display())))?;
+                Some(g)
+            }
+        })
+    }
+
+    /// `(bbox, intersects)` as they go into a search, after `envelope`.
+    fn spatial(&self, ctx: &RunContext) -> Result<(Option<Vec<f64>>, Option<Json>), NodeError> {
+        let g = self.area_geometry(ctx)?;
+        if let Area::Bbox(b) = &self.params.area {
+            return Ok((Some(b.clone()), None));
+        }
+        match g {
+            Some(g) if self.params.envelope => {
+                let geom = geojson::to_geometry(&g).map_err(NodeError::InvalidData)?;
+                let env = geojson::envelope(&geom)
+                    .ok_or_else(|| NodeError::InvalidData("intersects: the geometry is empty".into()))?;
+                Ok((Some(env.to_vec()), None))
+            }
+            other => Ok((None, other)),
+        }
+    }
+
+    fn api_body(&self, ctx: &RunContext) -> Result<Json, NodeError> {
+        let p = &self.params;
+        let mut body = serde_json::Map::new();
+        if let Some(c) = &p.collections {
+            body.insert("collections".into(), json!(c));
+        }
+        if let Some(ids) = &p.ids {
+            body.insert("ids".into(), json!(ids));
+        }
+        let (bbox, intersects) = self.spatial(ctx)?;
+        if let Some(b) = bbox {
+            body.insert("bbox".into(), json!(b));
+        }
+        if let Some(g) = intersects {
+            body.insert("intersects".into(), g);
+        }
+        if let Some(d) = &p.datetime {
+            body.insert("datetime".into(), Json::String(d.to_api_string()));
+        }
+        if let Some((q, _)) = &p.query {
+            body.insert("query".into(), q.clone());
+        }
+        if let Some((f, _)) = &p.filter {
+            body.insert("filter".into(), f.clone());
+            body.insert("filter-lang".into(), Json::String("cql2-json".into()));
+        }
+        if !p.sortby.is_empty() {
+            body.insert("sortby".into(), filter::sortby_json(&p.sortby));
+        }
+        if let Some(l) = p.limit {
+            body.insert("limit".into(), json!(l));
+        }
+        Ok(Json::Object(body))
+    }
+
+    fn local_filter(&self, ctx: &RunContext) -> Result<LocalFilter, NodeError> {
+        let p = &self.params;
+        let (bbox, intersects) = self.spatial(ctx)?;
+        let spatial = match (bbox, intersects) {
+            (Some(b), _) => Some(geojson::bbox_geometry(&b).map_err(NodeError::InvalidData)?),
+            (None, Some(g)) => Some(geojson::to_geometry(&g).map_err(NodeError::InvalidData)?),
+            (None, None) => None,
+        };
+        Ok(LocalFilter {
+            collections: p.collections.clone(),
+            ids: p.ids.clone(),
+            spatial,
+            datetime: p.datetime,
+            query: p.query.as_ref().map(|(_, c)| c.clone()).unwrap_or_default(),
+            cql2: p.filter.as_ref().and_then(|(_, e)| e.clone()),
+        })
+    }
+
+    /// The local file of a static search.
+    fn static_path(&self, ctx: &RunContext) -> Result<PathBuf, NodeError> {
+        match &self.params.catalog {
+            Catalog::File(p) => Ok(ctx.resolve(p)),
+            Catalog::Builtin(name) => materialize_dataset(ctx, name),
+            Catalog::Api(_) => Err(NodeError::Failed("not a static catalog".into())),
+        }
+    }
+
+    fn run_api(&self, ctx: &RunContext, root: &url::Url) -> Result<Vec<Json>, NodeError> {
+        let client = HttpClient::new(self.params.http)?;
+        let url = api::search_url(root);
+        let body = self.api_body(ctx)?;
+        let limits = api::Limits { max_items: self.params.max_items, max_pages: self.params.max_pages };
+        let outcome = api::search(&client, &url, &body, limits, &|| ctx.is_cancelled())?;
+        for w in &outcome.warnings {
+            tracing::warn!(node = %ctx.node_id, "{w}");
+            ctx.warn(w.clone());
+        }
+        tracing::info!(node = %ctx.node_id, items = outcome.items.len(), pages = outcome.pages, "stac-search");
+        Ok(outcome.items)
+    }
+
+    fn run_static(&self, ctx: &RunContext) -> Result<Vec<Json>, NodeError> {
+        let path = self.static_path(ctx)?;
+        let stashed = self.stash.lock().ok().and_then(|mut s| s.take()).filter(|(p, _)| *p == path);
+        let loaded = match stashed {
+            Some((_, l)) => l,
+            None => static_catalog::load(&path)?,
+        };
+        for w in &loaded.warnings {
+            tracing::warn!(node = %ctx.node_id, "{w}");
+            ctx.warn(w.clone());
+        }
+        let filter = self.local_filter(ctx)?;
+        let mut items: Vec<Json> = loaded
+            .items
+            .into_iter()
+            .map(|mut i| {
+                normalize_proj(&mut i);
+                i
+            })
+            .filter(|i| filter.matches(i))
+            .collect();
+        filter::sort_items(&mut items, &self.params.sortby);
+        if let Some(m) = self.params.max_items {
+            items.truncate(m);
+        }
+        tracing::info!(node = %ctx.node_id, items = items.len(), catalog = %path.display(), "stac-search (static)");
+        Ok(items)
+    }
+}
+
+impl Node for SearchNode {
+    fn run(&self, ctx: &RunContext, _inputs: &Inputs) -> Result<Value, NodeError> {
+        let mut items = match &self.params.catalog {
+            Catalog::Api(root) => {
+                let mut items = self.run_api(ctx, root)?;
+                for i in &mut items {
+                    normalize_proj(i);
+                }
+                filter::sort_items(&mut items, &self.params.sortby);
+                items
+            }
+            Catalog::File(_) | Catalog::Builtin(_) => self.run_static(ctx)?,
+        };
+        items.shrink_to_fit();
+        Ok(Value::Items(Items::from_features(items)))
+    }
+
+    fn caching(&self) -> Caching {
+        match self.params.catalog {
+            Catalog::Api(_) => Caching::Ttl(self.params.ttl),
+            _ => Caching::Store,
+        }
+    }
+
+    fn key_material(&self, ctx: &RunContext) -> Result<Option<Vec<u8>>, NodeError> {
+        let mut h = blake3::Hasher::new();
+        match &self.params.catalog {
+            Catalog::Api(_) => {}
+            Catalog::File(p) => {
+                let path = ctx.resolve(p);
+                let loaded = static_catalog::load(&path)?;
+                h.update(b"file\0");
+                h.update(&loaded.digest);
+                if let Ok(mut s) = self.stash.lock() {
+                    *s = Some((path, loaded));
+                }
+            }
+            Catalog::Builtin(name) => {
+                let provider = ctx.datasets.get(name).ok_or_else(|| unknown_dataset(ctx, name))?;
+                h.update(b"builtin\0");
+                h.update(name.as_bytes());
+                h.update(b"\0");
+                h.update(provider.version().as_bytes());
+            }
+        }
+        if let Area::File(p) = &self.params.area {
+            let path = ctx.resolve(p);
+            let bytes = std::fs::read(&path).map_err(|e| NodeError::io(&path, e))?;
+            h.update(b"\0intersects\0");
+            h.update(&bytes);
+        }
+        if matches!(self.params.catalog, Catalog::Api(_)) && !matches!(self.params.area, Area::File(_)) {
+            return Ok(None);
+        }
+        Ok(Some(h.finalize().as_bytes().to_vec()))
+    }
+
+    fn is_fresh(&self, ctx: &RunContext, _cached: &Value) -> bool {
+        match &self.params.catalog {
+            // the cached hrefs point into the materialized directory: it must still be there
+            Catalog::Builtin(name) => dataset_dir(ctx, name).is_ok_and(|d| d.join(DATASET_MARKER).exists()),
+            _ => true,
+        }
+    }
+}

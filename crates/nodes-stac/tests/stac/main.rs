@@ -1,0 +1,6 @@
+//! Tests of flow-nodes-stac against servers and files on loopback / in temp dirs only.
+
+mod api;
+mod sign;
+mod static_search;
+mod support;

@@ -1,0 +1,200 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// flow runs declarative TOML recipes over Earth-observation rasters as a cached DAG of typed nodes.
+#[derive(Debug, Parser)]
+#[command(name = "flow", version, about, long_about = None)]
+#[command(after_help = "Examples:\n  flow run recipes/timberlea_kmeans.toml --profile offline\n  flow run recipes/timberlea_kmeans.toml --profile offline --set k=6\n  flow validate recipes/timberlea_kmeans.toml\n  flow graph recipes/timberlea_kmeans.toml --format mermaid\n  flow nodes")]
+pub struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a recipe; only what changed since the last run is recomputed.
+    #[command(after_help = "Examples:\n  flow run recipes/timberlea_kmeans.toml --profile offline\n  flow run r.toml --set k=6 --set fit.max_iter=50 --jobs 2 --out results/")]
+    Run(RunArgs),
+    /// Check a recipe without running it: every error, with file:line:col.
+    #[command(after_help = "Examples:\n  flow validate recipes/timberlea_kmeans.toml\n  flow validate r.toml --profile offline --set k=6 --plan")]
+    Validate(ValidateArgs),
+    /// Print the recipe's DAG (Graphviz DOT or Mermaid), with each node's cache state.
+    #[command(after_help = "Examples:\n  flow graph recipes/timberlea_kmeans.toml | dot -Tsvg > dag.svg\n  flow graph recipes/timberlea_kmeans.toml --format mermaid")]
+    Graph(GraphArgs),
+    /// List every node kind with its ports and params.
+    #[command(after_help = "Examples:\n  flow nodes\n  flow nodes --format markdown\n  flow nodes --format json")]
+    Nodes(NodesArgs),
+    /// Inspect and maintain the cache.
+    #[command(after_help = "Examples:\n  flow cache ls\n  flow cache verify\n  flow cache gc --older-than-days 30\n  flow cache clear")]
+    Cache(CacheArgs),
+    /// Write a built-in dataset (the offline Timberlea scene) to a directory.
+    #[command(after_help = "Example:\n  flow fixture timberlea --out scene/")]
+    Fixture(FixtureArgs),
+}
+
+/// Options shared by the commands that read a recipe.
+#[derive(Debug, Clone, Args)]
+pub struct RecipeArgs {
+    /// The recipe file.
+    pub recipe: PathBuf,
+    /// Override a param (`k=6`) or a node's param (`fit.max_iter=50`); the value is TOML.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub sets: Vec<String>,
+    /// Apply the recipe's [profiles.NAME] table.
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+/// Where the cache lives.
+#[derive(Debug, Clone, Args)]
+pub struct CacheDirArg {
+    /// Cache directory (default: the user cache dir, e.g. ~/.cache/flow).
+    #[arg(long, env = "FLOW_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// `flow run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    #[command(flatten)]
+    pub cache: CacheDirArg,
+    /// Nodes to run at once (default: the number of cores).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Output directory (default: out/<recipe name>/ beside the recipe).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Compute everything and store nothing.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Redo live searches even when their cached results have not expired.
+    #[arg(long)]
+    pub refresh: bool,
+    /// Do not print the summary table.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `flow validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// Print the validated plan as JSON.
+    #[arg(long)]
+    pub plan: bool,
+}
+
+/// Graph formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz DOT.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+}
+
+/// `flow graph`.
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    #[command(flatten)]
+    pub cache: CacheDirArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    pub format: GraphFormat,
+    /// Do not look at the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// Formats of `flow nodes`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NodesFormat {
+    /// Plain text.
+    Text,
+    /// Markdown (the README's node catalog).
+    Markdown,
+    /// JSON.
+    Json,
+}
+
+/// `flow nodes`.
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = NodesFormat::Text)]
+    pub format: NodesFormat,
+}
+
+/// `flow cache`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    #[command(flatten)]
+    pub cache: CacheDirArg,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: CacheAction,
+}
+
+/// Cache actions.
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// List entries.
+    Ls,
+    /// Check every entry's checksums; `--repair` removes bad ones.
+    Verify {
+        /// Remove entries that do not verify.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Remove leftovers of interrupted writes and, with --older-than-days, old entries.
+    Gc {
+        /// Remove entries created more than this many days ago.
+        #[arg(long)]
+        older_than_days: Option<f64>,
+    },
+    /// Remove everything.
+    Clear,
+}
+
+/// `flow fixture`.
+#[derive(Debug, Args)]
+pub struct FixtureArgs {
+    /// Dataset name (`timberlea`).
+    pub name: String,
+    /// Directory to write into.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Parses the arguments, runs the command and returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { crate::exit::USAGE } else { crate::exit::OK };
+        }
+    };
+    crate::commands::init_logging(cli.verbose);
+    match cli.command {
+        Command::Run(a) => crate::commands::run(a),
+        Command::Validate(a) => crate::commands::validate(a),
+        Command::Graph(a) => crate::commands::graph(a),
+        Command::Nodes(a) => crate::commands::nodes(a),
+        Command::Cache(a) => crate::commands::cache(a),
+        Command::Fixture(a) => crate::commands::fixture(a),
+    }
+}

@@ -1,0 +1,226 @@
+//! What `flow` prints: progress lines, the run summary, the node catalog.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Mutex;
+
+use flow_core::Registry;
+use flow_engine::{Event, NodeReport, NodeStatus, RunReport};
+
+use crate::cli::NodesFormat;
+
+/// Bytes as B / KiB / MiB / GiB.
+pub fn human_bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+fn short_output(output: Option<&serde_json::Value>) -> String {
+    let Some(o) = output else { return String::new() };
+    let ty = o.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    let shape = o.get("shape").map(|s| s.to_string()).unwrap_or_default();
+    match ty {
+        "Items" => format!("{} items", o.get("count").and_then(|c| c.as_u64()).unwrap_or(0)),
+        "Raster" | "Matrix" | "Labels" => format!("{ty} {shape}"),
+        "Model" => format!(
+            "Model k={} inertia={}",
+            o.get("k").cloned().unwrap_or_default(),
+            o.get("inertia").cloned().unwrap_or_default()
+        ),
+        "Json" => "Json".to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Progress lines on stderr as nodes finish.
+pub struct Progress {
+    total: usize,
+    done: Mutex<usize>,
+    tty: bool,
+}
+
+impl Progress {
+    /// Progress for a plan of `total` nodes.
+    pub fn new(total: usize) -> Self {
+        Progress { total, done: Mutex::new(0), tty: std::io::stderr().is_terminal() }
+    }
+
+    /// Handles one engine event.
+    pub fn event(&self, event: &Event) {
+        let mut err = std::io::stderr().lock();
+        match event {
+            Event::Begin { .. } => {}
+            Event::Started { id, loading } => {
+                if self.tty {
+                    let _ = write!(err, "\r\x1b[2K  {} {id} ...", if *loading { "loading" } else { "running" });
+                    let _ = err.flush();
+                }
+            }
+            Event::Finished(r) => {
+                let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+                *done += 1;
+                let clear = if self.tty { "\r\x1b[2K" } else { "" };
+                let _ = writeln!(
+                    err,
+                    "{clear}[{:>2}/{}] {:<9} {:<16} {:>8}  {}",
+                    *done,
+                    self.total,
+                    r.status.as_str(),
+                    r.id,
+                    format_ms(r.duration_ms),
+                    short_output(r.output.as_ref())
+                );
+                for w in &r.warnings {
+                    let _ = writeln!(err, "        warning: {w}");
+                }
+            }
+            Event::Warning(w) => {
+                let _ = writeln!(err, "warning: {w}");
+            }
+        }
+    }
+}
+
+fn format_ms(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+/// Writes `value` as pretty JSON to `path` through a temp file and a rename.
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn write_json_atomic(path: &Path, value: &impl serde::Serialize) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
+    let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The summary printed at the end of `flow run`.
+pub fn print_summary(report: &RunReport, out_dir: &Path) {
+    let count = |s: NodeStatus| report.nodes.iter().filter(|n| n.status == s).count();
+    println!(
+        "{} {} in {}: {} computed, {} cached, {} skipped{}{}",
+        report.recipe,
+        report.status,
+        format_ms(report.duration_ms),
+        count(NodeStatus::Computed),
+        count(NodeStatus::Cached),
+        count(NodeStatus::Skipped),
+        if count(NodeStatus::Failed) > 0 { format!(", {} failed", count(NodeStatus::Failed)) } else { String::new() },
+        if count(NodeStatus::Cancelled) > 0 { format!(", {} cancelled", count(NodeStatus::Cancelled)) } else { String::new() },
+    );
+    print_class_tables(report);
+    let files: Vec<String> = report
+        .nodes
+        .iter()
+        .filter_map(|n| n.output.as_ref())
+        .filter_map(|o| o.get("value").and_then(|v| v.get("files")).and_then(|f| f.as_array()))
+        .flatten()
+        .filter_map(|f| f.get("path").and_then(|p| p.as_str()).map(String::from))
+        .collect();
+    println!("outputs in {}:", out_dir.display());
+    for f in files {
+        println!("  {f}");
+    }
+    println!("  run.json");
+}
+
+fn print_class_tables(report: &RunReport) {
+    for n in report.nodes.iter().filter(|n| n.status != NodeStatus::Failed) {
+        let Some(o) = &n.output else { continue };
+        if o.get("type").and_then(|t| t.as_str()) != Some("Labels") {
+            continue;
+        }
+        let Some(pixels) = o.get("class_pixels").and_then(|p| p.as_array()) else { continue };
+        let area = o.get("transform").and_then(|t| t.as_array()).map(|t| {
+            let f = |i: usize| t.get(i).and_then(|v| v.as_f64()).unwrap_or(0.0);
+            (f(1) * f(5) - f(2) * f(4)).abs()
+        });
+        let total: u64 = pixels.iter().filter_map(|p| p.as_u64()).sum();
+        println!("classes of `{}`:", n.id);
+        println!("  {:>5} {:>10} {:>8} {:>12}", "class", "pixels", "share", "hectares");
+        for (i, p) in pixels.iter().enumerate() {
+            let p = p.as_u64().unwrap_or(0);
+            let share = if total > 0 { 100.0 * p as f64 / total as f64 } else { 0.0 };
+            let ha = area.map(|a| format!("{:.2}", p as f64 * a / 10_000.0)).unwrap_or_default();
+            println!("  {i:>5} {p:>10} {share:>7.1}% {ha:>12}");
+        }
+    }
+}
+
+/// The node catalog in the chosen format.
+pub fn nodes(registry: &Registry, format: NodesFormat) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    match format {
+        NodesFormat::Json => {
+            let kinds: Vec<serde_json::Value> = registry
+                .kinds()
+                .map(|k| {
+                    serde_json::json!({
+                        "kind": k.name(),
+                        "version": k.version(),
+                        "doc": k.doc(),
+                        "origin": k.origin(),
+                        "pixel_local": k.pixel_local(),
+                        "signature": k.signature(),
+                        "params": k.params(),
+                    })
+                })
+                .collect();
+            out = serde_json::to_string_pretty(&kinds).unwrap_or_default();
+            out.push('\n');
+        }
+        NodesFormat::Text | NodesFormat::Markdown => {
+            let md = matches!(format, NodesFormat::Markdown);
+            for k in registry.kinds() {
+                let sig = k.signature();
+                let origin = match k.origin() {
+                    flow_core::Origin::Builtin => String::new(),
+                    flow_core::Origin::Plugin { name, version, path, .. } => format!(" [plugin {name} {version}, {}]", path.display()),
+                };
+                let inputs = sig.inputs.iter().map(|p| format!("{}: {}{}", p.name, p.ty, if p.required { "" } else { "?" })).collect::<Vec<_>>().join(", ");
+                if md {
+                    let _ = writeln!(out, "### `{}` (v{}){origin}\n\n{}\n\n({inputs}) -> {}\n", k.name(), k.version(), k.doc(), sig.output);
+                    let _ = writeln!(out, "| param | type | default | |\n|---|---|---|---|");
+                } else {
+                    let _ = writeln!(out, "{} (v{}){origin}\n  {}\n  ({inputs}) -> {}", k.name(), k.version(), k.doc(), sig.output);
+                }
+                for p in k.params() {
+                    let default = match (&p.default, p.required) {
+                        (Some(d), _) => d.to_string(),
+                        (None, true) => "required".into(),
+                        (None, false) => "-".into(),
+                    };
+                    if md {
+                        let _ = writeln!(out, "| `{}` | {} | `{default}` | {} |", p.name, p.ty.describe().replace('|', "\\|"), p.doc);
+                    } else {
+                        let _ = writeln!(out, "    {:<20} {:<28} {:<14} {}", p.name, p.ty.describe(), default, p.doc);
+                    }
+                }
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// A compact line per node (for logs and tests).
+pub fn node_line(r: &NodeReport) -> String {
+    format!("{} {} {}", r.id, r.status.as_str(), short_output(r.output.as_ref()))
+}
