@@ -4,6 +4,7 @@ use flow_core::Registry;
 
 /// Every built-in node kind and dataset.
 pub fn builtin() -> Registry {
-    let registry = Registry::new();
+    let mut registry = Registry::new();
+    flow_nodes_stac::register(&mut registry);
     registry
 }

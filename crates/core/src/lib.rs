@@ -34,7 +34,7 @@ pub mod value;
 pub use error::{NodeError, ParamError};
 pub use grid::Grid;
 pub use node::{
-    Caching, Datasets, Inputs, Node, NodeKind, Origin, Port, RunContext, Signature,
+    Caching, DatasetProvider, Datasets, Inputs, Node, NodeKind, Origin, Port, RunContext, Signature,
 };
 pub use registry::Registry;
 pub use schema::{ParamSpec, ParamType, Params};

@@ -305,7 +305,7 @@ impl RunContext {
         }
     }
 
-    /// Records a warning for the run report (and logs it).
+    /// Records a warning for the run report; the engine logs it when the node finishes.
     pub fn warn(&self, message: impl Into<String>) {
         let message = message.into();
         if let Ok(mut w) = self.warnings.lock() {

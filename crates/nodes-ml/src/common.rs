@@ -11,10 +11,16 @@ pub(crate) const CHUNK: usize = 8192;
 pub(crate) fn pair(values: &[f64], param: &str) -> Result<(f64, f64), ParamError> {
     match values {
         [lo, hi] if lo.is_finite() && hi.is_finite() && lo < hi => Ok((*lo, *hi)),
-        [_, _] => Err(ParamError::new(param, format!("`{param}` must be [lo, hi] with finite lo < hi"))),
+        [_, _] => Err(ParamError::new(
+            param,
+            format!("`{param}` must be [lo, hi] with finite lo < hi"),
+        )),
         _ => Err(ParamError::new(
             param,
-            format!("`{param}` must have exactly two numbers, got {}", values.len()),
+            format!(
+                "`{param}` must have exactly two numbers, got {}",
+                values.len()
+            ),
         )),
     }
 }
@@ -53,11 +59,16 @@ const S2_BANDS: &[(&str, &str)] = &[
 /// Index of the band called `name`, matched against band names then common names
 /// (case-insensitive), like [`flow_core::Raster::band_index`].
 fn band_index(bands: &[BandInfo], name: &str) -> Option<usize> {
-    bands.iter().position(|b| b.name.eq_ignore_ascii_case(name)).or_else(|| {
-        bands
-            .iter()
-            .position(|b| b.common_name.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(name)))
-    })
+    bands
+        .iter()
+        .position(|b| b.name.eq_ignore_ascii_case(name))
+        .or_else(|| {
+            bands.iter().position(|b| {
+                b.common_name
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(name))
+            })
+        })
 }
 
 /// Finds a band by name or common name, then through the Sentinel-2 table: common name `nir`
@@ -110,7 +121,9 @@ pub(crate) mod testutil {
                     wavelength: None,
                 })
                 .collect(),
-            times: (0..t).map(|i| format!("2021-07-{:02}T15:00:00Z", i + 1)).collect(),
+            times: (0..t)
+                .map(|i| format!("2021-07-{:02}T15:00:00Z", i + 1))
+                .collect(),
             data,
         }
     }
@@ -124,7 +137,10 @@ mod tests {
     #[test]
     fn pair_checks_order_and_length() {
         assert_eq!(pair(&[0.0, 255.0], "range").unwrap(), (0.0, 255.0));
-        assert_eq!(pair(&[3.0, 1.0], "range").unwrap_err().param.as_deref(), Some("range"));
+        assert_eq!(
+            pair(&[3.0, 1.0], "range").unwrap_err().param.as_deref(),
+            Some("range")
+        );
         assert!(pair(&[1.0], "range").is_err());
     }
 
@@ -134,10 +150,18 @@ mod tests {
         assert_eq!(resolve_band(&r.bands, "red"), Some(0));
         assert_eq!(resolve_band(&r.bands, "NIR"), Some(1));
         r.bands[1].common_name = None;
-        assert_eq!(resolve_band(&r.bands, "nir"), Some(1), "falls back to the Sentinel-2 key");
+        assert_eq!(
+            resolve_band(&r.bands, "nir"),
+            Some(1),
+            "falls back to the Sentinel-2 key"
+        );
         r.bands[0].name = "red".into();
         r.bands[0].common_name = None;
-        assert_eq!(resolve_band(&r.bands, "B04"), Some(0), "S2 key finds the common name");
+        assert_eq!(
+            resolve_band(&r.bands, "B04"),
+            Some(0),
+            "S2 key finds the common name"
+        );
         assert_eq!(resolve_band(&r.bands, "swir16"), None);
         assert_eq!(band_list(&r.bands), "red, B08");
     }

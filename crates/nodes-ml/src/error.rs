@@ -23,7 +23,9 @@ pub enum MlError {
         context: String,
     },
     /// An index or expression needs a band the raster does not have.
-    #[error("{what} needs band `{band}`, which the raster does not have (available bands: {available})")]
+    #[error(
+        "{what} needs band `{band}`, which the raster does not have (available bands: {available})"
+    )]
     MissingBand {
         /// The index or expression (`NDVI`, `expr.ratio`).
         what: String,
@@ -84,9 +86,20 @@ mod tests {
 
     #[test]
     fn maps_to_invalid_data_with_exit_code_3() {
-        let e: NodeError = MlError::TooFewRows { k: 8, rows: 5, context: String::new() }.into();
+        let e: NodeError = MlError::TooFewRows {
+            k: 8,
+            rows: 5,
+            context: String::new(),
+        }
+        .into();
         assert_eq!(e.exit_code(), 3);
-        assert!(e.to_string().contains("k = 8 but only 5 valid pixels"), "{e}");
-        assert!(matches!(NodeError::from(MlError::Cancelled), NodeError::Cancelled));
+        assert!(
+            e.to_string().contains("k = 8 but only 5 valid pixels"),
+            "{e}"
+        );
+        assert!(matches!(
+            NodeError::from(MlError::Cancelled),
+            NodeError::Cancelled
+        ));
     }
 }

@@ -1,8 +1,8 @@
 //! `flatten`: a raster cube to a pixels x features matrix, one row per fully valid pixel.
 
 use flow_core::{
-    schema, Inputs, Matrix, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType, Params, Port,
-    Raster, RunContext, Signature, Value, ValueType,
+    schema, Inputs, Matrix, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType, Params,
+    Port, Raster, RunContext, Signature, Value, ValueType,
 };
 use ndarray::{Array2, Axis};
 use serde::Deserialize;
@@ -49,9 +49,10 @@ impl FlattenParams {
     pub fn validate(self) -> Result<TimeSelection, ParamError> {
         match self.time {
             TimeParam::Name(s) if s.eq_ignore_ascii_case("all") => Ok(TimeSelection::All),
-            TimeParam::Name(s) => {
-                Err(ParamError::new("time", format!("`time` must be a time index or \"all\", got \"{s}\"")))
-            }
+            TimeParam::Name(s) => Err(ParamError::new(
+                "time",
+                format!("`time` must be a time index or \"all\", got \"{s}\""),
+            )),
             TimeParam::Index(i) => usize::try_from(i)
                 .map(TimeSelection::Index)
                 .map_err(|_| ParamError::new("time", format!("`time` must be >= 0, got {i}"))),
@@ -80,7 +81,11 @@ impl NodeKind for FlattenKind {
 
     fn signature(&self) -> Signature {
         Signature {
-            inputs: vec![Port::required("input", ValueType::Raster, "the raster to flatten")],
+            inputs: vec![Port::required(
+                "input",
+                ValueType::Raster,
+                "the raster to flatten",
+            )],
             output: ValueType::Matrix,
         }
     }
@@ -96,7 +101,9 @@ impl NodeKind for FlattenKind {
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
         let time = schema::parse::<FlattenParams>(params)
-            .map_err(|e| ParamError::new("time", format!("`time` must be an integer or \"all\": {e}")))?
+            .map_err(|e| {
+                ParamError::new("time", format!("`time` must be an integer or \"all\": {e}"))
+            })?
             .validate()?;
         Ok(Box::new(FlattenNode { time }))
     }
@@ -123,21 +130,33 @@ impl FlattenNode {
         let times: Vec<usize> = match self.time {
             TimeSelection::All => (0..nt).collect(),
             TimeSelection::Index(i) if i < nt => vec![i],
-            TimeSelection::Index(index) => return Err(MlError::TimeOutOfRange { index, times: nt }),
+            TimeSelection::Index(index) => {
+                return Err(MlError::TimeOutOfRange { index, times: nt })
+            }
         };
         let suffix = times.len() > 1;
         let mut features = Vec::with_capacity(times.len() * nb);
         let mut planes = Vec::with_capacity(times.len() * nb);
         for &t in &times {
             for b in 0..nb {
-                let name = raster.bands.get(b).map_or_else(|| format!("band{b}"), |i| i.name.clone());
+                let name = raster
+                    .bands
+                    .get(b)
+                    .map_or_else(|| format!("band{b}"), |i| i.name.clone());
                 features.push(if suffix { format!("{name}@t{t}") } else { name });
-                planes.push(raster.data.index_axis(Axis(0), t).index_axis_move(Axis(0), b));
+                planes.push(
+                    raster
+                        .data
+                        .index_axis(Axis(0), t)
+                        .index_axis_move(Axis(0), b),
+                );
             }
         }
         let mut valid = Array2::from_elem((h, w), !planes.is_empty());
         for plane in &planes {
-            ndarray::Zip::from(&mut valid).and(plane).for_each(|ok, v| *ok &= v.is_finite());
+            ndarray::Zip::from(&mut valid)
+                .and(plane)
+                .for_each(|ok, v| *ok &= v.is_finite());
         }
         let rows = valid.iter().filter(|&&v| v).count();
         let nf = planes.len();
@@ -153,7 +172,12 @@ impl FlattenNode {
                 }
             });
         }
-        Ok(Matrix { data, features, valid, grid: raster.grid.clone() })
+        Ok(Matrix {
+            data,
+            features,
+            valid,
+            grid: raster.grid.clone(),
+        })
     }
 }
 
@@ -182,7 +206,10 @@ mod tests {
     fn drops_nan_pixels_in_row_major_order() {
         // 1 time, 2 bands, 2 x 2; pixel (0, 1) has a NaN in band 1 only.
         let v = vec![1.0, 2.0, 3.0, 4.0, 10.0, f32::NAN, 30.0, 40.0];
-        let r = raster(Array4::from_shape_vec((1, 2, 2, 2), v).unwrap(), &["B04", "B08"]);
+        let r = raster(
+            Array4::from_shape_vec((1, 2, 2, 2), v).unwrap(),
+            &["B04", "B08"],
+        );
         let m = FlattenNode::new(TimeSelection::All).apply(&r).unwrap();
         assert_eq!(m.features, ["B04", "B08"]);
         assert_eq!(m.valid, array![[true, false], [true, true]]);
@@ -202,7 +229,9 @@ mod tests {
         let m = FlattenNode::new(TimeSelection::Index(1)).apply(&r).unwrap();
         assert_eq!(m.features, ["B04"]);
         assert_eq!(m.data, array![[11.0], [12.0]]);
-        let e = FlattenNode::new(TimeSelection::Index(2)).apply(&r).unwrap_err();
+        let e = FlattenNode::new(TimeSelection::Index(2))
+            .apply(&r)
+            .unwrap_err();
         assert_eq!(e, MlError::TimeOutOfRange { index: 2, times: 2 });
     }
 
@@ -211,8 +240,17 @@ mod tests {
         assert!(build("").is_ok());
         assert!(build("time = \"all\"").is_ok());
         assert!(build("time = 0").is_ok());
-        assert_eq!(build("time = -1").err().unwrap().param.as_deref(), Some("time"));
-        assert_eq!(build("time = \"first\"").err().unwrap().param.as_deref(), Some("time"));
-        assert_eq!(build("time = 1.5").err().unwrap().param.as_deref(), Some("time"));
+        assert_eq!(
+            build("time = -1").err().unwrap().param.as_deref(),
+            Some("time")
+        );
+        assert_eq!(
+            build("time = \"first\"").err().unwrap().param.as_deref(),
+            Some("time")
+        );
+        assert_eq!(
+            build("time = 1.5").err().unwrap().param.as_deref(),
+            Some("time")
+        );
     }
 }

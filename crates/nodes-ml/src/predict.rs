@@ -1,8 +1,8 @@
 //! `predict`: the nearest centroid of every row of a matrix.
 
 use flow_core::{
-    Inputs, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port, RunContext,
-    Signature, Value, ValueType,
+    Inputs, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port,
+    RunContext, Signature, Value, ValueType,
 };
 use ndarray::Array2;
 
@@ -31,7 +31,11 @@ impl NodeKind for PredictKind {
     fn signature(&self) -> Signature {
         Signature {
             inputs: vec![
-                Port::required("matrix", ValueType::Matrix, "pixels x features, as the model was fitted on"),
+                Port::required(
+                    "matrix",
+                    ValueType::Matrix,
+                    "pixels x features, as the model was fitted on",
+                ),
                 Port::required("model", ValueType::Model, "the fitted model"),
             ],
             output: ValueType::Matrix,
@@ -61,7 +65,12 @@ impl PredictNode {
     /// # Errors
     /// [`MlError::FeatureMismatch`] when the matrix and model disagree on the features,
     /// [`MlError::Shape`] for a model without centroids.
-    pub fn apply(&self, matrix: &Matrix, model: &Model, warn: &dyn Fn(String)) -> Result<Matrix, MlError> {
+    pub fn apply(
+        &self,
+        matrix: &Matrix,
+        model: &Model,
+        warn: &dyn Fn(String),
+    ) -> Result<Matrix, MlError> {
         let (k, f) = model.centroids.dim();
         if k == 0 {
             return Err(MlError::Shape("predict: the model has no centroid".into()));
@@ -85,7 +94,12 @@ impl PredictNode {
         let n = classes.len();
         let data = Array2::from_shape_vec((n, 1), classes.into_iter().map(|c| c as f32).collect())
             .map_err(|e| MlError::Shape(e.to_string()))?;
-        Ok(Matrix { data, features: vec!["class".into()], valid: matrix.valid.clone(), grid: matrix.grid.clone() })
+        Ok(Matrix {
+            data,
+            features: vec!["class".into()],
+            valid: matrix.valid.clone(),
+            grid: matrix.grid.clone(),
+        })
     }
 }
 

@@ -1,8 +1,8 @@
 //! `reshape`: class ids per row back onto the grid, as [`Labels`].
 
 use flow_core::{
-    ClassInfo, Inputs, Labels, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec, Params,
-    Port, RunContext, Signature, Value, ValueType,
+    ClassInfo, Inputs, Labels, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec,
+    Params, Port, RunContext, Signature, Value, ValueType,
 };
 use ndarray::Array2;
 
@@ -52,8 +52,16 @@ impl NodeKind for ReshapeKind {
     fn signature(&self) -> Signature {
         Signature {
             inputs: vec![
-                Port::required("input", ValueType::Matrix, "one `class` column per valid pixel (from predict)"),
-                Port::optional("model", ValueType::Model, "the model, for the number of classes"),
+                Port::required(
+                    "input",
+                    ValueType::Matrix,
+                    "one `class` column per valid pixel (from predict)",
+                ),
+                Port::optional(
+                    "model",
+                    ValueType::Model,
+                    "the model, for the number of classes",
+                ),
             ],
             output: ValueType::Labels,
         }
@@ -125,9 +133,18 @@ impl ReshapeNode {
             }
         }
         let classes = (0..classes as u16)
-            .map(|id| ClassInfo { id, name: format!("class {id}"), color: class_color(id) })
+            .map(|id| ClassInfo {
+                id,
+                name: format!("class {id}"),
+                color: class_color(id),
+            })
             .collect();
-        Ok(Labels { data, nodata: NODATA, classes, grid: matrix.grid.clone() })
+        Ok(Labels {
+            data,
+            nodata: NODATA,
+            classes,
+            grid: matrix.grid.clone(),
+        })
     }
 }
 

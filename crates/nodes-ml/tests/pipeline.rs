@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use flow_core::{
-    schema, BandInfo, Grid, Inputs, Matrix, Model, Node, NodeError, Params, Raster, Registry, RunContext,
-    Value,
+    schema, BandInfo, Grid, Inputs, Matrix, Model, Node, NodeError, Params, Raster, Registry,
+    RunContext, Value,
 };
 use flow_nodes_ml::kmeans::{algorithm::lloyd, assign};
 use ndarray::{s, Array2, Array4, ArrayView2};
@@ -21,7 +21,11 @@ fn build(kind: &str, src: &str) -> Box<dyn Node> {
     let kind = reg.get(kind).unwrap();
     let mut params: Params = toml::from_str(src).unwrap();
     let spec = kind.params();
-    assert!(schema::check(&spec, &params).is_empty(), "{:?}", schema::check(&spec, &params));
+    assert!(
+        schema::check(&spec, &params).is_empty(),
+        "{:?}",
+        schema::check(&spec, &params)
+    );
     schema::apply_defaults(&spec, &mut params);
     kind.build(&params).unwrap()
 }
@@ -31,15 +35,29 @@ fn ctx() -> RunContext {
 }
 
 fn run(node: &dyn Node, ctx: &RunContext, inputs: Vec<(&str, Value)>) -> Result<Value, NodeError> {
-    node.run(ctx, &Inputs::new(inputs.into_iter().map(|(k, v)| (k.to_string(), Arc::new(v)))))
+    node.run(
+        ctx,
+        &Inputs::new(
+            inputs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Arc::new(v))),
+        ),
+    )
 }
 
 fn raster(data: Array4<f32>) -> Raster {
     let (t, b, h, w) = data.dim();
     Raster {
         grid: Grid::north_up("EPSG:32618", 585080.0, 5032950.0, 10.0, w, h),
-        bands: (0..b).map(|i| BandInfo { name: format!("B{i:02}"), ..Default::default() }).collect(),
-        times: (0..t).map(|i| format!("2021-07-{:02}T00:00:00Z", i + 1)).collect(),
+        bands: (0..b)
+            .map(|i| BandInfo {
+                name: format!("B{i:02}"),
+                ..Default::default()
+            })
+            .collect(),
+        times: (0..t)
+            .map(|i| format!("2021-07-{:02}T00:00:00Z", i + 1))
+            .collect(),
         data,
     }
 }
@@ -73,7 +91,17 @@ fn model(v: Value) -> Model {
 fn registers_all_six_kinds_with_version_1() {
     let reg = registry();
     let names: Vec<&str> = reg.names().collect();
-    assert_eq!(names, ["add-index", "flatten", "kmeans-fit", "normalize", "predict", "reshape"]);
+    assert_eq!(
+        names,
+        [
+            "add-index",
+            "flatten",
+            "kmeans-fit",
+            "normalize",
+            "predict",
+            "reshape"
+        ]
+    );
     for kind in reg.kinds() {
         assert_eq!(kind.version(), 1);
         assert!(!kind.doc().is_empty());
@@ -81,7 +109,12 @@ fn registers_all_six_kinds_with_version_1() {
     let mut again = reg.clone();
     flow_nodes_ml::register(&mut again); // duplicates are skipped, not a panic
     assert_eq!(again.names().count(), 6);
-    let e = reg.get("kmeans-fit").unwrap().build(&toml::from_str("k = 0").unwrap()).err().unwrap();
+    let e = reg
+        .get("kmeans-fit")
+        .unwrap()
+        .build(&toml::from_str("k = 0").unwrap())
+        .err()
+        .unwrap();
     assert_eq!(e.param.as_deref(), Some("k"));
 }
 
@@ -110,15 +143,25 @@ fn nan_pixels_never_reach_the_fit_and_come_back_as_nodata() {
     assert_eq!(a.counts.iter().sum::<u64>(), 600);
 
     let classes = matrix(
-        run(&*build("predict", ""), &c, vec![("matrix", Value::Matrix(m_holed.clone())), ("model", Value::Model(a.clone()))])
-            .unwrap(),
+        run(
+            &*build("predict", ""),
+            &c,
+            vec![
+                ("matrix", Value::Matrix(m_holed.clone())),
+                ("model", Value::Model(a.clone())),
+            ],
+        )
+        .unwrap(),
     );
     assert_eq!(classes.features, ["class"]);
     assert_eq!(classes.valid, m_holed.valid);
     let labels = match run(
         &*build("reshape", ""),
         &c,
-        vec![("input", Value::Matrix(classes)), ("model", Value::Model(a.clone()))],
+        vec![
+            ("input", Value::Matrix(classes)),
+            ("model", Value::Model(a.clone())),
+        ],
     )
     .unwrap()
     {
@@ -131,7 +174,11 @@ fn nan_pixels_never_reach_the_fit_and_come_back_as_nodata() {
     }
     assert_eq!(labels.classes.len(), 4);
     assert_eq!(labels.classes[1].name, "class 1");
-    assert_eq!(labels.class_counts(), a.counts, "predict on the training rows reproduces the fit");
+    assert_eq!(
+        labels.class_counts(),
+        a.counts,
+        "predict on the training rows reproduces the fit"
+    );
 }
 
 #[test]
@@ -142,7 +189,12 @@ fn k_larger_than_the_valid_pixels_is_invalid_data() {
         data[[0, 1, i / 3, i % 3]] = 1.0;
     }
     let c = ctx();
-    let m = run(&*build("flatten", ""), &c, vec![("input", Value::Raster(raster(data)))]).unwrap();
+    let m = run(
+        &*build("flatten", ""),
+        &c,
+        vec![("input", Value::Raster(raster(data)))],
+    )
+    .unwrap();
     let e = run(&*build("kmeans-fit", "k = 8"), &c, vec![("input", m)]).unwrap_err();
     assert_eq!(e.exit_code(), 3);
     let msg = e.to_string();
@@ -154,15 +206,27 @@ fn k_larger_than_the_valid_pixels_is_invalid_data() {
         valid: Array2::from_elem((2, 2), false),
         grid: Grid::north_up("EPSG:4326", 0.0, 0.0, 1.0, 2, 2),
     };
-    let e = run(&*build("kmeans-fit", "k = 2"), &c, vec![("input", Value::Matrix(empty))]).unwrap_err();
+    let e = run(
+        &*build("kmeans-fit", "k = 2"),
+        &c,
+        vec![("input", Value::Matrix(empty))],
+    )
+    .unwrap_err();
     assert!(matches!(e, NodeError::InvalidData(_)), "{e}");
 }
 
 #[test]
 fn constant_input_gives_finite_centroids_and_a_warning() {
     let c = ctx();
-    let m = run(&*build("flatten", ""), &c, vec![("input", Value::Raster(raster(Array4::from_elem((1, 2, 4, 4), 3.5))))])
-        .unwrap();
+    let m = run(
+        &*build("flatten", ""),
+        &c,
+        vec![(
+            "input",
+            Value::Raster(raster(Array4::from_elem((1, 2, 4, 4), 3.5))),
+        )],
+    )
+    .unwrap();
     let fitted = model(run(&*build("kmeans-fit", "k = 3"), &c, vec![("input", m)]).unwrap());
     assert!(fitted.centroids.iter().all(|&v| v == 3.5));
     assert_eq!(fitted.counts, [16, 0, 0]);
@@ -174,27 +238,72 @@ fn constant_input_gives_finite_centroids_and_a_warning() {
 #[test]
 fn same_seed_same_model_whatever_the_thread_count() {
     let c = ctx();
-    let m = run(&*build("flatten", ""), &c, vec![("input", Value::Raster(scene(150, 130)))]).unwrap();
-    assert!(matches!(&m, Value::Matrix(x) if x.data.nrows() > 2 * 8192), "several chunks");
+    let m = run(
+        &*build("flatten", ""),
+        &c,
+        vec![("input", Value::Raster(scene(150, 130)))],
+    )
+    .unwrap();
+    assert!(
+        matches!(&m, Value::Matrix(x) if x.data.nrows() > 2 * 8192),
+        "several chunks"
+    );
     for init in ["k-means++", "random", "k-means||"] {
-        let fit = build("kmeans-fit", &format!("k = 5\nn_init = 3\nseed = 11\ninit = \"{init}\"\nsample = 0.8"));
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let a = model(one.install(|| run(&*fit, &c, vec![("input", m.clone())])).unwrap());
-        let b = model(two.install(|| run(&*fit, &c, vec![("input", m.clone())])).unwrap());
+        let fit = build(
+            "kmeans-fit",
+            &format!("k = 5\nn_init = 3\nseed = 11\ninit = \"{init}\"\nsample = 0.8"),
+        );
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let two = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let a = model(
+            one.install(|| run(&*fit, &c, vec![("input", m.clone())]))
+                .unwrap(),
+        );
+        let b = model(
+            two.install(|| run(&*fit, &c, vec![("input", m.clone())]))
+                .unwrap(),
+        );
         let again = model(run(&*fit, &c, vec![("input", m.clone())]).unwrap());
         let bits = |m: &Model| m.centroids.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&a), bits(&b), "{init}: 1 vs 2 threads");
         assert_eq!(bits(&a), bits(&again), "{init}: run twice");
         assert_eq!(a.inertia.to_bits(), b.inertia.to_bits());
-        assert_eq!((a.counts.clone(), a.iterations, a.seed), (b.counts.clone(), b.iterations, 11));
-        assert_eq!(a.info["sample_size"], serde_json::json!(((m_rows(&m) as f64) * 0.8).round() as u64));
+        assert_eq!(
+            (a.counts.clone(), a.iterations, a.seed),
+            (b.counts.clone(), b.iterations, 11)
+        );
+        assert_eq!(
+            a.info["sample_size"],
+            serde_json::json!(((m_rows(&m) as f64) * 0.8).round() as u64)
+        );
         // canonical order: ascending brightness
         let sums: Vec<f32> = a.centroids.rows().into_iter().map(|r| r.sum()).collect();
         assert!(sums.windows(2).all(|w| w[0] <= w[1]), "{sums:?}");
         let p = build("predict", "");
-        let pa = one.install(|| run(&*p, &c, vec![("matrix", m.clone()), ("model", Value::Model(a.clone()))])).unwrap();
-        let pb = two.install(|| run(&*p, &c, vec![("matrix", m.clone()), ("model", Value::Model(a.clone()))])).unwrap();
+        let pa = one
+            .install(|| {
+                run(
+                    &*p,
+                    &c,
+                    vec![("matrix", m.clone()), ("model", Value::Model(a.clone()))],
+                )
+            })
+            .unwrap();
+        let pb = two
+            .install(|| {
+                run(
+                    &*p,
+                    &c,
+                    vec![("matrix", m.clone()), ("model", Value::Model(a.clone()))],
+                )
+            })
+            .unwrap();
         assert_eq!(pa, pb);
     }
 }
@@ -207,7 +316,11 @@ fn m_rows(v: &Value) -> usize {
 }
 
 /// A plain Lloyd in f64, written independently of the crate.
-fn reference_lloyd(data: ArrayView2<'_, f32>, init: &Array2<f64>, iterations: usize) -> (Array2<f64>, f64) {
+fn reference_lloyd(
+    data: ArrayView2<'_, f32>,
+    init: &Array2<f64>,
+    iterations: usize,
+) -> (Array2<f64>, f64) {
     let (n, f) = data.dim();
     let k = init.nrows();
     let mut c = init.clone();
@@ -217,7 +330,9 @@ fn reference_lloyd(data: ArrayView2<'_, f32>, init: &Array2<f64>, iterations: us
         for i in 0..n {
             let mut best = (0, f64::INFINITY);
             for j in 0..k {
-                let d: f64 = (0..f).map(|q| (data[[i, q]] as f64 - c[[j, q]]).powi(2)).sum();
+                let d: f64 = (0..f)
+                    .map(|q| (data[[i, q]] as f64 - c[[j, q]]).powi(2))
+                    .sum();
                 if d < best.1 {
                     best = (j, d);
                 }
@@ -238,7 +353,10 @@ fn reference_lloyd(data: ArrayView2<'_, f32>, init: &Array2<f64>, iterations: us
             }
         }
         for j in 0..k {
-            assert!(counts[j] > 0, "the reference does not handle empty clusters");
+            assert!(
+                counts[j] > 0,
+                "the reference does not handle empty clusters"
+            );
             for q in 0..f {
                 c[[j, q]] = sums[[j, q]] / counts[j] as f64;
             }
@@ -250,27 +368,55 @@ fn reference_lloyd(data: ArrayView2<'_, f32>, init: &Array2<f64>, iterations: us
 
 #[test]
 fn lloyd_matches_a_plain_reference_from_the_same_initial_centroids() {
-    let m = matrix(run(&*build("flatten", ""), &ctx(), vec![("input", Value::Raster(scene(60, 50)))]).unwrap());
+    let m = matrix(
+        run(
+            &*build("flatten", ""),
+            &ctx(),
+            vec![("input", Value::Raster(scene(60, 50)))],
+        )
+        .unwrap(),
+    );
     let init_rows = [0usize, 700, 1500, 2900];
     let init = m.data.select(ndarray::Axis(0), &init_rows);
     for iterations in [1, 3, 10] {
         let ours = lloyd(m.data.view(), init.view(), iterations, -1.0).unwrap();
         assert_eq!(ours.iterations, iterations);
-        let (reference, ref_inertia) = reference_lloyd(m.data.view(), &init.mapv(|v| v as f64), iterations);
+        let (reference, ref_inertia) =
+            reference_lloyd(m.data.view(), &init.mapv(|v| v as f64), iterations);
         for (a, b) in ours.centroids.iter().zip(reference.iter()) {
-            assert!((*a as f64 - b).abs() <= 1e-5 * b.abs().max(1.0), "{iterations} iterations: {a} vs {b}");
+            assert!(
+                (*a as f64 - b).abs() <= 1e-5 * b.abs().max(1.0),
+                "{iterations} iterations: {a} vs {b}"
+            );
         }
         let flat: Vec<f32> = ours.centroids.iter().copied().collect();
         let inertia = assign::pass(&assign::Rows::new(m.data.view()), &flat, 4).inertia;
-        assert!((inertia - ref_inertia).abs() <= 1e-6 * ref_inertia, "{inertia} vs {ref_inertia}");
+        assert!(
+            (inertia - ref_inertia).abs() <= 1e-6 * ref_inertia,
+            "{inertia} vs {ref_inertia}"
+        );
     }
 }
 
 #[test]
 fn the_fitted_model_is_a_lloyd_fixed_point_with_consistent_inertia() {
     let c = ctx();
-    let m = matrix(run(&*build("flatten", ""), &c, vec![("input", Value::Raster(scene(60, 50)))]).unwrap());
-    let fitted = model(run(&*build("kmeans-fit", "k = 4\ntol = 0.0\nn_init = 2"), &c, vec![("input", Value::Matrix(m.clone()))]).unwrap());
+    let m = matrix(
+        run(
+            &*build("flatten", ""),
+            &c,
+            vec![("input", Value::Raster(scene(60, 50)))],
+        )
+        .unwrap(),
+    );
+    let fitted = model(
+        run(
+            &*build("kmeans-fit", "k = 4\ntol = 0.0\nn_init = 2"),
+            &c,
+            vec![("input", Value::Matrix(m.clone()))],
+        )
+        .unwrap(),
+    );
     assert!(fitted.info["converged"].as_bool().unwrap());
     assert!(fitted.iterations >= 1);
     let start = fitted.centroids.mapv(|v| v as f64);
@@ -279,7 +425,11 @@ fn the_fitted_model_is_a_lloyd_fixed_point_with_consistent_inertia() {
         assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
     }
     let (_, inertia0) = reference_lloyd(m.data.view(), &start, 0);
-    assert!((fitted.inertia - inertia0).abs() <= 1e-6 * inertia0, "{} vs {inertia0}", fitted.inertia);
+    assert!(
+        (fitted.inertia - inertia0).abs() <= 1e-6 * inertia0,
+        "{} vs {inertia0}",
+        fitted.inertia
+    );
     assert!((inertia - inertia0).abs() <= 1e-6 * inertia0);
     assert_eq!(fitted.counts.iter().sum::<u64>(), m.data.nrows() as u64);
     assert_eq!(fitted.features, ["B00", "B01", "B02"]);
@@ -291,10 +441,27 @@ fn the_fitted_model_is_a_lloyd_fixed_point_with_consistent_inertia() {
 #[test]
 fn predict_rejects_a_feature_mismatch() {
     let c = ctx();
-    let m = run(&*build("flatten", ""), &c, vec![("input", Value::Raster(scene(8, 8)))]).unwrap();
-    let mut fitted = model(run(&*build("kmeans-fit", "k = 2\nn_init = 1"), &c, vec![("input", m.clone())]).unwrap());
+    let m = run(
+        &*build("flatten", ""),
+        &c,
+        vec![("input", Value::Raster(scene(8, 8)))],
+    )
+    .unwrap();
+    let mut fitted = model(
+        run(
+            &*build("kmeans-fit", "k = 2\nn_init = 1"),
+            &c,
+            vec![("input", m.clone())],
+        )
+        .unwrap(),
+    );
     fitted.centroids = Array2::zeros((2, 5));
-    let e = run(&*build("predict", ""), &c, vec![("matrix", m), ("model", Value::Model(fitted))]).unwrap_err();
+    let e = run(
+        &*build("predict", ""),
+        &c,
+        vec![("matrix", m), ("model", Value::Model(fitted))],
+    )
+    .unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("5 features") && msg.contains("has 3"), "{msg}");
 }
@@ -305,13 +472,36 @@ fn normalize_then_index_then_cluster() {
     let mut r = scene(20, 20);
     r.bands[0].common_name = Some("red".into());
     r.bands[1].common_name = Some("nir".into());
-    let r = run(&*build("add-index", "indices = [\"ndvi\"]\nexpr = { DIFF = \"nir - red\" }"), &c, vec![("input", Value::Raster(r))])
-        .unwrap();
-    let r = run(&*build("normalize", "scope = \"band\""), &c, vec![("input", r)]).unwrap();
+    let r = run(
+        &*build(
+            "add-index",
+            "indices = [\"ndvi\"]\nexpr = { DIFF = \"nir - red\" }",
+        ),
+        &c,
+        vec![("input", Value::Raster(r))],
+    )
+    .unwrap();
+    let r = run(
+        &*build("normalize", "scope = \"band\""),
+        &c,
+        vec![("input", r)],
+    )
+    .unwrap();
     let Value::Raster(norm) = &r else { panic!() };
     assert_eq!(norm.bands.len(), 5);
-    assert!(norm.data.iter().filter(|v| v.is_finite()).all(|&v| (0.0..=255.0).contains(&v)));
+    assert!(norm
+        .data
+        .iter()
+        .filter(|v| v.is_finite())
+        .all(|&v| (0.0..=255.0).contains(&v)));
     let m = run(&*build("flatten", "time = 0"), &c, vec![("input", r)]).unwrap();
-    let fitted = model(run(&*build("kmeans-fit", "k = 4\ninit = \"k-means||\""), &c, vec![("input", m)]).unwrap());
+    let fitted = model(
+        run(
+            &*build("kmeans-fit", "k = 4\ninit = \"k-means||\""),
+            &c,
+            vec![("input", m)],
+        )
+        .unwrap(),
+    );
     assert_eq!(fitted.features, ["B00", "B01", "B02", "NDVI", "DIFF"]);
 }

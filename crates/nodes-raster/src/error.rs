@@ -48,19 +48,27 @@ pub enum RasterError {
 impl RasterError {
     /// A GDAL failure while doing `context`.
     pub(crate) fn gdal(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
-        RasterError::Gdal { context: context.into(), message: err.to_string() }
+        RasterError::Gdal {
+            context: context.into(),
+            message: err.to_string(),
+        }
     }
 
     /// An I/O failure on `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        RasterError::Io { path: path.into(), source }
+        RasterError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 
 impl From<RasterError> for NodeError {
     fn from(e: RasterError) -> Self {
         match e {
-            RasterError::InvalidData(_) | RasterError::Asset { .. } => NodeError::InvalidData(e.to_string()),
+            RasterError::InvalidData(_) | RasterError::Asset { .. } => {
+                NodeError::InvalidData(e.to_string())
+            }
             RasterError::Io { path, source } => NodeError::Io { path, source },
             RasterError::Gdal { .. } => NodeError::Failed(e.to_string()),
             RasterError::Cancelled => NodeError::Cancelled,

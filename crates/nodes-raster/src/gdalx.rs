@@ -90,11 +90,7 @@ pub(crate) fn set_http_options() {
         ("GDAL_HTTP_RETRY_DELAY", "1"),
         ("GDAL_HTTP_TIMEOUT", "60"),
         ("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR"),
-        ("CPL_VSIL_CURL_ALLOWED_EXTENSIONS", ""),
     ] {
-        if v.is_empty() {
-            continue;
-        }
         let _ = gdal::config::set_thread_local_config_option(k, v);
     }
 }
@@ -112,9 +108,13 @@ pub(crate) fn open_raster(path: &str) -> gdal::errors::Result<Dataset> {
 
 /// Runs GDAL's `gdalwarp` program logic on `src` with command-line `args`, into a MEM dataset.
 pub(crate) fn warp_to_mem(src: &Dataset, args: &[String]) -> Result<Dataset, String> {
-    let c_args: Vec<CString> =
-        args.iter().map(|a| CString::new(a.as_str())).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
-    let mut ptrs: Vec<*mut std::ffi::c_char> = c_args.iter().map(|c| c.as_ptr() as *mut _).collect();
+    let c_args: Vec<CString> = args
+        .iter()
+        .map(|a| CString::new(a.as_str()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut ptrs: Vec<*mut std::ffi::c_char> =
+        c_args.iter().map(|c| c.as_ptr() as *mut _).collect();
     ptrs.push(std::ptr::null_mut());
     let dest = CString::new("").map_err(|e| e.to_string())?;
     // SAFETY: argv is NUL-terminated and outlives the call; the options are freed below; the
@@ -126,7 +126,14 @@ pub(crate) fn warp_to_mem(src: &Dataset, args: &[String]) -> Result<Dataset, Str
         }
         let mut srcs = [src.c_dataset()];
         let mut usage_error: std::ffi::c_int = 0;
-        let out = gdal_sys::GDALWarp(dest.as_ptr(), std::ptr::null_mut(), 1, srcs.as_mut_ptr(), opts, &mut usage_error);
+        let out = gdal_sys::GDALWarp(
+            dest.as_ptr(),
+            std::ptr::null_mut(),
+            1,
+            srcs.as_mut_ptr(),
+            opts,
+            &mut usage_error,
+        );
         gdal_sys::GDALWarpAppOptionsFree(opts);
         if out.is_null() {
             return Err(last_message("warp failed"));
@@ -153,7 +160,10 @@ pub(crate) fn last_message(fallback: &str) -> String {
 }
 
 /// Sets the category names of a band (GDALSetRasterCategoryNames).
-pub(crate) fn set_category_names(band: &gdal::raster::RasterBand, names: &[String]) -> Result<(), String> {
+pub(crate) fn set_category_names(
+    band: &gdal::raster::RasterBand,
+    names: &[String],
+) -> Result<(), String> {
     let mut list = gdal::cpl::CslStringList::new();
     for n in names {
         list.add_string(n).map_err(|e| e.to_string())?;
@@ -164,26 +174,4 @@ pub(crate) fn set_category_names(band: &gdal::raster::RasterBand, names: &[Strin
         return Err(last_message("cannot set category names"));
     }
     Ok(())
-}
-
-/// The category names of a band.
-pub(crate) fn category_names(band: &gdal::raster::RasterBand) -> Vec<String> {
-    let mut out = Vec::new();
-    // SAFETY: GDAL owns the returned list; we only read it.
-    unsafe {
-        let list = gdal_sys::GDALGetRasterCategoryNames(band.c_rasterband());
-        if list.is_null() {
-            return out;
-        }
-        let mut i = 0;
-        loop {
-            let p = *list.add(i);
-            if p.is_null() {
-                break;
-            }
-            out.push(CStr::from_ptr(p).to_string_lossy().into_owned());
-            i += 1;
-        }
-    }
-    out
 }

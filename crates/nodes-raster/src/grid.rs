@@ -11,7 +11,8 @@ pub(crate) type Bounds = [f64; 4];
 /// A spatial reference from an EPSG code, with x = easting / longitude whatever the authority
 /// says about axis order.
 pub(crate) fn srs(epsg: u32) -> Result<SpatialRef> {
-    let mut s = SpatialRef::from_epsg(epsg).map_err(|e| RasterError::InvalidData(format!("EPSG:{epsg}: {e}")))?;
+    let mut s = SpatialRef::from_epsg(epsg)
+        .map_err(|e| RasterError::InvalidData(format!("EPSG:{epsg}: {e}")))?;
     s.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
     Ok(s)
 }
@@ -24,8 +25,11 @@ pub(crate) fn transform_bounds(bounds: Bounds, from: u32, to: u32) -> Result<Bou
     }
     let t = CoordTransform::new(&srs(from)?, &srs(to)?)
         .map_err(|e| RasterError::InvalidData(format!("EPSG:{from} -> EPSG:{to}: {e}")))?;
-    t.transform_bounds(&bounds, 21)
-        .map_err(|e| RasterError::InvalidData(format!("cannot reproject bounds {bounds:?} from EPSG:{from} to EPSG:{to}: {e}")))
+    t.transform_bounds(&bounds, 21).map_err(|e| {
+        RasterError::InvalidData(format!(
+            "cannot reproject bounds {bounds:?} from EPSG:{from} to EPSG:{to}: {e}"
+        ))
+    })
 }
 
 /// Snaps bounds outward to multiples of `res` counted from `origin` (`(0, 0)`, the CRS origin,
@@ -50,12 +54,26 @@ pub(crate) fn grid_of(crs: String, b: Bounds, res: f64) -> Result<Grid> {
             "bounds {b:?} at resolution {res} give an unusable grid of {cols} x {rows} pixels"
         )));
     }
-    Ok(Grid::north_up(crs, b[0], b[3], res, cols as usize, rows as usize))
+    Ok(Grid::north_up(
+        crs,
+        b[0],
+        b[3],
+        res,
+        cols as usize,
+        rows as usize,
+    ))
 }
 
 /// The union of several bounds.
 pub(crate) fn union(all: impl IntoIterator<Item = Bounds>) -> Option<Bounds> {
-    all.into_iter().reduce(|a, b| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])])
+    all.into_iter().reduce(|a, b| {
+        [
+            a[0].min(b[0]),
+            a[1].min(b[1]),
+            a[2].max(b[2]),
+            a[3].max(b[3]),
+        ]
+    })
 }
 
 #[cfg(test)]
@@ -64,7 +82,12 @@ mod tests {
 
     #[test]
     fn notebook_aoi_matches_stackstac() {
-        let b = transform_bounds([-73.9120245, 45.4263471, -73.883357, 45.4445361], 4326, 32618).unwrap();
+        let b = transform_bounds(
+            [-73.9120245, 45.4263471, -73.883357, 45.4445361],
+            4326,
+            32618,
+        )
+        .unwrap();
         let g = grid_of("EPSG:32618".into(), snap_outward(b, 10.0, (0.0, 0.0)), 10.0).unwrap();
         assert_eq!((g.height, g.width), (207, 228));
         assert_eq!(g.transform, [585080.0, 10.0, 0.0, 5032950.0, 0.0, -10.0]);
@@ -73,9 +96,17 @@ mod tests {
     #[test]
     fn snapping_from_a_native_origin() {
         // stackstac's example: a 30 m scene with origin (717345, -2776995) snaps to (717330, -2776980).
-        let s = snap_outward([717345.0, -2777595.0, 717945.0, -2776995.0], 30.0, (0.0, 0.0));
+        let s = snap_outward(
+            [717345.0, -2777595.0, 717945.0, -2776995.0],
+            30.0,
+            (0.0, 0.0),
+        );
         assert_eq!(s, [717330.0, -2777610.0, 717960.0, -2776980.0]);
-        let keep = snap_outward([717345.0, -2777595.0, 717945.0, -2776995.0], 30.0, (717345.0, -2776995.0));
+        let keep = snap_outward(
+            [717345.0, -2777595.0, 717945.0, -2776995.0],
+            30.0,
+            (717345.0, -2776995.0),
+        );
         assert_eq!(keep, [717345.0, -2777595.0, 717945.0, -2776995.0]);
     }
 }

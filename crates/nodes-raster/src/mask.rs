@@ -2,8 +2,8 @@
 //! scene classification (SCL) as a cloud / shadow mask.
 
 use flow_core::{
-    schema, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType, Params, Port, Raster, RunContext,
-    Signature, Value, ValueType,
+    schema, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType, Params, Port,
+    Raster, RunContext, Signature, Value, ValueType,
 };
 use ndarray::{Array2, Axis};
 use rayon::prelude::*;
@@ -40,26 +40,55 @@ impl MaskParams {
     fn validate(self) -> Result<ValidMask, ParamError> {
         let valid_range = match self.valid_range {
             None => None,
-            Some(v) if v.len() == 2 && v[0] <= v[1] && !v.iter().any(|x| x.is_nan()) => Some((v[0] as f32, v[1] as f32)),
-            Some(v) => return Err(ParamError::new("valid_range", format!("`valid_range` must be [min, max] with min <= max, got {v:?}"))),
+            Some(v) if v.len() == 2 && v[0] <= v[1] && !v.iter().any(|x| x.is_nan()) => {
+                Some((v[0] as f32, v[1] as f32))
+            }
+            Some(v) => {
+                return Err(ParamError::new(
+                    "valid_range",
+                    format!("`valid_range` must be [min, max] with min <= max, got {v:?}"),
+                ))
+            }
         };
         if let Some(n) = self.nodata {
             if n.is_nan() {
-                return Err(ParamError::new("nodata", "`nodata` must be a number (NaN is already nodata)"));
+                return Err(ParamError::new(
+                    "nodata",
+                    "`nodata` must be a number (NaN is already nodata)",
+                ));
             }
         }
-        let scl_classes = self.scl_classes.unwrap_or_else(|| DEFAULT_SCL_CLASSES.to_vec());
+        let scl_classes = self
+            .scl_classes
+            .unwrap_or_else(|| DEFAULT_SCL_CLASSES.to_vec());
         if scl_classes.iter().any(|c| !(0..=255).contains(c)) {
-            return Err(ParamError::new("scl_classes", "SCL classes are integers 0..=255"));
+            return Err(ParamError::new(
+                "scl_classes",
+                "SCL classes are integers 0..=255",
+            ));
         }
         let dilate = match self.dilate.unwrap_or(0) {
             d if (0..=1000).contains(&d) => d as usize,
-            d => return Err(ParamError::new("dilate", format!("`dilate` must be 0..=1000 pixels, got {d}"))),
+            d => {
+                return Err(ParamError::new(
+                    "dilate",
+                    format!("`dilate` must be 0..=1000 pixels, got {d}"),
+                ))
+            }
         };
         if self.scl.as_deref() == Some("") {
-            return Err(ParamError::new("scl", "`scl` names a band and cannot be empty"));
+            return Err(ParamError::new(
+                "scl",
+                "`scl` names a band and cannot be empty",
+            ));
         }
-        Ok(ValidMask { nodata: self.nodata.map(|n| n as f32), valid_range, scl: self.scl, scl_classes, dilate })
+        Ok(ValidMask {
+            nodata: self.nodata.map(|n| n as f32),
+            valid_range,
+            scl: self.scl,
+            scl_classes,
+            dilate,
+        })
     }
 }
 
@@ -79,29 +108,57 @@ impl NodeKind for MaskKind {
 
     fn signature(&self) -> Signature {
         Signature {
-            inputs: vec![Port::required("input", ValueType::Raster, "the raster to mask")],
+            inputs: vec![Port::required(
+                "input",
+                ValueType::Raster,
+                "the raster to mask",
+            )],
             output: ValueType::Raster,
         }
     }
 
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::optional("nodata", ParamType::Float, "values equal to this become NaN"),
-            ParamSpec::optional("valid_range", ParamType::array(ParamType::Float), "[min, max]; values outside become NaN"),
-            ParamSpec::optional("scl", ParamType::String, "name of the Sentinel-2 SCL band to mask with (then dropped)"),
+            ParamSpec::optional(
+                "nodata",
+                ParamType::Float,
+                "values equal to this become NaN",
+            ),
+            ParamSpec::optional(
+                "valid_range",
+                ParamType::array(ParamType::Float),
+                "[min, max]; values outside become NaN",
+            ),
+            ParamSpec::optional(
+                "scl",
+                ParamType::String,
+                "name of the Sentinel-2 SCL band to mask with (then dropped)",
+            ),
             ParamSpec::with_default(
                 "scl_classes",
                 ParamType::array(ParamType::Integer),
-                toml::Value::Array(DEFAULT_SCL_CLASSES.iter().map(|&c| toml::Value::Integer(c)).collect()),
+                toml::Value::Array(
+                    DEFAULT_SCL_CLASSES
+                        .iter()
+                        .map(|&c| toml::Value::Integer(c))
+                        .collect(),
+                ),
                 "SCL classes to mask (3 shadow, 8/9 cloud, 10 cirrus)",
             ),
-            ParamSpec::with_default("dilate", ParamType::Integer, 0, "grow the SCL mask by this many pixels"),
+            ParamSpec::with_default(
+                "dilate",
+                ParamType::Integer,
+                0,
+                "grow the SCL mask by this many pixels",
+            ),
         ]
     }
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
         let p: MaskParams = schema::parse(params)?;
-        Ok(Box::new(MaskNode { params: p.validate()? }))
+        Ok(Box::new(MaskNode {
+            params: p.validate()?,
+        }))
     }
 
     fn pixel_local(&self) -> bool {
@@ -152,7 +209,9 @@ impl MaskNode {
                 ))
             })?),
         };
-        let keep: Vec<usize> = (0..input.bands.len()).filter(|&b| Some(b) != scl_index).collect();
+        let keep: Vec<usize> = (0..input.bands.len())
+            .filter(|&b| Some(b) != scl_index)
+            .collect();
         let mut data = input.data.select(Axis(1), &keep);
         // Values: nodata and range.
         if p.nodata.is_some() || p.valid_range.is_some() {
@@ -162,7 +221,8 @@ impl MaskNode {
                 .par_chunks_mut(1 << 16)
                 .for_each(|chunk| {
                     for v in chunk {
-                        let bad = nodata.is_some_and(|n| *v == n) || range.is_some_and(|(lo, hi)| *v < lo || *v > hi);
+                        let bad = nodata.is_some_and(|n| *v == n)
+                            || range.is_some_and(|(lo, hi)| *v < lo || *v > hi);
                         if bad {
                             *v = f32::NAN;
                         }
@@ -173,7 +233,8 @@ impl MaskNode {
         if let Some(si) = scl_index {
             for (t, mut cube) in data.outer_iter_mut().enumerate() {
                 let scl = input.data.slice(ndarray::s![t, si, .., ..]);
-                let hit = scl.map(|&v| v.is_finite() && p.scl_classes.contains(&(v.round() as i64)));
+                let hit =
+                    scl.map(|&v| v.is_finite() && p.scl_classes.contains(&(v.round() as i64)));
                 let hit = dilate(&hit, p.dilate);
                 for mut band in cube.outer_iter_mut() {
                     ndarray::Zip::from(&mut band).and(&hit).for_each(|v, &m| {
@@ -185,7 +246,12 @@ impl MaskNode {
             }
         }
         let bands = keep.iter().map(|&b| input.bands[b].clone()).collect();
-        Ok(Raster { data, grid: input.grid.clone(), bands, times: input.times.clone() })
+        Ok(Raster {
+            data,
+            grid: input.grid.clone(),
+            bands,
+            times: input.times.clone(),
+        })
     }
 }
 
@@ -210,19 +276,34 @@ mod tests {
         // SCL band: a cloud (9) in the centre.
         data.slice_mut(ndarray::s![0, 2, .., ..]).fill(4.0);
         data[[0, 2, 1, 1]] = 9.0;
-        let bands = ["B04", "B08", "SCL"].iter().map(|n| BandInfo { name: n.to_string(), ..Default::default() }).collect();
-        Raster { data, grid: Grid::north_up("EPSG:32618", 0.0, 30.0, 10.0, 3, 3), bands, times: vec!["t".into()] }
+        let bands = ["B04", "B08", "SCL"]
+            .iter()
+            .map(|n| BandInfo {
+                name: n.to_string(),
+                ..Default::default()
+            })
+            .collect();
+        Raster {
+            data,
+            grid: Grid::north_up("EPSG:32618", 0.0, 30.0, 10.0, 3, 3),
+            bands,
+            times: vec!["t".into()],
+        }
     }
 
     fn node(toml_text: &str) -> MaskNode {
         let params: Params = toml::from_str(toml_text).unwrap();
         let p: MaskParams = schema::parse(&params).unwrap();
-        MaskNode { params: p.validate().unwrap() }
+        MaskNode {
+            params: p.validate().unwrap(),
+        }
     }
 
     #[test]
     fn nodata_and_range_become_nan() {
-        let out = node("nodata = 0.0\nvalid_range = [0, 12]").mask(&raster()).unwrap();
+        let out = node("nodata = 0.0\nvalid_range = [0, 12]")
+            .mask(&raster())
+            .unwrap();
         assert_eq!(out.data.shape(), &[1, 3, 3, 3]);
         assert!(out.data[[0, 0, 0, 0]].is_nan());
         assert_eq!(out.data[[0, 0, 0, 1]], 1.0);
@@ -233,7 +314,13 @@ mod tests {
     fn scl_masks_all_bands_and_is_dropped() {
         let out = node("scl = \"SCL\"").mask(&raster()).unwrap();
         assert_eq!(out.data.shape(), &[1, 2, 3, 3]);
-        assert_eq!(out.bands.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["B04", "B08"]);
+        assert_eq!(
+            out.bands
+                .iter()
+                .map(|b| b.name.as_str())
+                .collect::<Vec<_>>(),
+            ["B04", "B08"]
+        );
         assert!(out.data[[0, 0, 1, 1]].is_nan() && out.data[[0, 1, 1, 1]].is_nan());
         assert_eq!(out.data.iter().filter(|v| v.is_nan()).count(), 2);
         let dilated = node("scl = \"SCL\"\ndilate = 1").mask(&raster()).unwrap();
@@ -243,7 +330,10 @@ mod tests {
     #[test]
     fn unknown_scl_band_is_invalid_data() {
         let err = node("scl = \"XX\"").mask(&raster()).unwrap_err();
-        assert!(matches!(err, NodeError::InvalidData(ref m) if m.contains("B04, B08, SCL")), "{err}");
+        assert!(
+            matches!(err, NodeError::InvalidData(ref m) if m.contains("B04, B08, SCL")),
+            "{err}"
+        );
     }
 
     #[test]

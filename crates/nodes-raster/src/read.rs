@@ -121,13 +121,21 @@ pub(crate) fn read_asset(
     Ok(path)
 }
 
-fn read_inner(asset: &AssetRef, grid: &Grid, epsg: u32, resampling: Resampling, out: &mut [f32]) -> Result<ReadPath, String> {
+fn read_inner(
+    asset: &AssetRef,
+    grid: &Grid,
+    epsg: u32,
+    resampling: Resampling,
+    out: &mut [f32],
+) -> Result<ReadPath, String> {
     let path = gdalx::gdal_path(&asset.href);
     let ds = gdalx::open_raster(&path).map_err(|e| e.to_string())?;
     if ds.raster_count() < 1 {
         return Err("the file has no raster band".into());
     }
-    let gt = ds.geo_transform().map_err(|e| format!("no geotransform: {e}"))?;
+    let gt = ds
+        .geo_transform()
+        .map_err(|e| format!("no geotransform: {e}"))?;
     let band = ds.rasterband(1).map_err(|e| e.to_string())?;
     let nodata = band.no_data_value().or(asset.nodata);
     if same_crs(&ds, epsg, asset.epsg) {
@@ -136,7 +144,6 @@ fn read_inner(asset: &AssetRef, grid: &Grid, epsg: u32, resampling: Resampling, 
             return Ok(ReadPath::Window);
         }
     }
-    drop(band);
     warp_read(&ds, asset, grid, resampling, nodata, out)?;
     Ok(ReadPath::Warp)
 }
@@ -159,11 +166,18 @@ fn window_read(
     let (nw, nh) = ((c1 - c0) as usize, (r1 - r0) as usize);
     let (dc, dr) = ((c0 - col_off) as usize, (r0 - row_off) as usize);
     if nw == grid.width && nh == grid.height {
-        band.read_into_slice::<f32>((c0 as isize, r0 as isize), (nw, nh), (nw, nh), out, None).map_err(|e| e.to_string())?;
+        band.read_into_slice::<f32>((c0 as isize, r0 as isize), (nw, nh), (nw, nh), out, None)
+            .map_err(|e| e.to_string())?;
     } else {
         let mut buf = vec![0f32; nw * nh];
-        band.read_into_slice::<f32>((c0 as isize, r0 as isize), (nw, nh), (nw, nh), &mut buf, None)
-            .map_err(|e| e.to_string())?;
+        band.read_into_slice::<f32>(
+            (c0 as isize, r0 as isize),
+            (nw, nh),
+            (nw, nh),
+            &mut buf,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
         for (r, row) in buf.chunks_exact(nw).enumerate() {
             let start = (dr + r) * grid.width + dc;
             out[start..start + nw].copy_from_slice(row);
@@ -189,10 +203,25 @@ fn warp_read(
     out: &mut [f32],
 ) -> Result<(), String> {
     let (minx, miny, maxx, maxy) = grid.bounds();
-    let mut args: Vec<String> = vec!["-of".into(), "MEM".into(), "-t_srs".into(), grid.crs.clone(), "-te".into()];
+    let mut args: Vec<String> = vec![
+        "-of".into(),
+        "MEM".into(),
+        "-t_srs".into(),
+        grid.crs.clone(),
+        "-te".into(),
+    ];
     args.extend([minx, miny, maxx, maxy].iter().map(|v| format!("{v}")));
-    args.extend(["-ts".into(), grid.width.to_string(), grid.height.to_string()]);
-    args.extend(["-r".into(), resampling.gdalwarp_name().into(), "-ot".into(), "Float32".into()]);
+    args.extend([
+        "-ts".into(),
+        grid.width.to_string(),
+        grid.height.to_string(),
+    ]);
+    args.extend([
+        "-r".into(),
+        resampling.gdalwarp_name().into(),
+        "-ot".into(),
+        "Float32".into(),
+    ]);
     args.extend(["-dstnodata".into(), "nan".into()]);
     if ds.spatial_ref().is_err() {
         if let Some(e) = asset.epsg {
@@ -204,8 +233,14 @@ fn warp_read(
     }
     let warped = gdalx::warp_to_mem(ds, &args)?;
     let band = warped.rasterband(1).map_err(|e| e.to_string())?;
-    band.read_into_slice::<f32>((0, 0), (grid.width, grid.height), (grid.width, grid.height), out, None)
-        .map_err(|e| e.to_string())?;
+    band.read_into_slice::<f32>(
+        (0, 0),
+        (grid.width, grid.height),
+        (grid.width, grid.height),
+        out,
+        None,
+    )
+    .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -216,9 +251,21 @@ mod tests {
     #[test]
     fn alignment_needs_same_pixel_size_and_whole_offsets() {
         let src = [584000.0, 10.0, 0.0, 5034000.0, 0.0, -10.0];
-        assert_eq!(aligned_offset(&src, &[585080.0, 10.0, 0.0, 5032950.0, 0.0, -10.0]), Some((108, 105)));
-        assert_eq!(aligned_offset(&src, &[583000.0, 10.0, 0.0, 5035000.0, 0.0, -10.0]), Some((-100, -100)));
-        assert_eq!(aligned_offset(&src, &[585085.0, 10.0, 0.0, 5032950.0, 0.0, -10.0]), None);
-        assert_eq!(aligned_offset(&src, &[585080.0, 20.0, 0.0, 5032950.0, 0.0, -20.0]), None);
+        assert_eq!(
+            aligned_offset(&src, &[585080.0, 10.0, 0.0, 5032950.0, 0.0, -10.0]),
+            Some((108, 105))
+        );
+        assert_eq!(
+            aligned_offset(&src, &[583000.0, 10.0, 0.0, 5035000.0, 0.0, -10.0]),
+            Some((-100, -100))
+        );
+        assert_eq!(
+            aligned_offset(&src, &[585085.0, 10.0, 0.0, 5032950.0, 0.0, -10.0]),
+            None
+        );
+        assert_eq!(
+            aligned_offset(&src, &[585080.0, 20.0, 0.0, 5032950.0, 0.0, -20.0]),
+            None
+        );
     }
 }

@@ -11,8 +11,6 @@ use crate::grid::Bounds;
 /// One asset of one item, as `stack` reads it.
 #[derive(Debug, Clone)]
 pub(crate) struct AssetRef {
-    /// The asset key (`B04`).
-    pub key: String,
     /// The href, made absolute where it was relative.
     pub href: String,
     /// Its EPSG code (asset `proj:code` / `proj:epsg`, else the item's).
@@ -77,11 +75,18 @@ pub(crate) fn epsg_of(obj: &Json) -> Option<u32> {
             return Some(n);
         }
     }
-    obj.get("proj:epsg").and_then(Json::as_u64).and_then(|n| u32::try_from(n).ok())
+    obj.get("proj:epsg")
+        .and_then(Json::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
 }
 
 fn stac_transform(obj: &Json) -> Option<[f64; 6]> {
-    let t: Vec<f64> = obj.get("proj:transform")?.as_array()?.iter().map(Json::as_f64).collect::<Option<_>>()?;
+    let t: Vec<f64> = obj
+        .get("proj:transform")?
+        .as_array()?
+        .iter()
+        .map(Json::as_f64)
+        .collect::<Option<_>>()?;
     if t.len() < 6 {
         return None;
     }
@@ -95,20 +100,41 @@ fn stac_shape(obj: &Json) -> Option<(usize, usize)> {
 }
 
 fn band_info(key: &str, asset: &Json) -> BandInfo {
-    let first = |k: &str| asset.get(k).and_then(Json::as_array).and_then(|a| a.first()).cloned();
-    let mut info = BandInfo { name: key.to_string(), ..Default::default() };
+    let first = |k: &str| {
+        asset
+            .get(k)
+            .and_then(Json::as_array)
+            .and_then(|a| a.first())
+            .cloned()
+    };
+    let mut info = BandInfo {
+        name: key.to_string(),
+        ..Default::default()
+    };
     if let Some(eo) = first("eo:bands") {
-        info.common_name = eo.get("common_name").and_then(Json::as_str).map(String::from);
+        info.common_name = eo
+            .get("common_name")
+            .and_then(Json::as_str)
+            .map(String::from);
         info.wavelength = eo.get("center_wavelength").and_then(Json::as_f64);
     } else if let Some(b) = first("bands") {
-        info.common_name = b.get("eo:common_name").and_then(Json::as_str).map(String::from);
+        info.common_name = b
+            .get("eo:common_name")
+            .and_then(Json::as_str)
+            .map(String::from);
         info.wavelength = b.get("eo:center_wavelength").and_then(Json::as_f64);
     }
     info
 }
 
 fn raster_band(asset: &Json) -> Option<Json> {
-    let first = |k: &str| asset.get(k).and_then(Json::as_array).and_then(|a| a.first()).cloned();
+    let first = |k: &str| {
+        asset
+            .get(k)
+            .and_then(Json::as_array)
+            .and_then(|a| a.first())
+            .cloned()
+    };
     first("raster:bands").or_else(|| first("bands"))
 }
 
@@ -126,7 +152,11 @@ fn resolve_href(href: &str, base: Option<&Path>) -> String {
 /// The directory of an item's `self` link, when it is a local file.
 fn self_dir(item: &Json) -> Option<std::path::PathBuf> {
     let links = item.get("links")?.as_array()?;
-    let href = links.iter().find(|l| l.get("rel").and_then(Json::as_str) == Some("self"))?.get("href")?.as_str()?;
+    let href = links
+        .iter()
+        .find(|l| l.get("rel").and_then(Json::as_str) == Some("self"))?
+        .get("href")?
+        .as_str()?;
     let path = href.strip_prefix("file://").unwrap_or(href);
     if path.contains("://") {
         return None;
@@ -136,7 +166,11 @@ fn self_dir(item: &Json) -> Option<std::path::PathBuf> {
 
 /// Reads one item. Relative hrefs are resolved against the item's `self` link, else `fallback_dir`.
 pub(crate) fn item_ref(item: &Json, keys: &[String], fallback_dir: &Path) -> ItemRef {
-    let id = item.get("id").and_then(Json::as_str).unwrap_or("<no id>").to_string();
+    let id = item
+        .get("id")
+        .and_then(Json::as_str)
+        .unwrap_or("<no id>")
+        .to_string();
     let props = item.get("properties").cloned().unwrap_or(Json::Null);
     let datetime = props
         .get("datetime")
@@ -162,7 +196,6 @@ pub(crate) fn item_ref(item: &Json, keys: &[String], fallback_dir: &Path) -> Ite
             let rb = raster_band(asset);
             let num = |k: &str| rb.as_ref().and_then(|b| b.get(k)).and_then(Json::as_f64);
             Some(AssetRef {
-                key: key.clone(),
                 href: resolve_href(href, Some(&base)),
                 epsg: epsg_of(asset).or(item_epsg),
                 transform: stac_transform(asset).or_else(|| stac_transform(&props)),
@@ -174,7 +207,12 @@ pub(crate) fn item_ref(item: &Json, keys: &[String], fallback_dir: &Path) -> Ite
             })
         })
         .collect();
-    ItemRef { id, datetime, bbox, assets }
+    ItemRef {
+        id,
+        datetime,
+        bbox,
+        assets,
+    }
 }
 
 #[cfg(test)]
@@ -195,7 +233,10 @@ mod tests {
         let a = r.assets[0].as_ref().unwrap();
         assert_eq!(a.href, "/data/x/B04.tif");
         assert_eq!(a.epsg, Some(32619));
-        assert_eq!(a.transform, Some([500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0]));
+        assert_eq!(
+            a.transform,
+            Some([500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0])
+        );
         assert_eq!(a.bounds(), Some([500000.0, 4999980.0, 500030.0, 5000000.0]));
         assert_eq!((a.scale, a.offset, a.nodata), (0.0001, -0.1, Some(0.0)));
         assert_eq!(a.band.common_name.as_deref(), Some("red"));

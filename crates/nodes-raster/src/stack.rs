@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use flow_core::{
-    schema, BandInfo, Grid, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType, Params, Port,
-    Raster, RunContext, Signature, Value, ValueType,
+    schema, BandInfo, Grid, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType,
+    Params, Port, Raster, RunContext, Signature, Value, ValueType,
 };
 use ndarray::Array4;
 use rayon::prelude::*;
@@ -67,10 +67,16 @@ struct ValidStack {
 
 fn four(name: &str, v: &[f64]) -> Result<Bounds, ParamError> {
     if v.len() != 4 || v.iter().any(|x| !x.is_finite()) {
-        return Err(ParamError::new(name, format!("`{name}` needs 4 finite numbers [min_x, min_y, max_x, max_y]")));
+        return Err(ParamError::new(
+            name,
+            format!("`{name}` needs 4 finite numbers [min_x, min_y, max_x, max_y]"),
+        ));
     }
     if v[0] >= v[2] || v[1] >= v[3] {
-        return Err(ParamError::new(name, format!("`{name}` must have min < max on both axes, got {v:?}")));
+        return Err(ParamError::new(
+            name,
+            format!("`{name}` must have min < max on both axes, got {v:?}"),
+        ));
     }
     Ok([v[0], v[1], v[2], v[3]])
 }
@@ -85,25 +91,40 @@ fn method(param: &str, name: &str) -> Result<Resampling, ParamError> {
 impl StackParams {
     fn validate(self) -> Result<ValidStack, ParamError> {
         if self.assets.is_empty() {
-            return Err(ParamError::new("assets", "`assets` must name at least one asset"));
+            return Err(ParamError::new(
+                "assets",
+                "`assets` must name at least one asset",
+            ));
         }
         let mut seen = BTreeSet::new();
         for a in &self.assets {
             if !seen.insert(a) {
-                return Err(ParamError::new("assets", format!("asset `{a}` is listed twice")));
+                return Err(ParamError::new(
+                    "assets",
+                    format!("asset `{a}` is listed twice"),
+                ));
             }
         }
         if !(self.resolution.is_finite() && self.resolution > 0.0) {
-            return Err(ParamError::new("resolution", "`resolution` must be a positive number"));
+            return Err(ParamError::new(
+                "resolution",
+                "`resolution` must be a positive number",
+            ));
         }
         let extent = match (&self.bounds_latlon, &self.bounds) {
             (Some(_), Some(_)) => {
-                return Err(ParamError::new("bounds", "give either `bounds` or `bounds_latlon`, not both"))
+                return Err(ParamError::new(
+                    "bounds",
+                    "give either `bounds` or `bounds_latlon`, not both",
+                ))
             }
             (Some(b), None) => {
                 let b = four("bounds_latlon", b)?;
                 if b[0] < -180.0 || b[2] > 180.0 || b[1] < -90.0 || b[3] > 90.0 {
-                    return Err(ParamError::new("bounds_latlon", "`bounds_latlon` is [min_lon, min_lat, max_lon, max_lat] in degrees"));
+                    return Err(ParamError::new(
+                        "bounds_latlon",
+                        "`bounds_latlon` is [min_lon, min_lat, max_lon, max_lat] in degrees",
+                    ));
                 }
                 Extent::LatLon(b)
             }
@@ -116,32 +137,56 @@ impl StackParams {
                 grid::srs(e as u32).map_err(|err| ParamError::new("epsg", err.to_string()))?;
                 Some(e as u32)
             }
-            Some(e) => return Err(ParamError::new("epsg", format!("`epsg` {e} is not an EPSG code"))),
+            Some(e) => {
+                return Err(ParamError::new(
+                    "epsg",
+                    format!("`epsg` {e} is not an EPSG code"),
+                ))
+            }
         };
-        let default = method("resampling", self.resampling.as_deref().unwrap_or("nearest"))?;
+        let default = method(
+            "resampling",
+            self.resampling.as_deref().unwrap_or("nearest"),
+        )?;
         let per_band = self.resampling_per_band.unwrap_or_default();
         for (k, v) in &per_band {
             if !self.assets.contains(k) {
-                return Err(ParamError::new("resampling_per_band", format!("`{k}` is not one of `assets`")));
+                return Err(ParamError::new(
+                    "resampling_per_band",
+                    format!("`{k}` is not one of `assets`"),
+                ));
             }
             method("resampling_per_band", v)?;
         }
         let resampling = self
             .assets
             .iter()
-            .map(|a| per_band.get(a).map(|m| method("resampling_per_band", m)).unwrap_or(Ok(default)))
+            .map(|a| {
+                per_band
+                    .get(a)
+                    .map(|m| method("resampling_per_band", m))
+                    .unwrap_or(Ok(default))
+            })
             .collect::<Result<_, _>>()?;
         let missing_as_nodata = match self.on_missing.as_deref().unwrap_or("error") {
             "error" => false,
             "nodata" => true,
             other => {
-                return Err(ParamError::new("on_missing", format!("unknown `on_missing` value `{other}`"))
-                    .with_help("use \"error\" or \"nodata\""))
+                return Err(ParamError::new(
+                    "on_missing",
+                    format!("unknown `on_missing` value `{other}`"),
+                )
+                .with_help("use \"error\" or \"nodata\""))
             }
         };
         let max_parallel = match self.max_parallel.unwrap_or(4) {
             n if (1..=256).contains(&n) => n as usize,
-            n => return Err(ParamError::new("max_parallel", format!("`max_parallel` must be 1..=256, got {n}"))),
+            n => {
+                return Err(ParamError::new(
+                    "max_parallel",
+                    format!("`max_parallel` must be 1..=256, got {n}"),
+                ))
+            }
         };
         Ok(ValidStack {
             assets: self.assets,
@@ -174,25 +219,59 @@ impl NodeKind for StackKind {
 
     fn signature(&self) -> Signature {
         Signature {
-            inputs: vec![Port::required("input", ValueType::Items, "the items to stack")],
+            inputs: vec![Port::required(
+                "input",
+                ValueType::Items,
+                "the items to stack",
+            )],
             output: ValueType::Raster,
         }
     }
 
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::required("assets", ParamType::array(ParamType::String), "asset keys, in band order"),
-            ParamSpec::required("resolution", ParamType::Float, "pixel size in units of the CRS"),
+            ParamSpec::required(
+                "assets",
+                ParamType::array(ParamType::String),
+                "asset keys, in band order",
+            ),
+            ParamSpec::required(
+                "resolution",
+                ParamType::Float,
+                "pixel size in units of the CRS",
+            ),
             ParamSpec::optional(
                 "bounds_latlon",
                 ParamType::array(ParamType::Float),
                 "[min_lon, min_lat, max_lon, max_lat], reprojected to the CRS",
             ),
-            ParamSpec::optional("bounds", ParamType::array(ParamType::Float), "[min_x, min_y, max_x, max_y] in the CRS"),
-            ParamSpec::optional("epsg", ParamType::Integer, "output CRS; default: the items' proj:code / proj:epsg"),
-            ParamSpec::with_default("snap", ParamType::Bool, true, "snap bounds outward to multiples of the resolution"),
-            ParamSpec::with_default("resampling", ParamType::one_of(&Resampling::NAMES), "nearest", "resampling method"),
-            ParamSpec::optional("resampling_per_band", ParamType::Table, "asset key -> resampling method"),
+            ParamSpec::optional(
+                "bounds",
+                ParamType::array(ParamType::Float),
+                "[min_x, min_y, max_x, max_y] in the CRS",
+            ),
+            ParamSpec::optional(
+                "epsg",
+                ParamType::Integer,
+                "output CRS; default: the items' proj:code / proj:epsg",
+            ),
+            ParamSpec::with_default(
+                "snap",
+                ParamType::Bool,
+                true,
+                "snap bounds outward to multiples of the resolution",
+            ),
+            ParamSpec::with_default(
+                "resampling",
+                ParamType::one_of(&Resampling::NAMES),
+                "nearest",
+                "resampling method",
+            ),
+            ParamSpec::optional(
+                "resampling_per_band",
+                ParamType::Table,
+                "asset key -> resampling method",
+            ),
             ParamSpec::with_default(
                 "on_missing",
                 ParamType::one_of(&["error", "nodata"]),
@@ -205,9 +284,10 @@ impl NodeKind for StackKind {
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
         let p: StackParams = schema::parse(params)?;
-        Ok(Box::new(StackNode { params: p.validate()? }))
+        Ok(Box::new(StackNode {
+            params: p.validate()?,
+        }))
     }
-
 }
 
 /// A built `stack` node.
@@ -235,11 +315,14 @@ impl StackNode {
         match found.len() {
             1 => Ok(*found.keys().next().unwrap_or(&0)),
             0 => Err(RasterError::InvalidData(
-                "the items carry no proj:code / proj:epsg for the requested assets; set `epsg`".into(),
+                "the items carry no proj:code / proj:epsg for the requested assets; set `epsg`"
+                    .into(),
             )),
             _ => {
-                let list: Vec<String> =
-                    found.iter().map(|(e, ids)| format!("EPSG:{e} (items {})", ids.join(", "))).collect();
+                let list: Vec<String> = found
+                    .iter()
+                    .map(|(e, ids)| format!("EPSG:{e} (items {})", ids.join(", ")))
+                    .collect();
                 Err(RasterError::InvalidData(format!(
                     "the items are in different CRSs: {}; set `epsg` to choose the output CRS",
                     list.join("; ")
@@ -289,11 +372,16 @@ impl StackNode {
     /// The upper-left corner of the first asset whose native grid has the target CRS and resolution.
     fn native_origin(&self, items: &[ItemRef], epsg: u32) -> Option<(f64, f64)> {
         let res = self.params.resolution;
-        items.iter().flat_map(|i| i.assets.iter().flatten()).find_map(|a| {
-            let t = a.transform?;
-            let same = a.epsg == Some(epsg) && (t[1] - res).abs() < 1e-9 * res && (t[5] + res).abs() < 1e-9 * res;
-            same.then_some((t[0], t[3]))
-        })
+        items
+            .iter()
+            .flat_map(|i| i.assets.iter().flatten())
+            .find_map(|a| {
+                let t = a.transform?;
+                let same = a.epsg == Some(epsg)
+                    && (t[1] - res).abs() < 1e-9 * res
+                    && (t[5] + res).abs() < 1e-9 * res;
+                same.then_some((t[0], t[3]))
+            })
     }
 }
 
@@ -301,10 +389,14 @@ impl Node for StackNode {
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
         let features = inputs.items("input")?.features();
         if features.is_empty() {
-            return Err(NodeError::InvalidData("stack: the input has no items".into()));
+            return Err(NodeError::InvalidData(
+                "stack: the input has no items".into(),
+            ));
         }
-        let mut items: Vec<ItemRef> =
-            features.iter().map(|f| stac::item_ref(f, &self.params.assets, &ctx.recipe_dir)).collect();
+        let mut items: Vec<ItemRef> = features
+            .iter()
+            .map(|f| stac::item_ref(f, &self.params.assets, &ctx.recipe_dir))
+            .collect();
         items.sort_by(|a, b| a.datetime.cmp(&b.datetime));
         let epsg = self.crs(&items)?;
         let grid = self.grid(&items, epsg)?;
@@ -338,15 +430,17 @@ impl Node for StackNode {
                             message: "the item has no such asset".into(),
                         });
                     };
-                    read_asset(asset, &grid, epsg, self.params.resampling[b], out).map(|_| ()).map_err(|message| {
-                        out.fill(f32::NAN);
-                        RasterError::Asset {
-                            item: item.id.clone(),
-                            asset: key.clone(),
-                            href: asset.public_href().to_string(),
-                            message,
-                        }
-                    })
+                    read_asset(asset, &grid, epsg, self.params.resampling[b], out)
+                        .map(|_| ())
+                        .map_err(|message| {
+                            out.fill(f32::NAN);
+                            RasterError::Asset {
+                                item: item.id.clone(),
+                                asset: key.clone(),
+                                href: asset.public_href().to_string(),
+                                message,
+                            }
+                        })
                 })
                 .collect()
         });
@@ -355,7 +449,9 @@ impl Node for StackNode {
             match r {
                 Ok(()) => {}
                 Err(RasterError::Cancelled) => return Err(NodeError::Cancelled),
-                Err(e) if self.params.missing_as_nodata => ctx.warn(format!("{e}; filled with NaN")),
+                Err(e) if self.params.missing_as_nodata => {
+                    ctx.warn(format!("{e}; filled with NaN"))
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -368,10 +464,18 @@ impl Node for StackNode {
                 items
                     .iter()
                     .find_map(|i| i.assets[b].as_ref().map(|a| a.band.clone()))
-                    .unwrap_or_else(|| BandInfo { name: key.clone(), ..Default::default() })
+                    .unwrap_or_else(|| BandInfo {
+                        name: key.clone(),
+                        ..Default::default()
+                    })
             })
             .collect();
         let times = items.iter().map(|i| i.datetime.clone()).collect();
-        Ok(Value::Raster(Raster { data, grid, bands, times }))
+        Ok(Value::Raster(Raster {
+            data,
+            grid,
+            bands,
+            times,
+        }))
     }
 }

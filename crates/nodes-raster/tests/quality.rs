@@ -11,7 +11,9 @@ use flow_nodes_raster::StackKind;
 fn kmeans(x: &[Vec<f64>], k: usize, n_init: usize, seed: u64) -> Vec<usize> {
     let mut state = seed;
     let mut rand = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
     let dist = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| (p - q) * (p - q)).sum::<f64>();
@@ -19,7 +21,15 @@ fn kmeans(x: &[Vec<f64>], k: usize, n_init: usize, seed: u64) -> Vec<usize> {
     for _ in 0..n_init {
         let mut centres = vec![x[(rand() * x.len() as f64) as usize].clone()];
         while centres.len() < k {
-            let d: Vec<f64> = x.iter().map(|p| centres.iter().map(|c| dist(p, c)).fold(f64::INFINITY, f64::min)).collect();
+            let d: Vec<f64> = x
+                .iter()
+                .map(|p| {
+                    centres
+                        .iter()
+                        .map(|c| dist(p, c))
+                        .fold(f64::INFINITY, f64::min)
+                })
+                .collect();
             let total: f64 = d.iter().sum();
             let mut target = rand() * total;
             let mut pick = 0;
@@ -35,7 +45,9 @@ fn kmeans(x: &[Vec<f64>], k: usize, n_init: usize, seed: u64) -> Vec<usize> {
         let mut labels = vec![0; x.len()];
         for _ in 0..100 {
             for (i, p) in x.iter().enumerate() {
-                labels[i] = (0..k).min_by(|&a, &b| dist(p, &centres[a]).total_cmp(&dist(p, &centres[b]))).unwrap();
+                labels[i] = (0..k)
+                    .min_by(|&a, &b| dist(p, &centres[a]).total_cmp(&dist(p, &centres[b])))
+                    .unwrap();
             }
             let mut sums = vec![vec![0.0; x[0].len()]; k];
             let mut counts = vec![0usize; k];
@@ -57,7 +69,11 @@ fn kmeans(x: &[Vec<f64>], k: usize, n_init: usize, seed: u64) -> Vec<usize> {
                 break;
             }
         }
-        let inertia: f64 = x.iter().zip(&labels).map(|(p, &l)| dist(p, &centres[l])).sum();
+        let inertia: f64 = x
+            .iter()
+            .zip(&labels)
+            .map(|(p, &l)| dist(p, &centres[l]))
+            .sum();
         if inertia < best.0 {
             best = (inertia, labels);
         }
@@ -86,12 +102,24 @@ fn kmeans_recovers_the_ground_truth() {
     v["features"] = serde_json::json!([first]);
     let tmp = tempfile::tempdir().unwrap();
     let p = format!("assets = {ASSETS}\nresolution = 10\nbounds_latlon = {AOI}");
-    let Value::Raster(r) = run(&StackKind, &p, vec![("input", items_value(v))], &ctx(tmp.path())).unwrap() else {
+    let Value::Raster(r) = run(
+        &StackKind,
+        &p,
+        vec![("input", items_value(v))],
+        &ctx(tmp.path()),
+    )
+    .unwrap() else {
         panic!()
     };
     let (truth, tw, _) = read_band(&scene().parent().unwrap().join("truth.tif"));
     let (h, w) = (r.grid.height, r.grid.width);
-    let (min, max) = r.data.iter().filter(|v| v.is_finite()).fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let (min, max) = r
+        .data
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     let mut x = Vec::new();
     let mut t = Vec::new();
     for row in 0..h {
@@ -102,7 +130,11 @@ fn kmeans_recovers_the_ground_truth() {
             }
             let truth_class = truth[(row + 105) * tw + col + 110];
             assert!(truth_class < 5.0, "valid pixel outside the truth");
-            x.push(px.iter().map(|&v| ((v - min) / (max - min) * 255.0) as f64).collect::<Vec<_>>());
+            x.push(
+                px.iter()
+                    .map(|&v| ((v - min) / (max - min) * 255.0) as f64)
+                    .collect::<Vec<_>>(),
+            );
             t.push(truth_class as usize);
         }
     }
@@ -111,6 +143,12 @@ fn kmeans_recovers_the_ground_truth() {
     eprintln!("ARI = {score:.4} over {} pixels", x.len());
     assert!(score >= 0.8, "ARI {score}");
     // The notebook casts to int8, which wraps values above 127; report what that does.
-    let wrapped: Vec<Vec<f64>> = x.iter().map(|p| p.iter().map(|&v| (v as i64 as u8 as i8) as f64).collect()).collect();
-    eprintln!("ARI with the notebook's int8 wrap = {:.4}", ari(&kmeans(&wrapped, 5, 3, 42), &t));
+    let wrapped: Vec<Vec<f64>> = x
+        .iter()
+        .map(|p| p.iter().map(|&v| (v as i64 as u8 as i8) as f64).collect())
+        .collect();
+    eprintln!(
+        "ARI with the notebook's int8 wrap = {:.4}",
+        ari(&kmeans(&wrapped, 5, 3, 42), &t)
+    );
 }

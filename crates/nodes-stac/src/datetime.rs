@@ -115,7 +115,9 @@ pub fn parse_rfc3339(s: &str) -> Option<i128> {
             sign * (i64::from(oh) * 3600 + i64::from(om) * 60)
         }
     };
-    let secs = days_from_civil(y, mo, d) * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60
+    let secs = days_from_civil(y, mo, d) * 86_400
+        + i64::from(h) * 3600
+        + i64::from(mi) * 60
         + i64::from(sec)
         - offset_secs;
     Some(i128::from(secs) * NANOS_PER_SEC + nanos)
@@ -129,8 +131,12 @@ pub fn format_rfc3339(nanos: i128) -> String {
     let days = secs.div_euclid(86_400) as i64;
     let sod = secs.rem_euclid(86_400) as i64;
     let (y, m, d) = civil_from_days(days);
-    let mut out =
-        format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", sod / 3600, sod % 3600 / 60, sod % 60);
+    let mut out = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    );
     if frac != 0 {
         let f = format!("{frac:09}");
         out.push('.');
@@ -151,7 +157,10 @@ pub fn to_system_time(nanos: i128) -> SystemTime {
 
 /// The current time in nanoseconds since the epoch.
 pub fn now_nanos() -> i128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
 }
 
 /// A closed time interval; `None` ends are open.
@@ -237,16 +246,29 @@ pub fn parse_interval(s: &str) -> Result<Interval, String> {
                 return Err("datetime is empty".into());
             }
             let (a, b) = parse_bound(s).ok_or_else(|| bad(s))?;
-            Interval { start: Some(a), end: Some(b) }
+            Interval {
+                start: Some(a),
+                end: Some(b),
+            }
         }
         Some((a, b)) => {
             if b.contains('/') {
                 return Err(format!("`{s}` has more than one `/`"));
             }
-            let start = if open(a) { None } else { Some(parse_bound(a).ok_or_else(|| bad(a))?.0) };
-            let end = if open(b) { None } else { Some(parse_bound(b).ok_or_else(|| bad(b))?.1) };
+            let start = if open(a) {
+                None
+            } else {
+                Some(parse_bound(a).ok_or_else(|| bad(a))?.0)
+            };
+            let end = if open(b) {
+                None
+            } else {
+                Some(parse_bound(b).ok_or_else(|| bad(b))?.1)
+            };
             if start.is_none() && end.is_none() {
-                return Err("both ends of the interval are open; leave datetime out instead".into());
+                return Err(
+                    "both ends of the interval are open; leave datetime out instead".into(),
+                );
             }
             Interval { start, end }
         }
@@ -262,14 +284,22 @@ pub fn parse_interval(s: &str) -> Result<Interval, String> {
 /// The temporal extent of a STAC item: `datetime`, or `start_datetime`/`end_datetime`.
 pub fn item_interval(item: &serde_json::Value) -> Option<Interval> {
     let props = item.get("properties")?;
-    let get = |k: &str| props.get(k).and_then(|v| v.as_str()).and_then(parse_rfc3339);
+    let get = |k: &str| {
+        props
+            .get(k)
+            .and_then(|v| v.as_str())
+            .and_then(parse_rfc3339)
+    };
     let dt = get("datetime");
     let start = get("start_datetime").or(dt);
     let end = get("end_datetime").or(dt);
     if start.is_none() && end.is_none() {
         return None;
     }
-    Some(Interval { start: start.or(end), end: end.or(start) })
+    Some(Interval {
+        start: start.or(end),
+        end: end.or(start),
+    })
 }
 
 #[cfg(test)]
@@ -278,7 +308,12 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for s in ["1970-01-01T00:00:00Z", "2021-07-01T10:20:30.5Z", "1969-12-31T23:59:59.000000001Z", "2024-02-29T12:00:00Z"] {
+        for s in [
+            "1970-01-01T00:00:00Z",
+            "2021-07-01T10:20:30.5Z",
+            "1969-12-31T23:59:59.000000001Z",
+            "2024-02-29T12:00:00Z",
+        ] {
             assert_eq!(format_rfc3339(parse_rfc3339(s).unwrap()), s);
         }
         assert_eq!(
@@ -296,7 +331,10 @@ mod tests {
     #[test]
     fn intervals() {
         let i = parse_interval("2021-07-01/2021-08-30").unwrap();
-        assert_eq!(i.to_api_string(), "2021-07-01T00:00:00Z/2021-08-30T23:59:59Z");
+        assert_eq!(
+            i.to_api_string(),
+            "2021-07-01T00:00:00Z/2021-08-30T23:59:59Z"
+        );
         let i = parse_interval("../2021-08").unwrap();
         assert_eq!(i.to_api_string(), "../2021-08-31T23:59:59Z");
         let i = parse_interval("2021/..").unwrap();

@@ -75,12 +75,18 @@ fn snippet_suffix(body: &str) -> String {
 impl StacError {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        StacError::Io { path: path.into(), source }
+        StacError::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// A malformed local catalog file.
     pub fn catalog(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        StacError::Catalog { path: path.into(), message: message.into() }
+        StacError::Catalog {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -89,11 +95,14 @@ impl From<StacError> for NodeError {
         match e {
             StacError::Status { ref url, .. }
             | StacError::Transport { ref url, .. }
-            | StacError::BadResponse { ref url, .. } => {
-                NodeError::Remote { url: url.clone(), message: e.to_string() }
-            }
+            | StacError::BadResponse { ref url, .. } => NodeError::Remote {
+                url: url.clone(),
+                message: e.to_string(),
+            },
             StacError::Io { path, source } => NodeError::Io { path, source },
-            StacError::Catalog { .. } | StacError::Dataset(_) => NodeError::InvalidData(e.to_string()),
+            StacError::Catalog { .. } | StacError::Dataset(_) => {
+                NodeError::InvalidData(e.to_string())
+            }
             StacError::Cancelled => NodeError::Cancelled,
         }
     }
@@ -123,20 +132,34 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Redacts secrets from free text: from any `sig=` to the end of its query string (the next
-/// whitespace or quote), and the value of a `"token"` JSON member.
+/// True for characters that end a URL or token inside free text.
+fn is_boundary(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '"' | '\'' | '<' | '>' | '(' | ')' | '[' | ']' | '{' | '}' | ',' | '#'
+        )
+}
+
+/// Redacts secrets from free text: wherever `sig=` appears, the whole query string around it
+/// (or the whole bare token) becomes `[redacted]`; so does the value of a `"token"` JSON member.
 pub fn redact_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let lower = text.to_ascii_lowercase();
     let mut i = 0;
     while let Some(pos) = lower[i..].find("sig=") {
         let at = i + pos;
-        out.push_str(&text[i..at]);
-        out.push_str("sig=[redacted]");
-        let end = text[at..]
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '#'))
-            .map_or(text.len(), |e| at + e);
-        i = end;
+        // back to the start of the word, then to just after its `?` if it has one
+        let word_start = text[i..at].rfind(is_boundary).map_or(i, |b| {
+            let c = text[i + b..].chars().next().map_or(1, char::len_utf8);
+            i + b + c
+        });
+        let start = text[word_start..at]
+            .rfind('?')
+            .map_or(word_start, |q| word_start + q + 1);
+        out.push_str(&text[i..start]);
+        out.push_str("[redacted]");
+        i = text[at..].find(is_boundary).map_or(text.len(), |e| at + e);
     }
     out.push_str(&text[i..]);
     redact_token_member(&out)
@@ -175,10 +198,14 @@ mod tests {
             redact_url("https://a.blob.core.windows.net/c/x.tif?st=1&se=2&sig=abc%2F"),
             "https://a.blob.core.windows.net/c/x.tif?[redacted]"
         );
-        assert_eq!(redact_url("http://h/search?page=2"), "http://h/search?page=2");
+        assert_eq!(
+            redact_url("http://h/search?page=2"),
+            "http://h/search?page=2"
+        );
         let t = redact_text("failed https://h/x?se=1&sig=SECRET&sp=r now, and SIG=abc");
-        assert!(!t.contains("SECRET") && !t.contains("abc"), "{t}");
-        assert!(t.contains("now"), "{t}");
+        assert_eq!(t, "failed https://h/x?[redacted] now, and [redacted]");
+        let t = redact_text("token st=1&sp=rl&sig=X%3D.");
+        assert_eq!(t, "token [redacted]");
         let t = redact_text(r#"{"msft:expiry": "x", "token": "se=1&sp=r&sv=2"}"#);
         assert!(!t.contains("sp=r"), "{t}");
         assert!(t.contains("msft:expiry"), "{t}");

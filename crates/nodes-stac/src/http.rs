@@ -51,12 +51,22 @@ pub struct Request {
 impl Request {
     /// A GET of `url`.
     pub fn get(url: impl Into<String>) -> Self {
-        Request { method: Method::Get, url: url.into(), body: None, headers: Vec::new() }
+        Request {
+            method: Method::Get,
+            url: url.into(),
+            body: None,
+            headers: Vec::new(),
+        }
     }
 
     /// A POST of `body` to `url`.
     pub fn post(url: impl Into<String>, body: serde_json::Value) -> Self {
-        Request { method: Method::Post, url: url.into(), body: Some(body), headers: Vec::new() }
+        Request {
+            method: Method::Post,
+            url: url.into(),
+            body: Some(body),
+            headers: Vec::new(),
+        }
     }
 
     /// Adds a header.
@@ -116,7 +126,10 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { retries: 3, timeout: Duration::from_secs(30) }
+        HttpConfig {
+            retries: 3,
+            timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -129,7 +142,10 @@ pub struct HttpClient {
 /// What one try gave.
 enum Attempt {
     Done(Response),
-    Retry { error: StacError, after: Option<Duration> },
+    Retry {
+        error: StacError,
+        after: Option<Duration>,
+    },
     Fail(StacError),
 }
 
@@ -142,9 +158,16 @@ impl HttpClient {
         let client = Client::builder()
             .connect_timeout(config.timeout.min(Duration::from_secs(15)))
             .timeout(config.timeout)
-            .user_agent(concat!("flow/", env!("CARGO_PKG_VERSION"), " (flow-nodes-stac)"))
+            .user_agent(concat!(
+                "flow/",
+                env!("CARGO_PKG_VERSION"),
+                " (flow-nodes-stac)"
+            ))
             .build()
-            .map_err(|e| StacError::Transport { url: String::new(), message: e.to_string() })?;
+            .map_err(|e| StacError::Transport {
+                url: String::new(),
+                message: e.to_string(),
+            })?;
         Ok(HttpClient { client, config })
     }
 
@@ -159,7 +182,11 @@ impl HttpClient {
     ///
     /// # Errors
     /// The last failure once the retries are spent; [`StacError::Cancelled`] when cancelled.
-    pub fn send(&self, request: &Request, cancelled: &dyn Fn() -> bool) -> Result<Response, StacError> {
+    pub fn send(
+        &self,
+        request: &Request,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Response, StacError> {
         let mut tries = 0u32;
         loop {
             if cancelled() {
@@ -177,7 +204,7 @@ impl HttpClient {
                     let wait = after.unwrap_or(backoff).min(MAX_DELAY);
                     tracing::warn!(
                         url = %redact_url(&request.url),
-                        try_ = tries,
+                        attempt = tries,
                         wait_ms = wait.as_millis() as u64,
                         "{error}; retrying"
                     );
@@ -191,12 +218,20 @@ impl HttpClient {
     ///
     /// # Errors
     /// As [`HttpClient::send`], plus [`StacError::Status`] for a non-2xx answer.
-    pub fn send_ok(&self, request: &Request, cancelled: &dyn Fn() -> bool) -> Result<Response, StacError> {
+    pub fn send_ok(
+        &self,
+        request: &Request,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Response, StacError> {
         let r = self.send(request, cancelled)?;
         if (200..300).contains(&r.status) {
             Ok(r)
         } else {
-            Err(StacError::Status { url: r.url, status: r.status, body: body_snippet(&r.body) })
+            Err(StacError::Status {
+                url: r.url,
+                status: r.status,
+                body: body_snippet(&r.body),
+            })
         }
     }
 
@@ -214,11 +249,17 @@ impl HttpClient {
             };
             // reqwest's own message may quote the URL: redact it.
             let detail = crate::error::redact_text(&error_chain(&e));
-            StacError::Transport { url: shown.clone(), message: format!("{kind}: {detail}") }
+            StacError::Transport {
+                url: shown.clone(),
+                message: format!("{kind}: {detail}"),
+            }
         };
         let mut headers = HeaderMap::new();
         for (k, v) in &request.headers {
-            match (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            match (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
                 (Ok(k), Ok(v)) => {
                     headers.insert(k, v);
                 }
@@ -233,7 +274,11 @@ impl HttpClient {
         let builder = match request.method {
             Method::Get => self.client.get(&request.url),
             Method::Post => {
-                let body = request.body.as_ref().map(|b| b.to_string()).unwrap_or_else(|| "{}".into());
+                let body = request
+                    .body
+                    .as_ref()
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "{}".into());
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 self.client.post(&request.url).body(body)
             }
@@ -242,7 +287,12 @@ impl HttpClient {
         tracing::debug!(method = request.method.as_str(), url = %shown, "request");
         let resp = match builder.headers(headers).send() {
             Ok(r) => r,
-            Err(e) => return Attempt::Retry { error: transport(e), after: None },
+            Err(e) => {
+                return Attempt::Retry {
+                    error: transport(e),
+                    after: None,
+                }
+            }
         };
         let status = resp.status().as_u16();
         let after = resp
@@ -253,7 +303,12 @@ impl HttpClient {
             .map(Duration::from_secs);
         let body = match resp.bytes() {
             Ok(b) => b.to_vec(),
-            Err(e) => return Attempt::Retry { error: transport(e), after: None },
+            Err(e) => {
+                return Attempt::Retry {
+                    error: transport(e),
+                    after: None,
+                }
+            }
         };
         tracing::debug!(
             status,
@@ -262,7 +317,11 @@ impl HttpClient {
             url = %shown,
             "response"
         );
-        let response = Response { status, body, url: shown };
+        let response = Response {
+            status,
+            body,
+            url: shown,
+        };
         if status == 429 || (500..600).contains(&status) {
             let error = StacError::Status {
                 url: response.url.clone(),

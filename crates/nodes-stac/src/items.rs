@@ -22,7 +22,10 @@ pub fn normalize_proj(item: &mut Value) {
 
 fn normalize_proj_object(o: &mut Map<String, Value>) {
     let epsg = o.get("proj:epsg").and_then(Value::as_i64);
-    let code = o.get("proj:code").and_then(Value::as_str).map(str::to_owned);
+    let code = o
+        .get("proj:code")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     match (epsg, code) {
         (Some(n), None) if !o.get("proj:code").is_some_and(|c| !c.is_null()) => {
             o.insert("proj:code".into(), Value::String(format!("EPSG:{n}")));
@@ -45,8 +48,13 @@ pub fn has_scheme(href: &str) -> bool {
     match href.split_once(':') {
         // one-letter schemes are Windows drive letters
         Some((scheme, _)) if scheme.len() > 1 => {
-            scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+            scheme
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
         }
         _ => false,
     }

@@ -31,7 +31,8 @@ pub use sign::SignKind;
 /// Registers `stac-search` and `sign` (a kind already registered under one of those names is
 /// kept, with a warning).
 pub fn register(registry: &mut flow_core::Registry) {
-    let kinds: [Arc<dyn flow_core::NodeKind>; 2] = [Arc::new(StacSearchKind), Arc::new(SignKind::new())];
+    let kinds: [Arc<dyn flow_core::NodeKind>; 2] =
+        [Arc::new(StacSearchKind), Arc::new(SignKind::new())];
     for kind in kinds {
         if let Err(e) = registry.register(kind) {
             tracing::warn!("{e}");

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use flow_core::{
-    schema, Caching, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType, Params, RunContext,
-    Signature, Value, ValueType,
+    schema, Caching, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType, Params,
+    RunContext, Signature, Value, ValueType,
 };
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -57,7 +57,9 @@ impl SignKind {
 
     /// A kind whose nodes use `key` instead of reading the environment (for tests and embedders).
     pub fn with_subscription_key(key: Option<String>) -> Self {
-        SignKind { key: KeySource::Fixed(key) }
+        SignKind {
+            key: KeySource::Fixed(key),
+        }
     }
 }
 
@@ -99,7 +101,11 @@ impl NodeKind for SignKind {
 
     fn signature(&self) -> Signature {
         Signature {
-            inputs: vec![flow_core::Port::required("input", ValueType::Items, "the items to sign")],
+            inputs: vec![flow_core::Port::required(
+                "input",
+                ValueType::Items,
+                "the items to sign",
+            )],
             output: ValueType::Items,
         }
     }
@@ -135,13 +141,25 @@ impl NodeKind for SignKind {
         let sas_url = raw.sas_url.trim().trim_end_matches('/').to_string();
         match url::Url::parse(&sas_url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => return Err(ParamError::new("sas_url", format!("`{sas_url}` is not an http(s) URL"))),
+            _ => {
+                return Err(ParamError::new(
+                    "sas_url",
+                    format!("`{sas_url}` is not an http(s) URL"),
+                ))
+            }
         }
         let subscription_key = match &self.key {
-            KeySource::Env => std::env::var(SUBSCRIPTION_KEY_ENV).ok().filter(|k| !k.trim().is_empty()),
+            KeySource::Env => std::env::var(SUBSCRIPTION_KEY_ENV)
+                .ok()
+                .filter(|k| !k.trim().is_empty()),
             KeySource::Fixed(k) => k.clone(),
         };
-        Ok(Box::new(SignNode { provider, sas_url, subscription_key, tokens: Mutex::new(HashMap::new()) }))
+        Ok(Box::new(SignNode {
+            provider,
+            sas_url,
+            subscription_key,
+            tokens: Mutex::new(HashMap::new()),
+        }))
     }
 }
 
@@ -152,6 +170,8 @@ struct Token {
     expiry: i128,
     /// As the server wrote it.
     expiry_text: String,
+    /// When it was fetched, nanoseconds since the epoch.
+    fetched: i128,
 }
 
 /// A built `sign` node; it keeps the tokens it fetched.
@@ -173,7 +193,10 @@ fn blob_target(href: &str) -> Option<(String, String)> {
     if account.is_empty() || account.contains('.') || PUBLIC_ACCOUNTS.contains(&account) {
         return None;
     }
-    if url.query().is_some_and(|q| q.to_ascii_lowercase().contains("sig=")) {
+    if url
+        .query()
+        .is_some_and(|q| q.to_ascii_lowercase().contains("sig="))
+    {
         return None; // already signed
     }
     let container = url.path_segments()?.next().filter(|c| !c.is_empty())?;
@@ -183,7 +206,9 @@ fn blob_target(href: &str) -> Option<(String, String)> {
 /// Appends `token` to the query string of `href` (before any fragment).
 fn append_token(href: &str, token: &str) -> String {
     let token = token.trim_start_matches(['?', '&']);
-    let (base, fragment) = href.split_once('#').map_or((href, None), |(b, f)| (b, Some(f)));
+    let (base, fragment) = href
+        .split_once('#')
+        .map_or((href, None), |(b, f)| (b, Some(f)));
     let sep = if base.contains('?') {
         if base.ends_with('?') || base.ends_with('&') {
             ""
@@ -203,19 +228,24 @@ fn append_token(href: &str, token: &str) -> String {
 
 impl SignNode {
     /// A valid token for `account/container`, fetched when there is none or it expires within
-    /// [`REFRESH_MARGIN_SECS`]. Returns `(token, expiry ns, expiry text)`.
+    /// [`REFRESH_MARGIN_SECS`] (a token fetched during this run, since `run_started`, serves
+    /// the rest of the run while it has not expired, so short-lived tokens are not fetched once
+    /// per asset). Returns `(token, expiry ns, expiry text)`.
     fn token(
         &self,
         client: &HttpClient,
         account: &str,
         container: &str,
         ctx: &RunContext,
+        run_started: i128,
     ) -> Result<(String, i128, String), NodeError> {
         let key = (account.to_string(), container.to_string());
         let now = datetime::now_nanos();
         if let Ok(tokens) = self.tokens.lock() {
             if let Some(t) = tokens.get(&key) {
-                if t.expiry - now >= REFRESH_MARGIN_SECS * 1_000_000_000 {
+                let fresh_enough = t.expiry - now >= REFRESH_MARGIN_SECS * 1_000_000_000;
+                let fetched_this_run = t.fetched >= run_started && t.expiry > now;
+                if fresh_enough || fetched_this_run {
                     return Ok((t.token.clone(), t.expiry, t.expiry_text.clone()));
                 }
             }
@@ -256,11 +286,23 @@ impl SignNode {
             .and_then(Json::as_str)
             .ok_or_else(|| bad("the SAS response has no `msft:expiry` string"))?
             .to_string();
-        let expiry = datetime::parse_rfc3339(&expiry_text)
-            .ok_or_else(|| bad(&format!("`msft:expiry` = `{expiry_text}` is not an RFC 3339 date-time")))?;
+        let expiry = datetime::parse_rfc3339(&expiry_text).ok_or_else(|| {
+            bad(&format!(
+                "`msft:expiry` = `{expiry_text}` is not an RFC 3339 date-time"
+            ))
+        })?;
         tracing::debug!(account, container, expiry = %expiry_text, "got a SAS token");
         if let Ok(mut tokens) = self.tokens.lock() {
-            tokens.insert(key, Token { token: token.clone(), expiry, expiry_text: expiry_text.clone() });
+            let fetched = datetime::now_nanos();
+            tokens.insert(
+                key,
+                Token {
+                    token: token.clone(),
+                    expiry,
+                    expiry_text: expiry_text.clone(),
+                    fetched,
+                },
+            );
         }
         Ok((token, expiry, expiry_text))
     }
@@ -273,6 +315,7 @@ impl Node for SignNode {
         if self.provider == Provider::None {
             return Ok(Value::Items(out));
         }
+        let run_started = datetime::now_nanos();
         let mut client: Option<HttpClient> = None;
         let mut signed_assets = 0usize;
         if let Some(features) = out.features_mut() {
@@ -281,13 +324,18 @@ impl Node for SignNode {
                 let mut earliest: Option<(i128, String)> = None;
                 if let Some(assets) = item.get_mut("assets").and_then(Json::as_object_mut) {
                     for asset in assets.values_mut() {
-                        let Some(Json::String(href)) = asset.get_mut("href") else { continue };
-                        let Some((account, container)) = blob_target(href) else { continue };
+                        let Some(Json::String(href)) = asset.get_mut("href") else {
+                            continue;
+                        };
+                        let Some((account, container)) = blob_target(href) else {
+                            continue;
+                        };
                         let c = match &client {
                             Some(c) => c,
                             None => client.insert(HttpClient::new(HttpConfig::default())?),
                         };
-                        let (token, expiry, text) = self.token(c, &account, &container, ctx)?;
+                        let (token, expiry, text) =
+                            self.token(c, &account, &container, ctx, run_started)?;
                         *href = append_token(href, &token);
                         signed_assets += 1;
                         let earlier = match &earliest {
@@ -299,9 +347,10 @@ impl Node for SignNode {
                         }
                     }
                 }
-                if let (Some((_, text)), Some(props)) =
-                    (earliest, item.get_mut("properties").and_then(Json::as_object_mut))
-                {
+                if let (Some((_, text)), Some(props)) = (
+                    earliest,
+                    item.get_mut("properties").and_then(Json::as_object_mut),
+                ) {
                     props.insert("msft:expiry".into(), Json::String(text));
                 }
             }
@@ -326,15 +375,30 @@ mod tests {
             Some(("sentinel2l2a01".into(), "sentinel2-l2".into()))
         );
         assert_eq!(blob_target("https://example.com/x.tif"), None);
-        assert_eq!(blob_target("https://a.blob.core.windows.net/c/x.tif?sv=1&sig=x"), None);
-        assert_eq!(blob_target("https://ai4edatasetspublicassets.blob.core.windows.net/c/x"), None);
+        assert_eq!(
+            blob_target("https://a.blob.core.windows.net/c/x.tif?sv=1&sig=x"),
+            None
+        );
+        assert_eq!(
+            blob_target("https://ai4edatasetspublicassets.blob.core.windows.net/c/x"),
+            None
+        );
         assert_eq!(blob_target("/local/x.tif"), None);
     }
 
     #[test]
     fn appends() {
-        assert_eq!(append_token("https://a/c/x.tif", "st=1&sig=2"), "https://a/c/x.tif?st=1&sig=2");
-        assert_eq!(append_token("https://a/c/x.tif?v=1", "st=1"), "https://a/c/x.tif?v=1&st=1");
-        assert_eq!(append_token("https://a/c/x.tif#f", "?st=1"), "https://a/c/x.tif?st=1#f");
+        assert_eq!(
+            append_token("https://a/c/x.tif", "st=1&sig=2"),
+            "https://a/c/x.tif?st=1&sig=2"
+        );
+        assert_eq!(
+            append_token("https://a/c/x.tif?v=1", "st=1"),
+            "https://a/c/x.tif?v=1&st=1"
+        );
+        assert_eq!(
+            append_token("https://a/c/x.tif#f", "?st=1"),
+            "https://a/c/x.tif?st=1#f"
+        );
     }
 }

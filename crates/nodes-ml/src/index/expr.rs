@@ -116,7 +116,11 @@ fn compile(node: &Tree<DefaultNumericTypes>, vars: &[String]) -> Option<Expr> {
     let c = node.children();
     let bin = |f: fn(f64, f64) -> f64| -> Option<Expr> {
         match c {
-            [a, b] => Some(Expr::Bin(f, Box::new(compile(a, vars)?), Box::new(compile(b, vars)?))),
+            [a, b] => Some(Expr::Bin(
+                f,
+                Box::new(compile(a, vars)?),
+                Box::new(compile(b, vars)?),
+            )),
             _ => None,
         }
     };
@@ -135,8 +139,12 @@ fn compile(node: &Tree<DefaultNumericTypes>, vars: &[String]) -> Option<Expr> {
             [a] => Some(Expr::Neg(Box::new(compile(a, vars)?))),
             _ => None,
         },
-        Operator::Const { value: EValue::Float(f) } => Some(Expr::Const(*f)),
-        Operator::Const { value: EValue::Int(i) } => Some(Expr::Const(*i as f64)),
+        Operator::Const {
+            value: EValue::Float(f),
+        } => Some(Expr::Const(*f)),
+        Operator::Const {
+            value: EValue::Int(i),
+        } => Some(Expr::Const(*i as f64)),
         Operator::VariableIdentifierRead { identifier } => {
             vars.iter().position(|v| v == identifier).map(Expr::Var)
         }
@@ -146,7 +154,10 @@ fn compile(node: &Tree<DefaultNumericTypes>, vars: &[String]) -> Option<Expr> {
                 _ => return None,
             };
             match args.as_slice() {
-                [a] => Some(Expr::Call1(function1(identifier)?, Box::new(compile(a, vars)?))),
+                [a] => Some(Expr::Call1(
+                    function1(identifier)?,
+                    Box::new(compile(a, vars)?),
+                )),
                 [a, b] => Some(Expr::Bin(
                     function2(identifier)?,
                     Box::new(compile(a, vars)?),
@@ -161,9 +172,14 @@ fn compile(node: &Tree<DefaultNumericTypes>, vars: &[String]) -> Option<Expr> {
 
 /// Turns integer constants into floats, so that the interpreter divides like the compiled form.
 fn ints_to_floats(node: &mut Tree<DefaultNumericTypes>) {
-    if let Operator::Const { value: EValue::Int(i) } = node.operator() {
+    if let Operator::Const {
+        value: EValue::Int(i),
+    } = node.operator()
+    {
         let f = *i as f64;
-        *node.operator_mut() = Operator::Const { value: EValue::Float(f) };
+        *node.operator_mut() = Operator::Const {
+            value: EValue::Float(f),
+        };
     }
     for child in node.children_mut() {
         ints_to_floats(child);
@@ -210,7 +226,8 @@ impl BandExpr {
     /// # Errors
     /// evalexpr's message when the expression does not parse.
     pub fn parse(name: &str, source: &str) -> Result<Self, String> {
-        let mut tree = build_operator_tree::<DefaultNumericTypes>(source).map_err(|e| e.to_string())?;
+        let mut tree =
+            build_operator_tree::<DefaultNumericTypes>(source).map_err(|e| e.to_string())?;
         let mut vars: Vec<String> = Vec::new();
         for v in tree.iter_read_variable_identifiers() {
             if !vars.iter().any(|x| x == v) {
@@ -224,7 +241,19 @@ impl BandExpr {
                 Plan::Interpreted(Box::new(tree))
             }
         };
-        Ok(BandExpr { name: name.into(), source: source.into(), vars, plan })
+        let e = BandExpr {
+            name: name.into(),
+            source: source.into(),
+            vars,
+            plan,
+        };
+        // A dry run on ones catches what parses but cannot evaluate (`nir -`, a string result).
+        if !e.is_compiled() {
+            let ones = vec![1.0f32; e.vars.len()];
+            let cols: Vec<&[f32]> = ones.chunks(1).collect();
+            e.eval_block(&cols, &mut [0.0])?;
+        }
+        Ok(e)
     }
 
     /// True when the fast compiled form is used (see the module docs).
@@ -250,7 +279,8 @@ impl BandExpr {
                 let mut ctx = HashMapContext::<DefaultNumericTypes>::new();
                 for (j, o) in out.iter_mut().enumerate() {
                     for (var, col) in self.vars.iter().zip(cols) {
-                        ctx.set_value(var.clone(), EValue::Float(col[j] as f64)).map_err(|e| e.to_string())?;
+                        ctx.set_value(var.clone(), EValue::Float(col[j] as f64))
+                            .map_err(|e| e.to_string())?;
                     }
                     let v = match tree.eval_with_context(&ctx).map_err(|e| e.to_string())? {
                         EValue::Float(f) => f,
@@ -287,11 +317,21 @@ mod tests {
         assert!(compiled);
         assert!((out[0] - 0.6666667).abs() < 1e-6);
         assert_eq!(out[1], 0.0);
-        assert!(out[2].is_nan() && out[3].is_nan(), "0/0 and NaN input give NaN");
-        let (out, compiled) = eval("math::sqrt(B08) + max(B08, B04) - min(1, 2) + 2^3 + -B04 + 1/2 + 7 % 4", &[&a, &b]);
+        assert!(
+            out[2].is_nan() && out[3].is_nan(),
+            "0/0 and NaN input give NaN"
+        );
+        let (out, compiled) = eval(
+            "math::sqrt(B08) + max(B08, B04) - min(1, 2) + 2^3 + -B04 + 1/2 + 7 % 4",
+            &[&a, &b],
+        );
         assert!(compiled);
         let expect = 0.5f64.sqrt() + 0.5 - 1.0 + 8.0 - 0.1 + 0.5 + 3.0;
-        assert!((out[0] as f64 - expect).abs() < 1e-5, "{} vs {expect}", out[0]);
+        assert!(
+            (out[0] as f64 - expect).abs() < 1e-5,
+            "{} vs {expect}",
+            out[0]
+        );
         assert!(out[3].is_nan(), "max propagates NaN");
     }
 

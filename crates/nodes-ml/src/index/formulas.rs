@@ -59,7 +59,9 @@ impl SpectralIndex {
 
     /// Parses a name, case-insensitively.
     pub fn parse(name: &str) -> Option<Self> {
-        ALL.iter().copied().find(|i| i.name().eq_ignore_ascii_case(name))
+        ALL.iter()
+            .copied()
+            .find(|i| i.name().eq_ignore_ascii_case(name))
     }
 
     /// The common names of the bands it reads, in the order [`SpectralIndex::compute`] takes them.
@@ -99,10 +101,22 @@ mod tests {
     #[test]
     fn known_values() {
         let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
-        assert!(close(SpectralIndex::Ndvi.compute(&[0.5, 0.1], 0.5), 0.666667));
-        assert!(close(SpectralIndex::Ndwi.compute(&[0.2, 0.5], 0.5), -0.428571));
-        assert!(close(SpectralIndex::Savi.compute(&[0.5, 0.1], 0.5), 0.545455));
-        assert!(close(SpectralIndex::Evi.compute(&[0.5, 0.1, 0.05], 0.5), 0.579710));
+        assert!(close(
+            SpectralIndex::Ndvi.compute(&[0.5, 0.1], 0.5),
+            0.666667
+        ));
+        assert!(close(
+            SpectralIndex::Ndwi.compute(&[0.2, 0.5], 0.5),
+            -0.428571
+        ));
+        assert!(close(
+            SpectralIndex::Savi.compute(&[0.5, 0.1], 0.5),
+            0.545455
+        ));
+        assert!(close(
+            SpectralIndex::Evi.compute(&[0.5, 0.1, 0.05], 0.5),
+            0.579710
+        ));
         assert!(SpectralIndex::Ndvi.compute(&[0.0, 0.0], 0.5).is_nan());
         assert_eq!(SpectralIndex::parse("ndvi"), Some(SpectralIndex::Ndvi));
         assert_eq!(SpectralIndex::parse("mNdWi"), Some(SpectralIndex::Mndwi));

@@ -66,36 +66,58 @@ impl AddIndexParams {
         for name in &self.indices {
             let Some(index) = SpectralIndex::parse(name) else {
                 let upper = name.to_ascii_uppercase();
-                let mut e = ParamError::new("indices", format!("unknown index `{name}`; known: {}", known()));
+                let mut e = ParamError::new(
+                    "indices",
+                    format!("unknown index `{name}`; known: {}", known()),
+                );
                 if let Some(s) = suggest(&upper, ALL.iter().map(|i| i.name())) {
                     e = e.with_help(format!("did you mean `{s}`?"));
                 }
                 return Err(e);
             };
             if bands.iter().any(|b| b.name() == index.name()) {
-                return Err(ParamError::new("indices", format!("index `{}` is listed twice", index.name())));
+                return Err(ParamError::new(
+                    "indices",
+                    format!("index `{}` is listed twice", index.name()),
+                ));
             }
             bands.push(NewBand::Index(index));
         }
         for (name, value) in &self.expr {
             let Some(source) = value.as_str() else {
-                return Err(ParamError::new("expr", format!("`expr.{name}` must be a string expression")));
+                return Err(ParamError::new(
+                    "expr",
+                    format!("`expr.{name}` must be a string expression"),
+                ));
             };
             if bands.iter().any(|b| b.name().eq_ignore_ascii_case(name)) {
-                return Err(ParamError::new("expr", format!("`expr.{name}` clashes with index `{name}`")));
+                return Err(ParamError::new(
+                    "expr",
+                    format!("`expr.{name}` clashes with index `{name}`"),
+                ));
             }
-            let e = BandExpr::parse(name, source)
-                .map_err(|m| ParamError::new("expr", format!("expression `{name}` = \"{source}\": {m}")))?;
+            let e = BandExpr::parse(name, source).map_err(|m| {
+                ParamError::new("expr", format!("expression `{name}` = \"{source}\": {m}"))
+            })?;
             bands.push(NewBand::Expr(e));
         }
         if bands.is_empty() {
-            return Err(ParamError::general("add-index needs `indices` or `expr` (or both)")
-                .with_help(format!("e.g. indices = [\"NDVI\"]; known indices: {}", known())));
+            return Err(
+                ParamError::general("add-index needs `indices` or `expr` (or both)").with_help(
+                    format!("e.g. indices = [\"NDVI\"]; known indices: {}", known()),
+                ),
+            );
         }
         if !(self.savi_l.is_finite() && self.savi_l >= 0.0) {
-            return Err(ParamError::new("savi_l", "`savi_l` must be a finite number >= 0"));
+            return Err(ParamError::new(
+                "savi_l",
+                "`savi_l` must be a finite number >= 0",
+            ));
         }
-        Ok(AddIndexValidParams { bands, savi_l: self.savi_l })
+        Ok(AddIndexValidParams {
+            bands,
+            savi_l: self.savi_l,
+        })
     }
 }
 

@@ -16,8 +16,8 @@ pub mod formulas;
 mod hyperparams;
 
 use flow_core::{
-    schema, BandInfo, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port, Raster,
-    RunContext, Signature, Value, ValueType,
+    schema, BandInfo, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port,
+    Raster, RunContext, Signature, Value, ValueType,
 };
 use ndarray::{s, Array4, Axis};
 use rayon::prelude::*;
@@ -48,7 +48,11 @@ impl NodeKind for AddIndexKind {
 
     fn signature(&self) -> Signature {
         Signature {
-            inputs: vec![Port::required("input", ValueType::Raster, "the raster to extend")],
+            inputs: vec![Port::required(
+                "input",
+                ValueType::Raster,
+                "the raster to extend",
+            )],
             output: ValueType::Raster,
         }
     }
@@ -90,7 +94,10 @@ impl AddIndexNode {
         let n_new = self.params.bands.len();
         let mut bands = raster.bands.clone();
         for new in &self.params.bands {
-            if bands.iter().any(|b| b.name.eq_ignore_ascii_case(new.name())) {
+            if bands
+                .iter()
+                .any(|b| b.name.eq_ignore_ascii_case(new.name()))
+            {
                 return Err(MlError::DuplicateBand(new.name().into()));
             }
         }
@@ -101,9 +108,10 @@ impl AddIndexNode {
             let bi = nb + j;
             let (what, wanted): (String, Vec<&str>) = match new {
                 NewBand::Index(i) => (i.name().to_string(), i.bands().to_vec()),
-                NewBand::Expr(e) => {
-                    (format!("expression `{}`", e.name), e.vars.iter().map(String::as_str).collect())
-                }
+                NewBand::Expr(e) => (
+                    format!("expression `{}`", e.name),
+                    e.vars.iter().map(String::as_str).collect(),
+                ),
             };
             let inputs = wanted
                 .iter()
@@ -146,31 +154,50 @@ impl AddIndexNode {
                     .collect();
                 let mut target = right.slice_mut(s![t, 0, .., ..]);
                 let Some(o) = target.as_slice_mut() else {
-                    return Err(MlError::Shape("add-index: output plane is not contiguous".into()));
+                    return Err(MlError::Shape(
+                        "add-index: output plane is not contiguous".into(),
+                    ));
                 };
-                o.par_chunks_mut(CHUNK).enumerate().try_for_each(|(ci, oc)| {
-                    let start = ci * CHUNK;
-                    let ins: Vec<&[f32]> = cols.iter().map(|c| &c[start..start + oc.len()]).collect();
-                    match new {
-                        NewBand::Index(i) => {
-                            let mut v = [0.0f64; 4];
-                            for (p, o) in oc.iter_mut().enumerate() {
-                                for (k, c) in ins.iter().enumerate() {
-                                    v[k] = c[p] as f64;
+                o.par_chunks_mut(CHUNK)
+                    .enumerate()
+                    .try_for_each(|(ci, oc)| {
+                        let start = ci * CHUNK;
+                        let ins: Vec<&[f32]> =
+                            cols.iter().map(|c| &c[start..start + oc.len()]).collect();
+                        match new {
+                            NewBand::Index(i) => {
+                                let mut v = [0.0f64; 4];
+                                for (p, o) in oc.iter_mut().enumerate() {
+                                    for (k, c) in ins.iter().enumerate() {
+                                        v[k] = c[p] as f64;
+                                    }
+                                    *o = finite_or_nan(
+                                        i.compute(&v[..ins.len()], self.params.savi_l),
+                                    );
                                 }
-                                *o = finite_or_nan(i.compute(&v[..ins.len()], self.params.savi_l));
+                                Ok(())
                             }
-                            Ok(())
+                            NewBand::Expr(e) => {
+                                e.eval_block(&ins, oc).map_err(|message| MlError::Expr {
+                                    name: e.name.clone(),
+                                    message,
+                                })
+                            }
                         }
-                        NewBand::Expr(e) => e
-                            .eval_block(&ins, oc)
-                            .map_err(|message| MlError::Expr { name: e.name.clone(), message }),
-                    }
-                })?;
+                    })?;
             }
-            bands.push(BandInfo { name: new.name().to_string(), common_name: None, wavelength: None });
+            bands.push(BandInfo {
+                name: new.name().to_string(),
+                common_name: None,
+                wavelength: None,
+            });
         }
-        Ok(Raster { data: out, grid: raster.grid.clone(), bands, times: raster.times.clone() })
+        Ok(Raster {
+            data: out,
+            grid: raster.grid.clone(),
+            bands,
+            times: raster.times.clone(),
+        })
     }
 }
 
@@ -189,7 +216,12 @@ mod tests {
 
     fn node(src: &str) -> AddIndexNode {
         let params: Params = toml::from_str(src).unwrap();
-        AddIndexNode::new(schema::parse::<AddIndexParams>(&params).unwrap().validate().unwrap())
+        AddIndexNode::new(
+            schema::parse::<AddIndexParams>(&params)
+                .unwrap()
+                .validate()
+                .unwrap(),
+        )
     }
 
     /// Bands B02 blue, B03 green, B04 red, B08 nir, B11 swir16, B12 swir22; 1 x 3 pixels.
@@ -203,7 +235,10 @@ mod tests {
             0.3, 0.0, 0.2,       // B11
             0.2, 0.0, 0.1,       // B12
         ];
-        raster(Array4::from_shape_vec((1, 6, 1, 3), v).unwrap(), &["B02", "B03", "B04", "B08", "B11", "B12"])
+        raster(
+            Array4::from_shape_vec((1, 6, 1, 3), v).unwrap(),
+            &["B02", "B03", "B04", "B08", "B11", "B12"],
+        )
     }
 
     fn band(r: &Raster, name: &str) -> Vec<f32> {
@@ -233,7 +268,10 @@ mod tests {
         assert!(band(&out, "EVI")[2].is_nan(), "NaN input gives NaN");
         assert!(close(band(&out, "NBR")[0], 0.428571));
         // the input bands are untouched
-        assert_eq!(out.data.slice(s![.., ..6, .., ..]), scene().data);
+        assert_eq!(
+            out.data.slice(s![.., ..6, .., ..]).mapv(f32::to_bits),
+            scene().data.mapv(f32::to_bits)
+        );
     }
 
     #[test]
@@ -241,7 +279,9 @@ mod tests {
         let mut r = scene();
         r.data.mapv_inplace(|v| v * 10000.0);
         let warnings = RefCell::new(Vec::new());
-        let out = node(r#"indices = ["NDVI", "SAVI"]"#).apply(&r, &|m| warnings.borrow_mut().push(m)).unwrap();
+        let out = node(r#"indices = ["NDVI", "SAVI"]"#)
+            .apply(&r, &|m| warnings.borrow_mut().push(m))
+            .unwrap();
         assert!(close(band(&out, "NDVI")[0], 0.666667));
         let w = warnings.into_inner();
         assert_eq!(w.len(), 1, "{w:?}");
@@ -256,7 +296,9 @@ mod tests {
         }
         let out = node(r#"indices = ["NDVI"]"#).apply(&r, &|_| {}).unwrap();
         assert!(close(band(&out, "NDVI")[0], 0.666667));
-        let out = node(r#"expr = { D = "B08 - B04" }"#).apply(&r, &|_| {}).unwrap();
+        let out = node(r#"expr = { D = "B08 - B04" }"#)
+            .apply(&r, &|_| {})
+            .unwrap();
         assert!(close(band(&out, "D")[0], 0.4));
     }
 
@@ -268,7 +310,11 @@ expr = { RATIO = "nir / red", ND = "(B08 - B04) / (B08 + B04)", TWICE = "NDVI * 
         );
         let out = n.apply(&scene(), &|_| {}).unwrap();
         let names: Vec<&str> = out.bands.iter().map(|b| b.name.as_str()).collect();
-        assert_eq!(&names[6..], ["NDVI", "RATIO", "ND", "TWICE"], "in the order written");
+        assert_eq!(
+            &names[6..],
+            ["NDVI", "RATIO", "ND", "TWICE"],
+            "in the order written"
+        );
         assert!(close(band(&out, "RATIO")[0], 5.0));
         assert!(band(&out, "RATIO")[1].is_nan());
         assert_eq!(band(&out, "ND")[0], band(&out, "NDVI")[0]);
@@ -278,24 +324,41 @@ expr = { RATIO = "nir / red", ND = "(B08 - B04) / (B08 + B04)", TWICE = "NDVI * 
     #[test]
     fn missing_band_names_index_band_and_available_bands() {
         let r = raster(Array4::zeros((1, 2, 1, 1)), &["B02", "B04"]);
-        let e = node(r#"indices = ["NDVI"]"#).apply(&r, &|_| {}).unwrap_err();
+        let e = node(r#"indices = ["NDVI"]"#)
+            .apply(&r, &|_| {})
+            .unwrap_err();
         let msg = NodeError::from(e).to_string();
-        assert!(msg.contains("NDVI") && msg.contains("`nir`") && msg.contains("B02 (blue), B04 (red)"), "{msg}");
-        let e = node(r#"expr = { X = "B99 + 1" }"#).apply(&r, &|_| {}).unwrap_err();
+        assert!(
+            msg.contains("NDVI") && msg.contains("`nir`") && msg.contains("B02 (blue), B04 (red)"),
+            "{msg}"
+        );
+        let e = node(r#"expr = { X = "B99 + 1" }"#)
+            .apply(&r, &|_| {})
+            .unwrap_err();
         assert!(e.to_string().contains("B99"), "{e}");
     }
 
     #[test]
     fn param_errors() {
-        let build = |src: &str| AddIndexKind.build(&toml::from_str(src).unwrap()).err().unwrap();
+        let build = |src: &str| {
+            AddIndexKind
+                .build(&toml::from_str(src).unwrap())
+                .err()
+                .expect(src)
+        };
         let e = build(r#"indices = ["NDVX"]"#);
         assert_eq!(e.param.as_deref(), Some("indices"));
         assert_eq!(e.help.as_deref(), Some("did you mean `NDVI`?"));
-        assert_eq!(build(r#"expr = { A = "nir -" }"#).param.as_deref(), Some("expr"));
+        assert_eq!(
+            build(r#"expr = { A = "nir -" }"#).param.as_deref(),
+            Some("expr")
+        );
         assert_eq!(build(r#"expr = { A = 3 }"#).param.as_deref(), Some("expr"));
         assert_eq!(build("").param, None);
         let r = scene();
-        let e = node(r#"expr = { B04 = "nir" }"#).apply(&r, &|_| {}).unwrap_err();
+        let e = node(r#"expr = { B04 = "nir" }"#)
+            .apply(&r, &|_| {})
+            .unwrap_err();
         assert!(matches!(e, MlError::DuplicateBand(_)));
     }
 
@@ -307,8 +370,10 @@ expr = { RATIO = "nir / red", ND = "(B08 - B04) / (B08 + B04)", TWICE = "NDVI * 
             *v = 0.01 + (t + 2 * b + y + x) as f32 * 0.001;
         }
         let r = raster(data, &["B04", "B08"]);
-        let out = node(r#"indices = ["NDVI"]
-expr = { S = "nir + red" }"#)
+        let out = node(
+            r#"indices = ["NDVI"]
+expr = { S = "nir + red" }"#,
+        )
         .apply(&r, &|_| {})
         .unwrap();
         for t in 0..2 {

@@ -90,7 +90,11 @@ pub(crate) fn lloyd_rows(
             relocations += empty.len();
             relocate(rows, &mut next, &empty);
         }
-        let shift: f64 = centroids.iter().zip(&next).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+        let shift: f64 = centroids
+            .iter()
+            .zip(&next)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum();
         centroids = next;
         iterations += 1;
         if shift <= tol_shift {
@@ -100,7 +104,12 @@ pub(crate) fn lloyd_rows(
     }
     let centroids = Array2::from_shape_vec((k, f), centroids)
         .map_err(|e| MlError::Shape(format!("lloyd: {e}")))?;
-    Ok(LloydRun { centroids, iterations, converged, relocations })
+    Ok(LloydRun {
+        centroids,
+        iterations,
+        converged,
+        relocations,
+    })
 }
 
 /// Moves each empty cluster (in id order) onto the row farthest from the centroids kept so far.
@@ -117,7 +126,12 @@ fn relocate(rows: &Rows<'_>, centroids: &mut [f32], empty: &[usize]) {
     } else {
         let parts: Vec<Vec<f32>> = rows
             .par_chunks()
-            .map(|(_, chunk)| chunk.chunks_exact(f.max(1)).map(|r| nearest(r, &live, f).1).collect())
+            .map(|(_, chunk)| {
+                chunk
+                    .chunks_exact(f.max(1))
+                    .map(|r| nearest(r, &live, f).1)
+                    .collect()
+            })
             .collect();
         parts.concat()
     };
@@ -145,7 +159,11 @@ fn relocate(rows: &Rows<'_>, centroids: &mut [f32], empty: &[usize]) {
 /// the same ids (and colours) whatever the initialization found first.
 pub fn canonical_order(centroids: ArrayView2<'_, f32>) -> Vec<usize> {
     let mut order: Vec<usize> = (0..centroids.nrows()).collect();
-    let sums: Vec<f64> = centroids.rows().into_iter().map(|r| r.iter().map(|&v| v as f64).sum()).collect();
+    let sums: Vec<f64> = centroids
+        .rows()
+        .into_iter()
+        .map(|r| r.iter().map(|&v| v as f64).sum())
+        .collect();
     order.sort_by(|&a, &b| {
         sums[a].total_cmp(&sums[b]).then_with(|| {
             centroids

@@ -47,7 +47,10 @@ impl<'a> Rows<'a> {
     /// Parallel iterator over chunks of [`CHUNK`] rows: (index of the first row, values).
     pub fn par_chunks(&self) -> impl IndexedParallelIterator<Item = (usize, &[f32])> + '_ {
         let f = self.f.max(1);
-        self.data.par_chunks(CHUNK * f).enumerate().map(move |(c, s)| (c * CHUNK, s))
+        self.data
+            .par_chunks(CHUNK * f)
+            .enumerate()
+            .map(move |(c, s)| (c * CHUNK, s))
     }
 }
 
@@ -58,7 +61,7 @@ pub fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// The nearest centroid of `row` (centroids flat, `f` values each) and its squared distance;
-/// ties go to the lowest id.
+/// ties go to the lowest id. Same arithmetic, hence the same bits, as [`Nearest::find`].
 #[inline]
 pub fn nearest(row: &[f32], centroids: &[f32], f: usize) -> (usize, f32) {
     let mut best = (0, f32::INFINITY);
@@ -69,6 +72,59 @@ pub fn nearest(row: &[f32], centroids: &[f32], f: usize) -> (usize, f32) {
         }
     }
     best
+}
+
+/// Centroids stored feature-major (`f x k`), so that the distances of one row to all k
+/// centroids are computed with the loop over centroids innermost: no horizontal reduction, so
+/// the compiler vectorizes it. Each distance still sums its features in order, exactly like
+/// [`sq_dist`], so results are bit-identical to [`nearest`].
+#[derive(Debug, Clone)]
+pub struct Nearest {
+    transposed: Vec<f32>,
+    k: usize,
+    f: usize,
+}
+
+impl Nearest {
+    /// Prepares `k x f` centroids given flat.
+    pub fn new(centroids: &[f32], f: usize) -> Self {
+        let f1 = f.max(1);
+        let k = centroids.len() / f1;
+        let mut transposed = vec![0.0; k * f1];
+        for c in 0..k {
+            for j in 0..f1 {
+                transposed[j * k + c] = centroids[c * f1 + j];
+            }
+        }
+        Nearest { transposed, k, f: f1 }
+    }
+
+    /// A scratch buffer for [`Nearest::find`].
+    pub fn scratch(&self) -> Vec<f32> {
+        vec![0.0; self.k]
+    }
+
+    /// The nearest centroid of `row` and its squared distance; ties to the lowest id.
+    #[inline]
+    pub fn find(&self, row: &[f32], scratch: &mut [f32]) -> (usize, f32) {
+        let k = self.k;
+        let d = &mut scratch[..k];
+        d.fill(0.0);
+        for (j, &x) in row.iter().enumerate().take(self.f) {
+            let cj = &self.transposed[j * k..(j + 1) * k];
+            for (dc, &c) in d.iter_mut().zip(cj) {
+                let t = x - c;
+                *dc += t * t;
+            }
+        }
+        let mut best = (0, f32::INFINITY);
+        for (c, &v) in d.iter().enumerate() {
+            if v < best.1 {
+                best = (c, v);
+            }
+        }
+        best
+    }
 }
 
 /// What one assignment pass learns.
@@ -84,12 +140,22 @@ pub struct PassStats {
 
 impl PassStats {
     fn zeros(k: usize, f: usize) -> Self {
-        PassStats { sums: vec![0.0; k * f], counts: vec![0; k], inertia: 0.0 }
+        PassStats {
+            sums: vec![0.0; k * f],
+            counts: vec![0; k],
+            inertia: 0.0,
+        }
     }
 
     fn add(&mut self, other: &PassStats) {
-        self.sums.iter_mut().zip(&other.sums).for_each(|(a, b)| *a += b);
-        self.counts.iter_mut().zip(&other.counts).for_each(|(a, b)| *a += b);
+        self.sums
+            .iter_mut()
+            .zip(&other.sums)
+            .for_each(|(a, b)| *a += b);
+        self.counts
+            .iter_mut()
+            .zip(&other.counts)
+            .for_each(|(a, b)| *a += b);
         self.inertia += other.inertia;
     }
 }
@@ -97,12 +163,14 @@ impl PassStats {
 /// Assigns every row to its nearest centroid and accumulates sums, counts and inertia.
 pub fn pass(rows: &Rows<'_>, centroids: &[f32], k: usize) -> PassStats {
     let f = rows.f;
+    let near = Nearest::new(centroids, f);
     let partials: Vec<PassStats> = rows
         .par_chunks()
         .map(|(_, chunk)| {
             let mut st = PassStats::zeros(k, f);
+            let mut scratch = near.scratch();
             for row in chunk.chunks_exact(f.max(1)) {
-                let (c, d) = nearest(row, centroids, f);
+                let (c, d) = near.find(row, &mut scratch);
                 st.counts[c] += 1;
                 st.inertia += d as f64;
                 for (s, &v) in st.sums[c * f..(c + 1) * f].iter_mut().zip(row) {
@@ -124,7 +192,13 @@ pub fn ordered_sum(rows: &Rows<'_>, g: impl Fn(usize, &[f32]) -> f64 + Sync) -> 
     let f = rows.f.max(1);
     let partials: Vec<f64> = rows
         .par_chunks()
-        .map(|(start, chunk)| chunk.chunks_exact(f).enumerate().map(|(i, r)| g(start + i, r)).sum())
+        .map(|(start, chunk)| {
+            chunk
+                .chunks_exact(f)
+                .enumerate()
+                .map(|(i, r)| g(start + i, r))
+                .sum()
+        })
         .collect();
     partials.iter().sum()
 }
@@ -134,7 +208,12 @@ pub fn labels(rows: &Rows<'_>, centroids: &[f32]) -> Vec<u32> {
     let f = rows.f.max(1);
     let parts: Vec<Vec<u32>> = rows
         .par_chunks()
-        .map(|(_, chunk)| chunk.chunks_exact(f).map(|r| nearest(r, centroids, rows.f).0 as u32).collect())
+        .map(|(_, chunk)| {
+            chunk
+                .chunks_exact(f)
+                .map(|r| nearest(r, centroids, rows.f).0 as u32)
+                .collect()
+        })
         .collect();
     parts.concat()
 }
@@ -149,6 +228,14 @@ mod tests {
         let c = [0.0, 2.0, 2.0, 0.0]; // centroids (0, 2) and (2, 0)
         assert_eq!(nearest(&[1.0, 1.0], &c, 2), (0, 2.0));
         assert_eq!(nearest(&[2.0, 0.1], &c, 2).0, 1);
+        let near = Nearest::new(&c, 2);
+        let mut scratch = near.scratch();
+        assert_eq!(near.find(&[1.0, 1.0], &mut scratch), (0, 2.0));
+        for row in [[0.3f32, 1.7], [2.0, 0.1], [-5.0, 3.25]] {
+            let a = near.find(&row, &mut scratch);
+            let b = nearest(&row, &c, 2);
+            assert_eq!((a.0, a.1.to_bits()), (b.0, b.1.to_bits()));
+        }
     }
 
     #[test]
@@ -161,6 +248,10 @@ mod tests {
         assert_eq!(st.inertia, 1.0);
         assert_eq!(labels(&rows, &[0.0, 0.0, 10.0, 10.0]), [0, 0, 1]);
         let t = m.t();
-        assert_eq!(Rows::new(t.t()).as_slice(), m.as_slice().unwrap(), "non-standard views are copied");
+        assert_eq!(
+            Rows::new(t.t()).as_slice(),
+            m.as_slice().unwrap(),
+            "non-standard views are copied"
+        );
     }
 }

@@ -134,25 +134,38 @@ impl KMeansParams {
         };
         let k = positive(self.k, "k")?;
         if k > 65535 {
-            return Err(ParamError::new("k", format!("`k` must be at most 65535, got {k}")));
+            return Err(ParamError::new(
+                "k",
+                format!("`k` must be at most 65535, got {k}"),
+            ));
         }
         let sample = match self.sample {
             None => None,
             Some(SampleParam::Count(c)) => Some(Sample::Count(
                 usize::try_from(c).ok().filter(|&c| c >= 1).ok_or_else(|| {
-                    ParamError::new("sample", format!("`sample` as a count must be >= 1, got {c}"))
+                    ParamError::new(
+                        "sample",
+                        format!("`sample` as a count must be >= 1, got {c}"),
+                    )
                 })?,
             )),
             Some(SampleParam::Fraction(p)) if p > 0.0 && p <= 1.0 => Some(Sample::Fraction(p)),
             Some(SampleParam::Fraction(p)) => {
-                return Err(ParamError::new("sample", format!("`sample` as a fraction must be in (0, 1], got {p}")))
+                return Err(ParamError::new(
+                    "sample",
+                    format!("`sample` as a fraction must be in (0, 1], got {p}"),
+                ))
             }
         };
         if !(self.tol.is_finite() && self.tol >= 0.0) {
-            return Err(ParamError::new("tol", format!("`tol` must be a finite number >= 0, got {}", self.tol)));
+            return Err(ParamError::new(
+                "tol",
+                format!("`tol` must be a finite number >= 0, got {}", self.tol),
+            ));
         }
-        let seed = u64::try_from(self.seed)
-            .map_err(|_| ParamError::new("seed", format!("`seed` must be >= 0, got {}", self.seed)))?;
+        let seed = u64::try_from(self.seed).map_err(|_| {
+            ParamError::new("seed", format!("`seed` must be >= 0, got {}", self.seed))
+        })?;
         Ok(KMeansValidParams {
             k,
             init: self.init,
@@ -203,21 +216,48 @@ mod tests {
     #[test]
     fn defaults_and_ranges() {
         let p = parse("k = 4").unwrap();
-        assert_eq!((p.k, p.init, p.n_init, p.max_iter, p.tol, p.seed, p.sample), (4, InitMethod::KMeansPlusPlus, 10, 300, 1e-4, 0, None));
+        assert_eq!(
+            (p.k, p.init, p.n_init, p.max_iter, p.tol, p.seed, p.sample),
+            (4, InitMethod::KMeansPlusPlus, 10, 300, 1e-4, 0, None)
+        );
         assert_eq!(parse("k = 0").unwrap_err().param.as_deref(), Some("k"));
         assert_eq!(parse("k = -3").unwrap_err().param.as_deref(), Some("k"));
-        assert_eq!(parse("k = 2\nn_init = 0").unwrap_err().param.as_deref(), Some("n_init"));
-        assert_eq!(parse("k = 2\nseed = -1").unwrap_err().param.as_deref(), Some("seed"));
-        assert_eq!(parse("k = 2\ntol = -1.0").unwrap_err().param.as_deref(), Some("tol"));
-        assert_eq!(parse("k = 2\ninit = \"k-means||\"").unwrap().init, InitMethod::KMeansParallel);
+        assert_eq!(
+            parse("k = 2\nn_init = 0").unwrap_err().param.as_deref(),
+            Some("n_init")
+        );
+        assert_eq!(
+            parse("k = 2\nseed = -1").unwrap_err().param.as_deref(),
+            Some("seed")
+        );
+        assert_eq!(
+            parse("k = 2\ntol = -1.0").unwrap_err().param.as_deref(),
+            Some("tol")
+        );
+        assert_eq!(
+            parse("k = 2\ninit = \"k-means||\"").unwrap().init,
+            InitMethod::KMeansParallel
+        );
     }
 
     #[test]
     fn sample_count_or_fraction() {
-        assert_eq!(parse("k = 2\nsample = 1000").unwrap().sample, Some(Sample::Count(1000)));
-        assert_eq!(parse("k = 2\nsample = 0.25").unwrap().sample, Some(Sample::Fraction(0.25)));
-        assert_eq!(parse("k = 2\nsample = 1.5").unwrap_err().param.as_deref(), Some("sample"));
-        assert_eq!(parse("k = 2\nsample = 0").unwrap_err().param.as_deref(), Some("sample"));
+        assert_eq!(
+            parse("k = 2\nsample = 1000").unwrap().sample,
+            Some(Sample::Count(1000))
+        );
+        assert_eq!(
+            parse("k = 2\nsample = 0.25").unwrap().sample,
+            Some(Sample::Fraction(0.25))
+        );
+        assert_eq!(
+            parse("k = 2\nsample = 1.5").unwrap_err().param.as_deref(),
+            Some("sample")
+        );
+        assert_eq!(
+            parse("k = 2\nsample = 0").unwrap_err().param.as_deref(),
+            Some("sample")
+        );
         assert_eq!(Sample::Fraction(0.25).size(10), 3);
         assert_eq!(Sample::Fraction(0.01).size(10), 1);
         assert_eq!(Sample::Count(50).size(10), 10);

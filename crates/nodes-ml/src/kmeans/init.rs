@@ -13,7 +13,12 @@ use super::hyperparams::InitMethod;
 use crate::common::CHUNK;
 
 /// k initial centroids (flat, `k x f`) chosen by `method` from `rows` (which has >= 1 row).
-pub fn initialize(method: InitMethod, rows: &Rows<'_>, k: usize, rng: &mut Xoshiro256Plus) -> Vec<f32> {
+pub fn initialize(
+    method: InitMethod,
+    rows: &Rows<'_>,
+    k: usize,
+    rng: &mut Xoshiro256Plus,
+) -> Vec<f32> {
     let idx = match method {
         InitMethod::Random => rand::seq::index::sample(rng, rows.n, k.min(rows.n)).into_vec(),
         InitMethod::KMeansPlusPlus => kmeans_plus_plus(rows, k, rng),
@@ -33,7 +38,7 @@ pub fn initialize(method: InitMethod, rows: &Rows<'_>, k: usize, rng: &mut Xoshi
 /// Draws an index with probability proportional to `weights` (whose sum is `total`); uniform
 /// when every weight is zero.
 fn draw(weights: &[f64], total: f64, rng: &mut Xoshiro256Plus) -> usize {
-    if !(total > 0.0) {
+    if total.is_nan() || total <= 0.0 {
         return rng.gen_range(0..weights.len());
     }
     let u = rng.gen::<f64>() * total;
@@ -117,7 +122,7 @@ fn kmeans_parallel(rows: &Rows<'_>, k: usize, rng: &mut Xoshiro256Plus) -> Vec<u
     for _ in 0..ROUNDS {
         let phi = chunked_sum(&d2);
         let key: u64 = rng.gen();
-        if !(phi > 0.0) {
+        if phi.is_nan() || phi <= 0.0 {
             break;
         }
         let picked: Vec<Vec<usize>> = d2
@@ -132,13 +137,23 @@ fn kmeans_parallel(rows: &Rows<'_>, k: usize, rng: &mut Xoshiro256Plus) -> Vec<u
             })
             .collect();
         let new: Vec<usize> = picked.concat();
-        let centres: Vec<f32> = new.iter().flat_map(|&c| rows.row(c).iter().copied()).collect();
+        let centres: Vec<f32> = new
+            .iter()
+            .flat_map(|&c| rows.row(c).iter().copied())
+            .collect();
         update_d2(rows, &mut d2, &centres);
         cands.extend(new);
     }
     // Weight of a candidate = rows nearest to it.
-    let flat: Vec<f32> = cands.iter().flat_map(|&c| rows.row(c).iter().copied()).collect();
-    let weights: Vec<f64> = pass(rows, &flat, cands.len()).counts.iter().map(|&c| c as f64).collect();
+    let flat: Vec<f32> = cands
+        .iter()
+        .flat_map(|&c| rows.row(c).iter().copied())
+        .collect();
+    let weights: Vec<f64> = pass(rows, &flat, cands.len())
+        .counts
+        .iter()
+        .map(|&c| c as f64)
+        .collect();
     if cands.len() <= k {
         // Too few candidates: keep them all and add k-means++ draws over all rows.
         let mut chosen = cands;
@@ -155,7 +170,12 @@ fn kmeans_parallel(rows: &Rows<'_>, k: usize, rng: &mut Xoshiro256Plus) -> Vec<u
     let total_w: f64 = weights.iter().sum();
     let mut chosen = vec![draw(&weights, total_w, rng)];
     let mut cd2: Vec<f64> = (0..cands.len())
-        .map(|i| sq_dist(&flat[i * f..(i + 1) * f], &flat[chosen[0] * f..(chosen[0] + 1) * f]) as f64)
+        .map(|i| {
+            sq_dist(
+                &flat[i * f..(i + 1) * f],
+                &flat[chosen[0] * f..(chosen[0] + 1) * f],
+            ) as f64
+        })
         .collect();
     while chosen.len() < k {
         let w: Vec<f64> = cd2.iter().zip(&weights).map(|(d, w)| d * w).collect();
@@ -177,7 +197,9 @@ mod tests {
 
     fn blobs() -> Array2<f32> {
         // three tight groups of 50 rows around 0, 10 and 20
-        Array2::from_shape_fn((150, 2), |(i, j)| (i / 50) as f32 * 10.0 + ((i * 7 + j * 3) % 11) as f32 * 0.01)
+        Array2::from_shape_fn((150, 2), |(i, j)| {
+            (i / 50) as f32 * 10.0 + ((i * 7 + j * 3) % 11) as f32 * 0.01
+        })
     }
 
     #[test]
@@ -199,7 +221,11 @@ mod tests {
     fn same_seed_same_centres() {
         let data = blobs();
         let rows = Rows::new(data.view());
-        for method in [InitMethod::KMeansPlusPlus, InitMethod::KMeansParallel, InitMethod::Random] {
+        for method in [
+            InitMethod::KMeansPlusPlus,
+            InitMethod::KMeansParallel,
+            InitMethod::Random,
+        ] {
             let a = initialize(method, &rows, 4, &mut Xoshiro256Plus::seed_from_u64(1));
             let b = initialize(method, &rows, 4, &mut Xoshiro256Plus::seed_from_u64(1));
             assert_eq!(a, b);

@@ -51,7 +51,11 @@ impl NodeKind for KMeansFitKind {
 
     fn signature(&self) -> Signature {
         Signature {
-            inputs: vec![Port::required("input", ValueType::Matrix, "pixels x features (from flatten)")],
+            inputs: vec![Port::required(
+                "input",
+                ValueType::Matrix,
+                "pixels x features (from flatten)",
+            )],
             output: ValueType::Model,
         }
     }
@@ -84,7 +88,12 @@ impl KMeansFitNode {
     /// [`MlError::NoValidRows`] for an empty matrix, [`MlError::TooFewRows`] when k exceeds the
     /// rows fitted, [`MlError::Shape`] for a non-finite value or no feature,
     /// [`MlError::Cancelled`].
-    pub fn fit(&self, matrix: &Matrix, warn: &dyn Fn(String), cancelled: &dyn Fn() -> bool) -> Result<Model, MlError> {
+    pub fn fit(
+        &self,
+        matrix: &Matrix,
+        warn: &dyn Fn(String),
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Model, MlError> {
         let p = &self.params;
         let (n, f) = matrix.data.dim();
         if n == 0 {
@@ -109,8 +118,16 @@ impl KMeansFitNode {
             matrix.data.select(Axis(0), &idx)
         });
         if p.k > m {
-            let context = if m < n { format!(" in the sample (of {n} valid pixels)") } else { String::new() };
-            return Err(MlError::TooFewRows { k: p.k, rows: m, context });
+            let context = if m < n {
+                format!(" in the sample (of {n} valid pixels)")
+            } else {
+                String::new()
+            };
+            return Err(MlError::TooFewRows {
+                k: p.k,
+                rows: m,
+                context,
+            });
         }
         let rows = Rows::new(sampled.as_ref().map_or(matrix.data.view(), |s| s.view()));
         let mut info = json!({
@@ -137,8 +154,12 @@ impl KMeansFitNode {
             for (j, mean) in means.iter_mut().enumerate() {
                 *mean = ordered_sum(&rows, |_, r| r[j] as f64) / m as f64;
             }
-            let var = ordered_sum(&rows, |_, r| r.iter().zip(&means).map(|(&v, mu)| (v as f64 - mu).powi(2)).sum())
-                / (m as f64 * f as f64);
+            let var = ordered_sum(&rows, |_, r| {
+                r.iter()
+                    .zip(&means)
+                    .map(|(&v, mu)| (v as f64 - mu).powi(2))
+                    .sum()
+            }) / (m as f64 * f as f64);
             let tol_shift = p.tol * var;
             info["tol_shift"] = json!(tol_shift);
             let mut rng = Xoshiro256Plus::seed_from_u64(p.seed);
@@ -158,9 +179,14 @@ impl KMeansFitNode {
             };
             info["best_run"] = json!(index);
             info["relocated_empty_clusters"] = json!(run.relocations);
-            (run.centroids.iter().copied().collect(), run.iterations, run.converged)
+            (
+                run.centroids.iter().copied().collect(),
+                run.iterations,
+                run.converged,
+            )
         };
-        let centroids = Array2::from_shape_vec((p.k, f), centroids).map_err(|e| MlError::Shape(e.to_string()))?;
+        let centroids = Array2::from_shape_vec((p.k, f), centroids)
+            .map_err(|e| MlError::Shape(e.to_string()))?;
         let order = algorithm::canonical_order(centroids.view());
         let centroids = centroids.select(Axis(0), &order);
         let flat: Vec<f32> = centroids.iter().copied().collect();
@@ -173,7 +199,10 @@ impl KMeansFitNode {
             ));
         }
         if !converged {
-            warn(format!("kmeans-fit: did not converge within max_iter = {}", p.max_iter));
+            warn(format!(
+                "kmeans-fit: did not converge within max_iter = {}",
+                p.max_iter
+            ));
         }
         info["converged"] = json!(converged);
         Ok(Model {
@@ -191,6 +220,8 @@ impl KMeansFitNode {
 impl Node for KMeansFitNode {
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
         let matrix = inputs.matrix("input")?;
-        Ok(Value::Model(self.fit(matrix, &|m| ctx.warn(m), &|| ctx.is_cancelled())?))
+        Ok(Value::Model(
+            self.fit(matrix, &|m| ctx.warn(m), &|| ctx.is_cancelled())?,
+        ))
     }
 }

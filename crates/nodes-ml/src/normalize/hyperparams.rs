@@ -89,7 +89,10 @@ impl NormalizeParams {
         let range = pair(&self.range, "range")?;
         let percentiles = pair(&self.percentiles, "percentiles")?;
         if percentiles.0 < 0.0 || percentiles.1 > 100.0 {
-            return Err(ParamError::new("percentiles", "`percentiles` must lie within [0, 100]"));
+            return Err(ParamError::new(
+                "percentiles",
+                "`percentiles` must lie within [0, 100]",
+            ));
         }
         Ok(NormalizeValidParams {
             method: self.method,

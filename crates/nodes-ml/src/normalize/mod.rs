@@ -36,7 +36,11 @@ impl NodeKind for NormalizeKind {
 
     fn signature(&self) -> Signature {
         Signature {
-            inputs: vec![Port::required("input", ValueType::Raster, "the raster to rescale")],
+            inputs: vec![Port::required(
+                "input",
+                ValueType::Raster,
+                "the raster to rescale",
+            )],
             output: ValueType::Raster,
         }
     }
@@ -55,6 +59,9 @@ impl NodeKind for NormalizeKind {
         false
     }
 }
+
+/// `v -> v * scale + offset`, then an optional clamp.
+type Affine = (f64, f64, Option<(f64, f64)>);
 
 /// A built `normalize` node.
 #[derive(Debug, Clone)]
@@ -81,11 +88,14 @@ impl NormalizeNode {
         for group in groups {
             let what = match p.scope {
                 Scope::Global => "the raster".to_string(),
-                Scope::Band => format!("band {}", raster.bands.get(group[0]).map_or("?", |b| b.name.as_str())),
+                Scope::Band => format!(
+                    "band {}",
+                    raster.bands.get(group[0]).map_or("?", |b| b.name.as_str())
+                ),
             };
             let mut values = stats::finite_values(&raster.data.view(), &group);
             // The affine map v -> v * scale + offset, and the clamp, for this group.
-            let map: Option<(f64, f64, Option<(f64, f64)>)> = match p.method {
+            let map: Option<Affine> = match p.method {
                 Method::Minmax | Method::Percentile => {
                     let bounds = if p.method == Method::Minmax {
                         stats::min_max(&values)
@@ -117,7 +127,9 @@ impl NormalizeNode {
             };
             drop(values);
             let Some((scale, offset, clamp)) = map else {
-                warn(format!("normalize: {what} has no finite value; left as NaN"));
+                warn(format!(
+                    "normalize: {what} has no finite value; left as NaN"
+                ));
                 continue;
             };
             for &b in &group {
@@ -134,7 +146,12 @@ impl NormalizeNode {
                 });
             }
         }
-        Raster { data: out, grid: raster.grid.clone(), bands: raster.bands.clone(), times: raster.times.clone() }
+        Raster {
+            data: out,
+            grid: raster.grid.clone(),
+            bands: raster.bands.clone(),
+            times: raster.times.clone(),
+        }
     }
 }
 
@@ -154,7 +171,12 @@ mod tests {
 
     fn node(toml_src: &str) -> NormalizeNode {
         let params: Params = toml::from_str(toml_src).unwrap();
-        NormalizeNode::new(schema::parse::<NormalizeParams>(&params).unwrap().validate().unwrap())
+        NormalizeNode::new(
+            schema::parse::<NormalizeParams>(&params)
+                .unwrap()
+                .validate()
+                .unwrap(),
+        )
     }
 
     fn run(n: &NormalizeNode, r: &Raster) -> (Vec<f32>, Vec<String>) {
@@ -165,8 +187,24 @@ mod tests {
 
     fn sample() -> Raster {
         // 1 time, 2 bands, 2 x 3 pixels, one NaN.
-        let v = vec![0.0, 100.0, 200.0, 300.0, f32::NAN, 1000.0, 50.0, 150.0, 250.0, 350.0, 450.0, 550.0];
-        raster(Array4::from_shape_vec((1, 2, 2, 3), v).unwrap(), &["B04", "B08"])
+        let v = vec![
+            0.0,
+            100.0,
+            200.0,
+            300.0,
+            f32::NAN,
+            1000.0,
+            50.0,
+            150.0,
+            250.0,
+            350.0,
+            450.0,
+            550.0,
+        ];
+        raster(
+            Array4::from_shape_vec((1, 2, 2, 3), v).unwrap(),
+            &["B04", "B08"],
+        )
     }
 
     #[test]
@@ -174,7 +212,10 @@ mod tests {
         let (out, warnings) = run(&node(""), &sample());
         assert!(warnings.is_empty());
         assert!(out[4].is_nan(), "NaN stays NaN");
-        assert!(out.iter().filter(|v| !v.is_nan()).all(|&v| (0.0..=255.0).contains(&v)));
+        assert!(out
+            .iter()
+            .filter(|v| !v.is_nan())
+            .all(|&v| (0.0..=255.0).contains(&v)));
         assert_eq!(out[0], 0.0);
         assert_eq!(out[5], 255.0);
         insta::assert_debug_snapshot!("normalize_minmax_global", out);
@@ -199,17 +240,27 @@ mod tests {
         assert_eq!(out[0], 0.0);
         assert_eq!(out[100], 255.0, "the outlier is clipped");
         // clip = false extends the map linearly beyond the range
-        let (out, _) = run(&node("method = \"percentile\"\npercentiles = [10, 90]\nclip = false"), &r);
+        let (out, _) = run(
+            &node("method = \"percentile\"\npercentiles = [10, 90]\nclip = false"),
+            &r,
+        );
         assert!(out[0] < 0.0 && out[100] > 255.0);
     }
 
     #[test]
     fn zscore_has_zero_mean_unit_std() {
         let (out, _) = run(&node("method = \"zscore\""), &sample());
-        let f: Vec<f64> = out.iter().filter(|v| v.is_finite()).map(|&v| v as f64).collect();
+        let f: Vec<f64> = out
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|&v| v as f64)
+            .collect();
         let mean = f.iter().sum::<f64>() / f.len() as f64;
         let var = f.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / f.len() as f64;
-        assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5, "{mean} {var}");
+        assert!(
+            mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5,
+            "{mean} {var}"
+        );
     }
 
     #[test]
@@ -217,7 +268,10 @@ mod tests {
         let mut r = raster(Array4::from_elem((1, 1, 2, 2), 7.0), &["B04"]);
         r.data[[0, 0, 0, 0]] = f32::NAN;
         for method in ["minmax", "percentile", "zscore"] {
-            let (out, warnings) = run(&node(&format!("method = \"{method}\"\nrange = [10, 20]")), &r);
+            let (out, warnings) = run(
+                &node(&format!("method = \"{method}\"\nrange = [10, 20]")),
+                &r,
+            );
             assert_eq!(warnings.len(), 1, "{method}: {warnings:?}");
             let expect = if method == "zscore" { 0.0 } else { 10.0 };
             assert!(out[0].is_nan());
@@ -241,6 +295,9 @@ mod tests {
         let e = NormalizeKind.build(&params).err().unwrap();
         assert_eq!(e.param.as_deref(), Some("range"));
         let params: Params = toml::from_str("percentiles = [2, 120]").unwrap();
-        assert_eq!(NormalizeKind.build(&params).err().unwrap().param.as_deref(), Some("percentiles"));
+        assert_eq!(
+            NormalizeKind.build(&params).err().unwrap().param.as_deref(),
+            Some("percentiles")
+        );
     }
 }

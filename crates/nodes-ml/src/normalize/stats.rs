@@ -17,8 +17,16 @@ pub(crate) fn finite_values(data: &ArrayView4<'_, f32>, bands: &[usize]) -> Vec<
 pub(crate) fn min_max(values: &[f32]) -> Option<(f64, f64)> {
     let (min, max) = values
         .par_chunks(crate::common::CHUNK)
-        .map(|c| c.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v))))
-        .reduce(|| (f32::INFINITY, f32::NEG_INFINITY), |x, y| (x.0.min(y.0), x.1.max(y.1)));
+        .map(|c| {
+            c.iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                })
+        })
+        .reduce(
+            || (f32::INFINITY, f32::NEG_INFINITY),
+            |x, y| (x.0.min(y.0), x.1.max(y.1)),
+        );
     (min <= max).then_some((min as f64, max as f64))
 }
 
@@ -28,8 +36,10 @@ pub(crate) fn mean_std(values: &[f32]) -> Option<(f64, f64)> {
         return None;
     }
     let n = values.len() as f64;
-    let sums: Vec<f64> =
-        values.par_chunks(crate::common::CHUNK).map(|c| c.iter().map(|&v| v as f64).sum()).collect();
+    let sums: Vec<f64> = values
+        .par_chunks(crate::common::CHUNK)
+        .map(|c| c.iter().map(|&v| v as f64).sum())
+        .collect();
     let mean = sums.iter().sum::<f64>() / n;
     let sq: Vec<f64> = values
         .par_chunks(crate::common::CHUNK)
@@ -72,7 +82,10 @@ mod tests {
         // numpy.percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [2, 98]) = [1.18, 9.82]
         let mut v: Vec<f32> = (1..=10).rev().map(|x| x as f32).collect();
         let (a, b) = percentiles(&mut v, 2.0, 98.0).unwrap();
-        assert!((a - 1.18).abs() < 1e-9 && (b - 9.82).abs() < 1e-9, "{a} {b}");
+        assert!(
+            (a - 1.18).abs() < 1e-9 && (b - 9.82).abs() < 1e-9,
+            "{a} {b}"
+        );
         let mut one = vec![4.0f32];
         assert_eq!(percentiles(&mut one, 0.0, 100.0), Some((4.0, 4.0)));
     }

@@ -64,7 +64,18 @@ const ITEMS: [ItemSpec; 2] = [
         platform: "Sentinel-2B",
         seed: 0x5EED_0803,
         // Small clouds, both outside the notebook's AOI.
-        clouds: &[Cloud { cx: 400.0, cy: 40.0, r: 18.0 }, Cloud { cx: 250.0, cy: 376.0, r: 15.0 }],
+        clouds: &[
+            Cloud {
+                cx: 400.0,
+                cy: 40.0,
+                r: 18.0,
+            },
+            Cloud {
+                cx: 250.0,
+                cy: 376.0,
+                r: 15.0,
+            },
+        ],
     },
     ItemSpec {
         id: "S2A_MSIL2A_20210714T154911_R054_T18TWR_20210715T034718",
@@ -72,11 +83,31 @@ const ITEMS: [ItemSpec; 2] = [
         platform: "Sentinel-2A",
         seed: 0x5EED_0714,
         clouds: &[
-            Cloud { cx: 150.0, cy: 150.0, r: 83.0 },
-            Cloud { cx: 330.0, cy: 262.0, r: 76.0 },
-            Cloud { cx: 385.0, cy: 60.0, r: 67.0 },
-            Cloud { cx: 95.0, cy: 335.0, r: 60.0 },
-            Cloud { cx: 250.0, cy: 28.0, r: 48.0 },
+            Cloud {
+                cx: 150.0,
+                cy: 150.0,
+                r: 83.0,
+            },
+            Cloud {
+                cx: 330.0,
+                cy: 262.0,
+                r: 76.0,
+            },
+            Cloud {
+                cx: 385.0,
+                cy: 60.0,
+                r: 67.0,
+            },
+            Cloud {
+                cx: 95.0,
+                cy: 335.0,
+                r: 60.0,
+            },
+            Cloud {
+                cx: 250.0,
+                cy: 28.0,
+                r: 48.0,
+            },
         ],
     },
 ];
@@ -232,7 +263,12 @@ fn scl(truth: &Truth, scene: &Scene) -> (Vec<u8>, f64) {
             if truth.nodata(2 * c, 2 * r) {
                 continue;
             }
-            let ps = [2 * r * WIDTH + 2 * c, 2 * r * WIDTH + 2 * c + 1, (2 * r + 1) * WIDTH + 2 * c, (2 * r + 1) * WIDTH + 2 * c + 1];
+            let ps = [
+                2 * r * WIDTH + 2 * c,
+                2 * r * WIDTH + 2 * c + 1,
+                (2 * r + 1) * WIDTH + 2 * c,
+                (2 * r + 1) * WIDTH + 2 * c + 1,
+            ];
             let a = ps.iter().map(|&p| scene.alpha[p]).sum::<f64>() / 4.0;
             let s = ps.iter().map(|&p| scene.shadow[p]).sum::<f64>() / 4.0;
             let class = if a >= 0.6 {
@@ -251,7 +287,11 @@ fn scl(truth: &Truth, scene: &Scene) -> (Vec<u8>, f64) {
             out[r * w + c] = class;
         }
     }
-    let cover = if valid == 0 { 0.0 } else { (cloudy as f64 / valid as f64 * 10_000.0).round() / 100.0 };
+    let cover = if valid == 0 {
+        0.0
+    } else {
+        (cloudy as f64 / valid as f64 * 10_000.0).round() / 100.0
+    };
     (out, cover)
 }
 
@@ -266,24 +306,41 @@ fn write_raster<T: GdalType + Copy>(
 ) -> Result<()> {
     let ctx = || format!("writing {}", path.display());
     let mem = DriverManager::get_driver_by_name("MEM").map_err(|e| RasterError::gdal(ctx(), e))?;
-    let mut ds = mem.create_with_band_type::<T, _>("", width, height, 1).map_err(|e| RasterError::gdal(ctx(), e))?;
-    ds.set_geo_transform(&[X0, resolution, 0.0, Y0, 0.0, -resolution]).map_err(|e| RasterError::gdal(ctx(), e))?;
+    let mut ds = mem
+        .create_with_band_type::<T, _>("", width, height, 1)
+        .map_err(|e| RasterError::gdal(ctx(), e))?;
+    ds.set_geo_transform(&[X0, resolution, 0.0, Y0, 0.0, -resolution])
+        .map_err(|e| RasterError::gdal(ctx(), e))?;
     let srs = SpatialRef::from_epsg(EPSG).map_err(|e| RasterError::gdal(ctx(), e))?;
-    ds.set_spatial_ref(&srs).map_err(|e| RasterError::gdal(ctx(), e))?;
+    ds.set_spatial_ref(&srs)
+        .map_err(|e| RasterError::gdal(ctx(), e))?;
     {
         let mut band = ds.rasterband(1).map_err(|e| RasterError::gdal(ctx(), e))?;
-        band.set_no_data_value(Some(nodata)).map_err(|e| RasterError::gdal(ctx(), e))?;
+        band.set_no_data_value(Some(nodata))
+            .map_err(|e| RasterError::gdal(ctx(), e))?;
         let mut buf = Buffer::new((width, height), data);
-        band.write((0, 0), (width, height), &mut buf).map_err(|e| RasterError::gdal(ctx(), e))?;
+        band.write((0, 0), (width, height), &mut buf)
+            .map_err(|e| RasterError::gdal(ctx(), e))?;
     }
     let (driver, options) = if cog {
-        ("COG", vec!["COMPRESS=DEFLATE", "PREDICTOR=YES", "BLOCKSIZE=256", "OVERVIEWS=NONE"])
+        (
+            "COG",
+            vec![
+                "COMPRESS=DEFLATE",
+                "PREDICTOR=YES",
+                "BLOCKSIZE=256",
+                "OVERVIEWS=NONE",
+            ],
+        )
     } else {
         ("GTiff", vec!["COMPRESS=DEFLATE", "TILED=YES"])
     };
-    let driver = DriverManager::get_driver_by_name(driver).map_err(|e| RasterError::gdal(ctx(), e))?;
+    let driver =
+        DriverManager::get_driver_by_name(driver).map_err(|e| RasterError::gdal(ctx(), e))?;
     let options = RasterCreationOptions::from_iter(options);
-    let out = ds.create_copy(&driver, path, &options).map_err(|e| RasterError::gdal(ctx(), e))?;
+    let out = ds
+        .create_copy(&driver, path, &options)
+        .map_err(|e| RasterError::gdal(ctx(), e))?;
     out.close().map_err(|e| RasterError::gdal(ctx(), e))?;
     Ok(())
 }
@@ -303,14 +360,25 @@ fn footprint() -> Result<(serde_json::Value, [f64; 4])> {
     let mut utm = SpatialRef::from_epsg(EPSG).map_err(|e| RasterError::gdal("EPSG:32618", e))?;
     utm.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
     let ll = wgs84()?;
-    let t = CoordTransform::new(&utm, &ll).map_err(|e| RasterError::gdal("reprojecting the footprint", e))?;
+    let t = CoordTransform::new(&utm, &ll)
+        .map_err(|e| RasterError::gdal("reprojecting the footprint", e))?;
     let (x1, y1) = (X0 + WIDTH as f64 * 10.0, Y0 - HEIGHT as f64 * 10.0);
-    let bbox = t.transform_bounds(&[X0, y1, x1, Y0], 21).map_err(|e| RasterError::gdal("reprojecting the footprint", e))?;
+    let bbox = t
+        .transform_bounds(&[X0, y1, x1, Y0], 21)
+        .map_err(|e| RasterError::gdal("reprojecting the footprint", e))?;
     let mut xs = [X0, x1, x1, X0, X0];
     let mut ys = [Y0, Y0, y1, y1, Y0];
-    t.transform_coords(&mut xs, &mut ys, &mut []).map_err(|e| RasterError::gdal("reprojecting the footprint", e))?;
-    let ring: Vec<[f64; 2]> = xs.iter().zip(ys.iter()).map(|(&x, &y)| [round7(x), round7(y)]).collect();
-    Ok((json!({"type": "Polygon", "coordinates": [ring]}), bbox.map(round7)))
+    t.transform_coords(&mut xs, &mut ys, &mut [])
+        .map_err(|e| RasterError::gdal("reprojecting the footprint", e))?;
+    let ring: Vec<[f64; 2]> = xs
+        .iter()
+        .zip(ys.iter())
+        .map(|(&x, &y)| [round7(x), round7(y)])
+        .collect();
+    Ok((
+        json!({"type": "Polygon", "coordinates": [ring]}),
+        bbox.map(round7),
+    ))
 }
 
 fn asset_json(href: String, resolution: u32, band: Option<&spectra::Band>) -> serde_json::Value {
@@ -343,7 +411,8 @@ fn asset_json(href: String, resolution: u32, band: Option<&spectra::Band>) -> se
             "offset": 0,
         }]);
     } else {
-        asset["raster:bands"] = json!([{"nodata": 0, "data_type": "uint8", "spatial_resolution": resolution}]);
+        asset["raster:bands"] =
+            json!([{"nodata": 0, "data_type": "uint8", "spatial_resolution": resolution}]);
     }
     asset
 }
@@ -356,7 +425,14 @@ fn asset_json(href: String, resolution: u32, band: Option<&spectra::Band>) -> se
 pub fn generate_timberlea(dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| RasterError::io(dir, e))?;
     let truth = truth();
-    write_raster(&dir.join("truth.tif"), truth.classes.clone(), (WIDTH, HEIGHT), 10.0, TRUTH_NODATA as f64, false)?;
+    write_raster(
+        &dir.join("truth.tif"),
+        truth.classes.clone(),
+        (WIDTH, HEIGHT),
+        10.0,
+        TRUTH_NODATA as f64,
+        false,
+    )?;
     let (geometry, bbox) = footprint()?;
     let mut features = Vec::new();
     for spec in &ITEMS {
@@ -368,12 +444,32 @@ pub fn generate_timberlea(dir: &Path) -> Result<PathBuf> {
         for (b, band) in BANDS.iter().enumerate() {
             let (dn, w, h) = band_dn(&truth, &scene, b, &mut rng);
             let file = format!("{}.tif", band.key);
-            write_raster(&item_dir.join(&file), dn, (w, h), band.resolution as f64, 0.0, true)?;
-            assets.insert(band.key.into(), asset_json(format!("{}/{file}", spec.id), band.resolution, Some(band)));
+            write_raster(
+                &item_dir.join(&file),
+                dn,
+                (w, h),
+                band.resolution as f64,
+                0.0,
+                true,
+            )?;
+            assets.insert(
+                band.key.into(),
+                asset_json(format!("{}/{file}", spec.id), band.resolution, Some(band)),
+            );
         }
         let (scl, cloud_cover) = scl(&truth, &scene);
-        write_raster(&item_dir.join("SCL.tif"), scl, (WIDTH / 2, HEIGHT / 2), 20.0, 0.0, true)?;
-        assets.insert("SCL".into(), asset_json(format!("{}/SCL.tif", spec.id), 20, None));
+        write_raster(
+            &item_dir.join("SCL.tif"),
+            scl,
+            (WIDTH / 2, HEIGHT / 2),
+            20.0,
+            0.0,
+            true,
+        )?;
+        assets.insert(
+            "SCL".into(),
+            asset_json(format!("{}/SCL.tif", spec.id), 20, None),
+        );
         features.push(json!({
             "type": "Feature",
             "stac_version": "1.0.0",
@@ -408,7 +504,8 @@ pub fn generate_timberlea(dir: &Path) -> Result<PathBuf> {
         "flow:truth": {"href": "truth.tif", "classes": CLASS_NAMES, "nodata": TRUTH_NODATA},
     });
     let path = dir.join("items.json");
-    let text = serde_json::to_string_pretty(&collection).map_err(|e| RasterError::InvalidData(e.to_string()))?;
+    let text = serde_json::to_string_pretty(&collection)
+        .map_err(|e| RasterError::InvalidData(e.to_string()))?;
     std::fs::write(&path, text + "\n").map_err(|e| RasterError::io(&path, e))?;
     Ok(path)
 }

@@ -76,8 +76,16 @@ pub(crate) struct Fractal {
 
 impl Fractal {
     /// Fractal noise whose largest features are about `cell` pixels wide.
-    pub(crate) fn new(rng: &mut Rng, width: usize, height: usize, cell: f64, octaves: usize) -> Self {
-        let layers = (0..octaves).map(|o| ValueNoise::new(rng, width, height, cell / (1 << o) as f64)).collect();
+    pub(crate) fn new(
+        rng: &mut Rng,
+        width: usize,
+        height: usize,
+        cell: f64,
+        octaves: usize,
+    ) -> Self {
+        let layers = (0..octaves)
+            .map(|o| ValueNoise::new(rng, width, height, cell / (1 << o) as f64))
+            .collect();
         Fractal { layers }
     }
 
@@ -106,7 +114,10 @@ mod tests {
         let xs: Vec<f64> = (0..n).map(|_| a.gaussish()).collect();
         let mean = xs.iter().sum::<f64>() / n as f64;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
-        assert!(mean.abs() < 0.05 && (var - 1.0).abs() < 0.05, "{mean} {var}");
+        assert!(
+            mean.abs() < 0.05 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
     }
 
     #[test]

@@ -4,7 +4,10 @@
 use std::path::Path;
 
 use flow_core::{ClassInfo, Grid, Labels, Raster};
-use gdal::raster::{Buffer, ColorEntry, ColorInterpretation, ColorTable, GdalType, PaletteInterpretation, RasterCreationOptions};
+use gdal::raster::{
+    Buffer, ColorEntry, ColorInterpretation, ColorTable, GdalType, PaletteInterpretation,
+    RasterCreationOptions,
+};
 use gdal::spatial_ref::SpatialRef;
 use gdal::{Dataset, DriverManager, Metadata};
 
@@ -15,7 +18,9 @@ use crate::gdalx;
 pub(crate) fn mem_on_grid<T: GdalType>(grid: &Grid, bands: usize, what: &str) -> Result<Dataset> {
     let err = |e: gdal::errors::GdalError| RasterError::gdal(what, e);
     let mem = DriverManager::get_driver_by_name("MEM").map_err(err)?;
-    let mut ds = mem.create_with_band_type::<T, _>("", grid.width, grid.height, bands).map_err(err)?;
+    let mut ds = mem
+        .create_with_band_type::<T, _>("", grid.width, grid.height, bands)
+        .map_err(err)?;
     ds.set_geo_transform(&grid.transform).map_err(err)?;
     let srs = match grid.epsg() {
         Some(code) => SpatialRef::from_epsg(code),
@@ -31,9 +36,22 @@ pub(crate) fn copy_out(mem: &Dataset, path: &Path, cog: bool, predictor: &str) -
     let what = format!("writing {}", path.display());
     let err = |e: gdal::errors::GdalError| RasterError::gdal(&what, e);
     let (driver, options) = if cog {
-        ("COG", vec!["COMPRESS=DEFLATE".to_string(), format!("PREDICTOR={}", if predictor == "1" { "NO" } else { "YES" })])
+        (
+            "COG",
+            vec![
+                "COMPRESS=DEFLATE".to_string(),
+                format!("PREDICTOR={}", if predictor == "1" { "NO" } else { "YES" }),
+            ],
+        )
     } else {
-        ("GTiff", vec!["COMPRESS=DEFLATE".to_string(), "TILED=YES".to_string(), format!("PREDICTOR={predictor}")])
+        (
+            "GTiff",
+            vec![
+                "COMPRESS=DEFLATE".to_string(),
+                "TILED=YES".to_string(),
+                format!("PREDICTOR={predictor}"),
+            ],
+        )
     };
     let driver = DriverManager::get_driver_by_name(driver).map_err(err)?;
     let options = RasterCreationOptions::from_iter(options);
@@ -41,7 +59,10 @@ pub(crate) fn copy_out(mem: &Dataset, path: &Path, cog: bool, predictor: &str) -
     let out = mem.create_copy(&driver, path, &options).map_err(err)?;
     out.close().map_err(err)?;
     if let Some(msg) = capture.failure() {
-        return Err(RasterError::Gdal { context: what, message: msg });
+        return Err(RasterError::Gdal {
+            context: what,
+            message: msg,
+        });
     }
     Ok(())
 }
@@ -58,19 +79,30 @@ pub(crate) fn write_raster(r: &Raster, path: &Path, cog: bool) -> Result<()> {
             let mut band = mem.rasterband(t * nb + b + 1).map_err(err)?;
             band.set_no_data_value(Some(f64::NAN)).map_err(err)?;
             let info = &r.bands[b];
-            let description = if nt > 1 { format!("{} {}", r.times[t], info.name) } else { info.name.clone() };
+            let description = if nt > 1 {
+                format!("{} {}", r.times[t], info.name)
+            } else {
+                info.name.clone()
+            };
             band.set_description(&description).map_err(err)?;
             if let Some(c) = &info.common_name {
                 band.set_metadata_item("common_name", c, "").map_err(err)?;
             }
             if let Some(wl) = info.wavelength {
-                band.set_metadata_item("wavelength", &format!("{wl}"), "").map_err(err)?;
+                band.set_metadata_item("wavelength", &format!("{wl}"), "")
+                    .map_err(err)?;
             }
             if let Some(time) = r.times.get(t) {
                 band.set_metadata_item("datetime", time, "").map_err(err)?;
             }
-            let plane: Vec<f32> = r.data.slice(ndarray::s![t, b, .., ..]).iter().copied().collect();
-            band.write((0, 0), (w, h), &mut Buffer::new((w, h), plane)).map_err(err)?;
+            let plane: Vec<f32> = r
+                .data
+                .slice(ndarray::s![t, b, .., ..])
+                .iter()
+                .copied()
+                .collect();
+            band.write((0, 0), (w, h), &mut Buffer::new((w, h), plane))
+                .map_err(err)?;
         }
     }
     mem.flush_cache().map_err(err)?;
@@ -79,22 +111,48 @@ pub(crate) fn write_raster(r: &Raster, path: &Path, cog: bool) -> Result<()> {
 
 /// Writes a class map: Byte when every class id is below 255 (nodata 255 unless the map's own
 /// nodata fits), else UInt16; with a colour table and category names.
-pub(crate) fn write_labels(l: &Labels, classes: &[ClassInfo], path: &Path, cog: bool) -> Result<()> {
+pub(crate) fn write_labels(
+    l: &Labels,
+    classes: &[ClassInfo],
+    path: &Path,
+    cog: bool,
+) -> Result<()> {
     let what = format!("writing {}", path.display());
     let err = |e: gdal::errors::GdalError| RasterError::gdal(&what, e);
-    let max_class = l.data.iter().filter(|&&v| v != l.nodata).copied().max().unwrap_or(0).max(classes.iter().map(|c| c.id).max().unwrap_or(0));
+    let max_class = l
+        .data
+        .iter()
+        .filter(|&&v| v != l.nodata)
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(classes.iter().map(|c| c.id).max().unwrap_or(0));
     let (w, h) = (l.grid.width, l.grid.height);
     let byte = max_class < 255;
-    let nodata: u16 = if byte && l.nodata > 255 { 255 } else { l.nodata };
+    let nodata: u16 = if byte && l.nodata > 255 {
+        255
+    } else {
+        l.nodata
+    };
     let mut mem = if byte {
-        let mut mem = mem_on_grid::<u8>(&l.grid, 1, &what)?;
-        let data: Vec<u8> = l.data.iter().map(|&v| if v == l.nodata { nodata as u8 } else { v as u8 }).collect();
-        mem.rasterband(1).map_err(err)?.write((0, 0), (w, h), &mut Buffer::new((w, h), data)).map_err(err)?;
+        let mem = mem_on_grid::<u8>(&l.grid, 1, &what)?;
+        let data: Vec<u8> = l
+            .data
+            .iter()
+            .map(|&v| if v == l.nodata { nodata as u8 } else { v as u8 })
+            .collect();
+        mem.rasterband(1)
+            .map_err(err)?
+            .write((0, 0), (w, h), &mut Buffer::new((w, h), data))
+            .map_err(err)?;
         mem
     } else {
-        let mut mem = mem_on_grid::<u16>(&l.grid, 1, &what)?;
+        let mem = mem_on_grid::<u16>(&l.grid, 1, &what)?;
         let data: Vec<u16> = l.data.iter().copied().collect();
-        mem.rasterband(1).map_err(err)?.write((0, 0), (w, h), &mut Buffer::new((w, h), data)).map_err(err)?;
+        mem.rasterband(1)
+            .map_err(err)?
+            .write((0, 0), (w, h), &mut Buffer::new((w, h), data))
+            .map_err(err)?;
         mem
     };
     {
@@ -102,21 +160,37 @@ pub(crate) fn write_labels(l: &Labels, classes: &[ClassInfo], path: &Path, cog: 
         band.set_no_data_value(Some(nodata as f64)).map_err(err)?;
         band.set_description("class").map_err(err)?;
         // Colour table: one entry per id up to the largest class (and nodata, transparent, for Byte).
-        let entries = if byte { max_class.max(nodata) as usize + 1 } else { max_class as usize + 1 };
+        let entries = if byte {
+            max_class.max(nodata) as usize + 1
+        } else {
+            max_class as usize + 1
+        };
         let mut table = ColorTable::new(PaletteInterpretation::Rgba);
         for id in 0..entries {
             let entry = match classes.iter().find(|c| c.id as usize == id) {
-                Some(c) => ColorEntry::rgba(c.color[0].into(), c.color[1].into(), c.color[2].into(), 255),
+                Some(c) => {
+                    ColorEntry::rgba(c.color[0].into(), c.color[1].into(), c.color[2].into(), 255)
+                }
                 None => ColorEntry::rgba(0, 0, 0, 0),
             };
             table.set_color_entry(id as u16, &entry);
         }
         band.set_color_table(&table);
-        band.set_color_interpretation(ColorInterpretation::PaletteIndex).map_err(err)?;
+        band.set_color_interpretation(ColorInterpretation::PaletteIndex)
+            .map_err(err)?;
         let names: Vec<String> = (0..=max_class as usize)
-            .map(|id| classes.iter().find(|c| c.id as usize == id).map(|c| c.name.clone()).unwrap_or_default())
+            .map(|id| {
+                classes
+                    .iter()
+                    .find(|c| c.id as usize == id)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default()
+            })
             .collect();
-        gdalx::set_category_names(&band, &names).map_err(|m| RasterError::Gdal { context: what.clone(), message: m })?;
+        gdalx::set_category_names(&band, &names).map_err(|m| RasterError::Gdal {
+            context: what.clone(),
+            message: m,
+        })?;
     }
     mem.flush_cache().map_err(err)?;
     copy_out(&mem, path, cog, "1")

@@ -12,8 +12,8 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use flow_core::{
-    schema, ClassInfo, Inputs, Labels, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType, Params, Port,
-    RunContext, Signature, Value, ValueType,
+    schema, ClassInfo, Inputs, Labels, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType,
+    Params, Port, RunContext, Signature, Value, ValueType,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -82,33 +82,59 @@ impl WriteParams {
         if self.path.is_empty() || path.file_name().is_none() {
             return Err(ParamError::new("path", "`path` must name a file"));
         }
-        if !path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
-            return Err(ParamError::new("path", format!("`path` {:?} must stay inside the output directory", self.path))
-                .with_help("use a relative path without `..`"));
+        if !path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Err(ParamError::new(
+                "path",
+                format!(
+                    "`path` {:?} must stay inside the output directory",
+                    self.path
+                ),
+            )
+            .with_help("use a relative path without `..`"));
         }
         let format = match &self.format {
             Some(f) => Format::parse(f).ok_or_else(|| {
-                ParamError::new("format", format!("unknown format `{f}`")).with_help("use gtiff, cog, png or json")
+                ParamError::new("format", format!("unknown format `{f}`"))
+                    .with_help("use gtiff, cog, png or json")
             })?,
             None => {
-                let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+                let ext = path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
                 match ext.as_str() {
                     "tif" | "tiff" => Format::GTiff,
                     "png" => Format::Png,
                     "json" => Format::Json,
                     _ => {
-                        return Err(ParamError::new("format", format!("cannot tell the format of {:?}", self.path))
-                            .with_help("end `path` in .tif, .png or .json, or set `format`"))
+                        return Err(ParamError::new(
+                            "format",
+                            format!("cannot tell the format of {:?}", self.path),
+                        )
+                        .with_help("end `path` in .tif, .png or .json, or set `format`"))
                     }
                 }
             }
         };
         let rgb_bands = match self.rgb_bands {
             None => DEFAULT_RGB_BANDS.map(String::from),
-            Some(v) => <[String; 3]>::try_from(v)
-                .map_err(|v| ParamError::new("rgb_bands", format!("`rgb_bands` needs 3 band names, got {}", v.len())))?,
+            Some(v) => <[String; 3]>::try_from(v).map_err(|v| {
+                ParamError::new(
+                    "rgb_bands",
+                    format!("`rgb_bands` needs 3 band names, got {}", v.len()),
+                )
+            })?,
         };
-        Ok(ValidWrite { path, format, rgb_bands, class_names: self.class_names })
+        Ok(ValidWrite {
+            path,
+            format,
+            rgb_bands,
+            class_names: self.class_names,
+        })
     }
 }
 
@@ -133,9 +159,21 @@ impl NodeKind for WriteKind {
         Signature {
             inputs: vec![
                 Port::required("input", ValueType::Any, "the value to write"),
-                Port::optional("rgb", ValueType::Raster, "raster for the RGB panel of a PNG quicklook"),
-                Port::optional("labels", ValueType::Labels, "class map for a model's class statistics"),
-                Port::optional("spectra", ValueType::Raster, "raster whose per-class band means go into a model's JSON"),
+                Port::optional(
+                    "rgb",
+                    ValueType::Raster,
+                    "raster for the RGB panel of a PNG quicklook",
+                ),
+                Port::optional(
+                    "labels",
+                    ValueType::Labels,
+                    "class map for a model's class statistics",
+                ),
+                Port::optional(
+                    "spectra",
+                    ValueType::Raster,
+                    "raster whose per-class band means go into a model's JSON",
+                ),
             ],
             output: ValueType::Json,
         }
@@ -143,7 +181,11 @@ impl NodeKind for WriteKind {
 
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::required("path", ParamType::String, "file path relative to the output directory"),
+            ParamSpec::required(
+                "path",
+                ParamType::String,
+                "file path relative to the output directory",
+            ),
             ParamSpec::optional(
                 "format",
                 ParamType::one_of(&["gtiff", "cog", "png", "json"]),
@@ -152,16 +194,27 @@ impl NodeKind for WriteKind {
             ParamSpec::with_default(
                 "rgb_bands",
                 ParamType::array(ParamType::String),
-                toml::Value::Array(DEFAULT_RGB_BANDS.iter().map(|b| toml::Value::String(b.to_string())).collect()),
+                toml::Value::Array(
+                    DEFAULT_RGB_BANDS
+                        .iter()
+                        .map(|b| toml::Value::String(b.to_string()))
+                        .collect(),
+                ),
                 "bands of the RGB composite (red, green, blue)",
             ),
-            ParamSpec::optional("class_names", ParamType::array(ParamType::String), "names of the classes, by class id"),
+            ParamSpec::optional(
+                "class_names",
+                ParamType::array(ParamType::String),
+                "names of the classes, by class id",
+            ),
         ]
     }
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
         let p: WriteParams = schema::parse(params)?;
-        Ok(Box::new(WriteNode { params: p.validate()? }))
+        Ok(Box::new(WriteNode {
+            params: p.validate()?,
+        }))
     }
 }
 
@@ -186,8 +239,19 @@ const PALETTE: [[u8; 3]; 10] = [
 
 /// The classes of a class map: its own, extended to every id present, renamed by `class_names`.
 pub(crate) fn classes_of(labels: &Labels, names: Option<&[String]>) -> Vec<ClassInfo> {
-    let max_id = labels.data.iter().filter(|&&v| v != labels.nodata).max().copied();
-    let n = labels.classes.iter().map(|c| c.id as usize + 1).max().unwrap_or(0).max(max_id.map_or(0, |m| m as usize + 1));
+    let max_id = labels
+        .data
+        .iter()
+        .filter(|&&v| v != labels.nodata)
+        .max()
+        .copied();
+    let n = labels
+        .classes
+        .iter()
+        .map(|c| c.id as usize + 1)
+        .max()
+        .unwrap_or(0)
+        .max(max_id.map_or(0, |m| m as usize + 1));
     let n = n.max(names.map_or(0, <[String]>::len));
     (0..n)
         .filter(|&id| id != labels.nodata as usize)
@@ -198,7 +262,11 @@ pub(crate) fn classes_of(labels: &Labels, names: Option<&[String]>) -> Vec<Class
                 .or_else(|| own.map(|c| c.name.clone()))
                 .unwrap_or_else(|| format!("class {id}"));
             let color = own.map(|c| c.color).unwrap_or(PALETTE[id % PALETTE.len()]);
-            ClassInfo { id: id as u16, name, color }
+            ClassInfo {
+                id: id as u16,
+                name,
+                color,
+            }
         })
         .collect()
 }
@@ -207,7 +275,10 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The temporary sibling of `target` that a writer fills before [`commit`].
 fn staging_path(target: &Path) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     target.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
 }
@@ -252,17 +323,23 @@ fn write_atomically(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Re
 /// BLAKE3 hash (hex) and size of a file.
 fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     let bytes = std::fs::read(path)?;
-    Ok((blake3::hash(&bytes).to_hex().to_string(), bytes.len() as u64))
+    Ok((
+        blake3::hash(&bytes).to_hex().to_string(),
+        bytes.len() as u64,
+    ))
 }
 
 /// `path` relative to `base`, with `/` separators.
 fn relative(path: &Path, base: &Path) -> String {
     let rel = path.strip_prefix(base).unwrap_or(path);
-    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 impl WriteNode {
-    fn write(&self, ctx: &RunContext, inputs: &Inputs, target: &Path) -> Result<Vec<PathBuf>, NodeError> {
+    fn write(&self, inputs: &Inputs, target: &Path) -> Result<Vec<PathBuf>, NodeError> {
         let p = &self.params;
         let input = inputs.value("input")?;
         let names = p.class_names.as_deref();
@@ -275,12 +352,14 @@ impl WriteNode {
             ))
         };
         let files = match (input, p.format) {
-            (Value::Raster(r), Format::GTiff | Format::Cog) => {
-                write_atomically(target, |tmp| geotiff::write_raster(r, tmp, p.format == Format::Cog))?
-            }
+            (Value::Raster(r), Format::GTiff | Format::Cog) => write_atomically(target, |tmp| {
+                geotiff::write_raster(r, tmp, p.format == Format::Cog)
+            })?,
             (Value::Labels(l), Format::GTiff | Format::Cog) => {
                 let classes = classes_of(l, names);
-                write_atomically(target, |tmp| geotiff::write_labels(l, &classes, tmp, p.format == Format::Cog))?
+                write_atomically(target, |tmp| {
+                    geotiff::write_labels(l, &classes, tmp, p.format == Format::Cog)
+                })?
             }
             (Value::Labels(l), Format::Png) => {
                 let classes = classes_of(l, names);
@@ -303,10 +382,11 @@ impl WriteNode {
                 write_atomically(target, |tmp| json::save(&doc, tmp))?
             }
             (Value::Json(v), Format::Json) => write_atomically(target, |tmp| json::save(v, tmp))?,
-            (Value::Items(items), Format::Json) => write_atomically(target, |tmp| json::save(&items.collection, tmp))?,
+            (Value::Items(items), Format::Json) => {
+                write_atomically(target, |tmp| json::save(&items.collection, tmp))?
+            }
             _ => return Err(unsupported()),
         };
-        let _ = ctx;
         Ok(files)
     }
 }
@@ -314,23 +394,30 @@ impl WriteNode {
 impl Node for WriteNode {
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
         let target = ctx.out_dir.join(&self.params.path);
-        let files = self.write(ctx, inputs, &target)?;
+        let files = self.write(inputs, &target)?;
         let mut list = Vec::new();
         for f in files {
             let (hash, bytes) = hash_file(&f).map_err(|e| NodeError::io(&f, e))?;
             list.push(json!({"path": relative(&f, &ctx.out_dir), "bytes": bytes, "blake3": hash}));
         }
-        Ok(Value::Json(json!({"format": self.params.format.name(), "files": list})))
+        Ok(Value::Json(
+            json!({"format": self.params.format.name(), "files": list}),
+        ))
     }
 
     fn is_fresh(&self, ctx: &RunContext, cached: &Value) -> bool {
-        let Value::Json(doc) = cached else { return false };
-        let Some(files) = doc.get("files").and_then(|f| f.as_array()) else { return false };
+        let Value::Json(doc) = cached else {
+            return false;
+        };
+        let Some(files) = doc.get("files").and_then(|f| f.as_array()) else {
+            return false;
+        };
         !files.is_empty()
             && files.iter().all(|f| {
-                let (Some(path), Some(hash)) =
-                    (f.get("path").and_then(|p| p.as_str()), f.get("blake3").and_then(|h| h.as_str()))
-                else {
+                let (Some(path), Some(hash)) = (
+                    f.get("path").and_then(|p| p.as_str()),
+                    f.get("blake3").and_then(|h| h.as_str()),
+                ) else {
                     return false;
                 };
                 hash_file(&ctx.out_dir.join(path)).is_ok_and(|(h, _)| h == hash)
@@ -354,7 +441,10 @@ mod tests {
             let err = build(&format!("path = {bad:?}")).err().unwrap();
             assert_eq!(err.param.as_deref(), Some("path"), "{bad}");
         }
-        assert_eq!(build("path = \"x.bin\"").err().unwrap().param.as_deref(), Some("format"));
+        assert_eq!(
+            build("path = \"x.bin\"").err().unwrap().param.as_deref(),
+            Some("format")
+        );
         assert!(build("path = \"x.bin\"\nformat = \"cog\"").is_ok());
         assert!(build("path = \"x.png\"\nrgb_bands = [\"B04\"]").is_err());
     }

@@ -20,7 +20,8 @@ pub fn scene() -> &'static Path {
 /// The scene's items with hrefs made absolute (as stac-search would).
 pub fn items() -> serde_json::Value {
     let path = scene();
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let dir = path.parent().unwrap();
     for f in v["features"].as_array_mut().unwrap() {
         for (_, a) in f["assets"].as_object_mut().unwrap() {
@@ -36,12 +37,26 @@ pub fn params(text: &str) -> Params {
 }
 
 pub fn ctx(out: &Path) -> RunContext {
-    RunContext::new("test", out.to_path_buf(), out.to_path_buf(), out.to_path_buf())
+    RunContext::new(
+        "test",
+        out.to_path_buf(),
+        out.to_path_buf(),
+        out.to_path_buf(),
+    )
 }
 
-pub fn run(kind: &dyn NodeKind, p: &str, inputs: Vec<(&str, Value)>, ctx: &RunContext) -> Result<Value, flow_core::NodeError> {
+pub fn run(
+    kind: &dyn NodeKind,
+    p: &str,
+    inputs: Vec<(&str, Value)>,
+    ctx: &RunContext,
+) -> Result<Value, flow_core::NodeError> {
     let node = kind.build(&params(p)).expect("build");
-    let inputs = Inputs::new(inputs.into_iter().map(|(k, v)| (k.to_string(), Arc::new(v))));
+    let inputs = Inputs::new(
+        inputs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Arc::new(v))),
+    );
     node.run(ctx, &inputs)
 }
 
@@ -49,7 +64,8 @@ pub fn items_value(v: serde_json::Value) -> Value {
     Value::Items(Items { collection: v })
 }
 
-pub const ASSETS: &str = r#"["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B11", "B12", "B8A"]"#;
+pub const ASSETS: &str =
+    r#"["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B11", "B12", "B8A"]"#;
 pub const AOI: &str = "[-73.9120245, 45.4263471, -73.883357, 45.4445361]";
 
 /// Reads band 1 of a raster file as f64.

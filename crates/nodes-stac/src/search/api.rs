@@ -14,7 +14,11 @@ pub fn search_url(root: &url::Url) -> String {
     let s = root.as_str();
     let (base, query) = s.split_once('?').map_or((s, None), |(b, q)| (b, Some(q)));
     let base = base.trim_end_matches('/');
-    let mut out = if base.ends_with("/search") { base.to_string() } else { format!("{base}/search") };
+    let mut out = if base.ends_with("/search") {
+        base.to_string()
+    } else {
+        format!("{base}/search")
+    };
     if let Some(q) = query {
         out.push('?');
         out.push_str(q);
@@ -49,13 +53,22 @@ fn fingerprint(r: &Request) -> String {
             Json::Object(o) => {
                 let mut keys: Vec<_> = o.keys().collect();
                 keys.sort();
-                Json::Object(keys.into_iter().map(|k| (k.clone(), canonical(&o[k]))).collect())
+                Json::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), canonical(&o[k])))
+                        .collect(),
+                )
             }
             Json::Array(a) => Json::Array(a.iter().map(canonical).collect()),
             other => other.clone(),
         }
     }
-    let body = r.body.as_ref().map(canonical).map(|b| b.to_string()).unwrap_or_default();
+    let body = r
+        .body
+        .as_ref()
+        .map(canonical)
+        .map(|b| b.to_string())
+        .unwrap_or_default();
     let mut headers = r.headers.clone();
     headers.sort();
     format!("{:?} {} {} {:?}", r.method, r.url, body, headers)
@@ -79,8 +92,15 @@ pub fn to_get(request: &Request) -> Result<Request, StacError> {
                     .iter()
                     .map(|s| match s {
                         Json::Object(o) => {
-                            let dir = if o.get("direction").and_then(Json::as_str) == Some("desc") { '-' } else { '+' };
-                            format!("{dir}{}", o.get("field").and_then(Json::as_str).unwrap_or_default())
+                            let dir = if o.get("direction").and_then(Json::as_str) == Some("desc") {
+                                '-'
+                            } else {
+                                '+'
+                            };
+                            format!(
+                                "{dir}{}",
+                                o.get("field").and_then(Json::as_str).unwrap_or_default()
+                            )
                         }
                         Json::String(s) => s.clone(),
                         other => other.to_string(),
@@ -99,17 +119,29 @@ pub fn to_get(request: &Request) -> Result<Request, StacError> {
             pairs.append_pair(k, &text);
         }
     }
-    Ok(Request { method: Method::Get, url: url.to_string(), body: None, headers: request.headers.clone() })
+    Ok(Request {
+        method: Method::Get,
+        url: url.to_string(),
+        body: None,
+        headers: request.headers.clone(),
+    })
 }
 
 /// The request for a `next` link, relative to the request that gave the page.
-fn next_request(link: &Map<String, Json>, current: &Request, original: &Json) -> Result<Option<Request>, StacError> {
+fn next_request(
+    link: &Map<String, Json>,
+    current: &Request,
+    original: &Json,
+) -> Result<Option<Request>, StacError> {
     let Some(href) = link.get("href").and_then(Json::as_str) else {
         return Ok(None);
     };
     let url = url::Url::parse(&current.url)
         .and_then(|base| base.join(href))
-        .map_err(|e| StacError::Transport { url: redact_url(href), message: format!("invalid next link: {e}") })?;
+        .map_err(|e| StacError::Transport {
+            url: redact_url(href),
+            message: format!("invalid next link: {e}"),
+        })?;
     let headers: Vec<(String, String)> = link
         .get("headers")
         .and_then(Json::as_object)
@@ -117,7 +149,10 @@ fn next_request(link: &Map<String, Json>, current: &Request, original: &Json) ->
             h.iter()
                 .filter_map(|(k, v)| match v {
                     Json::String(s) => Some((k.clone(), s.clone())),
-                    Json::Array(a) => a.first().and_then(Json::as_str).map(|s| (k.clone(), s.to_string())),
+                    Json::Array(a) => a
+                        .first()
+                        .and_then(Json::as_str)
+                        .map(|s| (k.clone(), s.to_string())),
                     _ => None,
                 })
                 .collect()
@@ -125,7 +160,12 @@ fn next_request(link: &Map<String, Json>, current: &Request, original: &Json) ->
         .unwrap_or_default();
     let method = link.get("method").and_then(Json::as_str).unwrap_or("GET");
     if !method.eq_ignore_ascii_case("POST") {
-        return Ok(Some(Request { method: Method::Get, url: url.to_string(), body: None, headers }));
+        return Ok(Some(Request {
+            method: Method::Get,
+            url: url.to_string(),
+            body: None,
+            headers,
+        }));
     }
     // POST: the link's body merged over the body of the request that gave this page (STAC's
     // `merge`; when absent we merge too, which is right both for servers that send the whole
@@ -143,7 +183,12 @@ fn next_request(link: &Map<String, Json>, current: &Request, original: &Json) ->
         (Some(b @ Json::Object(_)), false) => b.clone(),
         _ => base,
     };
-    Ok(Some(Request { method: Method::Post, url: url.to_string(), body: Some(body), headers }))
+    Ok(Some(Request {
+        method: Method::Post,
+        url: url.to_string(),
+        body: Some(body),
+        headers,
+    }))
 }
 
 /// Runs a search: POST `body` to `url`, then follows `next` links.
@@ -211,7 +256,8 @@ pub fn search(
         tracing::debug!(page, items = features.len(), "search page");
         if features.is_empty() {
             if page > 1 {
-                out.warnings.push(format!("page {page} was empty; stopped paging"));
+                out.warnings
+                    .push(format!("page {page} was empty; stopped paging"));
             }
             break;
         }
@@ -220,8 +266,14 @@ pub fn search(
                 return Err(bad("an item without a string `id`"));
             }
             let key = (
-                f.get("collection").and_then(Json::as_str).unwrap_or_default().to_string(),
-                f.get("id").and_then(Json::as_str).unwrap_or_default().to_string(),
+                f.get("collection")
+                    .and_then(Json::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                f.get("id")
+                    .and_then(Json::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
             );
             if seen_items.insert(key) {
                 out.items.push(f.clone());
@@ -237,7 +289,9 @@ pub fn search(
             .get("links")
             .and_then(Json::as_array)
             .and_then(|links| {
-                links.iter().find(|l| l.get("rel").and_then(Json::as_str) == Some("next"))
+                links
+                    .iter()
+                    .find(|l| l.get("rel").and_then(Json::as_str) == Some("next"))
             })
             .and_then(Json::as_object);
         match next {
@@ -283,15 +337,30 @@ mod tests {
 
     #[test]
     fn next_links() {
-        let cur = Request::post("http://h/api/search", json!({"collections": ["c"], "limit": 2}));
+        let cur = Request::post(
+            "http://h/api/search",
+            json!({"collections": ["c"], "limit": 2}),
+        );
         let l = json!({"rel": "next", "href": "search?token=2"});
-        let r = next_request(l.as_object().unwrap(), &cur, &json!({})).unwrap().unwrap();
-        assert_eq!((r.method, r.url.as_str()), (Method::Get, "http://h/api/search?token=2"));
+        let r = next_request(l.as_object().unwrap(), &cur, &json!({}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (r.method, r.url.as_str()),
+            (Method::Get, "http://h/api/search?token=2")
+        );
         let l = json!({"rel": "next", "href": "http://h/api/search", "method": "POST", "body": {"token": "n2"}});
-        let r = next_request(l.as_object().unwrap(), &cur, &json!({})).unwrap().unwrap();
-        assert_eq!(r.body.unwrap(), json!({"collections": ["c"], "limit": 2, "token": "n2"}));
+        let r = next_request(l.as_object().unwrap(), &cur, &json!({}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r.body.unwrap(),
+            json!({"collections": ["c"], "limit": 2, "token": "n2"})
+        );
         let l = json!({"rel": "next", "href": "http://h/api/search", "method": "POST", "body": {"token": "n2"}, "merge": false});
-        let r = next_request(l.as_object().unwrap(), &cur, &json!({})).unwrap().unwrap();
+        let r = next_request(l.as_object().unwrap(), &cur, &json!({}))
+            .unwrap()
+            .unwrap();
         assert_eq!(r.body.unwrap(), json!({"token": "n2"}));
     }
 }

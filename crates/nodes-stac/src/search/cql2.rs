@@ -69,7 +69,11 @@ pub enum Expr {
     TIntersects(Operand, Operand),
 }
 
-fn args<'a>(obj: &'a serde_json::Map<String, Json>, op: &str, n: Option<usize>) -> Result<&'a [Json], String> {
+fn args<'a>(
+    obj: &'a serde_json::Map<String, Json>,
+    op: &str,
+    n: Option<usize>,
+) -> Result<&'a [Json], String> {
     let a = obj
         .get("args")
         .and_then(Json::as_array)
@@ -94,7 +98,10 @@ fn operand(v: &Json) -> Result<Operand, String> {
                 let t = t.as_str().ok_or("`timestamp` must be a string")?;
                 Operand::Literal(Scalar::Time(time_literal(t)?))
             } else if let Some(i) = o.get("interval") {
-                let a = i.as_array().filter(|a| a.len() == 2).ok_or("`interval` takes two strings")?;
+                let a = i
+                    .as_array()
+                    .filter(|a| a.len() == 2)
+                    .ok_or("`interval` takes two strings")?;
                 let end = |v: &Json, first: bool| -> Result<Option<i128>, String> {
                     match v {
                         Json::String(s) if s == ".." => Ok(None),
@@ -103,13 +110,18 @@ fn operand(v: &Json) -> Result<Operand, String> {
                             Ok(if first { t.start } else { t.end })
                         }
                         Json::Object(_) => match operand(v)? {
-                            Operand::Literal(Scalar::Time(t)) => Ok(if first { t.start } else { t.end }),
+                            Operand::Literal(Scalar::Time(t)) => {
+                                Ok(if first { t.start } else { t.end })
+                            }
                             _ => Err("an interval holds instants".into()),
                         },
                         _ => Err("an interval holds instants".into()),
                     }
                 };
-                Operand::Literal(Scalar::Time(Interval { start: end(&a[0], true)?, end: end(&a[1], false)? }))
+                Operand::Literal(Scalar::Time(Interval {
+                    start: end(&a[0], true)?,
+                    end: end(&a[1], false)?,
+                }))
             } else if let Some(b) = o.get("bbox") {
                 let b: Vec<f64> = b
                     .as_array()
@@ -121,7 +133,9 @@ fn operand(v: &Json) -> Result<Operand, String> {
             } else if o.contains_key("type") {
                 Operand::Literal(Scalar::Geom(Box::new(geojson::to_geometry(v)?)))
             } else if let Some(op) = o.get("op").and_then(Json::as_str) {
-                return Err(format!("`{op}` is not supported as an operand in this CQL2 subset"));
+                return Err(format!(
+                    "`{op}` is not supported as an operand in this CQL2 subset"
+                ));
             } else {
                 return Err(format!("unsupported CQL2 operand {v}"));
             }
@@ -130,7 +144,9 @@ fn operand(v: &Json) -> Result<Operand, String> {
             a.iter()
                 .map(|x| match operand(x)? {
                     Operand::Literal(s) => Ok(s),
-                    Operand::Property(_) => Err("lists of properties are not supported".to_string()),
+                    Operand::Property(_) => {
+                        Err("lists of properties are not supported".to_string())
+                    }
                 })
                 .collect::<Result<_, _>>()?,
         )),
@@ -146,9 +162,16 @@ pub fn parse(v: &Json) -> Result<Expr, String> {
     let obj = match v {
         Json::Bool(b) => return Ok(Expr::Bool(*b)),
         Json::Object(o) => o,
-        _ => return Err(format!("a CQL2 expression is an object with `op` and `args`, not {v}")),
+        _ => {
+            return Err(format!(
+                "a CQL2 expression is an object with `op` and `args`, not {v}"
+            ))
+        }
     };
-    let op = obj.get("op").and_then(Json::as_str).ok_or("a CQL2 expression needs an `op` string")?;
+    let op = obj
+        .get("op")
+        .and_then(Json::as_str)
+        .ok_or("a CQL2 expression needs an `op` string")?;
     let lower = op.to_ascii_lowercase();
     let cmp = |c: CmpOp| -> Result<Expr, String> {
         let a = args(obj, op, Some(2))?;
@@ -226,7 +249,9 @@ fn like(text: &str, pattern: &str) -> bool {
             None => t.is_empty(),
             Some(('%', rest)) => (0..=t.len()).any(|i| go(&t[i..], rest)),
             Some(('_', rest)) => !t.is_empty() && go(&t[1..], rest),
-            Some(('\\', rest)) if !rest.is_empty() => t.first() == Some(&rest[0]) && go(&t[1..], &rest[1..]),
+            Some(('\\', rest)) if !rest.is_empty() => {
+                t.first() == Some(&rest[0]) && go(&t[1..], &rest[1..])
+            }
             Some((c, rest)) => t.first() == Some(c) && go(&t[1..], rest),
         }
     }
@@ -279,7 +304,10 @@ impl Expr {
                 if matches!(v, Scalar::Null) {
                     return None;
                 }
-                Some(list.iter().any(|o| compare(&v, &value(o, item)) == Some(Ordering::Equal)))
+                Some(
+                    list.iter()
+                        .any(|o| compare(&v, &value(o, item)) == Some(Ordering::Equal)),
+                )
             }
             Expr::Between(v, lo, hi) => {
                 let v = value(v, item);
@@ -316,23 +344,51 @@ mod tests {
         let t = |f: Json| parse(&f).unwrap().eval(&item);
         let cc = json!({"property": "eo:cloud_cover"});
         assert_eq!(t(json!({"op": "<", "args": [cc, 5]})), Some(true));
-        assert_eq!(t(json!({"op": "not", "args": [{"op": "<", "args": [cc, 5]}]})), Some(false));
-        assert_eq!(t(json!({"op": "between", "args": [cc, 4, 6]})), Some(true));
-        assert_eq!(t(json!({"op": "in", "args": [{"property": "platform"}, ["sentinel-2b", "sentinel-2a"]]})), Some(true));
-        assert_eq!(t(json!({"op": "like", "args": [{"property": "id"}, "S2_\\_%"]})), Some(true));
-        assert_eq!(t(json!({"op": "=", "args": [{"property": "missing"}, 1]})), None);
-        assert_eq!(t(json!({"op": "or", "args": [{"op": "=", "args": [{"property": "missing"}, 1]}, true]})), Some(true));
-        assert_eq!(t(json!({"op": "isNull", "args": [{"property": "missing"}]})), Some(true));
         assert_eq!(
-            t(json!({"op": "s_intersects", "args": [{"property": "geometry"}, {"bbox": [0, 0, 2, 2]}]})),
+            t(json!({"op": "not", "args": [{"op": "<", "args": [cc, 5]}]})),
+            Some(false)
+        );
+        assert_eq!(t(json!({"op": "between", "args": [cc, 4, 6]})), Some(true));
+        assert_eq!(
+            t(
+                json!({"op": "in", "args": [{"property": "platform"}, ["sentinel-2b", "sentinel-2a"]]})
+            ),
             Some(true)
         );
         assert_eq!(
-            t(json!({"op": "t_intersects", "args": [{"property": "datetime"}, {"interval": ["2021-07-01", "2021-07-09"]}]})),
+            t(json!({"op": "like", "args": [{"property": "id"}, "S2_\\_%"]})),
+            Some(true)
+        );
+        assert_eq!(
+            t(json!({"op": "=", "args": [{"property": "missing"}, 1]})),
+            None
+        );
+        assert_eq!(
+            t(
+                json!({"op": "or", "args": [{"op": "=", "args": [{"property": "missing"}, 1]}, true]})
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            t(json!({"op": "isNull", "args": [{"property": "missing"}]})),
+            Some(true)
+        );
+        assert_eq!(
+            t(
+                json!({"op": "s_intersects", "args": [{"property": "geometry"}, {"bbox": [0, 0, 2, 2]}]})
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            t(
+                json!({"op": "t_intersects", "args": [{"property": "datetime"}, {"interval": ["2021-07-01", "2021-07-09"]}]})
+            ),
             Some(false)
         );
         assert_eq!(
-            t(json!({"op": ">=", "args": [{"property": "datetime"}, {"timestamp": "2021-07-10T10:00:00Z"}]})),
+            t(
+                json!({"op": ">=", "args": [{"property": "datetime"}, {"timestamp": "2021-07-10T10:00:00Z"}]})
+            ),
             Some(true)
         );
         assert!(parse(&json!({"op": "a_contains", "args": [1, 2]})).is_err());

@@ -45,7 +45,10 @@ impl Scalar {
     fn as_time(&self) -> Option<Interval> {
         match self {
             Scalar::Time(t) => Some(*t),
-            Scalar::Str(s) => datetime::parse_rfc3339(s).map(|t| Interval { start: Some(t), end: Some(t) }),
+            Scalar::Str(s) => datetime::parse_rfc3339(s).map(|t| Interval {
+                start: Some(t),
+                end: Some(t),
+            }),
             _ => None,
         }
     }
@@ -75,7 +78,9 @@ pub fn item_value(item: &Json, name: &str) -> Scalar {
     let name = name.strip_prefix("properties.").unwrap_or(name);
     match name {
         "id" | "collection" => item.get(name).map_or(Scalar::Null, Scalar::from_json),
-        "geometry" => geojson::item_footprint(item).map_or(Scalar::Null, |g| Scalar::Geom(Box::new(g))),
+        "geometry" => {
+            geojson::item_footprint(item).map_or(Scalar::Null, |g| Scalar::Geom(Box::new(g)))
+        }
         "datetime" => datetime::item_interval(item).map_or(Scalar::Null, Scalar::Time),
         _ => item
             .get("properties")
@@ -146,9 +151,9 @@ pub fn parse_query(q: &Json) -> Result<Vec<QueryClause>, String> {
     let obj = q.as_object().ok_or("query must be a table")?;
     let mut clauses = Vec::new();
     for (property, ops) in obj {
-        let ops = ops
-            .as_object()
-            .ok_or_else(|| format!("query.\"{property}\" must be a table of operators such as {{ lt = 5 }}"))?;
+        let ops = ops.as_object().ok_or_else(|| {
+            format!("query.\"{property}\" must be a table of operators such as {{ lt = 5 }}")
+        })?;
         for (op, value) in ops {
             let op_parsed = QueryOp::parse(op).ok_or_else(|| {
                 format!(
@@ -158,7 +163,11 @@ pub fn parse_query(q: &Json) -> Result<Vec<QueryClause>, String> {
             if op_parsed == QueryOp::In && !value.is_array() {
                 return Err(format!("query.\"{property}\".in must be an array"));
             }
-            clauses.push(QueryClause { property: property.clone(), op: op_parsed, value: value.clone() });
+            clauses.push(QueryClause {
+                property: property.clone(),
+                op: op_parsed,
+                value: value.clone(),
+            });
         }
     }
     Ok(clauses)
@@ -180,9 +189,15 @@ impl QueryClause {
             QueryOp::Eq => compare(&v, &operand) == Some(Ordering::Equal),
             QueryOp::Neq => compare(&v, &operand).is_some_and(|o| o != Ordering::Equal),
             QueryOp::Lt => compare(&v, &operand) == Some(Ordering::Less),
-            QueryOp::Lte => matches!(compare(&v, &operand), Some(Ordering::Less | Ordering::Equal)),
+            QueryOp::Lte => matches!(
+                compare(&v, &operand),
+                Some(Ordering::Less | Ordering::Equal)
+            ),
             QueryOp::Gt => compare(&v, &operand) == Some(Ordering::Greater),
-            QueryOp::Gte => matches!(compare(&v, &operand), Some(Ordering::Greater | Ordering::Equal)),
+            QueryOp::Gte => matches!(
+                compare(&v, &operand),
+                Some(Ordering::Greater | Ordering::Equal)
+            ),
             QueryOp::In => match &operand {
                 Scalar::List(list) => list.iter().any(|o| compare(&v, o) == Some(Ordering::Equal)),
                 _ => false,
@@ -262,7 +277,9 @@ pub fn sortby_query(keys: &[SortKey]) -> String {
 pub fn default_order(a: &Json, b: &Json) -> Ordering {
     let t = |i: &Json| datetime::item_interval(i).and_then(|t| t.start);
     let s = |i: &Json, k: &str| i.get(k).and_then(Json::as_str).map(str::to_owned);
-    t(a).cmp(&t(b)).then_with(|| s(a, "id").cmp(&s(b, "id"))).then_with(|| s(a, "collection").cmp(&s(b, "collection")))
+    t(a).cmp(&t(b))
+        .then_with(|| s(a, "id").cmp(&s(b, "id")))
+        .then_with(|| s(a, "collection").cmp(&s(b, "collection")))
 }
 
 /// Orders by `keys` (missing values last), then by [`default_order`].
@@ -366,14 +383,20 @@ mod tests {
         assert!(m(json!({"platform": {"neq": "sentinel-2b"}})));
         assert!(m(json!({"platform": {"startsWith": "sentinel"}})));
         assert!(!m(json!({"missing": {"neq": 1}})));
-        assert!(!m(json!({"datetime": {"gte": "2021-06-30T23:00:00-02:00"}})));
+        assert!(!m(
+            json!({"datetime": {"gte": "2021-06-30T23:00:00-02:00"}})
+        ));
         assert!(parse_query(&json!({"a": {"like": 1}})).is_err());
         assert!(parse_query(&json!({"a": 1})).is_err());
     }
 
     #[test]
     fn sorting() {
-        let mut v = vec![item("b", 1.0, "2021-07-02T00:00:00Z"), item("a", 2.0, "2021-07-02T00:00:00Z"), item("c", 0.0, "2021-07-01T00:00:00Z")];
+        let mut v = vec![
+            item("b", 1.0, "2021-07-02T00:00:00Z"),
+            item("a", 2.0, "2021-07-02T00:00:00Z"),
+            item("c", 0.0, "2021-07-01T00:00:00Z"),
+        ];
         sort_items(&mut v, &[]);
         let ids: Vec<_> = v.iter().map(|i| i["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["c", "a", "b"]);

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use flow_core::{
-    schema, Caching, Inputs, Items, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType, Params,
-    RunContext, Signature, Value, ValueType,
+    schema, Caching, Inputs, Items, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType,
+    Params, RunContext, Signature, Value, ValueType,
 };
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
@@ -118,7 +118,11 @@ pub(crate) fn toml_to_json(v: &toml::Value) -> Json {
         toml::Value::Boolean(b) => Json::Bool(*b),
         toml::Value::Datetime(d) => Json::String(d.to_string()),
         toml::Value::Array(a) => Json::Array(a.iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => Json::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+        toml::Value::Table(t) => Json::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -127,9 +131,14 @@ fn parse_catalog(s: &str) -> Result<Catalog, ParamError> {
     if let Some(name) = s.strip_prefix("builtin:") {
         let ok = !name.is_empty()
             && !name.starts_with('.')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !ok {
-            return Err(ParamError::new("catalog", format!("`{s}`: a builtin dataset name is letters, digits, `-`, `_` and `.`")));
+            return Err(ParamError::new(
+                "catalog",
+                format!("`{s}`: a builtin dataset name is letters, digits, `-`, `_` and `.`"),
+            ));
         }
         return Ok(Catalog::Builtin(name.into()));
     }
@@ -137,7 +146,8 @@ fn parse_catalog(s: &str) -> Result<Catalog, ParamError> {
         return Err(ParamError::new("catalog", "the catalog is empty"));
     }
     if crate::items::has_scheme(s) {
-        let url = url::Url::parse(s).map_err(|e| ParamError::new("catalog", format!("`{s}` is not a valid URL: {e}")))?;
+        let url = url::Url::parse(s)
+            .map_err(|e| ParamError::new("catalog", format!("`{s}` is not a valid URL: {e}")))?;
         return match url.scheme() {
             "http" | "https" => Ok(Catalog::Api(url)),
             "file" => url
@@ -155,7 +165,10 @@ fn parse_catalog(s: &str) -> Result<Catalog, ParamError> {
 
 fn positive(param: &str, v: i64, max: i64) -> Result<i64, ParamError> {
     if v < 1 || v > max {
-        Err(ParamError::new(param, format!("{param} must be between 1 and {max}, not {v}")))
+        Err(ParamError::new(
+            param,
+            format!("{param} must be between 1 and {max}, not {v}"),
+        ))
     } else {
         Ok(v)
     }
@@ -167,18 +180,20 @@ impl RawParams {
         let is_api = matches!(catalog, Catalog::Api(_));
         let area = match (self.bbox, self.intersects) {
             (Some(_), Some(_)) => {
-                return Err(ParamError::new("intersects", "give either bbox or intersects, not both"))
+                return Err(ParamError::new(
+                    "intersects",
+                    "give either bbox or intersects, not both",
+                ))
             }
             (Some(b), None) => {
+                // 4 numbers (6 with heights are accepted too), south <= north
                 geojson::bbox_geometry(&b).map_err(|e| ParamError::new("bbox", e))?;
-                if b.len() != 4 && b.len() != 6 {
-                    return Err(ParamError::new("bbox", "a bbox has 4 numbers"));
-                }
                 Area::Bbox(b)
             }
             (None, Some(toml::Value::Table(t))) => {
                 let doc = toml_to_json(&toml::Value::Table(t));
-                let g = geojson::document_geometry(&doc).map_err(|e| ParamError::new("intersects", e))?;
+                let g = geojson::document_geometry(&doc)
+                    .map_err(|e| ParamError::new("intersects", e))?;
                 geojson::to_geometry(&g).map_err(|e| ParamError::new("intersects", e))?;
                 Area::Geometry(g)
             }
@@ -192,10 +207,15 @@ impl RawParams {
             (None, None) => Area::None,
         };
         if self.envelope && !matches!(area, Area::Geometry(_) | Area::File(_)) {
-            return Err(ParamError::new("envelope", "envelope = true needs an intersects geometry"));
+            return Err(ParamError::new(
+                "envelope",
+                "envelope = true needs an intersects geometry",
+            ));
         }
         let datetime = match self.datetime {
-            Some(d) => Some(datetime::parse_interval(&d).map_err(|e| ParamError::new("datetime", e))?),
+            Some(d) => {
+                Some(datetime::parse_interval(&d).map_err(|e| ParamError::new("datetime", e))?)
+            }
             None => None,
         };
         let query = match self.query {
@@ -213,7 +233,9 @@ impl RawParams {
                     Ok(e) => Some((j, Some(e))),
                     // A live API may support more of CQL2 than we evaluate locally.
                     Err(e) if is_api => {
-                        tracing::debug!("filter not evaluable locally ({e}); sent to the API as is");
+                        tracing::debug!(
+                            "filter not evaluable locally ({e}); sent to the API as is"
+                        );
                         Some((j, None))
                     }
                     Err(e) => return Err(ParamError::new("filter", e)),
@@ -228,26 +250,52 @@ impl RawParams {
             }
             None => Vec::new(),
         };
-        let limit = self.limit.map(|l| positive("limit", l, 100_000)).transpose()?.map(|l| l as u64);
-        let max_items = self.max_items.map(|m| positive("max_items", m, i64::MAX)).transpose()?.map(|m| m as usize);
+        let limit = self
+            .limit
+            .map(|l| positive("limit", l, 100_000))
+            .transpose()?
+            .map(|l| l as u64);
+        let max_items = self
+            .max_items
+            .map(|m| positive("max_items", m, i64::MAX))
+            .transpose()?
+            .map(|m| m as usize);
         if self.ttl < 0 {
-            return Err(ParamError::new("ttl", format!("ttl must be 0 or more seconds, not {}", self.ttl)));
+            return Err(ParamError::new(
+                "ttl",
+                format!("ttl must be 0 or more seconds, not {}", self.ttl),
+            ));
         }
         let max_pages = positive("max_pages", self.max_pages, 1_000_000)? as usize;
         if !(0..=20).contains(&self.retries) {
-            return Err(ParamError::new("retries", format!("retries must be between 0 and 20, not {}", self.retries)));
+            return Err(ParamError::new(
+                "retries",
+                format!("retries must be between 0 and 20, not {}", self.retries),
+            ));
         }
         if !(self.timeout > 0.0 && self.timeout <= 3600.0) {
-            return Err(ParamError::new("timeout", format!("timeout must be more than 0 and at most 3600 seconds, not {}", self.timeout)));
+            return Err(ParamError::new(
+                "timeout",
+                format!(
+                    "timeout must be more than 0 and at most 3600 seconds, not {}",
+                    self.timeout
+                ),
+            ));
         }
         if let Some(ids) = &self.ids {
             if ids.is_empty() {
-                return Err(ParamError::new("ids", "ids is empty: leave it out to search all ids"));
+                return Err(ParamError::new(
+                    "ids",
+                    "ids is empty: leave it out to search all ids",
+                ));
             }
         }
         if let Some(c) = &self.collections {
             if c.is_empty() {
-                return Err(ParamError::new("collections", "collections is empty: leave it out to search all collections"));
+                return Err(ParamError::new(
+                    "collections",
+                    "collections is empty: leave it out to search all collections",
+                ));
             }
         }
         Ok(ValidParams {
@@ -264,7 +312,10 @@ impl RawParams {
             max_items,
             ttl: self.ttl as u64,
             max_pages,
-            http: HttpConfig { retries: self.retries as u32, timeout: Duration::from_secs_f64(self.timeout) },
+            http: HttpConfig {
+                retries: self.retries as u32,
+                timeout: Duration::from_secs_f64(self.timeout),
+            },
         })
     }
 }
@@ -286,7 +337,10 @@ impl NodeKind for StacSearchKind {
     }
 
     fn signature(&self) -> Signature {
-        Signature { inputs: Vec::new(), output: ValueType::Items }
+        Signature {
+            inputs: Vec::new(),
+            output: ValueType::Items,
+        }
     }
 
     fn params(&self) -> Vec<ParamSpec> {
@@ -318,7 +372,10 @@ impl NodeKind for StacSearchKind {
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
         let raw: RawParams = schema::parse(params)?;
         let params = raw.validate()?;
-        Ok(Box::new(SearchNode { params, stash: Mutex::new(None) }))
+        Ok(Box::new(SearchNode {
+            params,
+            stash: Mutex::new(None),
+        }))
     }
 }
 
@@ -333,17 +390,29 @@ struct SearchNode {
 const DATASET_MARKER: &str = ".flow-dataset.json";
 
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn read_marker(dir: &Path) -> Result<Option<PathBuf>, NodeError> {
     let marker = dir.join(DATASET_MARKER);
     match std::fs::read(&marker) {
         Ok(bytes) => {
-            let v: Json = serde_json::from_slice(&bytes)
-                .map_err(|e| NodeError::InvalidData(format!("{}: {e}; remove the directory", marker.display())))?;
+            let v: Json = serde_json::from_slice(&bytes).map_err(|e| {
+                NodeError::InvalidData(format!("{}: {e}; remove the directory", marker.display()))
+            })?;
             let rel = v.get("path").and_then(Json::as_str).ok_or_else(|| {
-                NodeError::InvalidData(format!("{}: no `path`; remove the directory", marker.display()))
+                NodeError::InvalidData(format!(
+                    "{}: no `path`; remove the directory",
+                    marker.display()
+                ))
             })?;
             Ok(Some(dir.join(rel)))
         }
@@ -363,8 +432,15 @@ fn read_marker(dir: &Path) -> Result<Option<PathBuf>, NodeError> {
 
 /// The directory a builtin dataset lives in.
 fn dataset_dir(ctx: &RunContext, name: &str) -> Result<PathBuf, NodeError> {
-    let provider = ctx.datasets.get(name).ok_or_else(|| unknown_dataset(ctx, name))?;
-    Ok(ctx.data_dir.join(format!("{}-{}", sanitize(name), sanitize(provider.version()))))
+    let provider = ctx
+        .datasets
+        .get(name)
+        .ok_or_else(|| unknown_dataset(ctx, name))?;
+    Ok(ctx.data_dir.join(format!(
+        "{}-{}",
+        sanitize(name),
+        sanitize(provider.version())
+    )))
 }
 
 fn unknown_dataset(ctx: &RunContext, name: &str) -> NodeError {
@@ -381,20 +457,30 @@ fn unknown_dataset(ctx: &RunContext, name: &str) -> NodeError {
 /// read. Safe against concurrent runs: each generates into its own temporary directory and
 /// renames it into place; a loser of the race uses the winner's directory.
 pub fn materialize_dataset(ctx: &RunContext, name: &str) -> Result<PathBuf, NodeError> {
-    let provider = ctx.datasets.get(name).ok_or_else(|| unknown_dataset(ctx, name))?.clone();
+    let provider = ctx
+        .datasets
+        .get(name)
+        .ok_or_else(|| unknown_dataset(ctx, name))?
+        .clone();
     let target = dataset_dir(ctx, name)?;
     if let Some(p) = read_marker(&target)? {
         return Ok(p);
     }
     std::fs::create_dir_all(&ctx.data_dir).map_err(|e| NodeError::io(&ctx.data_dir, e))?;
-    let dir_name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir_name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{dir_name}.tmp-"))
         .tempdir_in(&ctx.data_dir)
         .map_err(|e| NodeError::io(&ctx.data_dir, e))?;
     tracing::info!(dataset = name, dir = %target.display(), "materializing builtin dataset");
     let path = provider.materialize(tmp.path())?;
-    let rel = path.strip_prefix(tmp.path()).map(Path::to_path_buf).unwrap_or(path);
+    let rel = path
+        .strip_prefix(tmp.path())
+        .map(Path::to_path_buf)
+        .unwrap_or(path);
     let marker = tmp.path().join(DATASET_MARKER);
     let text = json!({"path": rel.to_string_lossy(), "version": provider.version()}).to_string();
     std::fs::write(&marker, text).map_err(|e| NodeError::io(&marker, e))?;
@@ -410,8 +496,12 @@ pub fn materialize_dataset(ctx: &RunContext, name: &str) -> Result<PathBuf, Node
             drop(tmp);
         }
     }
-    read_marker(&target)?
-        .ok_or_else(|| NodeError::InvalidData(format!("{}: dataset vanished after materializing", target.display())))
+    read_marker(&target)?.ok_or_else(|| {
+        NodeError::InvalidData(format!(
+            "{}: dataset vanished after materializing",
+            target.display()
+        ))
+    })
 }
 
 impl SearchNode {
@@ -423,12 +513,15 @@ impl SearchNode {
             Area::File(p) => {
                 let path = ctx.resolve(p);
                 let bytes = std::fs::read(&path).map_err(|e| NodeError::io(&path, e))?;
-                let doc: Json = serde_json::from_slice(&bytes)
-                    .map_err(|e| NodeError::InvalidData(format!("intersects: {}: not JSON: {e}", path.display())))?;
-                let g = geojson::document_geometry(&doc)
-                    .map_err(|e| NodeError::InvalidData(format!("intersects: {}: {e}", path.display())))?;
-                geojson::to_geometry(&g)
-                    .map_err(|e| NodeError::InvalidData(format!("intersects: {}: {e}", path.display())))?;
+                let doc: Json = serde_json::from_slice(&bytes).map_err(|e| {
+                    NodeError::InvalidData(format!("intersects: {}: not JSON: {e}", path.display()))
+                })?;
+                let g = geojson::document_geometry(&doc).map_err(|e| {
+                    NodeError::InvalidData(format!("intersects: {}: {e}", path.display()))
+                })?;
+                geojson::to_geometry(&g).map_err(|e| {
+                    NodeError::InvalidData(format!("intersects: {}: {e}", path.display()))
+                })?;
                 Some(g)
             }
         })
@@ -443,8 +536,9 @@ impl SearchNode {
         match g {
             Some(g) if self.params.envelope => {
                 let geom = geojson::to_geometry(&g).map_err(NodeError::InvalidData)?;
-                let env = geojson::envelope(&geom)
-                    .ok_or_else(|| NodeError::InvalidData("intersects: the geometry is empty".into()))?;
+                let env = geojson::envelope(&geom).ok_or_else(|| {
+                    NodeError::InvalidData("intersects: the geometry is empty".into())
+                })?;
                 Ok((Some(env.to_vec()), None))
             }
             other => Ok((None, other)),
@@ -517,7 +611,10 @@ impl SearchNode {
         let client = HttpClient::new(self.params.http)?;
         let url = api::search_url(root);
         let body = self.api_body(ctx)?;
-        let limits = api::Limits { max_items: self.params.max_items, max_pages: self.params.max_pages };
+        let limits = api::Limits {
+            max_items: self.params.max_items,
+            max_pages: self.params.max_pages,
+        };
         let outcome = api::search(&client, &url, &body, limits, &|| ctx.is_cancelled())?;
         for w in &outcome.warnings {
             tracing::warn!(node = %ctx.node_id, "{w}");
@@ -529,7 +626,12 @@ impl SearchNode {
 
     fn run_static(&self, ctx: &RunContext) -> Result<Vec<Json>, NodeError> {
         let path = self.static_path(ctx)?;
-        let stashed = self.stash.lock().ok().and_then(|mut s| s.take()).filter(|(p, _)| *p == path);
+        let stashed = self
+            .stash
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .filter(|(p, _)| *p == path);
         let loaded = match stashed {
             Some((_, l)) => l,
             None => static_catalog::load(&path)?,
@@ -595,7 +697,10 @@ impl Node for SearchNode {
                 }
             }
             Catalog::Builtin(name) => {
-                let provider = ctx.datasets.get(name).ok_or_else(|| unknown_dataset(ctx, name))?;
+                let provider = ctx
+                    .datasets
+                    .get(name)
+                    .ok_or_else(|| unknown_dataset(ctx, name))?;
                 h.update(b"builtin\0");
                 h.update(name.as_bytes());
                 h.update(b"\0");
@@ -608,7 +713,9 @@ impl Node for SearchNode {
             h.update(b"\0intersects\0");
             h.update(&bytes);
         }
-        if matches!(self.params.catalog, Catalog::Api(_)) && !matches!(self.params.area, Area::File(_)) {
+        if matches!(self.params.catalog, Catalog::Api(_))
+            && !matches!(self.params.area, Area::File(_))
+        {
             return Ok(None);
         }
         Ok(Some(h.finalize().as_bytes().to_vec()))
@@ -617,7 +724,9 @@ impl Node for SearchNode {
     fn is_fresh(&self, ctx: &RunContext, _cached: &Value) -> bool {
         match &self.params.catalog {
             // the cached hrefs point into the materialized directory: it must still be there
-            Catalog::Builtin(name) => dataset_dir(ctx, name).is_ok_and(|d| d.join(DATASET_MARKER).exists()),
+            Catalog::Builtin(name) => {
+                dataset_dir(ctx, name).is_ok_and(|d| d.join(DATASET_MARKER).exists())
+            }
             _ => true,
         }
     }

@@ -32,7 +32,9 @@ fn absolute(path: &Path) -> PathBuf {
     let p = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
     };
     join_lexically(&p, ".")
 }
@@ -43,9 +45,18 @@ fn absolute(path: &Path) -> PathBuf {
 /// [`StacError::Io`] when a file cannot be read, [`StacError::Catalog`] when one is not the
 /// JSON it should be.
 pub fn load(path: &Path) -> Result<Loaded, StacError> {
-    let mut w = Walker { items: Vec::new(), hasher: blake3::Hasher::new(), visited: HashSet::new(), warnings: Vec::new() };
+    let mut w = Walker {
+        items: Vec::new(),
+        hasher: blake3::Hasher::new(),
+        visited: HashSet::new(),
+        warnings: Vec::new(),
+    };
     w.visit(&absolute(path), None, true)?;
-    Ok(Loaded { items: w.items, digest: *w.hasher.finalize().as_bytes(), warnings: w.warnings })
+    Ok(Loaded {
+        items: w.items,
+        digest: *w.hasher.finalize().as_bytes(),
+        warnings: w.warnings,
+    })
 }
 
 impl Walker {
@@ -56,12 +67,18 @@ impl Walker {
         self.hasher.update(p.as_bytes());
         self.hasher.update(&(bytes.len() as u64).to_le_bytes());
         self.hasher.update(&bytes);
-        serde_json::from_slice(&bytes).map_err(|e| StacError::catalog(path, format!("not valid JSON: {e}")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| StacError::catalog(path, format!("not valid JSON: {e}")))
     }
 
     /// Visits one file. `collection` is the id of the parent collection, given to items that
     /// lack one.
-    fn visit(&mut self, path: &Path, collection: Option<&str>, root: bool) -> Result<(), StacError> {
+    fn visit(
+        &mut self,
+        path: &Path,
+        collection: Option<&str>,
+        root: bool,
+    ) -> Result<(), StacError> {
         if !self.visited.insert(path.to_path_buf()) {
             return Ok(());
         }
@@ -137,13 +154,22 @@ impl Walker {
     ) -> Result<(), StacError> {
         let whence = || index.map_or_else(String::new, |i| format!("feature {i}: "));
         let Some(obj) = item.as_object_mut() else {
-            return Err(StacError::catalog(path, format!("{}an item must be a JSON object", whence())));
+            return Err(StacError::catalog(
+                path,
+                format!("{}an item must be a JSON object", whence()),
+            ));
         };
         if !obj.get("id").is_some_and(Json::is_string) {
-            return Err(StacError::catalog(path, format!("{}an item needs a string `id`", whence())));
+            return Err(StacError::catalog(
+                path,
+                format!("{}an item needs a string `id`", whence()),
+            ));
         }
         if !obj.get("properties").is_some_and(Json::is_object) {
-            return Err(StacError::catalog(path, format!("{}an item needs a `properties` object", whence())));
+            return Err(StacError::catalog(
+                path,
+                format!("{}an item needs a `properties` object", whence()),
+            ));
         }
         if let (None, Some(c)) = (obj.get("collection"), collection) {
             obj.insert("collection".into(), Json::String(c.into()));

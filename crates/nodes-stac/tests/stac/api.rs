@@ -9,7 +9,16 @@ use serde_json::json;
 use crate::support::{build, ctx, ids, item, page, Reply, Server};
 
 fn five() -> Vec<serde_json::Value> {
-    (1..=5).map(|i| item(&format!("i{i}"), &format!("2021-07-0{i}T10:00:00Z"), i as f64, [0.0, 0.0, 1.0, 1.0])).collect()
+    (1..=5)
+        .map(|i| {
+            item(
+                &format!("i{i}"),
+                &format!("2021-07-0{i}T10:00:00Z"),
+                i as f64,
+                [0.0, 0.0, 1.0, 1.0],
+            )
+        })
+        .collect()
 }
 
 fn run(src: &str) -> (Result<flow_core::Value, NodeError>, flow_core::RunContext) {
@@ -40,7 +49,10 @@ fn retries_503_then_429_then_succeeds() {
     let (r, _) = run(&format!("catalog = '{}'", s.url));
     assert_eq!(ids(&r.unwrap()), ["i1"]);
     assert_eq!(s.requests().len(), 3);
-    assert!(t.elapsed() >= Duration::from_secs(1), "Retry-After honoured");
+    assert!(
+        t.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
 }
 
 #[test]
@@ -48,7 +60,10 @@ fn persistent_500_fails_after_the_configured_tries() {
     let s = Server::scripted(vec![Reply::text(500, "database on fire")]);
     let (r, _) = run(&format!("catalog = '{}'\nretries = 2", s.url));
     let m = remote_message(r);
-    assert!(m.contains("HTTP 500") && m.contains("database on fire") && m.contains(&s.url), "{m}");
+    assert!(
+        m.contains("HTTP 500") && m.contains("database on fire") && m.contains(&s.url),
+        "{m}"
+    );
     assert_eq!(s.requests().len(), 3);
 }
 
@@ -57,7 +72,10 @@ fn a_404_is_not_retried() {
     let s = Server::scripted(vec![Reply::text(404, "no such API")]);
     let (r, _) = run(&format!("catalog = '{}/api'", s.url));
     let m = remote_message(r);
-    assert!(m.contains("HTTP 404") && m.contains("no such API") && m.contains("/api/search"), "{m}");
+    assert!(
+        m.contains("HTTP 404") && m.contains("no such API") && m.contains("/api/search"),
+        "{m}"
+    );
     assert_eq!(s.requests().len(), 1);
 }
 
@@ -71,9 +89,14 @@ fn error_bodies_are_cut_to_about_200_chars() {
 
 #[test]
 fn a_stalled_server_times_out() {
-    let s = Server::scripted(vec![Reply::json(200, &page(&[], None)).stall(Duration::from_secs(5))]);
+    let s = Server::scripted(vec![
+        Reply::json(200, &page(&[], None)).stall(Duration::from_secs(5))
+    ]);
     let t = Instant::now();
-    let (r, _) = run(&format!("catalog = '{}'\ntimeout = 0.5\nretries = 0", s.url));
+    let (r, _) = run(&format!(
+        "catalog = '{}'\ntimeout = 0.5\nretries = 0",
+        s.url
+    ));
     let m = remote_message(r);
     assert!(m.contains("timed out"), "{m}");
     assert!(t.elapsed() < Duration::from_secs(4));
@@ -83,29 +106,63 @@ fn a_stalled_server_times_out() {
 fn a_repeating_next_link_stops_with_pagination_loop() {
     let url = Server::start(|_, n| {
         let next = json!({"rel": "next", "href": "/search?page=2", "type": "application/geo+json"});
-        Reply::json(200, &page(&[item(&format!("p{n}"), "2021-07-01T00:00:00Z", 1.0, [0.0, 0.0, 1.0, 1.0])], Some(next)))
+        Reply::json(
+            200,
+            &page(
+                &[item(
+                    &format!("p{n}"),
+                    "2021-07-01T00:00:00Z",
+                    1.0,
+                    [0.0, 0.0, 1.0, 1.0],
+                )],
+                Some(next),
+            ),
+        )
     });
     let (r, c) = run(&format!("catalog = '{}'", url.url));
     assert_eq!(ids(&r.unwrap()), ["p0", "p1"]);
     assert_eq!(url.requests().len(), 2);
     let w = c.warnings();
-    assert!(w.iter().any(|w| w.contains("pagination loop at page 3")), "{w:?}");
+    assert!(
+        w.iter().any(|w| w.contains("pagination loop at page 3")),
+        "{w:?}"
+    );
 }
 
 #[test]
 fn the_page_cap_and_empty_pages_stop_with_a_warning() {
     let s = Server::start(|r, _| {
-        let p: usize = r.query_param("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+        let p: usize = r
+            .query_param("page")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1);
         let next = json!({"rel": "next", "href": format!("/search?page={}", p + 1)});
-        let items = if p == 3 { vec![] } else { vec![item(&format!("p{p}"), "2021-07-01T00:00:00Z", 1.0, [0.0, 0.0, 1.0, 1.0])] };
+        let items = if p == 3 {
+            vec![]
+        } else {
+            vec![item(
+                &format!("p{p}"),
+                "2021-07-01T00:00:00Z",
+                1.0,
+                [0.0, 0.0, 1.0, 1.0],
+            )]
+        };
         Reply::json(200, &page(&items, Some(next)))
     });
     let (r, c) = run(&format!("catalog = '{}'\nmax_pages = 2", s.url));
     assert_eq!(ids(&r.unwrap()), ["p1", "p2"]);
-    assert!(c.warnings().iter().any(|w| w.contains("max_pages = 2")), "{:?}", c.warnings());
+    assert!(
+        c.warnings().iter().any(|w| w.contains("max_pages = 2")),
+        "{:?}",
+        c.warnings()
+    );
     let (r, c) = run(&format!("catalog = '{}'", s.url));
     assert_eq!(ids(&r.unwrap()), ["p1", "p2"]);
-    assert!(c.warnings().iter().any(|w| w.contains("page 3 was empty")), "{:?}", c.warnings());
+    assert!(
+        c.warnings().iter().any(|w| w.contains("page 3 was empty")),
+        "{:?}",
+        c.warnings()
+    );
 }
 
 #[test]
@@ -123,7 +180,10 @@ fn truncated_bodies_are_errors_not_panics() {
     remote_message(r);
     assert_eq!(s.requests().len(), 2, "a cut transfer is retried");
 
-    let s = Server::scripted(vec![Reply::json(200, &json!({"type": "FeatureCollection"}))]);
+    let s = Server::scripted(vec![Reply::json(
+        200,
+        &json!({"type": "FeatureCollection"}),
+    )]);
     let m = remote_message(run(&format!("catalog = '{}'", s.url)).0);
     assert!(m.contains("no `features` array"), "{m}");
 }
@@ -132,8 +192,15 @@ fn truncated_bodies_are_errors_not_panics() {
 fn paging_server(post_links: bool) -> Server {
     Server::start(move |r, _| {
         let body = r.json();
-        let limit = body["limit"].as_u64().or_else(|| r.query_param("limit").and_then(|l| l.parse().ok())).unwrap_or(10) as usize;
-        let p = body["page"].as_u64().map(|p| p as usize).or_else(|| r.query_param("page").and_then(|p| p.parse().ok())).unwrap_or(1);
+        let limit = body["limit"]
+            .as_u64()
+            .or_else(|| r.query_param("limit").and_then(|l| l.parse().ok()))
+            .unwrap_or(10) as usize;
+        let p = body["page"]
+            .as_u64()
+            .map(|p| p as usize)
+            .or_else(|| r.query_param("page").and_then(|p| p.parse().ok()))
+            .unwrap_or(1);
         let all = five();
         let start = (p - 1) * limit;
         let items: Vec<_> = all.iter().skip(start).take(limit).cloned().collect();
@@ -151,23 +218,35 @@ fn paging_server(post_links: bool) -> Server {
 #[test]
 fn follows_get_next_links() {
     let s = paging_server(false);
-    let (r, _) = run(&format!("catalog = '{}'\nlimit = 2\ncollections = ['s2']", s.url));
+    let (r, _) = run(&format!(
+        "catalog = '{}'\nlimit = 2\ncollections = ['s2']",
+        s.url
+    ));
     assert_eq!(ids(&r.unwrap()), ["i1", "i2", "i3", "i4", "i5"]);
     let reqs = s.requests();
     assert_eq!(reqs.len(), 3);
-    assert_eq!((reqs[0].method.as_str(), reqs[1].method.as_str()), ("POST", "GET"));
+    assert_eq!(
+        (reqs[0].method.as_str(), reqs[1].method.as_str()),
+        ("POST", "GET")
+    );
     assert_eq!(reqs[2].target, "/search?page=3&limit=2");
 }
 
 #[test]
 fn follows_post_next_links_merging_the_body() {
     let s = paging_server(true);
-    let (r, _) = run(&format!("catalog = '{}'\nlimit = 2\ncollections = ['s2']", s.url));
+    let (r, _) = run(&format!(
+        "catalog = '{}'\nlimit = 2\ncollections = ['s2']",
+        s.url
+    ));
     assert_eq!(ids(&r.unwrap()), ["i1", "i2", "i3", "i4", "i5"]);
     let reqs = s.requests();
     assert_eq!(reqs.len(), 3);
     assert!(reqs.iter().all(|r| r.method == "POST"));
-    assert_eq!(reqs[2].json(), json!({"collections": ["s2"], "limit": 2, "page": 3}));
+    assert_eq!(
+        reqs[2].json(),
+        json!({"collections": ["s2"], "limit": 2, "page": 3})
+    );
 }
 
 #[test]
@@ -198,8 +277,14 @@ fn a_405_on_post_falls_back_to_get() {
     let g = &reqs[1];
     assert_eq!((g.method.as_str(), g.path()), ("GET", "/search"));
     assert_eq!(g.query_param("collections").as_deref(), Some("s2,l8"));
-    assert_eq!(g.query_param("bbox").as_deref(), Some("-74.0,45.0,-73.5,45.5"));
-    assert_eq!(g.query_param("datetime").as_deref(), Some("2021-07-01T00:00:00Z/2021-08-30T23:59:59Z"));
+    assert_eq!(
+        g.query_param("bbox").as_deref(),
+        Some("-74.0,45.0,-73.5,45.5")
+    );
+    assert_eq!(
+        g.query_param("datetime").as_deref(),
+        Some("2021-07-01T00:00:00Z/2021-08-30T23:59:59Z")
+    );
     assert_eq!(g.query_param("limit").as_deref(), Some("50"));
     assert_eq!(g.query_param("sortby").as_deref(), Some("-eo:cloud_cover"));
     let q: serde_json::Value = serde_json::from_str(&g.query_param("query").unwrap()).unwrap();
@@ -231,7 +316,10 @@ ids = ['a', 'b']
     assert_eq!(body["collections"], json!(["sentinel-2-l2a"]));
     assert_eq!(body["intersects"]["type"], "Polygon");
     assert_eq!(body["datetime"], "2021-07-01T00:00:00Z/..");
-    assert_eq!(body["filter"], json!({"op": "<", "args": [{"property": "eo:cloud_cover"}, 5]}));
+    assert_eq!(
+        body["filter"],
+        json!({"op": "<", "args": [{"property": "eo:cloud_cover"}, 5]})
+    );
     assert_eq!(body["filter-lang"], "cql2-json");
     assert_eq!(body["ids"], json!(["a", "b"]));
     assert!(body.get("bbox").is_none() && body.get("limit").is_none());
@@ -240,7 +328,9 @@ ids = ['a', 'b']
 #[test]
 fn envelope_searches_the_bbox_of_the_geometry() {
     let s = Server::scripted(vec![Reply::json(200, &page(&[], None))]);
-    run(&format!("catalog = '{}'\n{AOI}\nenvelope = true", s.url)).0.unwrap();
+    run(&format!("catalog = '{}'\n{AOI}\nenvelope = true", s.url))
+        .0
+        .unwrap();
     let body = s.requests()[0].json();
     assert_eq!(body["bbox"], json!([-73.91, 45.42, -73.88, 45.44]));
     assert!(body.get("intersects").is_none());
@@ -257,7 +347,9 @@ fn live_results_get_both_proj_fields_and_sorted_order() {
     let (r, _) = run(&format!("catalog = '{}'", s.url));
     let v = r.unwrap();
     assert_eq!(ids(&v), ["c", "a", "b"]);
-    let flow_core::Value::Items(items) = v else { unreachable!() };
+    let flow_core::Value::Items(items) = v else {
+        unreachable!()
+    };
     assert_eq!(items.features()[1]["properties"]["proj:epsg"], 32619);
     assert_eq!(items.features()[2]["properties"]["proj:code"], "EPSG:32618");
 }
@@ -266,7 +358,13 @@ fn live_results_get_both_proj_fields_and_sorted_order() {
 fn signed_urls_never_reach_error_messages() {
     let s = Server::start(|r, _| {
         if r.method == "POST" {
-            Reply::json(200, &page(&five()[..1], Some(json!({"rel": "next", "href": "/search?page=2&sig=SECRETSIG"}))))
+            Reply::json(
+                200,
+                &page(
+                    &five()[..1],
+                    Some(json!({"rel": "next", "href": "/search?page=2&sig=SECRETSIG"})),
+                ),
+            )
         } else {
             Reply::text(500, "failed for /search?page=2&sig=SECRETSIG")
         }
@@ -279,19 +377,36 @@ fn signed_urls_never_reach_error_messages() {
 #[test]
 fn bad_params_name_the_param() {
     let bad = |src: &str, param: &str| {
-        let e = build(&StacSearchKind, src).err().unwrap_or_else(|| panic!("{src} was accepted"));
+        let e = build(&StacSearchKind, src)
+            .err()
+            .unwrap_or_else(|| panic!("{src} was accepted"));
         assert_eq!(e.param.as_deref(), Some(param), "{src}: {e}");
     };
     bad("catalog = 'http://h'\ndatetime = '2021-13-01'", "datetime");
-    bad("catalog = 'http://h'\ndatetime = '2021-08-01/2021-07-01'", "datetime");
+    bad(
+        "catalog = 'http://h'\ndatetime = '2021-08-01/2021-07-01'",
+        "datetime",
+    );
     bad("catalog = 'http://h'\nbbox = [1, 2, 3]", "bbox");
     bad("catalog = 'http://h'\nbbox = [0, 5, 1, 4]", "bbox");
-    bad("catalog = 'http://h'\nbbox = [0, 0, 1, 1]\nintersects = 'aoi.geojson'", "intersects");
-    bad("catalog = 'http://h'\nintersects = { type = 'Polygon', coordinates = [[[0, 0]]] }", "intersects");
+    bad(
+        "catalog = 'http://h'\nbbox = [0, 0, 1, 1]\nintersects = 'aoi.geojson'",
+        "intersects",
+    );
+    bad(
+        "catalog = 'http://h'\nintersects = { type = 'Polygon', coordinates = [[[0, 0]]] }",
+        "intersects",
+    );
     bad("catalog = 'http://h'\nintersects = 3", "intersects");
     bad("catalog = 'http://h'\nenvelope = true", "envelope");
-    bad("catalog = 'http://h'\nquery = { 'eo:cloud_cover' = { less = 5 } }", "query");
-    bad("catalog = 'items.json'\nfilter = { op = 'a_contains', args = [1, 2] }", "filter");
+    bad(
+        "catalog = 'http://h'\nquery = { 'eo:cloud_cover' = { less = 5 } }",
+        "query",
+    );
+    bad(
+        "catalog = 'items.json'\nfilter = { op = 'a_contains', args = [1, 2] }",
+        "filter",
+    );
     bad("catalog = 'http://h'\nsortby = [3]", "sortby");
     bad("catalog = 's3://bucket/catalog.json'", "catalog");
     bad("catalog = 'builtin:../etc'", "catalog");
@@ -302,5 +417,9 @@ fn bad_params_name_the_param() {
     bad("catalog = 'http://h'\nmax_pages = 0", "max_pages");
     bad("catalog = 'http://h'\nttl = -5", "ttl");
     // a live API may know more CQL2 than we evaluate locally
-    assert!(build(&StacSearchKind, "catalog = 'http://h'\nfilter = { op = 'a_contains', args = [1, 2] }").is_ok());
+    assert!(build(
+        &StacSearchKind,
+        "catalog = 'http://h'\nfilter = { op = 'a_contains', args = [1, 2] }"
+    )
+    .is_ok());
 }

@@ -25,17 +25,25 @@ impl Recorded {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == &name.to_ascii_lowercase()).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == &name.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
     }
 
     /// The decoded query parameters.
     pub fn query(&self) -> Vec<(String, String)> {
         let url = url::Url::parse(&format!("http://x{}", self.target)).unwrap();
-        url.query_pairs().map(|(a, b)| (a.into_owned(), b.into_owned())).collect()
+        url.query_pairs()
+            .map(|(a, b)| (a.into_owned(), b.into_owned()))
+            .collect()
     }
 
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.query()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 
     pub fn path(&self) -> &str {
@@ -67,7 +75,13 @@ impl Reply {
     }
 
     pub fn text(status: u16, body: &str) -> Reply {
-        Reply { status, headers: vec![("Content-Type".into(), "text/plain".into())], body: body.as_bytes().to_vec(), stall: None, cut_at: None }
+        Reply {
+            status,
+            headers: vec![("Content-Type".into(), "text/plain".into())],
+            body: body.as_bytes().to_vec(),
+            stall: None,
+            cut_at: None,
+        }
     }
 
     pub fn header(mut self, k: &str, v: &str) -> Reply {
@@ -143,7 +157,11 @@ fn serve(mut stream: TcpStream, recs: &Mutex<Vec<Recorded>>, handler: &Handler) 
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
     let mut body = buf[head_end + 4..].to_vec();
     while body.len() < len {
         match stream.read(&mut chunk) {
@@ -151,7 +169,12 @@ fn serve(mut stream: TcpStream, recs: &Mutex<Vec<Recorded>>, handler: &Handler) 
             Ok(n) => body.extend_from_slice(&chunk[..n]),
         }
     }
-    let rec = Recorded { method, target, headers, body };
+    let rec = Recorded {
+        method,
+        target,
+        headers,
+        body,
+    };
     let n = {
         let mut r = recs.lock().unwrap();
         r.push(rec.clone());
@@ -161,13 +184,20 @@ fn serve(mut stream: TcpStream, recs: &Mutex<Vec<Recorded>>, handler: &Handler) 
     if let Some(d) = reply.stall {
         std::thread::sleep(d);
     }
-    let mut out = format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n", reply.status, reply.body.len());
+    let mut out = format!(
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reply.status,
+        reply.body.len()
+    );
     for (k, v) in &reply.headers {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
     out.push_str("\r\n");
     let mut bytes = out.into_bytes();
-    let body_len = reply.cut_at.unwrap_or(reply.body.len()).min(reply.body.len());
+    let body_len = reply
+        .cut_at
+        .unwrap_or(reply.body.len())
+        .min(reply.body.len());
     bytes.extend_from_slice(&reply.body[..body_len]);
     let _ = stream.write_all(&bytes);
     let _ = stream.flush();
@@ -206,15 +236,22 @@ pub fn build(kind: &dyn NodeKind, toml_src: &str) -> Result<Box<dyn Node>, Param
 
 /// A context rooted in `dir`.
 pub fn ctx(dir: &std::path::Path) -> RunContext {
-    RunContext::new("search", dir.join("out"), dir.to_path_buf(), dir.join("data"))
+    RunContext::new(
+        "search",
+        dir.join("out"),
+        dir.to_path_buf(),
+        dir.join("data"),
+    )
 }
 
 /// The ids of an Items value.
 pub fn ids(v: &flow_core::Value) -> Vec<String> {
     match v {
-        flow_core::Value::Items(items) => {
-            items.features().iter().map(|f| f["id"].as_str().unwrap_or("?").to_string()).collect()
-        }
+        flow_core::Value::Items(items) => items
+            .features()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap_or("?").to_string())
+            .collect(),
         other => panic!("not items: {other:?}"),
     }
 }

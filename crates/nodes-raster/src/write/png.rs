@@ -1,0 +1,288 @@
+//! PNG quicklooks: the RGB composite (2-98 % stretch per band, first time step) on the left, the
+//! class map on the right, and a legend of colour swatches and class names.
+
+use std::path::Path;
+
+use flow_core::{ClassInfo, Labels, NodeError, Raster};
+use gdal::raster::{Buffer, RasterCreationOptions};
+use gdal::DriverManager;
+
+use super::font;
+use crate::error::{RasterError, Result};
+use crate::gdalx;
+
+const MARGIN: usize = 12;
+const GAP: usize = 16;
+const TEXT_SCALE: usize = 2;
+const TITLE_H: usize = font::GLYPH_H * TEXT_SCALE + 8;
+const SWATCH: usize = 14;
+const LEGEND_ROW: usize = 20;
+const WHITE: [u8; 3] = [255, 255, 255];
+const BLACK: [u8; 3] = [0, 0, 0];
+
+/// An RGB image in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Image {
+    pub width: usize,
+    pub height: usize,
+    /// Row-major RGB triples.
+    pub pixels: Vec<[u8; 3]>,
+}
+
+impl Image {
+    fn new(width: usize, height: usize) -> Self {
+        Image {
+            width,
+            height,
+            pixels: vec![WHITE; width * height],
+        }
+    }
+
+    fn put(&mut self, x: usize, y: usize, c: [u8; 3]) {
+        if x < self.width && y < self.height {
+            self.pixels[y * self.width + x] = c;
+        }
+    }
+
+    fn rect(&mut self, x: usize, y: usize, w: usize, h: usize, c: [u8; 3]) {
+        for yy in y..y + h {
+            for xx in x..x + w {
+                self.put(xx, yy, c);
+            }
+        }
+    }
+
+    fn text(&mut self, s: &str, x: usize, y: usize) {
+        font::draw(s, x, y, TEXT_SCALE, |px, py| self.put(px, py, BLACK));
+    }
+}
+
+/// How much a `w x h` map is enlarged (or shrunk) in its panel: small maps grow to about 400 px,
+/// large ones shrink to at most 2048 px.
+pub(crate) fn panel_scale(w: usize, h: usize) -> f64 {
+    let m = w.max(h).max(1);
+    if m < 400 {
+        400usize.div_ceil(m) as f64
+    } else if m > 2048 {
+        2048.0 / m as f64
+    } else {
+        1.0
+    }
+}
+
+/// The size of a figure with panels of a `w x h` map: (width, height, panel width, panel height).
+pub(crate) fn layout(
+    w: usize,
+    h: usize,
+    panels: usize,
+    legend: Option<&[ClassInfo]>,
+) -> (usize, usize, usize, usize) {
+    let s = panel_scale(w, h);
+    let (pw, ph) = (
+        ((w as f64 * s).round() as usize).max(1),
+        ((h as f64 * s).round() as usize).max(1),
+    );
+    let mut width = MARGIN + panels * pw + (panels - 1) * GAP + MARGIN;
+    let mut height = MARGIN + TITLE_H + ph + MARGIN;
+    if let Some(classes) = legend {
+        let text = classes
+            .iter()
+            .map(|c| font::text_width(&c.name, TEXT_SCALE))
+            .max()
+            .unwrap_or(0);
+        width += GAP + SWATCH + 8 + text.max(font::text_width("Legend", TEXT_SCALE));
+        height = height.max(MARGIN + TITLE_H + classes.len() * LEGEND_ROW + MARGIN);
+    }
+    (width, height, pw, ph)
+}
+
+/// Value at fraction `q` of the sorted values (linear interpolation, like numpy's percentile).
+fn quantile(sorted: &[f32], q: f64) -> f32 {
+    if sorted.is_empty() {
+        return f32::NAN;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    let t = (pos - lo as f64) as f32;
+    sorted[lo] * (1.0 - t) + sorted[hi] * t
+}
+
+/// The RGB composite of `bands` at the first time step, each band stretched from its 2nd to its
+/// 98th percentile; None where any of the three is NaN.
+pub(crate) fn composite(
+    r: &Raster,
+    bands: &[String; 3],
+) -> Result<Vec<Option<[u8; 3]>>, NodeError> {
+    let (_, _, h, w) = r.data.dim();
+    if r.data.shape()[0] == 0 {
+        return Err(NodeError::InvalidData(
+            "write: the RGB raster has no time step".into(),
+        ));
+    }
+    let mut channels = Vec::with_capacity(3);
+    for name in bands {
+        let b = r.band_index(name).ok_or_else(|| {
+            let names: Vec<&str> = r.bands.iter().map(|b| b.name.as_str()).collect();
+            NodeError::InvalidData(format!(
+                "write: no band `{name}` for the RGB composite; the raster has {}",
+                names.join(", ")
+            ))
+        })?;
+        let plane = r.data.slice(ndarray::s![0, b, .., ..]);
+        let mut sorted: Vec<f32> = plane.iter().copied().filter(|v| v.is_finite()).collect();
+        sorted.sort_by(f32::total_cmp);
+        let (lo, hi) = (quantile(&sorted, 0.02), quantile(&sorted, 0.98));
+        let span = if hi > lo { hi - lo } else { 1.0 };
+        channels.push(
+            plane
+                .iter()
+                .map(|&v| {
+                    v.is_finite()
+                        .then(|| (((v - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8)
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    Ok((0..w * h)
+        .map(|i| Some([channels[0][i]?, channels[1][i]?, channels[2][i]?]))
+        .collect())
+}
+
+/// Draws `pixels` (`w x h`, None = nodata, shown white) into a panel at `(x0, y0)`.
+fn blit(
+    img: &mut Image,
+    pixels: &[Option<[u8; 3]>],
+    (w, h): (usize, usize),
+    (x0, y0): (usize, usize),
+    (pw, ph): (usize, usize),
+) {
+    for py in 0..ph {
+        let sy = (py * h / ph).min(h - 1);
+        for px in 0..pw {
+            let sx = (px * w / pw).min(w - 1);
+            img.put(x0 + px, y0 + py, pixels[sy * w + sx].unwrap_or(WHITE));
+        }
+    }
+}
+
+/// Builds the figure: the RGB panel (when given), the class map and its legend (when given).
+pub(crate) fn figure(
+    labels: Option<(&Labels, &[ClassInfo])>,
+    rgb: Option<(&Raster, &[String; 3])>,
+) -> Result<Image, NodeError> {
+    let (w, h) = match (labels, rgb) {
+        (Some((l, _)), _) => (l.grid.width, l.grid.height),
+        (None, Some((r, _))) => (r.grid.width, r.grid.height),
+        (None, None) => return Err(NodeError::InvalidData("write: nothing to draw".into())),
+    };
+    if w == 0 || h == 0 {
+        return Err(NodeError::InvalidData("write: the map is empty".into()));
+    }
+    if let (Some((l, _)), Some((r, _))) = (labels, rgb) {
+        if (r.grid.width, r.grid.height) != (l.grid.width, l.grid.height) {
+            return Err(NodeError::InvalidData(format!(
+                "write: the RGB raster is {} x {} pixels but the class map is {} x {}",
+                r.grid.width, r.grid.height, l.grid.width, l.grid.height
+            )));
+        }
+    }
+    let panels = usize::from(labels.is_some()) + usize::from(rgb.is_some());
+    let (width, height, pw, ph) = layout(w, h, panels, labels.map(|(_, c)| c));
+    let mut img = Image::new(width, height);
+    let top = MARGIN + TITLE_H;
+    let mut x = MARGIN;
+    if let Some((r, bands)) = rgb {
+        let pixels = composite(r, bands)?;
+        img.text(
+            &format!("RGB {} {} {}", bands[0], bands[1], bands[2]),
+            x,
+            MARGIN,
+        );
+        blit(&mut img, &pixels, (w, h), (x, top), (pw, ph));
+        x += pw + GAP;
+    }
+    if let Some((l, classes)) = labels {
+        let colour = |v: u16| {
+            if v == l.nodata {
+                None
+            } else {
+                Some(
+                    classes
+                        .iter()
+                        .find(|c| c.id == v)
+                        .map(|c| c.color)
+                        .unwrap_or([0, 0, 0]),
+                )
+            }
+        };
+        let pixels: Vec<Option<[u8; 3]>> = l.data.iter().map(|&v| colour(v)).collect();
+        img.text(&format!("Classes (k={})", classes.len()), x, MARGIN);
+        blit(&mut img, &pixels, (w, h), (x, top), (pw, ph));
+        x += pw + GAP;
+        img.text("Legend", x, MARGIN);
+        for (i, c) in classes.iter().enumerate() {
+            let y = top + i * LEGEND_ROW;
+            img.rect(x, y, SWATCH, SWATCH, BLACK);
+            img.rect(x + 1, y + 1, SWATCH - 2, SWATCH - 2, c.color);
+            img.text(&c.name, x + SWATCH + 8, y);
+        }
+    }
+    Ok(img)
+}
+
+/// Saves an image as PNG (built in a MEM dataset, then CreateCopy: the PNG driver cannot Create).
+pub(crate) fn save(img: &Image, path: &Path) -> Result<()> {
+    let what = format!("writing {}", path.display());
+    let err = |e: gdal::errors::GdalError| RasterError::gdal(&what, e);
+    let mem = DriverManager::get_driver_by_name("MEM").map_err(err)?;
+    let ds = mem
+        .create_with_band_type::<u8, _>("", img.width, img.height, 3)
+        .map_err(err)?;
+    for c in 0..3 {
+        let data: Vec<u8> = img.pixels.iter().map(|p| p[c]).collect();
+        ds.rasterband(c + 1)
+            .map_err(err)?
+            .write(
+                (0, 0),
+                (img.width, img.height),
+                &mut Buffer::new((img.width, img.height), data),
+            )
+            .map_err(err)?;
+    }
+    let driver = DriverManager::get_driver_by_name("PNG").map_err(err)?;
+    let capture = gdalx::ErrorCapture::start();
+    let out = ds
+        .create_copy(
+            &driver,
+            path,
+            &RasterCreationOptions::from_iter(["ZLEVEL=6"]),
+        )
+        .map_err(err)?;
+    out.close().map_err(err)?;
+    if let Some(msg) = capture.failure() {
+        return Err(RasterError::Gdal {
+            context: what,
+            message: msg,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate() {
+        let v: Vec<f32> = (0..=100).map(|i| i as f32).collect();
+        assert_eq!(quantile(&v, 0.02), 2.0);
+        assert_eq!(quantile(&v, 0.98), 98.0);
+    }
+
+    #[test]
+    fn small_maps_are_enlarged() {
+        assert_eq!(panel_scale(228, 207), 2.0);
+        assert_eq!(panel_scale(1000, 10), 1.0);
+        assert_eq!(panel_scale(4096, 10), 0.5);
+    }
+}

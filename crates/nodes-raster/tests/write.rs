@@ -1,0 +1,341 @@
+//! `write`: GeoTIFF / COG class maps and rasters reopened with GDAL, PNG quicklooks, JSON, and
+//! freshness of cached writes.
+
+mod common;
+
+use std::ffi::CStr;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use common::*;
+use flow_core::{BandInfo, ClassInfo, Grid, Labels, Model, Node, NodeKind, Raster, Value};
+use flow_nodes_raster::WriteKind;
+use gdal::{Dataset, Metadata};
+use ndarray::{Array2, Array4};
+
+fn grid(w: usize, h: usize) -> Grid {
+    Grid::north_up("EPSG:32618", 585080.0, 5032950.0, 10.0, w, h)
+}
+
+fn labels() -> Labels {
+    let (w, h) = (6, 4);
+    let data = Array2::from_shape_fn((h, w), |(y, x)| {
+        if x == 0 && y == 0 {
+            255
+        } else {
+            ((x + y) % 3) as u16
+        }
+    });
+    let classes = vec![
+        ClassInfo {
+            id: 0,
+            name: "water".into(),
+            color: [31, 119, 180],
+        },
+        ClassInfo {
+            id: 1,
+            name: "forest".into(),
+            color: [44, 160, 44],
+        },
+        ClassInfo {
+            id: 2,
+            name: "crops".into(),
+            color: [188, 189, 34],
+        },
+    ];
+    Labels {
+        data,
+        nodata: 255,
+        classes,
+        grid: grid(w, h),
+    }
+}
+
+fn raster(w: usize, h: usize) -> Raster {
+    let names = ["B02", "B03", "B04"];
+    let mut data = Array4::from_shape_fn((1, 3, h, w), |(_, b, y, x)| {
+        (b * 100 + y * w + x) as f32 / 1000.0
+    });
+    data[[0, 0, 1, 1]] = f32::NAN;
+    let bands = names
+        .iter()
+        .map(|n| BandInfo {
+            name: n.to_string(),
+            ..Default::default()
+        })
+        .collect();
+    Raster {
+        data,
+        grid: grid(w, h),
+        bands,
+        times: vec!["2021-08-03T15:49:09Z".into()],
+    }
+}
+
+fn category_names(band: &gdal::raster::RasterBand) -> Vec<String> {
+    let mut out = Vec::new();
+    unsafe {
+        let list = gdal_sys::GDALGetRasterCategoryNames(band.c_rasterband());
+        let mut i = 0;
+        while !list.is_null() && !(*list.add(i)).is_null() {
+            out.push(CStr::from_ptr(*list.add(i)).to_string_lossy().into_owned());
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A gdalinfo-like dump of what matters in a written raster.
+fn dump(path: &Path) -> String {
+    let ds = Dataset::open(path).unwrap();
+    let mut s = String::new();
+    let (w, h) = ds.raster_size();
+    writeln!(s, "size: {w} x {h}, bands: {}", ds.raster_count()).unwrap();
+    writeln!(s, "geotransform: {:?}", ds.geo_transform().unwrap()).unwrap();
+    writeln!(
+        s,
+        "crs: EPSG:{}",
+        ds.spatial_ref().unwrap().auth_code().unwrap()
+    )
+    .unwrap();
+    for i in 1..=ds.raster_count() {
+        let band = ds.rasterband(i).unwrap();
+        writeln!(
+            s,
+            "band {i}: {}, nodata {:?}, description {:?}",
+            band.band_type().name(),
+            band.no_data_value(),
+            band.description().unwrap()
+        )
+        .unwrap();
+        writeln!(
+            s,
+            "  colour interpretation: {}",
+            band.color_interpretation().name()
+        )
+        .unwrap();
+        let names = category_names(&band);
+        if let Some(ct) = band.color_table() {
+            writeln!(s, "  colour table: {} entries", ct.entry_count()).unwrap();
+            // The classes' entries and the nodata entry (GTiff pads the table to 256 entries).
+            let nodata = band.no_data_value().map(|n| n as usize);
+            for e in (0..ct.entry_count()).filter(|&e| e < names.len() || Some(e) == nodata) {
+                let c = ct.entry_as_rgb(e).unwrap();
+                writeln!(s, "  colour {e}: {} {} {} {}", c.r, c.g, c.b, c.a).unwrap();
+            }
+        }
+        for (id, name) in names.iter().enumerate() {
+            writeln!(s, "  category {id}: {name}").unwrap();
+        }
+    }
+    s
+}
+
+fn write(p: &str, inputs: Vec<(&str, Value)>, out: &Path) -> (Box<dyn Node>, Value) {
+    let node = WriteKind.build(&params(p)).unwrap();
+    let c = ctx(out);
+    let inputs = flow_core::Inputs::new(
+        inputs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), std::sync::Arc::new(v))),
+    );
+    let value = node.run(&c, &inputs).unwrap();
+    (node, value)
+}
+
+#[test]
+fn class_geotiff_has_grid_nodata_colours_and_names() {
+    let out = tempfile::tempdir().unwrap();
+    let (node, value) = write(
+        "path = \"maps/classes.tif\"",
+        vec![("input", Value::Labels(labels()))],
+        out.path(),
+    );
+    let file = out.path().join("maps/classes.tif");
+    insta::assert_snapshot!("class_map_gtiff", dump(&file));
+    let Value::Json(doc) = &value else { panic!() };
+    let files = doc["files"].as_array().unwrap();
+    assert_eq!(files[0]["path"], "maps/classes.tif");
+    assert_eq!(
+        files[0]["bytes"].as_u64().unwrap(),
+        std::fs::metadata(&file).unwrap().len()
+    );
+    // Nothing but the outputs in the directory (no temp files).
+    let names: Vec<String> = std::fs::read_dir(out.path().join("maps"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+    assert_eq!(names.len(), files.len(), "{names:?} vs {files:?}");
+
+    // Fresh while the files are there and unchanged.
+    let c = ctx(out.path());
+    assert!(node.is_fresh(&c, &value));
+    std::fs::remove_file(&file).unwrap();
+    assert!(!node.is_fresh(&c, &value));
+}
+
+#[test]
+fn class_cog_keeps_colours_and_names() {
+    let out = tempfile::tempdir().unwrap();
+    let (_, value) = write(
+        "path = \"classes.tif\"\nformat = \"cog\"\nclass_names = [\"lake\", \"woods\", \"fields\"]",
+        vec![("input", Value::Labels(labels()))],
+        out.path(),
+    );
+    let text = dump(&out.path().join("classes.tif"));
+    assert!(text.contains("colour 1: 44 160 44 255"), "{text}");
+    assert!(text.contains("category 2: fields"), "{text}");
+    assert!(text.contains("nodata Some(255.0)"), "{text}");
+    let Value::Json(doc) = value else { panic!() };
+    assert_eq!(doc["format"], "cog");
+}
+
+#[test]
+fn raster_geotiff_is_float_with_nan_nodata_and_descriptions() {
+    let out = tempfile::tempdir().unwrap();
+    write(
+        "path = \"cube.tif\"",
+        vec![("input", Value::Raster(raster(5, 3)))],
+        out.path(),
+    );
+    let path = out.path().join("cube.tif");
+    let text = dump(&path);
+    assert!(text.contains("size: 5 x 3, bands: 3"), "{text}");
+    assert_eq!(
+        text.matches("Float32, nodata Some(NaN)").count(),
+        3,
+        "{text}"
+    );
+    assert!(text.contains("description \"B04\""), "{text}");
+    let (v, _, _) = read_band(&path);
+    // Pixel (1, 1) of band 1 was NaN; pixel (2, 1) holds 7 / 1000 as f32.
+    assert!(v[6].is_nan(), "{v:?}");
+    assert_eq!(v[7], (7.0f32 / 1000.0) as f64);
+    let ds = Dataset::open(&path).unwrap();
+    assert!(ds.rasterband(1).unwrap().no_data_value().unwrap().is_nan());
+}
+
+#[test]
+fn png_quicklook_has_the_expected_size() {
+    let out = tempfile::tempdir().unwrap();
+    write(
+        "path = \"quicklook.png\"\nrgb_bands = [\"B04\", \"B03\", \"B02\"]",
+        vec![
+            ("input", Value::Labels(labels())),
+            ("rgb", Value::Raster(raster(6, 4))),
+        ],
+        out.path(),
+    );
+    let ds = Dataset::open(out.path().join("quicklook.png")).unwrap();
+    assert_eq!(ds.driver().short_name(), "PNG");
+    // Panels 6 x 4 enlarged 67 times: 402 x 268; margins 12, gaps 16, legend 14 + 8 + "Legend" (70).
+    assert_eq!(
+        ds.raster_size(),
+        (
+            12 + 402 + 16 + 402 + 16 + 14 + 8 + 70 + 12,
+            12 + 22 + 268 + 12
+        )
+    );
+    assert_eq!(ds.raster_count(), 3);
+    // No sidecar next to it.
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn failed_write_leaves_no_file() {
+    let out = tempfile::tempdir().unwrap();
+    let node = WriteKind
+        .build(&params(
+            "path = \"q.png\"\nrgb_bands = [\"B8A\", \"B03\", \"B02\"]",
+        ))
+        .unwrap();
+    let inputs = flow_core::Inputs::new([
+        (
+            "input".to_string(),
+            std::sync::Arc::new(Value::Labels(labels())),
+        ),
+        (
+            "rgb".to_string(),
+            std::sync::Arc::new(Value::Raster(raster(6, 4))),
+        ),
+    ]);
+    let err = node.run(&ctx(out.path()), &inputs).unwrap_err();
+    assert!(err.to_string().contains("B8A"), "{err}");
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn model_json_has_centroids_and_class_statistics() {
+    let out = tempfile::tempdir().unwrap();
+    let model = Model {
+        centroids: ndarray::array![[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]],
+        features: vec!["B02".into(), "B03".into(), "B04".into()],
+        inertia: 12.5,
+        iterations: 7,
+        seed: 42,
+        counts: vec![7, 8, 8],
+        info: serde_json::json!({"init": "k-means++"}),
+    };
+    let (node, value) = write(
+        "path = \"model.json\"",
+        vec![
+            ("input", Value::Model(model)),
+            ("labels", Value::Labels(labels())),
+            ("spectra", Value::Raster(raster(6, 4))),
+        ],
+        out.path(),
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("model.json")).unwrap())
+            .unwrap();
+    assert_eq!(doc["k"], 3);
+    assert_eq!(doc["centroids"][1]["centroid"]["B03"], 0.5);
+    assert_eq!(doc["inertia"], 12.5);
+    assert_eq!(doc["seed"], 42);
+    let classes = doc["classes"].as_array().unwrap();
+    let total: u64 = classes.iter().map(|c| c["pixels"].as_u64().unwrap()).sum();
+    assert_eq!(total, 23);
+    assert_eq!(
+        classes[0]["area_ha"].as_f64().unwrap(),
+        classes[0]["pixels"].as_f64().unwrap() * 0.01
+    );
+    // Class 1 pixels: (x + y) % 3 == 1; band B02 = (y * 6 + x) / 1000, minus the NaN at (1, 1)? (1+1)%3 = 2, so no.
+    let mut sum = 0.0;
+    let mut n = 0.0;
+    for y in 0..4 {
+        for x in 0..6 {
+            if (x + y) % 3 == 1 {
+                sum += (y * 6 + x) as f64 / 1000.0;
+                n += 1.0;
+            }
+        }
+    }
+    assert!((classes[1]["mean"]["B02"].as_f64().unwrap() - sum / n).abs() < 1e-6);
+    assert!(node.is_fresh(&ctx(out.path()), &value));
+    std::fs::write(out.path().join("model.json"), "{}").unwrap();
+    assert!(!node.is_fresh(&ctx(out.path()), &value));
+}
+
+#[test]
+fn json_values_are_pretty_printed() {
+    let out = tempfile::tempdir().unwrap();
+    write(
+        "path = \"stats/summary.json\"",
+        vec![("input", Value::Json(serde_json::json!({"a": [1, 2]})))],
+        out.path(),
+    );
+    let text = std::fs::read_to_string(out.path().join("stats/summary.json")).unwrap();
+    assert_eq!(text, "{\n  \"a\": [\n    1,\n    2\n  ]\n}\n");
+}
+
+#[test]
+fn unsupported_combinations_are_errors() {
+    let out = tempfile::tempdir().unwrap();
+    let node = WriteKind.build(&params("path = \"x.png\"")).unwrap();
+    let inputs = flow_core::Inputs::new([(
+        "input".to_string(),
+        std::sync::Arc::new(Value::Json(serde_json::json!(1))),
+    )]);
+    assert!(node.run(&ctx(out.path()), &inputs).is_err());
+}

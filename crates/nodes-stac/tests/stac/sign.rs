@@ -1,0 +1,210 @@
+//! sign against a token server shaped like Planetary Computer's SAS endpoint.
+
+use std::sync::Arc;
+
+use flow_core::{Caching, Inputs, Items, NodeError, Value};
+use flow_nodes_stac::datetime::{format_rfc3339, now_nanos};
+use flow_nodes_stac::SignKind;
+use serde_json::json;
+
+use crate::support::{build, ctx, Reply, Server};
+
+const TOKEN: &str = "st=2021-01-01T00%3A00%3A00Z&se=2021-01-02T00%3A00%3A00Z&sp=rl&sv=2021-06-08&sr=c&skoid=x&sig=SECRETSIGNATURE%3D";
+
+/// A SAS endpoint whose tokens live `life_secs` seconds.
+fn token_server(life_secs: i128) -> Server {
+    Server::start(move |r, _| {
+        if !r.path().starts_with("/api/sas/v1/token/") {
+            return Reply::text(404, "not found");
+        }
+        let expiry = format_rfc3339(now_nanos() + life_secs * 1_000_000_000);
+        Reply::json(200, &json!({"msft:expiry": expiry, "token": TOKEN}))
+    })
+}
+
+fn sas(s: &Server) -> String {
+    format!("{}/api/sas/v1/token", s.url)
+}
+
+/// `n` items of `per_item` assets each on account/container, plus one non-blob asset each.
+fn items(n: usize, per_item: usize, container: &str) -> Items {
+    Items::from_features(
+        (0..n)
+            .map(|i| {
+                let mut assets = serde_json::Map::new();
+                for b in 0..per_item {
+                    assets.insert(
+                        format!("B{b:02}"),
+                        json!({"href": format!("https://sentinel2l2a01.blob.core.windows.net/{container}/tile{i}/B{b:02}.tif"), "type": "image/tiff; application=geotiff"}),
+                    );
+                }
+                assets.insert("preview".into(), json!({"href": "https://planetarycomputer.microsoft.com/api/data/v1/item/preview.png?x=1"}));
+                json!({"type": "Feature", "id": format!("it{i}"), "properties": {"datetime": "2021-07-01T00:00:00Z"}, "assets": assets})
+            })
+            .collect(),
+    )
+}
+
+fn inputs(items: Items) -> Inputs {
+    Inputs::new([("input".to_string(), Arc::new(Value::Items(items)))])
+}
+
+fn signed(v: &Value) -> &Items {
+    match v {
+        Value::Items(i) => i,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn one_token_for_a_hundred_assets_of_one_container() {
+    let s = token_server(3600);
+    let kind = SignKind::with_subscription_key(None);
+    let node = build(
+        &kind,
+        &format!("provider = 'planetary-computer'\nsas_url = '{}'", sas(&s)),
+    )
+    .unwrap();
+    assert_eq!(node.caching(), Caching::Never);
+    let dir = tempfile::tempdir().unwrap();
+    let out = node
+        .run(&ctx(dir.path()), &inputs(items(10, 10, "sentinel2-l2")))
+        .unwrap();
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        reqs[0].path(),
+        "/api/sas/v1/token/sentinel2l2a01/sentinel2-l2"
+    );
+    assert_eq!(reqs[0].header("Ocp-Apim-Subscription-Key"), None);
+    let out = signed(&out);
+    assert_eq!(out.features().len(), 10);
+    for f in out.features() {
+        for (k, a) in f["assets"].as_object().unwrap() {
+            let href = a["href"].as_str().unwrap();
+            if k == "preview" {
+                assert_eq!(
+                    href,
+                    "https://planetarycomputer.microsoft.com/api/data/v1/item/preview.png?x=1"
+                );
+            } else {
+                assert!(href.ends_with(&format!(".tif?{TOKEN}")), "{href}");
+            }
+        }
+        assert!(f["properties"]["msft:expiry"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z'));
+    }
+    // a second container needs a second token; the first is reused
+    node.run(&ctx(dir.path()), &inputs(items(2, 3, "other")))
+        .unwrap();
+    node.run(&ctx(dir.path()), &inputs(items(2, 3, "sentinel2-l2")))
+        .unwrap();
+    assert_eq!(s.requests().len(), 2);
+}
+
+#[test]
+fn a_token_about_to_expire_is_refreshed() {
+    let s = token_server(30);
+    let node = build(
+        &SignKind::with_subscription_key(None),
+        &format!("provider = 'planetary-computer'\nsas_url = '{}/'", sas(&s)),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    node.run(&ctx(dir.path()), &inputs(items(1, 2, "c")))
+        .unwrap();
+    assert_eq!(
+        s.requests().len(),
+        1,
+        "one token per container within a run"
+    );
+    node.run(&ctx(dir.path()), &inputs(items(1, 1, "c")))
+        .unwrap();
+    assert_eq!(
+        s.requests().len(),
+        2,
+        "30 s left is less than the 60 s margin"
+    );
+}
+
+#[test]
+fn the_subscription_key_is_sent_when_set() {
+    let s = token_server(3600);
+    let kind = SignKind::with_subscription_key(Some("my-key".into()));
+    let node = build(
+        &kind,
+        &format!("provider = 'planetary-computer'\nsas_url = '{}'", sas(&s)),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    node.run(&ctx(dir.path()), &inputs(items(1, 1, "c")))
+        .unwrap();
+    assert_eq!(
+        s.requests()[0].header("Ocp-Apim-Subscription-Key"),
+        Some("my-key")
+    );
+}
+
+#[test]
+fn provider_none_passes_items_through() {
+    let s = token_server(3600);
+    let node = build(
+        &SignKind::new(),
+        &format!("provider = 'none'\nsas_url = '{}'", sas(&s)),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = items(3, 3, "c");
+    let out = node.run(&ctx(dir.path()), &inputs(input.clone())).unwrap();
+    assert_eq!(signed(&out), &input);
+    assert!(s.requests().is_empty());
+}
+
+#[test]
+fn token_failures_never_show_the_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |reply: Reply| -> NodeError {
+        let s = Server::scripted(vec![reply]);
+        let node = build(
+            &SignKind::with_subscription_key(Some("KEYSECRET".into())),
+            &format!("provider = 'planetary-computer'\nsas_url = '{}'", sas(&s)),
+        )
+        .unwrap();
+        node.run(&ctx(dir.path()), &inputs(items(1, 1, "c")))
+            .unwrap_err()
+    };
+    let leaks = |e: &NodeError| {
+        let t = format!("{e} {e:?}");
+        t.contains("SECRETSIGNATURE") || t.contains("KEYSECRET") || t.contains("sp=rl")
+    };
+    let e = run(Reply::text(403, &format!("denied for https://a.blob.core.windows.net/c/x.tif?{TOKEN} and {{\"token\": \"{TOKEN}\"}}")));
+    assert!(
+        matches!(e, NodeError::Remote { .. }) && e.to_string().contains("HTTP 403"),
+        "{e}"
+    );
+    assert!(!leaks(&e), "{e}");
+    let body = json!({"msft:expiry": "2099-01-01T00:00:00Z", "token": TOKEN}).to_string();
+    let e = run(Reply::text(200, &body[..body.len() - 3]));
+    assert!(matches!(e, NodeError::Remote { .. }), "{e}");
+    assert!(!leaks(&e), "{e}");
+    let e = run(Reply::json(
+        200,
+        &json!({"msft:expiry": "soon", "token": TOKEN}),
+    ));
+    assert!(e.to_string().contains("msft:expiry"), "{e}");
+    assert!(!leaks(&e), "{e}");
+}
+
+#[test]
+fn bad_params() {
+    assert_eq!(
+        build(&SignKind::new(), "provider = 'none'\nsas_url = 'ftp://x'")
+            .err()
+            .unwrap()
+            .param
+            .as_deref(),
+        Some("sas_url")
+    );
+}

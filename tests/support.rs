@@ -1,0 +1,38 @@
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root (where recipes/ is).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A `flow` command run from the repository root, with colours off and a private cache.
+pub fn flow(cache: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_flow"));
+    c.current_dir(root())
+        .env("NO_COLOR", "1")
+        .env("FLOW_CACHE_DIR", cache)
+        .env_remove("RUST_LOG");
+    c
+}
+
+/// Runs and returns (exit code, stdout, stderr).
+pub fn output(cmd: &mut Command) -> (i32, String, String) {
+    let Output { status, stdout, stderr } = cmd.output().expect("flow runs");
+    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+}
+
+/// Extra arguments a fixture asks for in a first-line comment: `# args: --set k=four`.
+pub fn fixture_args(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# args:"))
+        .map(|a| a.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// `recipes/invalid/x.toml` for a fixture path.
+pub fn relative(path: &Path) -> String {
+    path.strip_prefix(root()).unwrap().display().to_string()
+}

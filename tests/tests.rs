@@ -1,0 +1,10 @@
+//! End-to-end tests of the `flow` binary, linked into one test binary.
+
+/// Helpers to run the binary.
+mod support;
+
+/// `flow validate` on every fixture in recipes/valid and recipes/invalid.
+mod validate;
+
+/// `flow nodes`, `flow graph`, `flow cache` and the command line itself.
+mod cli;
