@@ -6,5 +6,6 @@ use flow_core::Registry;
 pub fn builtin() -> Registry {
     let mut registry = Registry::new();
     flow_nodes_stac::register(&mut registry);
+    flow_nodes_raster::register(&mut registry);
     registry
 }

@@ -15,32 +15,49 @@ fn main() {
     let k: i64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(8);
     let w = 1000;
     let h = ((mpx * 1e6) as usize / w).max(1);
-    let names = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"];
+    let names = [
+        "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
+    ];
     let mut data = Array4::<f32>::zeros((1, names.len(), h, w));
     for ((_, b, y, x), v) in data.indexed_iter_mut() {
         let group = ((y / 50 + x / 70) % 6) as f32;
-        *v = 0.02 + 0.05 * group * (1.0 + b as f32 * 0.1) + ((y * 31 + x * 17 + b * 7) % 23) as f32 * 0.001;
+        *v = 0.02
+            + 0.05 * group * (1.0 + b as f32 * 0.1)
+            + ((y * 31 + x * 17 + b * 7) % 23) as f32 * 0.001;
     }
     let raster = Raster {
         data,
         grid: Grid::north_up("EPSG:32618", 0.0, 0.0, 10.0, w, h),
-        bands: names.iter().map(|n| BandInfo { name: n.to_string(), ..Default::default() }).collect(),
+        bands: names
+            .iter()
+            .map(|n| BandInfo {
+                name: n.to_string(),
+                ..Default::default()
+            })
+            .collect(),
         times: vec!["2021-07-01T00:00:00Z".into()],
     };
     let warn = |m: String| eprintln!("warning: {m}");
 
     let t = Instant::now();
-    let p: AddIndexParams = toml::from_str(r#"expr = { X = "(B08 - B04) / (B08 + B04) * 2 + sqrt(B11)" }"#).unwrap();
-    let with_expr = AddIndexNode::new(p.validate().unwrap()).apply(&raster, &warn).unwrap();
+    let p: AddIndexParams =
+        toml::from_str(r#"expr = { X = "(B08 - B04) / (B08 + B04) * 2 + sqrt(B11)" }"#).unwrap();
+    let with_expr = AddIndexNode::new(p.validate().unwrap())
+        .apply(&raster, &warn)
+        .unwrap();
     println!("add-index expr, {} px: {:?}", h * w, t.elapsed());
 
     let t = Instant::now();
-    let m = FlattenNode::new(TimeSelection::All).apply(&with_expr).unwrap();
+    let m = FlattenNode::new(TimeSelection::All)
+        .apply(&with_expr)
+        .unwrap();
     println!("flatten -> {:?}: {:?}", m.data.dim(), t.elapsed());
 
     let p: KMeansParams = toml::from_str(&format!("k = {k}\nn_init = 1")).unwrap();
     let t = Instant::now();
-    let model = KMeansFitNode::new(p.validate().unwrap()).fit(&m, &warn, &|| false).unwrap();
+    let model = KMeansFitNode::new(p.validate().unwrap())
+        .fit(&m, &warn, &|| false)
+        .unwrap();
     let el = t.elapsed();
     println!(
         "kmeans-fit k={k} n_init=1: {el:?}, {} iterations ({:.1} ms per iteration per Mpx incl. init), inertia {:.4}",
@@ -49,9 +66,13 @@ fn main() {
         model.inertia
     );
 
-    let init = m.data.select(ndarray::Axis(0), &(0..k as usize).map(|i| i * 997).collect::<Vec<_>>());
+    let init = m.data.select(
+        ndarray::Axis(0),
+        &(0..k as usize).map(|i| i * 997).collect::<Vec<_>>(),
+    );
     let t = Instant::now();
-    let run = flow_nodes_ml::kmeans::algorithm::lloyd(m.data.view(), init.view(), 20, -1.0).unwrap();
+    let run =
+        flow_nodes_ml::kmeans::algorithm::lloyd(m.data.view(), init.view(), 20, -1.0).unwrap();
     let el = t.elapsed();
     println!(
         "lloyd alone: {} iterations in {el:?}: {:.1} ms per iteration per Mpx",

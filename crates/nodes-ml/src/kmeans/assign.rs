@@ -74,13 +74,17 @@ pub fn nearest(row: &[f32], centroids: &[f32], f: usize) -> (usize, f32) {
     best
 }
 
-/// Centroids stored feature-major (`f x k`), so that the distances of one row to all k
-/// centroids are computed with the loop over centroids innermost: no horizontal reduction, so
-/// the compiler vectorizes it. Each distance still sums its features in order, exactly like
-/// [`sq_dist`], so results are bit-identical to [`nearest`].
+/// Lanes of one centroid block in [`Nearest`].
+const LANES: usize = 8;
+
+/// Centroids stored in blocks of 8, feature-major inside a block (`[block][feature][lane]`), so
+/// that the distances of one row to 8 centroids are computed on fixed-size arrays with the loop
+/// over centroids innermost: no horizontal reduction, which the compiler vectorizes. Missing
+/// lanes of the last block hold +inf and are never chosen. Each distance still sums its features
+/// in order, exactly like [`sq_dist`], so results are bit-identical to [`nearest`].
 #[derive(Debug, Clone)]
 pub struct Nearest {
-    transposed: Vec<f32>,
+    blocks: Vec<[f32; LANES]>,
     k: usize,
     f: usize,
 }
@@ -90,37 +94,32 @@ impl Nearest {
     pub fn new(centroids: &[f32], f: usize) -> Self {
         let f1 = f.max(1);
         let k = centroids.len() / f1;
-        let mut transposed = vec![0.0; k * f1];
+        let nblocks = k.div_ceil(LANES);
+        let mut blocks = vec![[f32::INFINITY; LANES]; nblocks * f1];
         for c in 0..k {
             for j in 0..f1 {
-                transposed[j * k + c] = centroids[c * f1 + j];
+                blocks[(c / LANES) * f1 + j][c % LANES] = centroids[c * f1 + j];
             }
         }
-        Nearest { transposed, k, f: f1 }
-    }
-
-    /// A scratch buffer for [`Nearest::find`].
-    pub fn scratch(&self) -> Vec<f32> {
-        vec![0.0; self.k]
+        Nearest { blocks, k, f: f1 }
     }
 
     /// The nearest centroid of `row` and its squared distance; ties to the lowest id.
     #[inline]
-    pub fn find(&self, row: &[f32], scratch: &mut [f32]) -> (usize, f32) {
-        let k = self.k;
-        let d = &mut scratch[..k];
-        d.fill(0.0);
-        for (j, &x) in row.iter().enumerate().take(self.f) {
-            let cj = &self.transposed[j * k..(j + 1) * k];
-            for (dc, &c) in d.iter_mut().zip(cj) {
-                let t = x - c;
-                *dc += t * t;
-            }
-        }
+    pub fn find(&self, row: &[f32]) -> (usize, f32) {
         let mut best = (0, f32::INFINITY);
-        for (c, &v) in d.iter().enumerate() {
-            if v < best.1 {
-                best = (c, v);
+        for (b, block) in self.blocks.chunks_exact(self.f).enumerate() {
+            let mut acc = [0.0f32; LANES];
+            for (&x, c) in row.iter().zip(block) {
+                for l in 0..LANES {
+                    let t = x - c[l];
+                    acc[l] += t * t;
+                }
+            }
+            for (l, &v) in acc.iter().enumerate() {
+                if v < best.1 && b * LANES + l < self.k {
+                    best = (b * LANES + l, v);
+                }
             }
         }
         best
@@ -168,9 +167,8 @@ pub fn pass(rows: &Rows<'_>, centroids: &[f32], k: usize) -> PassStats {
         .par_chunks()
         .map(|(_, chunk)| {
             let mut st = PassStats::zeros(k, f);
-            let mut scratch = near.scratch();
             for row in chunk.chunks_exact(f.max(1)) {
-                let (c, d) = near.find(row, &mut scratch);
+                let (c, d) = near.find(row);
                 st.counts[c] += 1;
                 st.inertia += d as f64;
                 for (s, &v) in st.sums[c * f..(c + 1) * f].iter_mut().zip(row) {
@@ -229,12 +227,23 @@ mod tests {
         assert_eq!(nearest(&[1.0, 1.0], &c, 2), (0, 2.0));
         assert_eq!(nearest(&[2.0, 0.1], &c, 2).0, 1);
         let near = Nearest::new(&c, 2);
-        let mut scratch = near.scratch();
-        assert_eq!(near.find(&[1.0, 1.0], &mut scratch), (0, 2.0));
+        assert_eq!(near.find(&[1.0, 1.0]), (0, 2.0));
         for row in [[0.3f32, 1.7], [2.0, 0.1], [-5.0, 3.25]] {
-            let a = near.find(&row, &mut scratch);
+            let a = near.find(&row);
             let b = nearest(&row, &c, 2);
             assert_eq!((a.0, a.1.to_bits()), (b.0, b.1.to_bits()));
+        }
+        // 11 centroids of 3 features: two blocks, the second one partial.
+        let c: Vec<f32> = (0..33).map(|i| ((i * 37) % 17) as f32 * 0.25).collect();
+        let near = Nearest::new(&c, 3);
+        for i in 0..200 {
+            let row = [
+                (i % 7) as f32 * 0.6,
+                (i % 5) as f32 * 0.9,
+                (i % 3) as f32 * 1.3,
+            ];
+            let (a, b) = (near.find(&row), nearest(&row, &c, 3));
+            assert_eq!((a.0, a.1.to_bits()), (b.0, b.1.to_bits()), "{row:?}");
         }
     }
 
