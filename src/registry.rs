@@ -7,5 +7,6 @@ pub fn builtin() -> Registry {
     let mut registry = Registry::new();
     flow_nodes_stac::register(&mut registry);
     flow_nodes_raster::register(&mut registry);
+    flow_nodes_ml::register(&mut registry);
     registry
 }

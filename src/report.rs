@@ -30,7 +30,10 @@ fn short_output(output: Option<&serde_json::Value>) -> String {
     let ty = o.get("type").and_then(|t| t.as_str()).unwrap_or("");
     let shape = o.get("shape").map(|s| s.to_string()).unwrap_or_default();
     match ty {
-        "Items" => format!("{} items", o.get("count").and_then(|c| c.as_u64()).unwrap_or(0)),
+        "Items" => match o.get("count").and_then(|c| c.as_u64()).unwrap_or(0) {
+            1 => "1 item".to_string(),
+            n => format!("{n} items"),
+        },
         "Raster" | "Matrix" | "Labels" => format!("{ty} {shape}"),
         "Model" => format!(
             "Model k={} inertia={}",

@@ -8,3 +8,9 @@ mod validate;
 
 /// `flow nodes`, `flow graph`, `flow cache` and the command line itself.
 mod cli;
+
+/// The README's generated sections.
+mod readme;
+
+/// The Timberlea recipe end to end on the offline scene.
+mod timberlea;

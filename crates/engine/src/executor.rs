@@ -366,7 +366,7 @@ pub async fn run(plan: &Plan, options: RunOptions, on_event: impl Fn(Event) + Se
                 } else {
                     NodeStatus::Cancelled
                 };
-                NodeReport {
+                let report = NodeReport {
                     id: node.id.clone(),
                     kind: node.kind.name().to_string(),
                     status,
@@ -376,7 +376,9 @@ pub async fn run(plan: &Plan, options: RunOptions, on_event: impl Fn(Event) + Se
                     warnings: vec![],
                     error: None,
                     span_ms: None,
-                }
+                };
+                on_event(Event::Finished(report.clone()));
+                report
             })
         })
         .collect();

@@ -5,7 +5,7 @@
 //! evalexpr interprets a tree per call and looks variables up by name in a hash map: about a
 //! microsecond per pixel, i.e. 10 s for 10 M pixels and one small expression. So the tree that
 //! [`evalexpr::build_operator_tree`] returns once is *compiled* into a small arithmetic AST
-//! ([`Expr`]) that is evaluated a block of pixels at a time, column-wise over f64 buffers (a few
+//! (`Expr`) that is evaluated a block of pixels at a time, column-wise over f64 buffers (a few
 //! nanoseconds per pixel and operation, in parallel over blocks). Every number is a float in the
 //! compiled form, so `1/2` is `0.5`.
 //!

@@ -30,7 +30,7 @@ pub struct LloydRun {
 
 /// Runs Lloyd's algorithm on `data` from the centroids `init` (`k x f`) for at most `max_iter`
 /// iterations, stopping early once the squared shift of all centres (summed) is at most
-/// `tol_shift` (absolute; 0 stops only when nothing moves).
+/// `tol_shift` (absolute; 0 stops only when nothing moves, a negative value never stops early).
 ///
 /// An iteration assigns every row to its nearest centroid (ties to the lowest id), then moves
 /// each centroid to the mean of its rows (sums in f64). A centroid left without rows is moved to

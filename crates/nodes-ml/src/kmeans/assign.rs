@@ -1,7 +1,7 @@
 //! Nearest-centroid assignment, shared by the fit and by `predict`, and the deterministic
 //! parallel pass that accumulates cluster sums.
 //!
-//! Every reduction splits the rows into fixed chunks of [`CHUNK`] rows, computes one partial
+//! Every reduction splits the rows into fixed chunks of 8192 rows, computes one partial
 //! result per chunk in parallel and combines the partials sequentially in chunk order, so the
 //! floating-point result does not depend on the number of rayon threads.
 
@@ -44,7 +44,7 @@ impl<'a> Rows<'a> {
         &self.data
     }
 
-    /// Parallel iterator over chunks of [`CHUNK`] rows: (index of the first row, values).
+    /// Parallel iterator over chunks of 8192 rows: (index of the first row, values).
     pub fn par_chunks(&self) -> impl IndexedParallelIterator<Item = (usize, &[f32])> + '_ {
         let f = self.f.max(1);
         self.data

@@ -8,7 +8,7 @@ use rand::Rng;
 use rand_xoshiro::Xoshiro256Plus;
 use rayon::prelude::*;
 
-use super::assign::{ordered_sum, pass, sq_dist, Rows};
+use super::assign::{pass, sq_dist, Rows};
 use super::hyperparams::InitMethod;
 use crate::common::CHUNK;
 
@@ -87,11 +87,28 @@ fn kmeans_plus_plus(rows: &Rows<'_>, k: usize, rng: &mut Xoshiro256Plus) -> Vec<
     while chosen.len() < k {
         let total = chunked_sum(&d2);
         let candidates: Vec<usize> = (0..trials).map(|_| draw(&d2, total, rng)).collect();
-        // The candidate that lowers the potential most (first one on ties).
+        // The candidate that lowers the potential most (first one on ties); all candidates in
+        // one pass over the rows, per-chunk partials combined in order.
+        let f = rows.f.max(1);
+        let partials: Vec<Vec<f64>> = rows
+            .par_chunks()
+            .map(|(start, chunk)| {
+                let mut pot = vec![0.0f64; candidates.len()];
+                for (i, r) in chunk.chunks_exact(f).enumerate() {
+                    let d = d2[start + i];
+                    for (p, &c) in pot.iter_mut().zip(&candidates) {
+                        *p += d.min(sq_dist(r, rows.row(c)) as f64);
+                    }
+                }
+                pot
+            })
+            .collect();
+        let mut potentials = vec![0.0f64; candidates.len()];
+        for part in &partials {
+            potentials.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+        }
         let mut best = (candidates[0], f64::INFINITY);
-        for &c in &candidates {
-            let centre = rows.row(c);
-            let potential = ordered_sum(rows, |i, r| d2[i].min(sq_dist(r, centre) as f64));
+        for (&c, &potential) in candidates.iter().zip(&potentials) {
             if potential < best.1 {
                 best = (c, potential);
             }

@@ -150,10 +150,12 @@ impl KMeansFitNode {
             (c, 0, true)
         } else {
             // scikit-learn's tolerance: relative to the mean per-feature variance.
-            let mut means = vec![0.0f64; f];
-            for (j, mean) in means.iter_mut().enumerate() {
-                *mean = ordered_sum(&rows, |_, r| r[j] as f64) / m as f64;
-            }
+            // One pass: the cluster sums of a single centroid are the column sums.
+            let means: Vec<f64> = pass(&rows, &vec![0.0; f], 1)
+                .sums
+                .iter()
+                .map(|s| s / m as f64)
+                .collect();
             let var = ordered_sum(&rows, |_, r| {
                 r.iter()
                     .zip(&means)
