@@ -129,6 +129,13 @@ struct Builder<'a> {
     doc: Option<SpannedDoc>,
 }
 
+/// "a string", "an integer".
+fn a_type(value: &toml::Value) -> String {
+    let name = toml_type_name(value);
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} {name}")
+}
+
 fn same_type(old: &toml::Value, new: &toml::Value) -> bool {
     toml_type_name(old) == toml_type_name(new)
         || matches!((old, new), (toml::Value::Float(_), toml::Value::Integer(_)))
@@ -275,7 +282,7 @@ impl<'a> Builder<'a> {
                         let span = self.value_span(&["profiles", pname, key]);
                         self.errors.error(
                             span,
-                            format!("profile `{pname}` sets `{key}` to a {}, but [params] declares it as a {}", toml_type_name(value), toml_type_name(old)),
+                            format!("profile `{pname}` sets `{key}` to {}, but [params] declares it as {}", a_type(value), a_type(old)),
                             "wrong type",
                             None,
                         );
@@ -345,7 +352,7 @@ impl<'a> Builder<'a> {
                             "command line",
                             &src,
                             shift(set.value_span()),
-                            format!("`--set {}`: `{}` is a {} in [params], got a {}", set.target, set.target, toml_type_name(old), toml_type_name(&value)),
+                            format!("`--set {}`: `{}` is {} in [params], got {}", set.target, set.target, a_type(old), a_type(&value)),
                             "wrong type",
                             None,
                         );
@@ -436,6 +443,7 @@ impl<'a> Builder<'a> {
 
         // Params: everything but the node keys, interpolated, then `--set NODE.PARAM`.
         let mut node_params = Params::new();
+        let errors_before = self.errors.errors.len();
         for (key, value) in table {
             if NODE_KEYS.contains(&key.as_str()) {
                 continue;
@@ -443,6 +451,8 @@ impl<'a> Builder<'a> {
             let v = self.interpolate_value(value, params, &["nodes", id, key]);
             node_params.insert(key.clone(), v);
         }
+        // A bad reference leaves its string in place; checking its type would only repeat the error.
+        let bad_references = self.errors.errors.len() > errors_before;
         let mut set_params: BTreeMap<String, &SetOverride> = BTreeMap::new();
         for s in node_sets.iter().filter(|s| s.node == id) {
             node_params.insert(s.param.clone(), s.value.clone());
@@ -451,6 +461,9 @@ impl<'a> Builder<'a> {
 
         let inputs = self.wire_inputs(id, table, kind.as_deref(), all_nodes, edges);
         let kind = kind?;
+        if bad_references {
+            return None;
+        }
 
         let issues = schema::check(&kind.params(), &node_params);
         for issue in &issues {
