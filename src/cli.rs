@@ -7,7 +7,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// flow runs declarative TOML recipes over Earth-observation rasters as a cached DAG of typed nodes.
 #[derive(Debug, Parser)]
 #[command(name = "flow", version, about, long_about = None)]
-#[command(after_help = "Examples:\n  flow run recipes/timberlea_kmeans.toml --profile offline\n  flow run recipes/timberlea_kmeans.toml --profile offline --set k=6\n  flow validate recipes/timberlea_kmeans.toml\n  flow graph recipes/timberlea_kmeans.toml --format mermaid\n  flow nodes")]
+#[command(
+    after_help = "Examples:\n  flow run recipes/timberlea_kmeans.toml --profile offline\n  flow run recipes/timberlea_kmeans.toml --profile offline --set k=6\n  flow validate recipes/timberlea_kmeans.toml\n  flow graph recipes/timberlea_kmeans.toml --format mermaid\n  flow nodes"
+)]
 pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -21,19 +23,29 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a recipe; only what changed since the last run is recomputed.
-    #[command(after_help = "Examples:\n  flow run recipes/timberlea_kmeans.toml --profile offline\n  flow run r.toml --set k=6 --set fit.max_iter=50 --jobs 2 --out results/")]
+    #[command(
+        after_help = "Examples:\n  flow run recipes/timberlea_kmeans.toml --profile offline\n  flow run r.toml --set k=6 --set fit.max_iter=50 --jobs 2 --out results/"
+    )]
     Run(RunArgs),
     /// Check a recipe without running it: every error, with file:line:col.
-    #[command(after_help = "Examples:\n  flow validate recipes/timberlea_kmeans.toml\n  flow validate r.toml --profile offline --set k=6 --plan")]
+    #[command(
+        after_help = "Examples:\n  flow validate recipes/timberlea_kmeans.toml\n  flow validate r.toml --profile offline --set k=6 --plan"
+    )]
     Validate(ValidateArgs),
     /// Print the recipe's DAG (Graphviz DOT or Mermaid), with each node's cache state.
-    #[command(after_help = "Examples:\n  flow graph recipes/timberlea_kmeans.toml | dot -Tsvg > dag.svg\n  flow graph recipes/timberlea_kmeans.toml --format mermaid")]
+    #[command(
+        after_help = "Examples:\n  flow graph recipes/timberlea_kmeans.toml | dot -Tsvg > dag.svg\n  flow graph recipes/timberlea_kmeans.toml --format mermaid"
+    )]
     Graph(GraphArgs),
     /// List every node kind with its ports and params.
-    #[command(after_help = "Examples:\n  flow nodes\n  flow nodes --format markdown\n  flow nodes --format json")]
+    #[command(
+        after_help = "Examples:\n  flow nodes\n  flow nodes --format markdown\n  flow nodes --format json"
+    )]
     Nodes(NodesArgs),
     /// Inspect and maintain the cache.
-    #[command(after_help = "Examples:\n  flow cache ls\n  flow cache verify\n  flow cache gc --older-than-days 30\n  flow cache clear")]
+    #[command(
+        after_help = "Examples:\n  flow cache ls\n  flow cache verify\n  flow cache gc --older-than-days 30\n  flow cache clear"
+    )]
     Cache(CacheArgs),
     /// Write a built-in dataset (the offline Timberlea scene) to a directory.
     #[command(after_help = "Example:\n  flow fixture timberlea --out scene/")]
@@ -185,7 +197,11 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { crate::exit::USAGE } else { crate::exit::OK };
+            return if e.use_stderr() {
+                crate::exit::USAGE
+            } else {
+                crate::exit::OK
+            };
         }
     };
     crate::commands::init_logging(cli.verbose);

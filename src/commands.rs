@@ -8,7 +8,10 @@ use std::sync::Arc;
 use flow_engine::{Cache, Event, RunOptions};
 use flow_recipe::{render, Overrides, Plan};
 
-use crate::cli::{CacheAction, CacheArgs, CacheDirArg, FixtureArgs, GraphArgs, GraphFormat, NodesArgs, RecipeArgs, RunArgs, ValidateArgs};
+use crate::cli::{
+    CacheAction, CacheArgs, CacheDirArg, FixtureArgs, GraphArgs, GraphFormat, NodesArgs,
+    RecipeArgs, RunArgs, ValidateArgs,
+};
 use crate::exit;
 use crate::report;
 
@@ -19,7 +22,8 @@ pub fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -30,8 +34,14 @@ pub fn init_logging(verbose: u8) {
 
 fn render_diagnostic(diag: &dyn miette::Diagnostic) -> String {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let theme = if color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
-    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false);
+    let theme = if color {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let handler = miette::GraphicalReportHandler::new_themed(theme)
+        .with_width(100)
+        .with_links(false);
     let mut out = String::new();
     let _ = handler.render_report(&mut out, diag);
     out
@@ -55,11 +65,19 @@ fn load_plan(args: &RecipeArgs, registry: &flow_core::Registry) -> Result<Plan, 
 }
 
 fn recipe_dir(recipe: &Path) -> PathBuf {
-    recipe.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    recipe
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn cache_root(arg: &CacheDirArg) -> PathBuf {
-    arg.cache_dir.clone().unwrap_or_else(|| dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("flow"))
+    arg.cache_dir.clone().unwrap_or_else(|| {
+        dirs::cache_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("flow")
+    })
 }
 
 fn open_cache(arg: &CacheDirArg) -> Result<Cache, i32> {
@@ -75,9 +93,16 @@ pub fn validate(args: ValidateArgs) -> i32 {
     match load_plan(&args.recipe, &registry) {
         Ok(plan) => {
             if args.plan {
-                println!("{}", serde_json::to_string_pretty(&plan.to_json()).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plan.to_json()).unwrap_or_default()
+                );
             } else {
-                println!("{}: ok ({} nodes)", args.recipe.recipe.display(), plan.nodes.len());
+                println!(
+                    "{}: ok ({} nodes)",
+                    args.recipe.recipe.display(),
+                    plan.nodes.len()
+                );
             }
             exit::OK
         }
@@ -97,7 +122,15 @@ pub fn graph(args: GraphArgs) -> i32 {
         let root = cache_root(&args.cache);
         if root.join("objects").is_dir() {
             if let Ok(cache) = Cache::open(&root) {
-                let options = run_options(&plan, &args.recipe.recipe, Some(cache.clone()), 1, PathBuf::new(), false, &registry);
+                let options = run_options(
+                    &plan,
+                    &args.recipe.recipe,
+                    Some(cache.clone()),
+                    1,
+                    PathBuf::new(),
+                    false,
+                    &registry,
+                );
                 for (id, state) in flow_engine::executor::cache_states(&plan, &options) {
                     states.insert(id, state.to_string());
                 }
@@ -127,7 +160,10 @@ fn run_options(
     refresh: bool,
     registry: &flow_core::Registry,
 ) -> RunOptions {
-    let data_dir = cache.as_ref().map(Cache::data_dir).unwrap_or_else(|| out_dir.join(".data"));
+    let data_dir = cache
+        .as_ref()
+        .map(Cache::data_dir)
+        .unwrap_or_else(|| out_dir.join(".data"));
     let _ = plan;
     RunOptions {
         jobs,
@@ -156,16 +192,42 @@ pub fn run(args: RunArgs) -> i32 {
             Err(code) => return code,
         }
     };
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
     let _ = rayon_pool(jobs);
-    let out_dir = args.out.clone().unwrap_or_else(|| recipe_dir(&args.recipe.recipe).join("out").join(&plan.name));
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| recipe_dir(&args.recipe.recipe).join("out").join(&plan.name));
     if let Err(e) = std::fs::create_dir_all(&out_dir) {
-        eprintln!("error: cannot create output directory {}: {e}", out_dir.display());
+        eprintln!(
+            "error: cannot create output directory {}: {e}",
+            out_dir.display()
+        );
         return exit::IO;
     }
-    let options = run_options(&plan, &args.recipe.recipe, cache, jobs, out_dir.clone(), args.refresh, &registry);
+    let options = run_options(
+        &plan,
+        &args.recipe.recipe,
+        cache,
+        jobs,
+        out_dir.clone(),
+        args.refresh,
+        &registry,
+    );
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).max_blocking_threads(jobs + 2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(jobs + 2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -173,7 +235,9 @@ pub fn run(args: RunArgs) -> i32 {
         }
     };
     let progress = report::Progress::new(plan.nodes.len());
-    let report = runtime.block_on(flow_engine::run(&plan, options, |event: Event| progress.event(&event)));
+    let report = runtime.block_on(flow_engine::run(&plan, options, |event: Event| {
+        progress.event(&event)
+    }));
 
     let run_json = out_dir.join("run.json");
     if let Err(e) = report::write_json_atomic(&run_json, &report) {
@@ -185,7 +249,12 @@ pub fn run(args: RunArgs) -> i32 {
     if let Some(error) = &report.error {
         let failed = report.nodes.iter().find(|n| n.error.is_some());
         match failed {
-            Some(n) => eprintln!("error: node `{}` ({}) failed: {}", n.id, n.kind, n.error.as_deref().unwrap_or_default()),
+            Some(n) => eprintln!(
+                "error: node `{}` ({}) failed: {}",
+                n.id,
+                n.kind,
+                n.error.as_deref().unwrap_or_default()
+            ),
             None => eprintln!("error: {error}"),
         }
     }
@@ -199,7 +268,10 @@ pub fn run(args: RunArgs) -> i32 {
 }
 
 fn rayon_pool(jobs: usize) -> Result<(), String> {
-    rayon::ThreadPoolBuilder::new().num_threads(jobs).build_global().map_err(|e| e.to_string())
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .build_global()
+        .map_err(|e| e.to_string())
 }
 
 /// `flow cache`.
@@ -213,16 +285,34 @@ pub fn cache(args: CacheArgs) -> i32 {
             let entries = cache.entries();
             let total: u64 = entries.iter().map(|e| e.size).sum();
             for e in &entries {
-                let (kind, node) = e.manifest.as_ref().map(|m| (m.kind.as_str(), m.node.as_str())).unwrap_or(("?", "?"));
-                println!("{}  {:<14} {:<14} {:>10}", &e.key[..12], kind, node, report::human_bytes(e.size));
+                let (kind, node) = e
+                    .manifest
+                    .as_ref()
+                    .map(|m| (m.kind.as_str(), m.node.as_str()))
+                    .unwrap_or(("?", "?"));
+                println!(
+                    "{}  {:<14} {:<14} {:>10}",
+                    &e.key[..12],
+                    kind,
+                    node,
+                    report::human_bytes(e.size)
+                );
             }
-            println!("{} entries, {} in {}", entries.len(), report::human_bytes(total), cache.root().display());
+            println!(
+                "{} entries, {} in {}",
+                entries.len(),
+                report::human_bytes(total),
+                cache.root().display()
+            );
             exit::OK
         }
         CacheAction::Verify { repair } => {
             let (count, bad) = cache.verify(repair);
             for (key, reason) in &bad {
-                println!("bad {key}: {reason}{}", if repair { " (removed)" } else { "" });
+                println!(
+                    "bad {key}: {reason}{}",
+                    if repair { " (removed)" } else { "" }
+                );
             }
             println!("{count} entries, {} bad", bad.len());
             if bad.is_empty() || repair {
@@ -234,7 +324,10 @@ pub fn cache(args: CacheArgs) -> i32 {
         CacheAction::Gc { older_than_days } => {
             let max_age = older_than_days.map(|d| (d * 86400.0) as u64);
             let (entries, tmps, freed) = cache.gc(max_age, 600);
-            println!("removed {entries} entries and {tmps} interrupted writes, {} freed", report::human_bytes(freed));
+            println!(
+                "removed {entries} entries and {tmps} interrupted writes, {} freed",
+                report::human_bytes(freed)
+            );
             exit::OK
         }
         CacheAction::Clear => match cache.clear() {
@@ -255,7 +348,11 @@ pub fn fixture(args: FixtureArgs) -> i32 {
     let registry = crate::registry::builtin();
     let Some(provider) = registry.datasets.get(&args.name) else {
         let known: Vec<&str> = registry.datasets.names().collect();
-        eprintln!("error: no dataset `{}`; known: {}", args.name, known.join(", "));
+        eprintln!(
+            "error: no dataset `{}`; known: {}",
+            args.name,
+            known.join(", ")
+        );
         return exit::USAGE;
     };
     if let Err(e) = std::fs::create_dir_all(&args.out) {

@@ -26,7 +26,9 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 fn short_output(output: Option<&serde_json::Value>) -> String {
-    let Some(o) = output else { return String::new() };
+    let Some(o) = output else {
+        return String::new();
+    };
     let ty = o.get("type").and_then(|t| t.as_str()).unwrap_or("");
     let shape = o.get("shape").map(|s| s.to_string()).unwrap_or_default();
     match ty {
@@ -55,7 +57,11 @@ pub struct Progress {
 impl Progress {
     /// Progress for a plan of `total` nodes.
     pub fn new(total: usize) -> Self {
-        Progress { total, done: Mutex::new(0), tty: std::io::stderr().is_terminal() }
+        Progress {
+            total,
+            done: Mutex::new(0),
+            tty: std::io::stderr().is_terminal(),
+        }
     }
 
     /// Handles one engine event.
@@ -65,7 +71,11 @@ impl Progress {
             Event::Begin { .. } => {}
             Event::Started { id, loading } => {
                 if self.tty {
-                    let _ = write!(err, "\r\x1b[2K  {} {id} ...", if *loading { "loading" } else { "running" });
+                    let _ = write!(
+                        err,
+                        "\r\x1b[2K  {} {id} ...",
+                        if *loading { "loading" } else { "running" }
+                    );
                     let _ = err.flush();
                 }
             }
@@ -124,15 +134,27 @@ pub fn print_summary(report: &RunReport, out_dir: &Path) {
         count(NodeStatus::Computed),
         count(NodeStatus::Cached),
         count(NodeStatus::Skipped),
-        if count(NodeStatus::Failed) > 0 { format!(", {} failed", count(NodeStatus::Failed)) } else { String::new() },
-        if count(NodeStatus::Cancelled) > 0 { format!(", {} cancelled", count(NodeStatus::Cancelled)) } else { String::new() },
+        if count(NodeStatus::Failed) > 0 {
+            format!(", {} failed", count(NodeStatus::Failed))
+        } else {
+            String::new()
+        },
+        if count(NodeStatus::Cancelled) > 0 {
+            format!(", {} cancelled", count(NodeStatus::Cancelled))
+        } else {
+            String::new()
+        },
     );
     print_class_tables(report);
     let files: Vec<String> = report
         .nodes
         .iter()
         .filter_map(|n| n.output.as_ref())
-        .filter_map(|o| o.get("value").and_then(|v| v.get("files")).and_then(|f| f.as_array()))
+        .filter_map(|o| {
+            o.get("value")
+                .and_then(|v| v.get("files"))
+                .and_then(|f| f.as_array())
+        })
         .flatten()
         .filter_map(|f| f.get("path").and_then(|p| p.as_str()).map(String::from))
         .collect();
@@ -144,23 +166,38 @@ pub fn print_summary(report: &RunReport, out_dir: &Path) {
 }
 
 fn print_class_tables(report: &RunReport) {
-    for n in report.nodes.iter().filter(|n| n.status != NodeStatus::Failed) {
+    for n in report
+        .nodes
+        .iter()
+        .filter(|n| n.status != NodeStatus::Failed)
+    {
         let Some(o) = &n.output else { continue };
         if o.get("type").and_then(|t| t.as_str()) != Some("Labels") {
             continue;
         }
-        let Some(pixels) = o.get("class_pixels").and_then(|p| p.as_array()) else { continue };
+        let Some(pixels) = o.get("class_pixels").and_then(|p| p.as_array()) else {
+            continue;
+        };
         let area = o.get("transform").and_then(|t| t.as_array()).map(|t| {
             let f = |i: usize| t.get(i).and_then(|v| v.as_f64()).unwrap_or(0.0);
             (f(1) * f(5) - f(2) * f(4)).abs()
         });
         let total: u64 = pixels.iter().filter_map(|p| p.as_u64()).sum();
         println!("classes of `{}`:", n.id);
-        println!("  {:>5} {:>10} {:>8} {:>12}", "class", "pixels", "share", "hectares");
+        println!(
+            "  {:>5} {:>10} {:>8} {:>12}",
+            "class", "pixels", "share", "hectares"
+        );
         for (i, p) in pixels.iter().enumerate() {
             let p = p.as_u64().unwrap_or(0);
-            let share = if total > 0 { 100.0 * p as f64 / total as f64 } else { 0.0 };
-            let ha = area.map(|a| format!("{:.2}", p as f64 * a / 10_000.0)).unwrap_or_default();
+            let share = if total > 0 {
+                100.0 * p as f64 / total as f64
+            } else {
+                0.0
+            };
+            let ha = area
+                .map(|a| format!("{:.2}", p as f64 * a / 10_000.0))
+                .unwrap_or_default();
             println!("  {i:>5} {p:>10} {share:>7.1}% {ha:>12}");
         }
     }
@@ -195,14 +232,38 @@ pub fn nodes(registry: &Registry, format: NodesFormat) -> String {
                 let sig = k.signature();
                 let origin = match k.origin() {
                     flow_core::Origin::Builtin => String::new(),
-                    flow_core::Origin::Plugin { name, version, path, .. } => format!(" [plugin {name} {version}, {}]", path.display()),
+                    flow_core::Origin::Plugin {
+                        name,
+                        version,
+                        path,
+                        ..
+                    } => format!(" [plugin {name} {version}, {}]", path.display()),
                 };
-                let inputs = sig.inputs.iter().map(|p| format!("{}: {}{}", p.name, p.ty, if p.required { "" } else { "?" })).collect::<Vec<_>>().join(", ");
+                let inputs = sig
+                    .inputs
+                    .iter()
+                    .map(|p| format!("{}: {}{}", p.name, p.ty, if p.required { "" } else { "?" }))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 if md {
-                    let _ = writeln!(out, "### `{}` (v{}){origin}\n\n{}\n\n({inputs}) -> {}\n", k.name(), k.version(), k.doc(), sig.output);
+                    let _ = writeln!(
+                        out,
+                        "### `{}` (v{}){origin}\n\n{}\n\n({inputs}) -> {}\n",
+                        k.name(),
+                        k.version(),
+                        k.doc(),
+                        sig.output
+                    );
                     let _ = writeln!(out, "| param | type | default | |\n|---|---|---|---|");
                 } else {
-                    let _ = writeln!(out, "{} (v{}){origin}\n  {}\n  ({inputs}) -> {}", k.name(), k.version(), k.doc(), sig.output);
+                    let _ = writeln!(
+                        out,
+                        "{} (v{}){origin}\n  {}\n  ({inputs}) -> {}",
+                        k.name(),
+                        k.version(),
+                        k.doc(),
+                        sig.output
+                    );
                 }
                 for p in k.params() {
                     let default = match (&p.default, p.required) {
@@ -211,9 +272,22 @@ pub fn nodes(registry: &Registry, format: NodesFormat) -> String {
                         (None, false) => "-".into(),
                     };
                     if md {
-                        let _ = writeln!(out, "| `{}` | {} | `{default}` | {} |", p.name, p.ty.describe().replace('|', "\\|"), p.doc);
+                        let _ = writeln!(
+                            out,
+                            "| `{}` | {} | `{default}` | {} |",
+                            p.name,
+                            p.ty.describe().replace('|', "\\|"),
+                            p.doc
+                        );
                     } else {
-                        let _ = writeln!(out, "    {:<20} {:<28} {:<14} {}", p.name, p.ty.describe(), default, p.doc);
+                        let _ = writeln!(
+                            out,
+                            "    {:<20} {:<28} {:<14} {}",
+                            p.name,
+                            p.ty.describe(),
+                            default,
+                            p.doc
+                        );
                     }
                 }
                 out.push('\n');
@@ -225,5 +299,10 @@ pub fn nodes(registry: &Registry, format: NodesFormat) -> String {
 
 /// A compact line per node (for logs and tests).
 pub fn node_line(r: &NodeReport) -> String {
-    format!("{} {} {}", r.id, r.status.as_str(), short_output(r.output.as_ref()))
+    format!(
+        "{} {} {}",
+        r.id,
+        r.status.as_str(),
+        short_output(r.output.as_ref())
+    )
 }

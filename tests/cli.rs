@@ -10,18 +10,39 @@ fn nodes_lists_every_builtin_kind() {
     assert_eq!(code, 0);
     let kinds: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
     let names: Vec<&str> = kinds.iter().filter_map(|k| k["kind"].as_str()).collect();
-    for expected in ["stac-search", "sign", "stack", "mask-nodata", "normalize", "add-index", "flatten", "kmeans-fit", "predict", "reshape", "write"] {
-        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    for expected in [
+        "stac-search",
+        "sign",
+        "stack",
+        "mask-nodata",
+        "normalize",
+        "add-index",
+        "flatten",
+        "kmeans-fit",
+        "predict",
+        "reshape",
+        "write",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
     }
 }
 
 #[test]
 fn graph_renders_dot_and_mermaid() {
     let cache = tempfile::tempdir().unwrap();
-    let (code, dot, stderr) = output(flow(cache.path()).args(["graph", "recipes/timberlea_kmeans.toml"]));
+    let (code, dot, stderr) =
+        output(flow(cache.path()).args(["graph", "recipes/timberlea_kmeans.toml"]));
     assert_eq!(code, 0, "{stderr}");
     insta::assert_snapshot!("timberlea_dot", dot);
-    let (code, mermaid, _) = output(flow(cache.path()).args(["graph", "recipes/timberlea_kmeans.toml", "--format", "mermaid"]));
+    let (code, mermaid, _) = output(flow(cache.path()).args([
+        "graph",
+        "recipes/timberlea_kmeans.toml",
+        "--format",
+        "mermaid",
+    ]));
     assert_eq!(code, 0);
     insta::assert_snapshot!("timberlea_mermaid", mermaid);
 }
@@ -42,6 +63,9 @@ fn every_command_has_help_with_examples() {
     for cmd in ["run", "validate", "graph", "nodes", "cache", "fixture"] {
         let (code, stdout, _) = output(flow(cache.path()).args([cmd, "--help"]));
         assert_eq!(code, 0, "{cmd}");
-        assert!(stdout.contains("Example"), "{cmd} --help has examples:\n{stdout}");
+        assert!(
+            stdout.contains("Example"),
+            "{cmd} --help has examples:\n{stdout}"
+        );
     }
 }

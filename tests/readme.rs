@@ -16,7 +16,13 @@ fn readme_catalog_and_graph_are_current() {
     let cache = tempfile::tempdir().unwrap();
     let (code, catalog, _) = output(flow(cache.path()).args(["nodes", "--format", "markdown"]));
     assert_eq!(code, 0);
-    let (code, mermaid, _) = output(flow(cache.path()).args(["graph", "recipes/timberlea_kmeans.toml", "--format", "mermaid", "--no-cache"]));
+    let (code, mermaid, _) = output(flow(cache.path()).args([
+        "graph",
+        "recipes/timberlea_kmeans.toml",
+        "--format",
+        "mermaid",
+        "--no-cache",
+    ]));
     assert_eq!(code, 0);
     let path = root().join("README.md");
     let readme = std::fs::read_to_string(&path).unwrap();
@@ -25,6 +31,9 @@ fn readme_catalog_and_graph_are_current() {
     if std::env::var_os("FLOW_UPDATE_README").is_some() {
         std::fs::write(&path, &expected).unwrap();
     } else {
-        assert!(readme == expected, "README.md is out of date: run FLOW_UPDATE_README=1 cargo test readme");
+        assert!(
+            readme == expected,
+            "README.md is out of date: run FLOW_UPDATE_README=1 cargo test readme"
+        );
     }
 }

@@ -14,3 +14,6 @@ mod readme;
 
 /// The Timberlea recipe end to end on the offline scene.
 mod timberlea;
+
+/// stac-search against a real STAC API (stac-fastapi-pgstac on pgstac), started by scripts/test.
+mod stac_api;

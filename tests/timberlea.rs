@@ -19,14 +19,26 @@ fn ids_with_status(report: &serde_json::Value, status: &str) -> Vec<String> {
 }
 
 /// Reads band 1 of a GeoTIFF as u16 with its geotransform, size and EPSG code.
-fn read_u16(path: &Path, window: Option<((isize, isize), (usize, usize))>) -> (Vec<u16>, [f64; 6], (usize, usize), Option<u32>) {
+fn read_u16(
+    path: &Path,
+    window: Option<((isize, isize), (usize, usize))>,
+) -> (Vec<u16>, [f64; 6], (usize, usize), Option<u32>) {
     let ds = gdal::Dataset::open(path).unwrap();
     let band = ds.rasterband(1).unwrap();
     let (w, h) = ds.raster_size();
     let (off, size) = window.unwrap_or(((0, 0), (w, h)));
     let buf = band.read_as::<u16>(off, size, size, None).unwrap();
-    let epsg = ds.spatial_ref().ok().and_then(|s| s.auth_code().ok()).map(|c| c as u32);
-    (buf.data().to_vec(), ds.geo_transform().unwrap(), (w, h), epsg)
+    let epsg = ds
+        .spatial_ref()
+        .ok()
+        .and_then(|s| s.auth_code().ok())
+        .map(|c| c as u32);
+    (
+        buf.data().to_vec(),
+        ds.geo_transform().unwrap(),
+        (w, h),
+        epsg,
+    )
 }
 
 /// Adjusted Rand index of two labelings (Hubert & Arabie).
@@ -81,30 +93,56 @@ fn offline_run_makes_the_notebooks_map_and_reruns_from_the_cache() {
     let out = tempfile::tempdir().unwrap();
     let scene = tempfile::tempdir().unwrap();
     let run = |extra: &[&str]| {
-        output(flow(cache.path()).args(["run", RECIPE, "--profile", "offline", "--out"]).arg(out.path()).args(extra))
+        output(
+            flow(cache.path())
+                .args(["run", RECIPE, "--profile", "offline", "--out"])
+                .arg(out.path())
+                .args(extra),
+        )
     };
 
     let (code, stdout, stderr) = run(&[]);
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
-    for f in ["timberlea_classes.tif", "timberlea_classes.png", "timberlea_model.json", "run.json"] {
+    for f in [
+        "timberlea_classes.tif",
+        "timberlea_classes.png",
+        "timberlea_model.json",
+        "run.json",
+    ] {
         assert!(out.path().join(f).is_file(), "{f} written");
     }
-    assert!(stdout.contains("classes of `classes`"), "a class table is printed:\n{stdout}");
-    assert!(stdout.contains(&out.path().display().to_string()), "the output directory is printed");
+    assert!(
+        stdout.contains("classes of `classes`"),
+        "a class table is printed:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(&out.path().display().to_string()),
+        "the output directory is printed"
+    );
 
     // The notebook's grid, exactly as stackstac makes it.
     let (labels, gt, size, epsg) = read_u16(&out.path().join("timberlea_classes.tif"), None);
     assert_eq!(size, (228, 207));
     assert_eq!(gt, [585080.0, 10.0, 0.0, 5032950.0, 0.0, -10.0]);
     assert_eq!(epsg, Some(32618));
-    assert!(labels.iter().any(|&l| l == 255), "the scene's nodata swath is nodata on the map");
+    assert!(
+        labels.contains(&255),
+        "the scene's nodata swath is nodata on the map"
+    );
 
     // Quality against the scene's ground truth.
-    let (code, _, stderr) = output(flow(cache.path()).args(["fixture", "timberlea", "--out"]).arg(scene.path()));
+    let (code, _, stderr) = output(
+        flow(cache.path())
+            .args(["fixture", "timberlea", "--out"])
+            .arg(scene.path()),
+    );
     assert_eq!(code, 0, "{stderr}");
     let ari = ari_against_truth(&out.path().join("timberlea_classes.tif"), scene.path());
     println!("Timberlea offline, k = 4: adjusted Rand index {ari:.4}");
-    assert!(ari > 0.5, "k = 4 on five true classes still separates them: ARI {ari}");
+    assert!(
+        ari > 0.5,
+        "k = 4 on five true classes still separates them: ARI {ari}"
+    );
 
     // The run report, snapshot-tested with timings, keys and paths redacted.
     let report = run_json(out.path());
@@ -120,15 +158,32 @@ fn offline_run_makes_the_notebooks_map_and_reruns_from_the_cache() {
     assert_eq!(code, 0, "{stderr}");
     let report = run_json(out.path());
     assert_eq!(ids_with_status(&report, "computed"), Vec::<String>::new());
-    assert_eq!(ids_with_status(&report, "cached").len(), report["nodes"].as_array().unwrap().len() - 1);
-    assert_eq!(ids_with_status(&report, "skipped"), vec!["sign"], "sign is never cached and not needed");
+    assert_eq!(
+        ids_with_status(&report, "cached").len(),
+        report["nodes"].as_array().unwrap().len() - 1
+    );
+    assert_eq!(
+        ids_with_status(&report, "skipped"),
+        vec!["sign"],
+        "sign is never cached and not needed"
+    );
 
     // k = 6: exactly the fit and what follows it.
     let (code, _, stderr) = run(&["--set", "k=6"]);
     assert_eq!(code, 0, "{stderr}");
     let mut computed = ids_with_status(&run_json(out.path()), "computed");
     computed.sort();
-    assert_eq!(computed, vec!["classes", "classes_tif", "fit", "model_json", "predict", "quicklook"]);
+    assert_eq!(
+        computed,
+        vec![
+            "classes",
+            "classes_tif",
+            "fit",
+            "model_json",
+            "predict",
+            "quicklook"
+        ]
+    );
 }
 
 #[test]
@@ -139,14 +194,31 @@ fn labels_are_identical_across_job_counts() {
         let cache = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         let (code, _, stderr) = output(
-            flow(cache.path()).args(["run", RECIPE, "--profile", "offline", "--no-cache", "--jobs", jobs, "--out"]).arg(out.path()),
+            flow(cache.path())
+                .args([
+                    "run",
+                    RECIPE,
+                    "--profile",
+                    "offline",
+                    "--no-cache",
+                    "--jobs",
+                    jobs,
+                    "--out",
+                ])
+                .arg(out.path()),
         );
         assert_eq!(code, 0, "{stderr}");
         maps.push(read_u16(&out.path().join("timberlea_classes.tif"), None).0);
         models.push(std::fs::read(out.path().join("timberlea_model.json")).unwrap());
     }
-    assert!(maps[0] == maps[1], "labels differ between --jobs 1 and --jobs 2");
-    assert!(models[0] == models[1], "model JSON differs between --jobs 1 and --jobs 2");
+    assert!(
+        maps[0] == maps[1],
+        "labels differ between --jobs 1 and --jobs 2"
+    );
+    assert!(
+        models[0] == models[1],
+        "model JSON differs between --jobs 1 and --jobs 2"
+    );
 }
 
 #[test]
@@ -155,15 +227,42 @@ fn ndvi_recipe_adds_indices_and_still_separates_the_classes() {
     let out = tempfile::tempdir().unwrap();
     let scene = tempfile::tempdir().unwrap();
     let (code, _, stderr) = output(
-        flow(cache.path()).args(["run", "recipes/timberlea_kmeans_ndvi.toml", "--profile", "offline", "--set", "k=5", "--out"]).arg(out.path()),
+        flow(cache.path())
+            .args([
+                "run",
+                "recipes/timberlea_kmeans_ndvi.toml",
+                "--profile",
+                "offline",
+                "--set",
+                "k=5",
+                "--out",
+            ])
+            .arg(out.path()),
     );
     assert_eq!(code, 0, "{stderr}");
     let report = run_json(out.path());
-    let flat = report["nodes"].as_array().unwrap().iter().find(|n| n["kind"] == "flatten").unwrap();
-    let features: Vec<&str> = flat["output"]["features"].as_array().unwrap().iter().filter_map(|f| f.as_str()).collect();
-    assert!(features.contains(&"NDVI") && features.contains(&"NDWI"), "{features:?}");
+    let flat = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "flatten")
+        .unwrap();
+    let features: Vec<&str> = flat["output"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert!(
+        features.contains(&"NDVI") && features.contains(&"NDWI"),
+        "{features:?}"
+    );
     assert_eq!(features.len(), 14);
-    let (code, _, _) = output(flow(cache.path()).args(["fixture", "timberlea", "--out"]).arg(scene.path()));
+    let (code, _, _) = output(
+        flow(cache.path())
+            .args(["fixture", "timberlea", "--out"])
+            .arg(scene.path()),
+    );
     assert_eq!(code, 0);
     let ari = ari_against_truth(&out.path().join("timberlea_classes.tif"), scene.path());
     println!("Timberlea offline with NDVI and NDWI, k = 5: adjusted Rand index {ari:.4}");
@@ -176,10 +275,24 @@ fn k_equal_to_the_true_classes_recovers_the_truth() {
     let out = tempfile::tempdir().unwrap();
     let scene = tempfile::tempdir().unwrap();
     let (code, _, stderr) = output(
-        flow(cache.path()).args(["run", RECIPE, "--profile", "offline", "--set", "k=5", "--out"]).arg(out.path()),
+        flow(cache.path())
+            .args([
+                "run",
+                RECIPE,
+                "--profile",
+                "offline",
+                "--set",
+                "k=5",
+                "--out",
+            ])
+            .arg(out.path()),
     );
     assert_eq!(code, 0, "{stderr}");
-    let (code, _, _) = output(flow(cache.path()).args(["fixture", "timberlea", "--out"]).arg(scene.path()));
+    let (code, _, _) = output(
+        flow(cache.path())
+            .args(["fixture", "timberlea", "--out"])
+            .arg(scene.path()),
+    );
     assert_eq!(code, 0);
     let ari = ari_against_truth(&out.path().join("timberlea_classes.tif"), scene.path());
     println!("Timberlea offline, k = 5: adjusted Rand index {ari:.4}");
@@ -193,12 +306,31 @@ fn live_catalog_unreachable_fails_at_search_with_exit_4_and_writes_nothing() {
     // A loopback port where nothing listens stands in for "no network" without leaving the machine.
     let (code, _, stderr) = output(
         flow(cache.path())
-            .args(["run", RECIPE, "--set", "catalog=http://127.0.0.1:9/api/stac/v1", "--set", "search.retries=0", "--out"])
+            .args([
+                "run",
+                RECIPE,
+                "--set",
+                "catalog=http://127.0.0.1:9/api/stac/v1",
+                "--set",
+                "search.retries=0",
+                "--out",
+            ])
             .arg(out.path()),
     );
     assert_eq!(code, 4, "{stderr}");
-    assert!(stderr.contains("search") && stderr.contains("http://127.0.0.1:9/api/stac/v1"), "{stderr}");
+    assert!(
+        stderr.contains("search") && stderr.contains("http://127.0.0.1:9/api/stac/v1"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let written: Vec<_> = std::fs::read_dir(out.path()).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert_eq!(written, vec![std::ffi::OsString::from("run.json")], "only the report of the failed run");
+    let written: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        written,
+        vec![std::ffi::OsString::from("run.json")],
+        "only the report of the failed run"
+    );
 }

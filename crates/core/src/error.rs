@@ -20,12 +20,20 @@ pub struct ParamError {
 impl ParamError {
     /// An error about parameter `param`.
     pub fn new(param: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { param: Some(param.into()), message: message.into(), help: None }
+        Self {
+            param: Some(param.into()),
+            message: message.into(),
+            help: None,
+        }
     }
 
     /// An error about the node as a whole.
     pub fn general(message: impl Into<String>) -> Self {
-        Self { param: None, message: message.into(), help: None }
+        Self {
+            param: None,
+            message: message.into(),
+            help: None,
+        }
     }
 
     /// Adds a hint.
@@ -94,6 +102,9 @@ impl NodeError {
 
     /// Shorthand for an [`NodeError::Io`] error.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        NodeError::Io { path: path.into(), source }
+        NodeError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

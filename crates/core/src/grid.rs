@@ -20,8 +20,20 @@ pub struct Grid {
 
 impl Grid {
     /// A north-up grid with square pixels of `resolution` whose upper-left corner is `(x0, y0)`.
-    pub fn north_up(crs: impl Into<String>, x0: f64, y0: f64, resolution: f64, width: usize, height: usize) -> Self {
-        Grid { crs: crs.into(), transform: [x0, resolution, 0.0, y0, 0.0, -resolution], width, height }
+    pub fn north_up(
+        crs: impl Into<String>,
+        x0: f64,
+        y0: f64,
+        resolution: f64,
+        width: usize,
+        height: usize,
+    ) -> Self {
+        Grid {
+            crs: crs.into(),
+            transform: [x0, resolution, 0.0, y0, 0.0, -resolution],
+            width,
+            height,
+        }
     }
 
     /// The EPSG code, when the CRS is written as `EPSG:<code>`.
@@ -60,7 +72,14 @@ impl Grid {
         let (c, r) = (col_off as f64, row_off as f64);
         Grid {
             crs: self.crs.clone(),
-            transform: [t[0] + c * t[1] + r * t[2], t[1], t[2], t[3] + c * t[4] + r * t[5], t[4], t[5]],
+            transform: [
+                t[0] + c * t[1] + r * t[2],
+                t[1],
+                t[2],
+                t[3] + c * t[4] + r * t[5],
+                t[4],
+                t[5],
+            ],
             width,
             height,
         }

@@ -38,6 +38,4 @@ pub use node::{
 };
 pub use registry::Registry;
 pub use schema::{ParamSpec, ParamType, Params};
-pub use value::{
-    BandInfo, ClassInfo, Items, Labels, Matrix, Model, Raster, Value, ValueType,
-};
+pub use value::{BandInfo, ClassInfo, Items, Labels, Matrix, Model, Raster, Value, ValueType};

@@ -33,12 +33,22 @@ pub struct Port {
 impl Port {
     /// A required port.
     pub fn required(name: &str, ty: ValueType, doc: &str) -> Self {
-        Port { name: name.into(), ty, required: true, doc: doc.into() }
+        Port {
+            name: name.into(),
+            ty,
+            required: true,
+            doc: doc.into(),
+        }
     }
 
     /// An optional port.
     pub fn optional(name: &str, ty: ValueType, doc: &str) -> Self {
-        Port { name: name.into(), ty, required: false, doc: doc.into() }
+        Port {
+            name: name.into(),
+            ty,
+            required: false,
+            doc: doc.into(),
+        }
     }
 }
 
@@ -149,7 +159,9 @@ pub struct Inputs {
 impl Inputs {
     /// Builds inputs from `(port, value)` pairs.
     pub fn new(values: impl IntoIterator<Item = (String, Arc<Value>)>) -> Self {
-        Inputs { values: values.into_iter().collect() }
+        Inputs {
+            values: values.into_iter().collect(),
+        }
     }
 
     /// The value on `port`, if connected.
@@ -162,8 +174,10 @@ impl Inputs {
     /// # Errors
     /// [`NodeError::Input`] when the port is not connected.
     pub fn value(&self, port: &str) -> Result<&Value, NodeError> {
-        self.get(port)
-            .ok_or_else(|| NodeError::Input { port: port.into(), message: "not connected".into() })
+        self.get(port).ok_or_else(|| NodeError::Input {
+            port: port.into(),
+            message: "not connected".into(),
+        })
     }
 
     /// Ports and values.

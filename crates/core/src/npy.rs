@@ -78,10 +78,20 @@ where
     let shape = array.shape();
     let shape_txt = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
-    let mut header =
-        format!("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", T::DESCR, shape_txt);
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
+        T::DESCR,
+        shape_txt
+    );
     // Magic (6) + version (2) + header length (2) + header + '\n' is padded to a multiple of 64.
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
@@ -110,7 +120,10 @@ pub fn decode<T: NpyElement>(bytes: &[u8]) -> Result<ArrayD<T>, NpyError> {
         .and_then(|h| std::str::from_utf8(h).ok())
         .ok_or_else(|| NpyError("truncated header".into()))?;
     if !header.contains(&format!("'descr': '{}'", T::DESCR)) {
-        return Err(NpyError(format!("expected dtype {}, header is {header}", T::DESCR)));
+        return Err(NpyError(format!(
+            "expected dtype {}, header is {header}",
+            T::DESCR
+        )));
     }
     if !header.contains("'fortran_order': False") {
         return Err(NpyError("Fortran order is not supported".into()));
@@ -124,12 +137,19 @@ pub fn decode<T: NpyElement>(bytes: &[u8]) -> Result<ArrayD<T>, NpyError> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| NpyError(format!("bad shape `{shape_txt}`"))))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| NpyError(format!("bad shape `{shape_txt}`")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let n: usize = shape.iter().product();
     let data = &bytes[10 + hlen..];
     if data.len() != n * T::SIZE {
-        return Err(NpyError(format!("expected {} data bytes, found {}", n * T::SIZE, data.len())));
+        return Err(NpyError(format!(
+            "expected {} data bytes, found {}",
+            n * T::SIZE,
+            data.len()
+        )));
     }
     let values: Vec<T> = data.chunks_exact(T::SIZE).map(T::get).collect();
     ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| NpyError(e.to_string()))
@@ -149,7 +169,13 @@ mod tests {
         let back = decode::<f32>(&bytes).unwrap();
         assert_eq!(back.into_dimensionality::<ndarray::Ix3>().unwrap(), a);
         let b = array![true, false, true];
-        assert_eq!(decode::<bool>(&encode(&b)).unwrap().into_dimensionality::<ndarray::Ix1>().unwrap(), b);
+        assert_eq!(
+            decode::<bool>(&encode(&b))
+                .unwrap()
+                .into_dimensionality::<ndarray::Ix1>()
+                .unwrap(),
+            b
+        );
     }
 
     #[test]

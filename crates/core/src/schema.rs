@@ -48,7 +48,11 @@ impl ParamType {
             ParamType::Integer => "integer".into(),
             ParamType::Float => "number".into(),
             ParamType::Bool => "boolean".into(),
-            ParamType::Enum(v) => v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(" | "),
+            ParamType::Enum(v) => v
+                .iter()
+                .map(|s| format!("\"{s}\""))
+                .collect::<Vec<_>>()
+                .join(" | "),
             ParamType::Array(t) => format!("array of {}", t.describe()),
             ParamType::Table => "table".into(),
             ParamType::Any => "any".into(),
@@ -91,17 +95,40 @@ pub struct ParamSpec {
 impl ParamSpec {
     /// A required parameter.
     pub fn required(name: &str, ty: ParamType, doc: &str) -> Self {
-        ParamSpec { name: name.into(), ty, required: true, default: None, doc: doc.into() }
+        ParamSpec {
+            name: name.into(),
+            ty,
+            required: true,
+            default: None,
+            doc: doc.into(),
+        }
     }
 
     /// An optional parameter with no default.
     pub fn optional(name: &str, ty: ParamType, doc: &str) -> Self {
-        ParamSpec { name: name.into(), ty, required: false, default: None, doc: doc.into() }
+        ParamSpec {
+            name: name.into(),
+            ty,
+            required: false,
+            default: None,
+            doc: doc.into(),
+        }
     }
 
     /// An optional parameter with a default.
-    pub fn with_default(name: &str, ty: ParamType, default: impl Into<toml::Value>, doc: &str) -> Self {
-        ParamSpec { name: name.into(), ty, required: false, default: Some(default.into()), doc: doc.into() }
+    pub fn with_default(
+        name: &str,
+        ty: ParamType,
+        default: impl Into<toml::Value>,
+        doc: &str,
+    ) -> Self {
+        ParamSpec {
+            name: name.into(),
+            ty,
+            required: false,
+            default: Some(default.into()),
+            doc: doc.into(),
+        }
     }
 }
 
@@ -109,11 +136,18 @@ impl ParamSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SchemaIssue {
     /// The kind has no such parameter; `suggestion` is the closest known name, if close.
-    Unknown { param: String, suggestion: Option<String> },
+    Unknown {
+        param: String,
+        suggestion: Option<String>,
+    },
     /// A required parameter is absent.
     Missing { param: String, ty: String },
     /// The value has the wrong type.
-    WrongType { param: String, expected: String, found: String },
+    WrongType {
+        param: String,
+        expected: String,
+        found: String,
+    },
 }
 
 /// The TOML type name of a value, for messages.
@@ -140,17 +174,26 @@ pub fn check(spec: &[ParamSpec], params: &Params) -> Vec<SchemaIssue> {
             }),
             Some(s) if !s.ty.accepts(value) => {
                 let found = match value {
-                    toml::Value::String(v) if matches!(s.ty, ParamType::Enum(_)) => format!("\"{v}\""),
+                    toml::Value::String(v) if matches!(s.ty, ParamType::Enum(_)) => {
+                        format!("\"{v}\"")
+                    }
                     other => toml_type_name(other).to_string(),
                 };
-                issues.push(SchemaIssue::WrongType { param: key.clone(), expected: s.ty.describe(), found })
+                issues.push(SchemaIssue::WrongType {
+                    param: key.clone(),
+                    expected: s.ty.describe(),
+                    found,
+                })
             }
             Some(_) => {}
         }
     }
     for s in spec {
         if s.required && !params.contains_key(&s.name) {
-            issues.push(SchemaIssue::Missing { param: s.name.clone(), ty: s.ty.describe() });
+            issues.push(SchemaIssue::Missing {
+                param: s.name.clone(),
+                ty: s.ty.describe(),
+            });
         }
     }
     issues
@@ -191,7 +234,12 @@ mod tests {
     fn spec() -> Vec<ParamSpec> {
         vec![
             ParamSpec::required("k", ParamType::Integer, "clusters"),
-            ParamSpec::with_default("init", ParamType::one_of(&["k-means++", "random"]), "k-means++", "init"),
+            ParamSpec::with_default(
+                "init",
+                ParamType::one_of(&["k-means++", "random"]),
+                "k-means++",
+                "init",
+            ),
             ParamSpec::optional("tol", ParamType::Float, "tolerance"),
         ]
     }
@@ -201,14 +249,19 @@ mod tests {
         let params: Params = toml::from_str("max_iters = 3\ninit = \"kmeans\"\ntol = 1").unwrap();
         let issues = check(&spec(), &params);
         assert_eq!(issues.len(), 3, "{issues:?}");
-        assert!(matches!(&issues[0], SchemaIssue::Unknown { param, suggestion: None } if param == "max_iters"));
+        assert!(
+            matches!(&issues[0], SchemaIssue::Unknown { param, suggestion: None } if param == "max_iters")
+        );
         assert!(matches!(&issues[1], SchemaIssue::WrongType { param, .. } if param == "init"));
         assert!(matches!(&issues[2], SchemaIssue::Missing { param, .. } if param == "k"));
     }
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(suggest("kmean-fit", ["kmeans-fit", "stack"]).as_deref(), Some("kmeans-fit"));
+        assert_eq!(
+            suggest("kmean-fit", ["kmeans-fit", "stack"]).as_deref(),
+            Some("kmeans-fit")
+        );
         assert_eq!(suggest("zzz", ["kmeans-fit", "stack"]), None);
     }
 

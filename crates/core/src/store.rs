@@ -27,15 +27,24 @@ pub struct StoreError(pub String);
 /// Splits a value into parts.
 pub fn to_parts(value: &Value) -> Parts {
     match value {
-        Value::Items(items) => Parts { meta: json!({"type": "Items", "collection": items.collection}), arrays: vec![] },
-        Value::Json(v) => Parts { meta: json!({"type": "Json", "value": v}), arrays: vec![] },
+        Value::Items(items) => Parts {
+            meta: json!({"type": "Items", "collection": items.collection}),
+            arrays: vec![],
+        },
+        Value::Json(v) => Parts {
+            meta: json!({"type": "Json", "value": v}),
+            arrays: vec![],
+        },
         Value::Raster(r) => Parts {
             meta: json!({"type": "Raster", "grid": r.grid, "bands": r.bands, "times": r.times}),
             arrays: vec![("data.npy".into(), npy::encode(&r.data))],
         },
         Value::Matrix(m) => Parts {
             meta: json!({"type": "Matrix", "grid": m.grid, "features": m.features}),
-            arrays: vec![("data.npy".into(), npy::encode(&m.data)), ("valid.npy".into(), npy::encode(&m.valid))],
+            arrays: vec![
+                ("data.npy".into(), npy::encode(&m.data)),
+                ("valid.npy".into(), npy::encode(&m.valid)),
+            ],
         },
         Value::Model(m) => Parts {
             meta: json!({"type": "Model", "model": m}),
@@ -48,7 +57,10 @@ pub fn to_parts(value: &Value) -> Parts {
     }
 }
 
-fn field<T: serde::de::DeserializeOwned>(meta: &serde_json::Value, name: &str) -> Result<T, StoreError> {
+fn field<T: serde::de::DeserializeOwned>(
+    meta: &serde_json::Value,
+    name: &str,
+) -> Result<T, StoreError> {
     serde_json::from_value(meta.get(name).cloned().unwrap_or(serde_json::Value::Null))
         .map_err(|e| StoreError(format!("field `{name}`: {e}")))
 }
@@ -72,10 +84,18 @@ fn array<T: NpyElement, D: ndarray::Dimension>(
 ///
 /// # Errors
 /// [`StoreError`] when a field or array is missing or malformed.
-pub fn from_parts(meta: &serde_json::Value, arrays: &[(String, Vec<u8>)]) -> Result<Value, StoreError> {
-    let ty = meta.get("type").and_then(|t| t.as_str()).unwrap_or_default();
+pub fn from_parts(
+    meta: &serde_json::Value,
+    arrays: &[(String, Vec<u8>)],
+) -> Result<Value, StoreError> {
+    let ty = meta
+        .get("type")
+        .and_then(|t| t.as_str())
+        .unwrap_or_default();
     Ok(match ty {
-        "Items" => Value::Items(Items { collection: meta.get("collection").cloned().unwrap_or_default() }),
+        "Items" => Value::Items(Items {
+            collection: meta.get("collection").cloned().unwrap_or_default(),
+        }),
         "Json" => Value::Json(meta.get("value").cloned().unwrap_or_default()),
         "Raster" => Value::Raster(Raster {
             data: array::<f32, Ix4>(arrays, "data.npy")?,
@@ -104,7 +124,6 @@ pub fn from_parts(meta: &serde_json::Value, arrays: &[(String, Vec<u8>)]) -> Res
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,9 +136,22 @@ mod tests {
             Value::Items(Items::from_features(vec![json!({"id": "a"})])),
             Value::Json(json!({"x": 1})),
             Value::Raster(Raster {
-                data: Array4::from_shape_fn((1, 2, 2, 3), |(_, b, y, x)| if x == 1 { f32::NAN } else { (b + y) as f32 }),
+                data: Array4::from_shape_fn((1, 2, 2, 3), |(_, b, y, x)| {
+                    if x == 1 {
+                        f32::NAN
+                    } else {
+                        (b + y) as f32
+                    }
+                }),
                 grid: grid.clone(),
-                bands: vec![BandInfo { name: "B04".into(), common_name: Some("red".into()), wavelength: Some(0.665) }, BandInfo::default()],
+                bands: vec![
+                    BandInfo {
+                        name: "B04".into(),
+                        common_name: Some("red".into()),
+                        wavelength: Some(0.665),
+                    },
+                    BandInfo::default(),
+                ],
                 times: vec!["2021-08-03T00:00:00Z".into()],
             }),
             Value::Matrix(Matrix {
@@ -140,7 +172,11 @@ mod tests {
             Value::Labels(Labels {
                 data: Array2::from_shape_fn((2, 3), |(y, x)| (y * 3 + x) as u16),
                 nodata: 65535,
-                classes: vec![ClassInfo { id: 0, name: "class 0".into(), color: [1, 2, 3] }],
+                classes: vec![ClassInfo {
+                    id: 0,
+                    name: "class 0".into(),
+                    color: [1, 2, 3],
+                }],
                 grid,
             }),
         ];
@@ -151,7 +187,11 @@ mod tests {
             match (&v, &back) {
                 // NaN != NaN: compare rasters bit for bit.
                 (Value::Raster(a), Value::Raster(b)) => {
-                    assert!(a.data.iter().zip(b.data.iter()).all(|(x, y)| x.to_bits() == y.to_bits()));
+                    assert!(a
+                        .data
+                        .iter()
+                        .zip(b.data.iter())
+                        .all(|(x, y)| x.to_bits() == y.to_bits()));
                     assert_eq!((&a.grid, &a.bands, &a.times), (&b.grid, &b.bands, &b.times));
                 }
                 _ => assert_eq!(v, back),

@@ -6,7 +6,8 @@ use crate::value::Value;
 
 /// Minimum, maximum and count of the finite values, plus the fraction that are NaN.
 fn finite_stats<'a>(values: impl Iterator<Item = &'a f32>) -> serde_json::Value {
-    let (mut min, mut max, mut finite, mut total) = (f32::INFINITY, f32::NEG_INFINITY, 0usize, 0usize);
+    let (mut min, mut max, mut finite, mut total) =
+        (f32::INFINITY, f32::NEG_INFINITY, 0usize, 0usize);
     for &v in values {
         total += 1;
         if v.is_finite() {
@@ -36,8 +37,11 @@ fn round(v: f64) -> f64 {
 pub fn summarize(value: &Value) -> serde_json::Value {
     match value {
         Value::Items(items) => {
-            let ids: Vec<&str> =
-                items.features().iter().filter_map(|f| f.get("id").and_then(|i| i.as_str())).collect();
+            let ids: Vec<&str> = items
+                .features()
+                .iter()
+                .filter_map(|f| f.get("id").and_then(|i| i.as_str()))
+                .collect();
             json!({"type": "Items", "count": ids.len(), "ids": ids})
         }
         Value::Raster(r) => json!({
@@ -92,6 +96,9 @@ mod tests {
     #[test]
     fn stats_ignore_nan() {
         let v = [1.0f32, f32::NAN, 3.0, f32::NAN];
-        assert_eq!(finite_stats(v.iter()), json!({"min": 1.0, "max": 3.0, "nodata_fraction": 0.5}));
+        assert_eq!(
+            finite_stats(v.iter()),
+            json!({"min": 1.0, "max": 3.0, "nodata_fraction": 0.5})
+        );
     }
 }

@@ -108,17 +108,25 @@ pub struct Items {
 impl Items {
     /// Wraps a list of STAC items into an ItemCollection.
     pub fn from_features(features: Vec<serde_json::Value>) -> Self {
-        Items { collection: serde_json::json!({"type": "FeatureCollection", "features": features}) }
+        Items {
+            collection: serde_json::json!({"type": "FeatureCollection", "features": features}),
+        }
     }
 
     /// The items.
     pub fn features(&self) -> &[serde_json::Value] {
-        self.collection.get("features").and_then(|f| f.as_array()).map(Vec::as_slice).unwrap_or(&[])
+        self.collection
+            .get("features")
+            .and_then(|f| f.as_array())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// The items, mutably.
     pub fn features_mut(&mut self) -> Option<&mut Vec<serde_json::Value>> {
-        self.collection.get_mut("features").and_then(|f| f.as_array_mut())
+        self.collection
+            .get_mut("features")
+            .and_then(|f| f.as_array_mut())
     }
 }
 
@@ -157,7 +165,9 @@ impl Raster {
             .position(|b| b.name.eq_ignore_ascii_case(name))
             .or_else(|| {
                 self.bands.iter().position(|b| {
-                    b.common_name.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(name))
+                    b.common_name
+                        .as_deref()
+                        .is_some_and(|c| c.eq_ignore_ascii_case(name))
                 })
             })
     }
@@ -225,7 +235,12 @@ impl Labels {
     /// Pixels per class id (index = class id), ignoring nodata.
     pub fn class_counts(&self) -> Vec<u64> {
         let n = self.classes.len().max(
-            self.data.iter().filter(|&&v| v != self.nodata).map(|&v| v as usize + 1).max().unwrap_or(0),
+            self.data
+                .iter()
+                .filter(|&&v| v != self.nodata)
+                .map(|&v| v as usize + 1)
+                .max()
+                .unwrap_or(0),
         );
         let mut counts = vec![0u64; n];
         for &v in self.data.iter() {

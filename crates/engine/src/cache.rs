@@ -59,7 +59,7 @@ pub struct FileEntry {
 #[derive(Debug)]
 pub enum Lookup {
     /// A verified value.
-    Hit(Value, Manifest),
+    Hit(Box<Value>, Manifest),
     /// No entry (or an expired one).
     Miss,
     /// An entry that did not verify; it has been removed.
@@ -84,11 +84,17 @@ pub struct Cache {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn unique_suffix() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{}-{nanos}", std::process::id())
 }
 
@@ -159,7 +165,7 @@ impl Cache {
                 if ttl.is_some_and(|ttl| now().saturating_sub(manifest.created) > ttl) {
                     Lookup::Miss
                 } else {
-                    Lookup::Hit(value, manifest)
+                    Lookup::Hit(Box::new(value), manifest)
                 }
             }
             Err(reason) => {
@@ -170,8 +176,10 @@ impl Cache {
     }
 
     fn read_verified(&self, key: &Key, dir: &Path) -> Result<(Value, Manifest), String> {
-        let manifest_bytes = fs::read(dir.join("manifest.json")).map_err(|e| format!("manifest.json: {e}"))?;
-        let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| format!("manifest.json: {e}"))?;
+        let manifest_bytes =
+            fs::read(dir.join("manifest.json")).map_err(|e| format!("manifest.json: {e}"))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&manifest_bytes).map_err(|e| format!("manifest.json: {e}"))?;
         if manifest.key != key.hex() {
             return Err("manifest names another key".into());
         }
@@ -183,7 +191,10 @@ impl Cache {
                 return Err(format!("{}: checksum mismatch", f.name));
             }
             if f.name == "value.json" {
-                meta = Some(serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| format!("value.json: {e}"))?);
+                meta = Some(
+                    serde_json::from_slice::<serde_json::Value>(&bytes)
+                        .map_err(|e| format!("value.json: {e}"))?,
+                );
             } else {
                 arrays.push((f.name.clone(), bytes));
             }
@@ -195,7 +206,10 @@ impl Cache {
 
     /// Moves a bad entry out of `objects/` and deletes it.
     fn discard(&self, dir: &Path) {
-        let trash = self.root.join("tmp").join(format!("bad-{}", unique_suffix()));
+        let trash = self
+            .root
+            .join("tmp")
+            .join(format!("bad-{}", unique_suffix()));
         if fs::rename(dir, &trash).is_ok() {
             let _ = fs::remove_dir_all(&trash);
         }
@@ -207,7 +221,10 @@ impl Cache {
     /// When the entry cannot be written (the cache is then unchanged).
     pub fn put(&self, key: &Key, kind: &str, node: &str, value: &Value) -> Result<(), CacheError> {
         let parts = store::to_parts(value);
-        let tmp = self.root.join("tmp").join(format!("{}-{}", key.short(), unique_suffix()));
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{}-{}", key.short(), unique_suffix()));
         fs::create_dir_all(&tmp).map_err(|e| CacheError::io(&tmp, e))?;
         let result = self.write_entry(key, kind, node, &parts, &tmp);
         if result.is_err() {
@@ -216,16 +233,36 @@ impl Cache {
         result
     }
 
-    fn write_entry(&self, key: &Key, kind: &str, node: &str, parts: &store::Parts, tmp: &Path) -> Result<(), CacheError> {
-        let meta_bytes = serde_json::to_vec_pretty(&parts.meta).map_err(|e| CacheError::io(tmp, std::io::Error::other(e)))?;
+    fn write_entry(
+        &self,
+        key: &Key,
+        kind: &str,
+        node: &str,
+        parts: &store::Parts,
+        tmp: &Path,
+    ) -> Result<(), CacheError> {
+        let meta_bytes = serde_json::to_vec_pretty(&parts.meta)
+            .map_err(|e| CacheError::io(tmp, std::io::Error::other(e)))?;
         let mut files = Vec::new();
-        let all = std::iter::once(("value.json".to_string(), &meta_bytes)).chain(parts.arrays.iter().map(|(n, b)| (n.clone(), b)));
+        let all = std::iter::once(("value.json".to_string(), &meta_bytes))
+            .chain(parts.arrays.iter().map(|(n, b)| (n.clone(), b)));
         for (name, bytes) in all {
             write_synced(&tmp.join(&name), bytes)?;
-            files.push(FileEntry { name, blake3: blake3::hash(bytes).to_hex().to_string(), size: bytes.len() as u64 });
+            files.push(FileEntry {
+                name,
+                blake3: blake3::hash(bytes).to_hex().to_string(),
+                size: bytes.len() as u64,
+            });
         }
-        let manifest = Manifest { key: key.hex(), kind: kind.into(), node: node.into(), created: now(), files };
-        let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| CacheError::io(tmp, std::io::Error::other(e)))?;
+        let manifest = Manifest {
+            key: key.hex(),
+            kind: kind.into(),
+            node: node.into(),
+            created: now(),
+            files,
+        };
+        let manifest_bytes = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| CacheError::io(tmp, std::io::Error::other(e)))?;
         write_synced(&tmp.join("manifest.json"), &manifest_bytes)?;
         sync_dir(tmp);
 
@@ -249,17 +286,32 @@ impl Cache {
     /// Every entry, sorted by creation time.
     pub fn entries(&self) -> Vec<EntryInfo> {
         let mut out = Vec::new();
-        let Ok(shards) = fs::read_dir(self.root.join("objects")) else { return out };
+        let Ok(shards) = fs::read_dir(self.root.join("objects")) else {
+            return out;
+        };
         for shard in shards.flatten() {
-            let Ok(entries) = fs::read_dir(shard.path()) else { continue };
+            let Ok(entries) = fs::read_dir(shard.path()) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let key = entry.file_name().to_string_lossy().into_owned();
-                let manifest = fs::read(entry.path().join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+                let manifest = fs::read(entry.path().join("manifest.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
                 let size = dir_size(&entry.path());
-                out.push(EntryInfo { manifest, key, size });
+                out.push(EntryInfo {
+                    manifest,
+                    key,
+                    size,
+                });
             }
         }
-        out.sort_by_key(|e| (e.manifest.as_ref().map(|m| m.created).unwrap_or(0), e.key.clone()));
+        out.sort_by_key(|e| {
+            (
+                e.manifest.as_ref().map(|m| m.created).unwrap_or(0),
+                e.key.clone(),
+            )
+        });
         out
     }
 
@@ -291,10 +343,19 @@ impl Cache {
         let (mut entries, mut tmps, mut freed) = (0, 0, 0);
         if let Ok(dir) = fs::read_dir(self.root.join("tmp")) {
             for t in dir.flatten() {
-                let age = t.metadata().and_then(|m| m.modified()).ok().and_then(|m| m.elapsed().ok()).map(|d| d.as_secs()).unwrap_or(0);
+                let age = t
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
                 if age >= tmp_age {
                     freed += dir_size(&t.path());
-                    if fs::remove_dir_all(t.path()).or_else(|_| fs::remove_file(t.path())).is_ok() {
+                    if fs::remove_dir_all(t.path())
+                        .or_else(|_| fs::remove_file(t.path()))
+                        .is_ok()
+                    {
                         tmps += 1;
                     }
                 }
@@ -302,7 +363,10 @@ impl Cache {
         }
         if let Some(max_age) = max_age {
             for e in self.entries() {
-                let old = e.manifest.as_ref().is_none_or(|m| now().saturating_sub(m.created) > max_age);
+                let old = e
+                    .manifest
+                    .as_ref()
+                    .is_none_or(|m| now().saturating_sub(m.created) > max_age);
                 if let (true, Some(key)) = (old, Key::from_hex(&e.key)) {
                     freed += e.size;
                     self.discard(&self.entry_dir(&key));
@@ -330,7 +394,9 @@ impl Cache {
 }
 
 fn dir_size(path: &Path) -> u64 {
-    let Ok(rd) = fs::read_dir(path) else { return fs::metadata(path).map(|m| m.len()).unwrap_or(0) };
+    let Ok(rd) = fs::read_dir(path) else {
+        return fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    };
     rd.flatten()
         .map(|e| match e.file_type() {
             Ok(t) if t.is_dir() => dir_size(&e.path()),
@@ -364,7 +430,7 @@ mod tests {
         assert!(cache.contains(&key, None));
         match cache.get(&key, None) {
             Lookup::Hit(v, m) => {
-                assert_eq!(v, raster());
+                assert_eq!(*v, raster());
                 assert_eq!(m.kind, "stack");
             }
             other => panic!("{other:?}"),
@@ -400,7 +466,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
         let key = Key([3; 32]);
-        cache.put(&key, "stac-search", "s", &Value::Json(serde_json::json!(1))).unwrap();
+        cache
+            .put(&key, "stac-search", "s", &Value::Json(serde_json::json!(1)))
+            .unwrap();
         let manifest_path = cache.entry_dir(&key).join("manifest.json");
         let mut m: Manifest = serde_json::from_slice(&fs::read(&manifest_path).unwrap()).unwrap();
         m.created -= 100;

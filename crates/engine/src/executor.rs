@@ -51,15 +51,15 @@ pub enum Event {
         loading: bool,
     },
     /// A node is done (any status).
-    Finished(NodeReport),
+    Finished(Box<NodeReport>),
     /// A warning not tied to a node's output (a corrupt cache entry, a failed cache write).
     Warning(String),
 }
 
 enum Outcome {
-    Loaded(Value),
+    Loaded(Box<Value>),
     Stale(String),
-    Computed(Value, Vec<String>),
+    Computed(Box<Value>, Vec<String>),
     Failed(NodeError, Vec<String>),
 }
 
@@ -81,7 +81,10 @@ enum State {
 }
 
 fn unix_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 fn ttl_of(caching: Caching, refresh: bool) -> Option<u64> {
@@ -96,7 +99,11 @@ type KeyResult = (Vec<Key>, Option<(String, NodeError)>);
 
 /// Every node's key, in plan order; the first node whose key material could not be read is
 /// returned with its error (its key then covers params and inputs only).
-fn compute_keys(plan: &Plan, inputs_of: &[Vec<usize>], context: &dyn Fn(&str) -> RunContext) -> KeyResult {
+fn compute_keys(
+    plan: &Plan,
+    inputs_of: &[Vec<usize>],
+    context: &dyn Fn(&str) -> RunContext,
+) -> KeyResult {
     let mut keys: Vec<Key> = Vec::with_capacity(plan.nodes.len());
     let mut error = None;
     for (i, node) in plan.nodes.iter().enumerate() {
@@ -107,25 +114,56 @@ fn compute_keys(plan: &Plan, inputs_of: &[Vec<usize>], context: &dyn Fn(&str) ->
                 None
             }
         };
-        let input_keys: Vec<(String, Key)> =
-            node.inputs.iter().zip(&inputs_of[i]).map(|((port, _), &j)| (port.clone(), keys[j])).collect();
-        keys.push(node_key(node.kind.as_ref(), &node.params, material.as_deref(), &input_keys));
+        let input_keys: Vec<(String, Key)> = node
+            .inputs
+            .iter()
+            .zip(&inputs_of[i])
+            .map(|((port, _), &j)| (port.clone(), keys[j]))
+            .collect();
+        keys.push(node_key(
+            node.kind.as_ref(),
+            &node.params,
+            material.as_deref(),
+            &input_keys,
+        ));
     }
     (keys, error)
 }
 
 fn input_indices(plan: &Plan) -> Vec<Vec<usize>> {
-    let index: HashMap<&str, usize> = plan.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
-    plan.nodes.iter().map(|n| n.inputs.iter().filter_map(|(_, s)| index.get(s.as_str()).copied()).collect()).collect()
+    let index: HashMap<&str, usize> = plan
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.as_str(), i))
+        .collect();
+    plan.nodes
+        .iter()
+        .map(|n| {
+            n.inputs
+                .iter()
+                .filter_map(|(_, s)| index.get(s.as_str()).copied())
+                .collect()
+        })
+        .collect()
 }
 
 /// Each node's cache state without running anything: `cached`, `missing`, or `uncached` for
 /// nodes that are never stored (such as `sign`).
 pub fn cache_states(plan: &Plan, options: &RunOptions) -> Vec<(String, &'static str)> {
     let inputs_of = input_indices(plan);
-    let data_dir = options.cache.as_ref().map(Cache::data_dir).unwrap_or_else(|| options.data_dir.clone());
+    let data_dir = options
+        .cache
+        .as_ref()
+        .map(Cache::data_dir)
+        .unwrap_or_else(|| options.data_dir.clone());
     let context = |id: &str| {
-        let mut ctx = RunContext::new(id, options.out_dir.clone(), options.recipe_dir.clone(), data_dir.clone());
+        let mut ctx = RunContext::new(
+            id,
+            options.out_dir.clone(),
+            options.recipe_dir.clone(),
+            data_dir.clone(),
+        );
         ctx.datasets = options.datasets.clone();
         ctx
     };
@@ -164,14 +202,27 @@ fn require(i: usize, slots: &mut [Slot], inputs_of: &[Vec<usize>]) {
 ///
 /// The returned report lists every node; its `exit_code` is 0 on success, the failing node's
 /// error code otherwise, and 130 when cancelled.
-pub async fn run(plan: &Plan, options: RunOptions, on_event: impl Fn(Event) + Send + Sync) -> RunReport {
+pub async fn run(
+    plan: &Plan,
+    options: RunOptions,
+    on_event: impl Fn(Event) + Send + Sync,
+) -> RunReport {
     let started = Instant::now();
     let n = plan.nodes.len();
     let inputs_of = input_indices(plan);
-    let data_dir = options.cache.as_ref().map(Cache::data_dir).unwrap_or_else(|| options.data_dir.clone());
+    let data_dir = options
+        .cache
+        .as_ref()
+        .map(Cache::data_dir)
+        .unwrap_or_else(|| options.data_dir.clone());
     let context = |id: &str| {
-        let mut ctx = RunContext::new(id, options.out_dir.clone(), options.recipe_dir.clone(), data_dir.clone())
-            .with_cancel_flag(options.cancel.clone());
+        let mut ctx = RunContext::new(
+            id,
+            options.out_dir.clone(),
+            options.recipe_dir.clone(),
+            data_dir.clone(),
+        )
+        .with_cancel_flag(options.cancel.clone());
         ctx.threads = options.jobs;
         ctx.refresh = options.refresh;
         ctx.datasets = options.datasets.clone();
@@ -193,18 +244,26 @@ pub async fn run(plan: &Plan, options: RunOptions, on_event: impl Fn(Event) + Se
         .map(|(node, key)| {
             let caching = node.node.caching();
             let hit = caching != Caching::Never
-                && options.cache.as_ref().is_some_and(|c| c.contains(&key, ttl_of(caching, options.refresh)));
-            Slot { key, caching, hit, needed: false, state: State::Pending, started: None }
+                && options
+                    .cache
+                    .as_ref()
+                    .is_some_and(|c| c.contains(&key, ttl_of(caching, options.refresh)));
+            Slot {
+                key,
+                caching,
+                hit,
+                needed: false,
+                state: State::Pending,
+                started: None,
+            }
         })
         .collect();
     on_event(Event::Begin { nodes: n });
 
     // Sinks are needed; a needed node that must be computed needs its inputs.
-    let has_consumer: Vec<bool> = (0..n).map(|i| inputs_of.iter().any(|ins| ins.contains(&i))).collect();
-    for i in 0..n {
-        if !has_consumer[i] {
-            require(i, &mut slots, &inputs_of);
-        }
+    let sinks: Vec<usize> = (0..n).filter(|i| !inputs_of.iter().any(|ins| ins.contains(i))).collect();
+    for i in sinks {
+        require(i, &mut slots, &inputs_of);
     }
 
     let mut tasks: JoinSet<(usize, Outcome)> = JoinSet::new();
@@ -227,7 +286,10 @@ pub async fn run(plan: &Plan, options: RunOptions, on_event: impl Fn(Event) + Se
                 if !slot.needed || !matches!(slot.state, State::Pending) {
                     continue;
                 }
-                let ready = slot.hit || inputs_of[i].iter().all(|&j| matches!(slots[j].state, State::Done(_)));
+                let ready = slot.hit
+                    || inputs_of[i]
+                        .iter()
+                        .all(|&j| matches!(slots[j].state, State::Done(_)));
                 if !ready {
                     continue;
                 }
@@ -238,36 +300,57 @@ pub async fn run(plan: &Plan, options: RunOptions, on_event: impl Fn(Event) + Se
                 let ttl = ttl_of(slot.caching, options.refresh);
                 let caching = slot.caching;
                 let loading = slot.hit;
-                let inputs = Inputs::new(node.inputs.iter().zip(&inputs_of[i]).filter_map(|((port, _), &j)| match &slots[j].state {
-                    State::Done(v) => Some((port.clone(), v.clone())),
-                    _ => None,
-                }));
+                let inputs = Inputs::new(node.inputs.iter().zip(&inputs_of[i]).filter_map(
+                    |((port, _), &j)| match &slots[j].state {
+                        State::Done(v) => Some((port.clone(), v.clone())),
+                        _ => None,
+                    },
+                ));
                 slots[i].state = State::Busy;
                 slots[i].started = Some((Instant::now(), unix_ms()));
                 running += 1;
-                on_event(Event::Started { id: node.id.clone(), loading });
+                on_event(Event::Started {
+                    id: node.id.clone(),
+                    loading,
+                });
                 tasks.spawn_blocking(move || {
                     let span = tracing::info_span!("node", id = %node.id, kind = node.kind.name());
                     let _guard = span.enter();
                     if loading {
                         let cache = cache.expect("hits only exist with a cache");
                         return match cache.get(&key, ttl) {
-                            Lookup::Hit(v, _) if node.node.is_fresh(&ctx, &v) => (i, Outcome::Loaded(v)),
-                            Lookup::Hit(..) => (i, Outcome::Stale("its outputs changed since it was cached".into())),
-                            Lookup::Miss => (i, Outcome::Stale("the entry disappeared or expired".into())),
-                            Lookup::Corrupt(reason) => (i, Outcome::Stale(format!("corrupt cache entry {} ({reason})", key.short()))),
+                            Lookup::Hit(v, _) if node.node.is_fresh(&ctx, &v) => {
+                                (i, Outcome::Loaded(v))
+                            }
+                            Lookup::Hit(..) => (
+                                i,
+                                Outcome::Stale("its outputs changed since it was cached".into()),
+                            ),
+                            Lookup::Miss => {
+                                (i, Outcome::Stale("the entry disappeared or expired".into()))
+                            }
+                            Lookup::Corrupt(reason) => (
+                                i,
+                                Outcome::Stale(format!(
+                                    "corrupt cache entry {} ({reason})",
+                                    key.short()
+                                )),
+                            ),
                         };
                     }
                     tracing::debug!("running");
                     match node.node.run(&ctx, &inputs) {
                         Ok(value) => {
                             let mut warnings = ctx.warnings();
-                            if let (Some(cache), false) = (&cache, caching == Caching::Never || ctx.is_cancelled()) {
-                                if let Err(e) = cache.put(&key, node.kind.name(), &node.id, &value) {
+                            if let (Some(cache), false) =
+                                (&cache, caching == Caching::Never || ctx.is_cancelled())
+                            {
+                                if let Err(e) = cache.put(&key, node.kind.name(), &node.id, &value)
+                                {
                                     warnings.push(format!("not cached: {e}"));
                                 }
                             }
-                            (i, Outcome::Computed(value, warnings))
+                            (i, Outcome::Computed(Box::new(value), warnings))
                         }
                         Err(e) => (i, Outcome::Failed(e, ctx.warnings())),
                     }
@@ -293,7 +376,10 @@ pub async fn run(plan: &Plan, options: RunOptions, on_event: impl Fn(Event) + Se
             Ok(r) => r,
             Err(e) => {
                 // A panic inside a node: find nothing to attribute it to but the run.
-                first_error.get_or_insert(("?".into(), NodeError::Failed(format!("a node panicked: {e}"))));
+                first_error.get_or_insert((
+                    "?".into(),
+                    NodeError::Failed(format!("a node panicked: {e}")),
+                ));
                 options.cancel.store(true, Ordering::SeqCst);
                 continue;
             }
@@ -315,10 +401,13 @@ pub async fn run(plan: &Plan, options: RunOptions, on_event: impl Fn(Event) + Se
             Outcome::Loaded(v) => {
                 report.status = NodeStatus::Cached;
                 report.output = Some(summary::summarize(&v));
-                slots[i].state = State::Done(Arc::new(v));
+                slots[i].state = State::Done(Arc::new(*v));
             }
             Outcome::Stale(reason) => {
-                on_event(Event::Warning(format!("{}: {reason}; recomputing", node.id)));
+                on_event(Event::Warning(format!(
+                    "{}: {reason}; recomputing",
+                    node.id
+                )));
                 slots[i].hit = false;
                 slots[i].state = State::Pending;
                 slots[i].needed = false;
@@ -331,7 +420,7 @@ pub async fn run(plan: &Plan, options: RunOptions, on_event: impl Fn(Event) + Se
                 }
                 report.warnings = warnings;
                 report.output = Some(summary::summarize(&v));
-                slots[i].state = State::Done(Arc::new(v));
+                slots[i].state = State::Done(Arc::new(*v));
             }
             Outcome::Failed(e, warnings) => {
                 report.warnings = warnings;
@@ -348,7 +437,7 @@ pub async fn run(plan: &Plan, options: RunOptions, on_event: impl Fn(Event) + Se
                 }
             }
         }
-        on_event(Event::Finished(report.clone()));
+        on_event(Event::Finished(Box::new(report.clone())));
         reports[i] = Some(report);
     }
 
@@ -377,7 +466,7 @@ pub async fn run(plan: &Plan, options: RunOptions, on_event: impl Fn(Event) + Se
                     error: None,
                     span_ms: None,
                 };
-                on_event(Event::Finished(report.clone()));
+                on_event(Event::Finished(Box::new(report.clone())));
                 report
             })
         })

@@ -85,7 +85,12 @@ fn canonical_table(t: &toml::Table, out: &mut String) {
 }
 
 /// The key of a node of `kind` with `params`, extra `material` and input keys `(port, key)`.
-pub fn node_key(kind: &dyn NodeKind, params: &toml::Table, material: Option<&[u8]>, inputs: &[(String, Key)]) -> Key {
+pub fn node_key(
+    kind: &dyn NodeKind,
+    params: &toml::Table,
+    material: Option<&[u8]>,
+    inputs: &[(String, Key)],
+) -> Key {
     let mut h = blake3::Hasher::new();
     let mut field = |bytes: &[u8]| {
         h.update(&(bytes.len() as u64).to_le_bytes());
@@ -96,7 +101,9 @@ pub fn node_key(kind: &dyn NodeKind, params: &toml::Table, material: Option<&[u8
     field(&kind.version().to_le_bytes());
     match kind.origin() {
         Origin::Builtin => field(b"builtin"),
-        Origin::Plugin { name, version, abi, .. } => {
+        Origin::Plugin {
+            name, version, abi, ..
+        } => {
             field(b"plugin");
             field(name.as_bytes());
             field(version.as_bytes());
@@ -136,7 +143,10 @@ mod tests {
             ""
         }
         fn signature(&self) -> Signature {
-            Signature { inputs: vec![], output: ValueType::Json }
+            Signature {
+                inputs: vec![],
+                output: ValueType::Json,
+            }
         }
         fn params(&self) -> Vec<ParamSpec> {
             vec![]
@@ -153,19 +163,57 @@ mod tests {
     #[test]
     fn keys_are_pinned() {
         // Changing the key scheme by accident invalidates every user's cache: this pins it.
-        let k = node_key(&Kind("kmeans-fit", 1), &params("k = 4\nseed = 0"), None, &[]);
-        assert_eq!(k.hex(), "eb03b34a2d5d4bae8fd7c274cda61f91bf76e670d7768505e3cac7a5284a4d63");
+        let k = node_key(
+            &Kind("kmeans-fit", 1),
+            &params("k = 4\nseed = 0"),
+            None,
+            &[],
+        );
+        assert_eq!(
+            k.hex(),
+            "eb03b34a2d5d4bae8fd7c274cda61f91bf76e670d7768505e3cac7a5284a4d63"
+        );
     }
 
     #[test]
     fn key_depends_on_everything_that_matters_and_nothing_else() {
         let base = node_key(&Kind("a", 1), &params("x = 1\ny = [1.0, 2.0]"), None, &[]);
-        assert_eq!(base, node_key(&Kind("a", 1), &params("y = [1.0, 2.0]\nx = 1"), None, &[]), "key order");
-        assert_ne!(base, node_key(&Kind("a", 2), &params("x = 1\ny = [1.0, 2.0]"), None, &[]), "version");
-        assert_ne!(base, node_key(&Kind("b", 1), &params("x = 1\ny = [1.0, 2.0]"), None, &[]), "kind");
-        assert_ne!(base, node_key(&Kind("a", 1), &params("x = 1.0\ny = [1.0, 2.0]"), None, &[]), "int vs float");
-        assert_ne!(base, node_key(&Kind("a", 1), &params("x = 1\ny = [1.0, 2.0]"), Some(b"file"), &[]), "material");
-        let with_input = node_key(&Kind("a", 1), &params("x = 1\ny = [1.0, 2.0]"), None, &[("input".into(), base)]);
+        assert_eq!(
+            base,
+            node_key(&Kind("a", 1), &params("y = [1.0, 2.0]\nx = 1"), None, &[]),
+            "key order"
+        );
+        assert_ne!(
+            base,
+            node_key(&Kind("a", 2), &params("x = 1\ny = [1.0, 2.0]"), None, &[]),
+            "version"
+        );
+        assert_ne!(
+            base,
+            node_key(&Kind("b", 1), &params("x = 1\ny = [1.0, 2.0]"), None, &[]),
+            "kind"
+        );
+        assert_ne!(
+            base,
+            node_key(&Kind("a", 1), &params("x = 1.0\ny = [1.0, 2.0]"), None, &[]),
+            "int vs float"
+        );
+        assert_ne!(
+            base,
+            node_key(
+                &Kind("a", 1),
+                &params("x = 1\ny = [1.0, 2.0]"),
+                Some(b"file"),
+                &[]
+            ),
+            "material"
+        );
+        let with_input = node_key(
+            &Kind("a", 1),
+            &params("x = 1\ny = [1.0, 2.0]"),
+            None,
+            &[("input".into(), base)],
+        );
         assert_ne!(base, with_input, "inputs");
         assert_eq!(Key::from_hex(&base.hex()), Some(base));
     }

@@ -92,6 +92,10 @@ impl RunReport {
 
     /// Ids of the nodes with `status`.
     pub fn with_status(&self, status: NodeStatus) -> Vec<&str> {
-        self.nodes.iter().filter(|n| n.status == status).map(|n| n.id.as_str()).collect()
+        self.nodes
+            .iter()
+            .filter(|n| n.status == status)
+            .map(|n| n.id.as_str())
+            .collect()
     }
 }

@@ -48,11 +48,21 @@ pub struct Collector {
 impl Collector {
     /// A collector for the text of `name`.
     pub fn new(name: &str, text: &str) -> Self {
-        Collector { name: name.into(), text: text.into(), errors: Vec::new() }
+        Collector {
+            name: name.into(),
+            text: text.into(),
+            errors: Vec::new(),
+        }
     }
 
     /// Records an error at `span`.
-    pub fn error(&mut self, span: Range<usize>, message: impl Into<String>, label: impl Into<String>, help: Option<String>) {
+    pub fn error(
+        &mut self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: Option<String>,
+    ) {
         self.errors.push(RecipeError {
             message: message.into(),
             source_code: NamedSource::new(&self.name, self.text.clone()),
@@ -63,7 +73,15 @@ impl Collector {
     }
 
     /// Records an error that points into another text, such as a `--set` argument.
-    pub fn error_in(&mut self, source_name: &str, source_text: &str, span: Range<usize>, message: impl Into<String>, label: impl Into<String>, help: Option<String>) {
+    pub fn error_in(
+        &mut self,
+        source_name: &str,
+        source_text: &str,
+        span: Range<usize>,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: Option<String>,
+    ) {
         self.errors.push(RecipeError {
             message: message.into(),
             source_code: NamedSource::new(source_name, source_text.to_string()),
@@ -81,12 +99,19 @@ impl Collector {
     /// The collected errors, sorted by position (errors in other texts last, in order).
     pub fn finish(mut self) -> Diagnostics {
         let name = self.name.clone();
-        self.errors.sort_by_key(|e| (e.source_code.name() != name, e.span.offset()));
-        Diagnostics { file: self.name, errors: self.errors }
+        self.errors
+            .sort_by_key(|e| (e.source_code.name() != name, e.span.offset()));
+        Diagnostics {
+            file: self.name,
+            errors: self.errors,
+        }
     }
 }
 
 /// "did you mean `x`?" when there is a close candidate.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     flow_core::schema::suggest(name, candidates).map(|s| format!("did you mean `{s}`?"))
 }

@@ -43,18 +43,28 @@ pub fn interpolate(s: &str, params: &toml::Table) -> Result<Interpolated, Vec<Un
     let mut single: Option<toml::Value> = None;
     let mut refs = 0;
     while let Some(start) = rest.find("${") {
-        let Some(len) = rest[start..].find('}') else { break };
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
         let inner = &rest[start + 2..start + len];
         let range = (offset + start)..(offset + start + len + 1);
         out.push_str(&rest[..start]);
         refs += 1;
-        match inner.trim().strip_prefix("params.").and_then(|n| params.get(n).map(|v| (n, v))) {
+        match inner
+            .trim()
+            .strip_prefix("params.")
+            .and_then(|n| params.get(n).map(|v| (n, v)))
+        {
             Some((_, v)) => {
                 out.push_str(&as_text(v));
                 single = Some(v.clone());
             }
             None => errors.push(UnknownRef {
-                name: inner.trim().strip_prefix("params.").unwrap_or(inner.trim()).to_string(),
+                name: inner
+                    .trim()
+                    .strip_prefix("params.")
+                    .unwrap_or(inner.trim())
+                    .to_string(),
                 range,
             }),
         }
@@ -82,8 +92,14 @@ mod tests {
 
     #[test]
     fn a_lone_reference_keeps_its_type() {
-        assert_eq!(interpolate("${params.k}", &params()), Ok(Interpolated::Value(toml::Value::Integer(4))));
-        assert!(matches!(interpolate("${params.range}", &params()), Ok(Interpolated::Value(toml::Value::Array(_)))));
+        assert_eq!(
+            interpolate("${params.k}", &params()),
+            Ok(Interpolated::Value(toml::Value::Integer(4)))
+        );
+        assert!(matches!(
+            interpolate("${params.range}", &params()),
+            Ok(Interpolated::Value(toml::Value::Array(_)))
+        ));
     }
 
     #[test]
@@ -98,6 +114,12 @@ mod tests {
     #[test]
     fn unknown_references_are_reported_with_their_range() {
         let err = interpolate("a${params.kk}b", &params()).unwrap_err();
-        assert_eq!(err, vec![UnknownRef { name: "kk".into(), range: 1..13 }]);
+        assert_eq!(
+            err,
+            vec![UnknownRef {
+                name: "kk".into(),
+                range: 1..13
+            }]
+        );
     }
 }

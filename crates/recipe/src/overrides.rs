@@ -16,8 +16,16 @@ impl SetOverride {
     /// as the source.
     pub fn parse(raw: &str) -> Self {
         match raw.split_once('=') {
-            Some((t, v)) => SetOverride { raw: raw.into(), target: t.trim().into(), value_text: v.trim().into() },
-            None => SetOverride { raw: raw.into(), target: String::new(), value_text: String::new() },
+            Some((t, v)) => SetOverride {
+                raw: raw.into(),
+                target: t.trim().into(),
+                value_text: v.trim().into(),
+            },
+            None => SetOverride {
+                raw: raw.into(),
+                target: String::new(),
+                value_text: String::new(),
+            },
         }
     }
 
@@ -69,7 +77,10 @@ pub struct Overrides {
 impl Overrides {
     /// Overrides from a profile name and raw `--set` arguments.
     pub fn new(profile: Option<String>, sets: &[String]) -> Self {
-        Overrides { profile, sets: sets.iter().map(|s| SetOverride::parse(s)).collect() }
+        Overrides {
+            profile,
+            sets: sets.iter().map(|s| SetOverride::parse(s)).collect(),
+        }
     }
 }
 
@@ -79,8 +90,14 @@ mod tests {
 
     #[test]
     fn values_parse_as_toml_or_bare_strings() {
-        assert_eq!(SetOverride::parse("k=6").value(), Ok(toml::Value::Integer(6)));
-        assert_eq!(SetOverride::parse("fit.tol=1e-3").value(), Ok(toml::Value::Float(1e-3)));
+        assert_eq!(
+            SetOverride::parse("k=6").value(),
+            Ok(toml::Value::Integer(6))
+        );
+        assert_eq!(
+            SetOverride::parse("fit.tol=1e-3").value(),
+            Ok(toml::Value::Float(1e-3))
+        );
         assert_eq!(
             SetOverride::parse("catalog=builtin:timberlea").value(),
             Ok(toml::Value::String("builtin:timberlea".into()))

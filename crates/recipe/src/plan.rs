@@ -14,7 +14,14 @@ use crate::overrides::{Overrides, SetOverride};
 use crate::source::SpannedDoc;
 
 /// Keys allowed at the top of a recipe.
-const TOP_LEVEL_KEYS: [&str; 6] = ["name", "description", "params", "profiles", "nodes", "plugins"];
+const TOP_LEVEL_KEYS: [&str; 6] = [
+    "name",
+    "description",
+    "params",
+    "profiles",
+    "nodes",
+    "plugins",
+];
 /// Keys of a node table that are not params.
 const NODE_KEYS: [&str; 3] = ["kind", "input", "inputs"];
 
@@ -101,7 +108,12 @@ impl Plan {
     ///
     /// # Errors
     /// [`Diagnostics`] holding every error found, each with its location.
-    pub fn build(file: &str, text: &str, registry: &Registry, overrides: &Overrides) -> Result<Plan, Diagnostics> {
+    pub fn build(
+        file: &str,
+        text: &str,
+        registry: &Registry,
+        overrides: &Overrides,
+    ) -> Result<Plan, Diagnostics> {
         Builder::new(file, text, registry).build(overrides)
     }
 }
@@ -132,7 +144,11 @@ struct Builder<'a> {
 /// "a string", "an integer".
 fn a_type(value: &toml::Value) -> String {
     let name = toml_type_name(value);
-    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     format!("{article} {name}")
 }
 
@@ -147,11 +163,21 @@ impl<'a> Builder<'a> {
         let doc = match SpannedDoc::parse(text) {
             Ok(doc) => Some(doc),
             Err(e) => {
-                errors.error(e.span, format!("TOML syntax error: {}", e.message), "here", None);
+                errors.error(
+                    e.span,
+                    format!("TOML syntax error: {}", e.message),
+                    "here",
+                    None,
+                );
                 None
             }
         };
-        Builder { file, registry, errors, doc }
+        Builder {
+            file,
+            registry,
+            errors,
+            doc,
+        }
     }
 
     fn doc(&self) -> &SpannedDoc {
@@ -167,19 +193,33 @@ impl<'a> Builder<'a> {
     }
 
     fn build(mut self, overrides: &Overrides) -> Result<Plan, Diagnostics> {
-        let Some(doc) = self.doc.clone() else { return Err(self.errors.finish()) };
+        let Some(doc) = self.doc.clone() else {
+            return Err(self.errors.finish());
+        };
         let top = &doc.table;
 
         for key in top.keys() {
             if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
                 let span = self.key_span(&[key]);
-                let help = did_you_mean(key, TOP_LEVEL_KEYS)
-                    .or_else(|| Some(format!("allowed top-level keys: {}", TOP_LEVEL_KEYS.join(", "))));
-                self.errors.error(span, format!("unknown top-level key `{key}`"), "not a recipe key", help);
+                let help = did_you_mean(key, TOP_LEVEL_KEYS).or_else(|| {
+                    Some(format!(
+                        "allowed top-level keys: {}",
+                        TOP_LEVEL_KEYS.join(", ")
+                    ))
+                });
+                self.errors.error(
+                    span,
+                    format!("unknown top-level key `{key}`"),
+                    "not a recipe key",
+                    help,
+                );
             }
         }
         let name = self.string_field(top, "name").unwrap_or_else(|| {
-            std::path::Path::new(self.file).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+            std::path::Path::new(self.file)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
         });
         let description = self.string_field(top, "description").unwrap_or_default();
         let plugins = self.plugins(top);
@@ -194,10 +234,17 @@ impl<'a> Builder<'a> {
         for (id, value) in &nodes_table {
             let Some(table) = value.as_table() else {
                 let span = self.value_span(&["nodes", id]);
-                self.errors.error(span, format!("node `{id}` must be a table"), "expected [nodes.ID] table", None);
+                self.errors.error(
+                    span,
+                    format!("node `{id}` must be a table"),
+                    "expected [nodes.ID] table",
+                    None,
+                );
                 continue;
             };
-            if let Some(node) = self.build_node(id, table, &params, &node_sets, &nodes_table, &mut edges) {
+            if let Some(node) =
+                self.build_node(id, table, &params, &node_sets, &nodes_table, &mut edges)
+            {
                 built.push(node);
             }
         }
@@ -209,8 +256,12 @@ impl<'a> Builder<'a> {
             return Err(self.errors.finish());
         }
         let order = topological_order(&graph);
-        let mut by_id: HashMap<String, PlanNode> = built.into_iter().map(|n| (n.id.clone(), n)).collect();
-        let nodes = order.iter().filter_map(|i| by_id.remove(&graph[*i])).collect();
+        let mut by_id: HashMap<String, PlanNode> =
+            built.into_iter().map(|n| (n.id.clone(), n)).collect();
+        let nodes = order
+            .iter()
+            .filter_map(|i| by_id.remove(&graph[*i]))
+            .collect();
         Ok(Plan {
             name,
             description,
@@ -229,7 +280,12 @@ impl<'a> Builder<'a> {
             Some(toml::Value::String(s)) => Some(s.clone()),
             Some(other) => {
                 let span = self.value_span(&[key]);
-                self.errors.error(span, format!("`{key}` must be a string, found {}", toml_type_name(other)), "expected a string", None);
+                self.errors.error(
+                    span,
+                    format!("`{key}` must be a string, found {}", toml_type_name(other)),
+                    "expected a string",
+                    None,
+                );
                 None
             }
         }
@@ -241,7 +297,12 @@ impl<'a> Builder<'a> {
             Some(toml::Value::Table(t)) => Some(t.clone()),
             Some(other) => {
                 let span = self.value_span(&[key]);
-                self.errors.error(span, format!("`{key}` must be a table, found {}", toml_type_name(other)), "expected a table", None);
+                self.errors.error(
+                    span,
+                    format!("`{key}` must be a table, found {}", toml_type_name(other)),
+                    "expected a table",
+                    None,
+                );
                 None
             }
         }
@@ -250,33 +311,56 @@ impl<'a> Builder<'a> {
     fn plugins(&mut self, top: &toml::Table) -> Vec<String> {
         match top.get("plugins") {
             None => Vec::new(),
-            Some(toml::Value::Array(a)) if a.iter().all(|v| v.is_str()) => {
-                a.iter().filter_map(|v| v.as_str().map(String::from)).collect()
-            }
+            Some(toml::Value::Array(a)) if a.iter().all(|v| v.is_str()) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
             Some(_) => {
                 let span = self.value_span(&["plugins"]);
-                self.errors.error(span, "`plugins` must be an array of library paths", "expected [\"path\", ...]", None);
+                self.errors.error(
+                    span,
+                    "`plugins` must be an array of library paths",
+                    "expected [\"path\", ...]",
+                    None,
+                );
                 Vec::new()
             }
         }
     }
 
     /// Checks every profile against `[params]` and applies the chosen one.
-    fn apply_profiles(&mut self, top: &toml::Table, params: &mut toml::Table, chosen: Option<&str>) {
+    fn apply_profiles(
+        &mut self,
+        top: &toml::Table,
+        params: &mut toml::Table,
+        chosen: Option<&str>,
+    ) {
         let profiles = self.table_field(top, "profiles").unwrap_or_default();
         for (pname, profile) in &profiles {
             let Some(profile) = profile.as_table() else {
                 let span = self.value_span(&["profiles", pname]);
-                self.errors.error(span, format!("profile `{pname}` must be a table"), "expected [profiles.NAME]", None);
+                self.errors.error(
+                    span,
+                    format!("profile `{pname}` must be a table"),
+                    "expected [profiles.NAME]",
+                    None,
+                );
                 continue;
             };
             for (key, value) in profile {
                 match params.get(key) {
                     None => {
                         let span = self.key_span(&["profiles", pname, key]);
-                        let help = did_you_mean(key, params.keys().map(String::as_str))
-                            .or_else(|| Some("a profile can only change values declared in [params]".into()));
-                        self.errors.error(span, format!("profile `{pname}` sets `{key}`, which is not in [params]"), "unknown param", help);
+                        let help =
+                            did_you_mean(key, params.keys().map(String::as_str)).or_else(|| {
+                                Some("a profile can only change values declared in [params]".into())
+                            });
+                        self.errors.error(
+                            span,
+                            format!("profile `{pname}` sets `{key}`, which is not in [params]"),
+                            "unknown param",
+                            help,
+                        );
                     }
                     Some(old) if !same_type(old, value) => {
                         let span = self.value_span(&["profiles", pname, key]);
@@ -302,57 +386,121 @@ impl<'a> Builder<'a> {
                 }
                 None => {
                     let arg = format!("--profile {chosen}");
-                    let help = did_you_mean(chosen, profiles.keys().map(String::as_str)).or_else(|| {
-                        Some(if profiles.is_empty() {
-                            "the recipe defines no [profiles]".to_string()
-                        } else {
-                            format!("the recipe defines: {}", profiles.keys().cloned().collect::<Vec<_>>().join(", "))
-                        })
-                    });
-                    self.errors.error_in("command line", &arg, 10..arg.len(), format!("unknown profile `{chosen}`"), "no such [profiles] table", help);
+                    let help =
+                        did_you_mean(chosen, profiles.keys().map(String::as_str)).or_else(|| {
+                            Some(if profiles.is_empty() {
+                                "the recipe defines no [profiles]".to_string()
+                            } else {
+                                format!(
+                                    "the recipe defines: {}",
+                                    profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                                )
+                            })
+                        });
+                    self.errors.error_in(
+                        "command line",
+                        &arg,
+                        10..arg.len(),
+                        format!("unknown profile `{chosen}`"),
+                        "no such [profiles] table",
+                        help,
+                    );
                 }
             }
         }
     }
 
     /// Applies `--set NAME=VALUE` to params; returns the `NODE.PARAM` ones for the nodes.
-    fn apply_sets<'s>(&mut self, sets: &'s [SetOverride], params: &mut toml::Table, nodes: &toml::Table) -> Vec<NodeSet<'s>> {
+    fn apply_sets<'s>(
+        &mut self,
+        sets: &'s [SetOverride],
+        params: &mut toml::Table,
+        nodes: &toml::Table,
+    ) -> Vec<NodeSet<'s>> {
         let mut node_sets = Vec::new();
         for set in sets {
             let src = format!("--set {}", set.raw);
             let shift = |r: Range<usize>| (r.start + 6)..(r.end + 6);
             if set.target.is_empty() || set.value_text.is_empty() && !set.raw.contains('=') {
-                self.errors.error_in("command line", &src, shift(0..set.raw.len()), "`--set` needs NAME=VALUE", "no `=`", Some("for example --set k=6 or --set fit.max_iter=50".into()));
+                self.errors.error_in(
+                    "command line",
+                    &src,
+                    shift(0..set.raw.len()),
+                    "`--set` needs NAME=VALUE",
+                    "no `=`",
+                    Some("for example --set k=6 or --set fit.max_iter=50".into()),
+                );
                 continue;
             }
             let value = match set.value() {
                 Ok(v) => v,
                 Err(message) => {
-                    self.errors.error_in("command line", &src, shift(set.value_span()), format!("`--set {}`: the value is not valid TOML: {message}", set.target), "bad value", Some("quote strings that contain TOML syntax, e.g. --set 'name=\"[x]\"'".into()));
+                    self.errors.error_in(
+                        "command line",
+                        &src,
+                        shift(set.value_span()),
+                        format!(
+                            "`--set {}`: the value is not valid TOML: {message}",
+                            set.target
+                        ),
+                        "bad value",
+                        Some(
+                            "quote strings that contain TOML syntax, e.g. --set 'name=\"[x]\"'"
+                                .into(),
+                        ),
+                    );
                     continue;
                 }
             };
             if let Some((node, param)) = set.target.split_once('.') {
                 if !nodes.contains_key(node) {
                     let help = did_you_mean(node, nodes.keys().map(String::as_str));
-                    self.errors.error_in("command line", &src, shift(0..node.len()), format!("`--set {}`: the recipe has no node `{node}`", set.target), "unknown node", help);
+                    self.errors.error_in(
+                        "command line",
+                        &src,
+                        shift(0..node.len()),
+                        format!("`--set {}`: the recipe has no node `{node}`", set.target),
+                        "unknown node",
+                        help,
+                    );
                     continue;
                 }
-                node_sets.push(NodeSet { node: node.into(), param: param.into(), value, origin: set });
+                node_sets.push(NodeSet {
+                    node: node.into(),
+                    param: param.into(),
+                    value,
+                    origin: set,
+                });
             } else {
                 match params.get(&set.target) {
                     None => {
                         let help = did_you_mean(&set.target, params.keys().map(String::as_str)).or_else(|| {
                             Some("use NAME for a [params] entry or NODE.PARAM for a node's param".into())
                         });
-                        self.errors.error_in("command line", &src, shift(set.target_span()), format!("`--set {}`: no param `{}` in [params]", set.target, set.target), "unknown param", help);
+                        self.errors.error_in(
+                            "command line",
+                            &src,
+                            shift(set.target_span()),
+                            format!(
+                                "`--set {}`: no param `{}` in [params]",
+                                set.target, set.target
+                            ),
+                            "unknown param",
+                            help,
+                        );
                     }
                     Some(old) if !same_type(old, &value) => {
                         self.errors.error_in(
                             "command line",
                             &src,
                             shift(set.value_span()),
-                            format!("`--set {}`: `{}` is {} in [params], got {}", set.target, set.target, a_type(old), a_type(&value)),
+                            format!(
+                                "`--set {}`: `{}` is {} in [params], got {}",
+                                set.target,
+                                set.target,
+                                a_type(old),
+                                a_type(&value)
+                            ),
                             "wrong type",
                             None,
                         );
@@ -367,7 +515,12 @@ impl<'a> Builder<'a> {
     }
 
     /// Interpolates `${params.NAME}` in a value, recursively; reports unknown references.
-    fn interpolate_value(&mut self, value: &toml::Value, params: &toml::Table, path: &[&str]) -> toml::Value {
+    fn interpolate_value(
+        &mut self,
+        value: &toml::Value,
+        params: &toml::Table,
+        path: &[&str],
+    ) -> toml::Value {
         match value {
             toml::Value::String(s) => match interpolate(s, params) {
                 Ok(Interpolated::Unchanged) => value.clone(),
@@ -378,7 +531,12 @@ impl<'a> Builder<'a> {
                     for u in unknown {
                         let help = did_you_mean(&u.name, params.keys().map(String::as_str))
                             .or_else(|| Some("references look like ${params.NAME}, with NAME declared in [params]".into()));
-                        self.errors.error(span.clone(), format!("unknown reference `${{params.{}}}`", u.name), "not in [params]", help);
+                        self.errors.error(
+                            span.clone(),
+                            format!("unknown reference `${{params.{}}}`", u.name),
+                            "not in [params]",
+                            help,
+                        );
                     }
                     value.clone()
                 }
@@ -425,18 +583,33 @@ impl<'a> Builder<'a> {
                     let span = self.value_span(&["nodes", id, "kind"]);
                     let help = did_you_mean(k, self.registry.names())
                         .or_else(|| Some("`flow nodes` lists every kind".into()));
-                    self.errors.error(span, format!("unknown node kind `{k}`"), "unknown kind", help);
+                    self.errors.error(
+                        span,
+                        format!("unknown node kind `{k}`"),
+                        "unknown kind",
+                        help,
+                    );
                     None
                 }
             },
             Some(other) => {
                 let span = self.value_span(&["nodes", id, "kind"]);
-                self.errors.error(span, format!("`kind` must be a string, found {}", toml_type_name(other)), "expected a kind name", None);
+                self.errors.error(
+                    span,
+                    format!("`kind` must be a string, found {}", toml_type_name(other)),
+                    "expected a kind name",
+                    None,
+                );
                 None
             }
             None => {
                 let span = self.key_span(&["nodes", id]);
-                self.errors.error(span, format!("node `{id}` has no `kind`"), "missing kind", Some("add e.g. kind = \"stack\"; `flow nodes` lists every kind".into()));
+                self.errors.error(
+                    span,
+                    format!("node `{id}` has no `kind`"),
+                    "missing kind",
+                    Some("add e.g. kind = \"stack\"; `flow nodes` lists every kind".into()),
+                );
                 None
             }
         };
@@ -474,17 +647,28 @@ impl<'a> Builder<'a> {
         }
         schema::apply_defaults(&kind.params(), &mut node_params);
         match kind.build(&node_params) {
-            Ok(node) => Some(PlanNode { id: id.into(), kind: kind.clone(), params: node_params, inputs: inputs?, node: Arc::from(node) }),
+            Ok(node) => Some(PlanNode {
+                id: id.into(),
+                kind: kind.clone(),
+                params: node_params,
+                inputs: inputs?,
+                node: Arc::from(node),
+            }),
             Err(e) => {
                 let span = match &e.param {
                     Some(p) if table.contains_key(p) => self.value_span(&["nodes", id, p]),
                     _ => self.key_span(&["nodes", id]),
                 };
                 let message = match &e.param {
-                    Some(p) => format!("param `{p}` of node `{id}` ({}): {}", kind.name(), e.message),
+                    Some(p) => format!(
+                        "param `{p}` of node `{id}` ({}): {}",
+                        kind.name(),
+                        e.message
+                    ),
                     None => format!("node `{id}` ({}): {}", kind.name(), e.message),
                 };
-                self.errors.error(span, message, "invalid value", e.help.clone());
+                self.errors
+                    .error(span, message, "invalid value", e.help.clone());
                 None
             }
         }
@@ -503,19 +687,39 @@ impl<'a> Builder<'a> {
                 param.clone(),
                 format!("unknown param `{param}` for node `{id}` ({kind})"),
                 "unknown param".to_string(),
-                suggestion.as_ref().map(|s| format!("did you mean `{s}`?")).or_else(|| {
-                    Some(format!("{kind} takes: {}", spec.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")))
-                }),
+                suggestion
+                    .as_ref()
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .or_else(|| {
+                        Some(format!(
+                            "{kind} takes: {}",
+                            spec.iter()
+                                .map(|s| s.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    }),
                 false,
             ),
             SchemaIssue::Missing { param, ty } => {
                 let span = self.key_span(&["nodes", id]);
-                self.errors.error(span, format!("node `{id}` ({kind}) is missing the required param `{param}` ({ty})"), "missing param", None);
+                self.errors.error(
+                    span,
+                    format!("node `{id}` ({kind}) is missing the required param `{param}` ({ty})"),
+                    "missing param",
+                    None,
+                );
                 return;
             }
-            SchemaIssue::WrongType { param, expected, found } => (
+            SchemaIssue::WrongType {
+                param,
+                expected,
+                found,
+            } => (
                 param.clone(),
-                format!("param `{param}` of node `{id}` ({kind}) must be {expected}, found {found}"),
+                format!(
+                    "param `{param}` of node `{id}` ({kind}) must be {expected}, found {found}"
+                ),
                 format!("expected {expected}"),
                 None,
                 true,
@@ -523,10 +727,25 @@ impl<'a> Builder<'a> {
         };
         if let Some(set) = set_params.get(&param) {
             let src = format!("--set {}", set.raw);
-            let span = if on_value { set.value_span() } else { set.target_span() };
-            self.errors.error_in("command line", &src, (span.start + 6)..(span.end + 6), message, label, help);
+            let span = if on_value {
+                set.value_span()
+            } else {
+                set.target_span()
+            };
+            self.errors.error_in(
+                "command line",
+                &src,
+                (span.start + 6)..(span.end + 6),
+                message,
+                label,
+                help,
+            );
         } else {
-            let span = if on_value { self.value_span(&["nodes", id, &param]) } else { self.key_span(&["nodes", id, &param]) };
+            let span = if on_value {
+                self.value_span(&["nodes", id, &param])
+            } else {
+                self.key_span(&["nodes", id, &param])
+            };
             self.errors.error(span, message, label, help);
         }
     }
@@ -548,14 +767,29 @@ impl<'a> Builder<'a> {
             let span = self.value_span(&["nodes", id, "input"]);
             match (v.as_str(), ports.as_ref().map(|p| p.first())) {
                 (None, _) => {
-                    self.errors.error(span, "`input` must be a node id (a string)", "expected \"node\"", Some("use `inputs = { port = \"node\" }` for several inputs".into()));
+                    self.errors.error(
+                        span,
+                        "`input` must be a node id (a string)",
+                        "expected \"node\"",
+                        Some("use `inputs = { port = \"node\" }` for several inputs".into()),
+                    );
                     ok = false;
                 }
                 (Some(_), Some(None)) => {
-                    self.errors.error(span, format!("node `{id}` ({}) takes no input", kind.map(|k| k.name()).unwrap_or_default()), "unexpected input", None);
+                    self.errors.error(
+                        span,
+                        format!(
+                            "node `{id}` ({}) takes no input",
+                            kind.map(|k| k.name()).unwrap_or_default()
+                        ),
+                        "unexpected input",
+                        None,
+                    );
                     ok = false;
                 }
-                (Some(src), Some(Some(port))) => wired.push((port.name.clone(), src.to_string(), span)),
+                (Some(src), Some(Some(port))) => {
+                    wired.push((port.name.clone(), src.to_string(), span))
+                }
                 (Some(src), None) => wired.push((String::new(), src.to_string(), span)),
             }
         }
@@ -565,17 +799,38 @@ impl<'a> Builder<'a> {
                 for (port, src) in t {
                     let span = self.value_span(&["nodes", id, "inputs", port]);
                     let Some(src) = src.as_str() else {
-                        self.errors.error(span, format!("input `{port}` must be a node id (a string)"), "expected \"node\"", None);
+                        self.errors.error(
+                            span,
+                            format!("input `{port}` must be a node id (a string)"),
+                            "expected \"node\"",
+                            None,
+                        );
                         ok = false;
                         continue;
                     };
                     if let Some(ports) = &ports {
                         if !ports.iter().any(|p| &p.name == port) {
                             let kspan = self.key_span(&["nodes", id, "inputs", port]);
-                            let help = did_you_mean(port, ports.iter().map(|p| p.name.as_str())).or_else(|| {
-                                Some(format!("ports: {}", ports.iter().map(|p| format!("{} ({})", p.name, p.ty)).collect::<Vec<_>>().join(", ")))
-                            });
-                            self.errors.error(kspan, format!("node `{id}` ({}) has no input port `{port}`", kind.map(|k| k.name()).unwrap_or_default()), "unknown port", help);
+                            let help = did_you_mean(port, ports.iter().map(|p| p.name.as_str()))
+                                .or_else(|| {
+                                    Some(format!(
+                                        "ports: {}",
+                                        ports
+                                            .iter()
+                                            .map(|p| format!("{} ({})", p.name, p.ty))
+                                            .collect::<Vec<_>>()
+                                            .join(", ")
+                                    ))
+                                });
+                            self.errors.error(
+                                kspan,
+                                format!(
+                                    "node `{id}` ({}) has no input port `{port}`",
+                                    kind.map(|k| k.name()).unwrap_or_default()
+                                ),
+                                "unknown port",
+                                help,
+                            );
                             ok = false;
                             continue;
                         }
@@ -590,7 +845,12 @@ impl<'a> Builder<'a> {
             }
             Some(_) => {
                 let span = self.value_span(&["nodes", id, "inputs"]);
-                self.errors.error(span, "`inputs` must be a table of port = \"node\"", "expected a table", None);
+                self.errors.error(
+                    span,
+                    "`inputs` must be a table of port = \"node\"",
+                    "expected a table",
+                    None,
+                );
                 ok = false;
             }
         }
@@ -598,10 +858,20 @@ impl<'a> Builder<'a> {
         for (port, src, span) in &wired {
             if !all_nodes.contains_key(src) {
                 let help = did_you_mean(src, all_nodes.keys().map(String::as_str));
-                self.errors.error(span.clone(), format!("node `{id}` reads from `{src}`, but the recipe has no node `{src}`"), "dangling input", help);
+                self.errors.error(
+                    span.clone(),
+                    format!("node `{id}` reads from `{src}`, but the recipe has no node `{src}`"),
+                    "dangling input",
+                    help,
+                );
                 ok = false;
             } else {
-                edges.push(Edge { port: port.clone(), from: src.clone(), to: id.to_string(), span: span.clone() });
+                edges.push(Edge {
+                    port: port.clone(),
+                    from: src.clone(),
+                    to: id.to_string(),
+                    span: span.clone(),
+                });
             }
         }
         if let (Some(ports), Some(kind)) = (&ports, kind) {
@@ -613,13 +883,28 @@ impl<'a> Builder<'a> {
                     } else {
                         format!("inputs = {{ {} = \"NODE\" }}", p.name)
                     };
-                    self.errors.error(span, format!("node `{id}` ({}) needs its input `{}` ({})", kind.name(), p.name, p.ty), "input not connected", Some(format!("connect it with {how}")));
+                    self.errors.error(
+                        span,
+                        format!(
+                            "node `{id}` ({}) needs its input `{}` ({})",
+                            kind.name(),
+                            p.name,
+                            p.ty
+                        ),
+                        "input not connected",
+                        Some(format!("connect it with {how}")),
+                    );
                     ok = false;
                 }
             }
         }
         ok.then(|| {
-            let order = |p: &str| ports.as_ref().and_then(|ps| ps.iter().position(|x| x.name == p)).unwrap_or(usize::MAX);
+            let order = |p: &str| {
+                ports
+                    .as_ref()
+                    .and_then(|ps| ps.iter().position(|x| x.name == p))
+                    .unwrap_or(usize::MAX)
+            };
             let mut v: Vec<(String, String)> = wired.into_iter().map(|(p, s, _)| (p, s)).collect();
             v.sort_by_key(|(p, _)| order(p));
             v
@@ -628,11 +913,22 @@ impl<'a> Builder<'a> {
 
     fn check_edge_types(&mut self, built: &[PlanNode], edges: &[Edge]) {
         for e in edges {
-            let (Some(from), Some(to)) = (built.iter().find(|n| n.id == e.from), built.iter().find(|n| n.id == e.to)) else {
+            let (Some(from), Some(to)) = (
+                built.iter().find(|n| n.id == e.from),
+                built.iter().find(|n| n.id == e.to),
+            ) else {
                 continue;
             };
             let out = from.kind.signature().output;
-            let Some(port) = to.kind.signature().inputs.into_iter().find(|p| p.name == e.port) else { continue };
+            let Some(port) = to
+                .kind
+                .signature()
+                .inputs
+                .into_iter()
+                .find(|p| p.name == e.port)
+            else {
+                continue;
+            };
             if !out.fits(port.ty) {
                 self.errors.error(
                     e.span.clone(),
@@ -655,7 +951,10 @@ impl<'a> Builder<'a> {
     /// Builds the graph of all declared nodes and reports every cycle as a path.
     fn check_cycles(&mut self, nodes: &toml::Table, edges: &[Edge]) -> DiGraph<String, String> {
         let mut graph = DiGraph::new();
-        let index: HashMap<&str, NodeIndex> = nodes.keys().map(|id| (id.as_str(), graph.add_node(id.clone()))).collect();
+        let index: HashMap<&str, NodeIndex> = nodes
+            .keys()
+            .map(|id| (id.as_str(), graph.add_node(id.clone())))
+            .collect();
         for e in edges {
             if let (Some(&a), Some(&b)) = (index.get(e.from.as_str()), index.get(e.to.as_str())) {
                 graph.add_edge(a, b, e.port.clone());
@@ -669,17 +968,36 @@ impl<'a> Builder<'a> {
             let start = *scc.iter().min().expect("non-empty");
             let path = cycle_path(&graph, start, &scc);
             let names: Vec<&str> = path.iter().map(|i| graph[*i].as_str()).collect();
-            let first_edge = edges.iter().find(|e| e.from == names[names.len() - 2] && e.to == names[0]);
-            let span = first_edge.map(|e| e.span.clone()).unwrap_or_else(|| self.key_span(&["nodes", names[0]]));
-            self.errors.error(span, format!("cycle: {}", names.join(" -> ")), "this input closes the cycle", Some("a recipe must be a DAG: remove one of these inputs".into()));
+            let first_edge = edges
+                .iter()
+                .find(|e| e.from == names[names.len() - 2] && e.to == names[0]);
+            let span = first_edge
+                .map(|e| e.span.clone())
+                .unwrap_or_else(|| self.key_span(&["nodes", names[0]]));
+            self.errors.error(
+                span,
+                format!("cycle: {}", names.join(" -> ")),
+                "this input closes the cycle",
+                Some("a recipe must be a DAG: remove one of these inputs".into()),
+            );
         }
         graph
     }
 }
 
 /// A cycle from `start` back to itself through nodes of `scc` (which is strongly connected).
-fn cycle_path(graph: &DiGraph<String, String>, start: NodeIndex, scc: &[NodeIndex]) -> Vec<NodeIndex> {
-    fn dfs(g: &DiGraph<String, String>, at: NodeIndex, start: NodeIndex, scc: &[NodeIndex], path: &mut Vec<NodeIndex>) -> bool {
+fn cycle_path(
+    graph: &DiGraph<String, String>,
+    start: NodeIndex,
+    scc: &[NodeIndex],
+) -> Vec<NodeIndex> {
+    fn dfs(
+        g: &DiGraph<String, String>,
+        at: NodeIndex,
+        start: NodeIndex,
+        scc: &[NodeIndex],
+        path: &mut Vec<NodeIndex>,
+    ) -> bool {
         let mut next: Vec<NodeIndex> = g.neighbors(at).filter(|n| scc.contains(n)).collect();
         next.sort();
         for n in next {
@@ -704,8 +1022,14 @@ fn cycle_path(graph: &DiGraph<String, String>, start: NodeIndex, scc: &[NodeInde
 
 /// Kahn's algorithm with ties broken by declaration order, so plans and reports are stable.
 fn topological_order(graph: &DiGraph<String, String>) -> Vec<NodeIndex> {
-    let mut indegree: Vec<usize> = graph.node_indices().map(|i| graph.neighbors_directed(i, petgraph::Incoming).count()).collect();
-    let mut ready: std::collections::BTreeSet<NodeIndex> = graph.node_indices().filter(|i| indegree[i.index()] == 0).collect();
+    let mut indegree: Vec<usize> = graph
+        .node_indices()
+        .map(|i| graph.neighbors_directed(i, petgraph::Incoming).count())
+        .collect();
+    let mut ready: std::collections::BTreeSet<NodeIndex> = graph
+        .node_indices()
+        .filter(|i| indegree[i.index()] == 0)
+        .collect();
     let mut order = Vec::with_capacity(graph.node_count());
     while let Some(&i) = ready.iter().next() {
         ready.remove(&i);

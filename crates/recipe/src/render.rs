@@ -10,7 +10,10 @@ use crate::plan::Plan;
 pub type States = BTreeMap<String, String>;
 
 fn label(plan: &Plan, id: &str, states: &States) -> String {
-    let kind = plan.node(id).map(|n| n.kind.name().to_string()).unwrap_or_default();
+    let kind = plan
+        .node(id)
+        .map(|n| n.kind.name().to_string())
+        .unwrap_or_default();
     match states.get(id) {
         Some(state) => format!("{id}\\n{kind}\\n[{state}]"),
         None => format!("{id}\\n{kind}"),
@@ -29,7 +32,12 @@ pub fn dot(plan: &Plan, states: &States) -> String {
             Some("missing") => ", style=\"rounded,dashed\"",
             _ => "",
         };
-        let _ = writeln!(out, "  \"{}\" [label=\"{}\"{style}];", n.id, label(plan, &n.id, states));
+        let _ = writeln!(
+            out,
+            "  \"{}\" [label=\"{}\"{style}];",
+            n.id,
+            label(plan, &n.id, states)
+        );
     }
     for n in &plan.nodes {
         for (port, src) in &n.inputs {
@@ -53,8 +61,12 @@ pub fn mermaid(plan: &Plan, states: &States) -> String {
             let _ = writeln!(out, "    {} -->|{port}| {}", safe(src), safe(&n.id));
         }
     }
-    let cached: Vec<String> =
-        plan.nodes.iter().filter(|n| states.get(&n.id).map(String::as_str) == Some("cached")).map(|n| safe(&n.id)).collect();
+    let cached: Vec<String> = plan
+        .nodes
+        .iter()
+        .filter(|n| states.get(&n.id).map(String::as_str) == Some("cached"))
+        .map(|n| safe(&n.id))
+        .collect();
     if !cached.is_empty() {
         out.push_str("    classDef cached fill:#d9f2d9,stroke:#2e7d32\n");
         let _ = writeln!(out, "    class {} cached", cached.join(","));

@@ -80,7 +80,13 @@ impl SpannedDoc {
 fn index_table(prefix: &mut KeyPath, table: &DeTable<'_>, out: &mut HashMap<KeyPath, Location>) {
     for (key, value) in table.iter() {
         prefix.push(key.get_ref().to_string());
-        out.insert(prefix.clone(), Location { key: key.span(), value: value.span() });
+        out.insert(
+            prefix.clone(),
+            Location {
+                key: key.span(),
+                value: value.span(),
+            },
+        );
         index_value(prefix, value.get_ref(), out);
         prefix.pop();
     }
@@ -92,7 +98,13 @@ fn index_value(prefix: &mut KeyPath, value: &DeValue<'_>, out: &mut HashMap<KeyP
         DeValue::Array(a) => {
             for (i, item) in a.iter().enumerate() {
                 prefix.push(i.to_string());
-                out.insert(prefix.clone(), Location { key: item.span(), value: item.span() });
+                out.insert(
+                    prefix.clone(),
+                    Location {
+                        key: item.span(),
+                        value: item.span(),
+                    },
+                );
                 index_value(prefix, item.get_ref(), out);
                 prefix.pop();
             }
@@ -114,7 +126,10 @@ mod tests {
         assert_eq!(&text[kind.value.clone()], "\"kmeans-fit\"");
         assert_eq!(&text[doc.value_span(&["nodes", "fit", "k", "1"])], "2");
         // A missing key falls back to its nearest ancestor.
-        assert_eq!(doc.key_span(&["nodes", "fit", "nope"]), doc.key_span(&["nodes", "fit"]));
+        assert_eq!(
+            doc.key_span(&["nodes", "fit", "nope"]),
+            doc.key_span(&["nodes", "fit"])
+        );
     }
 
     #[test]
