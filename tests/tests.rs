@@ -17,3 +17,6 @@ mod timberlea;
 
 /// stac-search against a real STAC API (stac-fastapi-pgstac on pgstac), started by scripts/test.
 mod stac_api;
+
+/// The cache through the binary: concurrent runs, SIGKILL, corruption, Ctrl-C.
+mod cache;

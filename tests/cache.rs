@@ -1,0 +1,124 @@
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::{flow, output};
+
+const RECIPE: &str = "recipes/timberlea_kmeans.toml";
+
+fn offline_run(cache: &Path, out: &Path) -> std::process::Command {
+    let mut c = flow(cache);
+    c.args(["run", RECIPE, "--profile", "offline", "--quiet", "--out"]).arg(out);
+    c
+}
+
+fn classes(out: &Path) -> Vec<u8> {
+    std::fs::read(out.join("timberlea_classes.tif")).unwrap()
+}
+
+fn verify(cache: &Path) -> (i32, String) {
+    let (code, stdout, _) = output(flow(cache).args(["cache", "verify"]));
+    (code, stdout)
+}
+
+#[test]
+fn concurrent_runs_on_one_cache_both_succeed_with_identical_outputs() {
+    let cache = tempfile::tempdir().unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut first = offline_run(cache.path(), a.path()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut second = offline_run(cache.path(), b.path()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    assert!(first.wait().unwrap().success());
+    assert!(second.wait().unwrap().success());
+    assert!(classes(a.path()) == classes(b.path()));
+    let (code, report) = verify(cache.path());
+    assert_eq!(code, 0);
+    assert!(report.trim_end().ends_with(", 0 bad"), "{report}");
+}
+
+#[test]
+fn sigkill_mid_run_leaves_nothing_trusted_and_the_rerun_matches_a_clean_run() {
+    let clean_cache = tempfile::tempdir().unwrap();
+    let clean_out = tempfile::tempdir().unwrap();
+    assert_eq!(output(&mut offline_run(clean_cache.path(), clean_out.path())).0, 0);
+
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // Kill at several moments: while the scene is generated, while rasters are cached, later.
+    for delay_ms in [60u64, 200, 350, 500] {
+        let mut child = offline_run(cache.path(), out.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let (code, report) = verify(cache.path());
+        assert_eq!(code, 0, "after a kill at {delay_ms} ms: {report}");
+    }
+    let (code, _, stderr) = output(&mut offline_run(cache.path(), out.path()));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(classes(out.path()) == classes(clean_out.path()), "the rerun gives what a clean run gives");
+    let (code, report) = verify(cache.path());
+    assert_eq!(code, 0, "{report}");
+}
+
+#[test]
+fn flipped_bytes_are_reported_by_verify_and_recomputed_by_run() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    assert_eq!(output(&mut offline_run(cache.path(), out.path())).0, 0);
+    let reference = classes(out.path());
+
+    // Flip one byte in the middle of every stored array.
+    let mut flipped = 0;
+    for shard in std::fs::read_dir(cache.path().join("objects")).unwrap().flatten() {
+        for entry in std::fs::read_dir(shard.path()).unwrap().flatten() {
+            let npy = entry.path().join("data.npy");
+            if let Ok(mut bytes) = std::fs::read(&npy) {
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x5a;
+                std::fs::write(&npy, bytes).unwrap();
+                flipped += 1;
+            }
+        }
+    }
+    assert!(flipped >= 3, "stack, mask, normalize ... hold arrays");
+    let (code, report) = verify(cache.path());
+    assert_eq!(code, 5, "{report}");
+    assert!(report.contains(&format!("{flipped} bad")), "{report}");
+
+    // The write nodes are cached and fresh, so nothing upstream would be read; remove the
+    // outputs to make the run need (and so verify) every entry.
+    std::fs::remove_dir_all(out.path()).unwrap();
+    let (code, _, stderr) = output(&mut offline_run(cache.path(), out.path()));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("corrupt cache entry") && stderr.contains("checksum mismatch"), "{stderr}");
+    assert!(classes(out.path()) == reference, "never a wrong answer");
+    let (code, report) = verify(cache.path());
+    assert_eq!(code, 0, "{report}");
+}
+
+#[test]
+fn ctrl_c_stops_the_run_with_exit_130_and_caches_nothing() {
+    // A STAC API that accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/api/stac/v1", listener.local_addr().unwrap());
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let child = flow(cache.path())
+        .args(["run", RECIPE, "--set"])
+        .arg(format!("catalog={url}"))
+        .args(["--out"])
+        .arg(out.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out_put = child.wait_with_output().unwrap();
+    assert_eq!(out_put.status.code(), Some(130), "{}", String::from_utf8_lossy(&out_put.stderr));
+    assert!(started.elapsed() < Duration::from_secs(10), "stops promptly, without waiting for the 30 s timeout");
+    let objects: Vec<_> = std::fs::read_dir(cache.path().join("objects")).unwrap().collect();
+    assert!(objects.is_empty(), "nothing cached");
+    drop(listener);
+}
