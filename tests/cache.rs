@@ -8,7 +8,8 @@ const RECIPE: &str = "recipes/timberlea_kmeans.toml";
 
 fn offline_run(cache: &Path, out: &Path) -> std::process::Command {
     let mut c = flow(cache);
-    c.args(["run", RECIPE, "--profile", "offline", "--quiet", "--out"]).arg(out);
+    c.args(["run", RECIPE, "--profile", "offline", "--quiet", "--out"])
+        .arg(out);
     c
 }
 
@@ -25,8 +26,16 @@ fn verify(cache: &Path) -> (i32, String) {
 fn concurrent_runs_on_one_cache_both_succeed_with_identical_outputs() {
     let cache = tempfile::tempdir().unwrap();
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut first = offline_run(cache.path(), a.path()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut second = offline_run(cache.path(), b.path()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = offline_run(cache.path(), a.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut second = offline_run(cache.path(), b.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     assert!(first.wait().unwrap().success());
     assert!(second.wait().unwrap().success());
     assert!(classes(a.path()) == classes(b.path()));
@@ -39,13 +48,20 @@ fn concurrent_runs_on_one_cache_both_succeed_with_identical_outputs() {
 fn sigkill_mid_run_leaves_nothing_trusted_and_the_rerun_matches_a_clean_run() {
     let clean_cache = tempfile::tempdir().unwrap();
     let clean_out = tempfile::tempdir().unwrap();
-    assert_eq!(output(&mut offline_run(clean_cache.path(), clean_out.path())).0, 0);
+    assert_eq!(
+        output(&mut offline_run(clean_cache.path(), clean_out.path())).0,
+        0
+    );
 
     let cache = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     // Kill at several moments: while the scene is generated, while rasters are cached, later.
     for delay_ms in [60u64, 200, 350, 500] {
-        let mut child = offline_run(cache.path(), out.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = offline_run(cache.path(), out.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -54,7 +70,10 @@ fn sigkill_mid_run_leaves_nothing_trusted_and_the_rerun_matches_a_clean_run() {
     }
     let (code, _, stderr) = output(&mut offline_run(cache.path(), out.path()));
     assert_eq!(code, 0, "{stderr}");
-    assert!(classes(out.path()) == classes(clean_out.path()), "the rerun gives what a clean run gives");
+    assert!(
+        classes(out.path()) == classes(clean_out.path()),
+        "the rerun gives what a clean run gives"
+    );
     let (code, report) = verify(cache.path());
     assert_eq!(code, 0, "{report}");
 }
@@ -68,7 +87,10 @@ fn flipped_bytes_are_reported_by_verify_and_recomputed_by_run() {
 
     // Flip one byte in the middle of every stored array.
     let mut flipped = 0;
-    for shard in std::fs::read_dir(cache.path().join("objects")).unwrap().flatten() {
+    for shard in std::fs::read_dir(cache.path().join("objects"))
+        .unwrap()
+        .flatten()
+    {
         for entry in std::fs::read_dir(shard.path()).unwrap().flatten() {
             let npy = entry.path().join("data.npy");
             if let Ok(mut bytes) = std::fs::read(&npy) {
@@ -89,7 +111,10 @@ fn flipped_bytes_are_reported_by_verify_and_recomputed_by_run() {
     std::fs::remove_dir_all(out.path()).unwrap();
     let (code, _, stderr) = output(&mut offline_run(cache.path(), out.path()));
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("corrupt cache entry") && stderr.contains("checksum mismatch"), "{stderr}");
+    assert!(
+        stderr.contains("corrupt cache entry") && stderr.contains("checksum mismatch"),
+        "{stderr}"
+    );
     assert!(classes(out.path()) == reference, "never a wrong answer");
     let (code, report) = verify(cache.path());
     assert_eq!(code, 0, "{report}");
@@ -113,12 +138,25 @@ fn ctrl_c_stops_the_run_with_exit_130_and_caches_nothing() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let started = Instant::now();
-    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let out_put = child.wait_with_output().unwrap();
-    assert_eq!(out_put.status.code(), Some(130), "{}", String::from_utf8_lossy(&out_put.stderr));
-    assert!(started.elapsed() < Duration::from_secs(10), "stops promptly, without waiting for the 30 s timeout");
-    let objects: Vec<_> = std::fs::read_dir(cache.path().join("objects")).unwrap().collect();
+    assert_eq!(
+        out_put.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out_put.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stops promptly, without waiting for the 30 s timeout"
+    );
+    let objects: Vec<_> = std::fs::read_dir(cache.path().join("objects"))
+        .unwrap()
+        .collect();
     assert!(objects.is_empty(), "nothing cached");
     drop(listener);
 }

@@ -63,9 +63,19 @@ fn search(url: &str, params: &str) -> Vec<String> {
     );
     std::fs::write(&recipe, &text).unwrap();
     let out = dir.path().join("out");
-    let (code, stdout, stderr) = output(flow(cache.path()).arg("run").arg(&recipe).arg("--out").arg(&out));
-    assert_eq!(code, 0, "flow run failed\n--- recipe\n{text}--- stdout\n{stdout}--- stderr\n{stderr}");
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let (code, stdout, stderr) = output(
+        flow(cache.path())
+            .arg("run")
+            .arg(&recipe)
+            .arg("--out")
+            .arg(&out),
+    );
+    assert_eq!(
+        code, 0,
+        "flow run failed\n--- recipe\n{text}--- stdout\n{stdout}--- stderr\n{stderr}"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
     let node = report["nodes"]
         .as_array()
         .and_then(|nodes| nodes.iter().find(|n| n["id"] == "search"))
@@ -83,7 +93,11 @@ fn search(url: &str, params: &str) -> Vec<String> {
     let mut unique = ids.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), ids.len(), "an item came back twice (paging?): {ids:?}");
+    assert_eq!(
+        unique.len(),
+        ids.len(),
+        "an item came back twice (paging?): {ids:?}"
+    );
     ids
 }
 
@@ -125,7 +139,10 @@ fn max_items_stops_mid_page() {
     let ids = search(&url, "max_items = 3\nlimit = 2");
     assert_eq!(ids.len(), 3, "{ids:?}");
     for id in &ids {
-        assert!(ALL_S2.contains(&id.as_str()), "{id} is not in sentinel-2-l2a: {ids:?}");
+        assert!(
+            ALL_S2.contains(&id.as_str()),
+            "{id} is not in sentinel-2-l2a: {ids:?}"
+        );
     }
 }
 

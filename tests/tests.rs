@@ -20,3 +20,6 @@ mod stac_api;
 
 /// The cache through the binary: concurrent runs, SIGKILL, corruption, Ctrl-C.
 mod cache;
+
+/// COGs over HTTP through the STAC API, and Planetary Computer signing end to end.
+mod stac_http;

@@ -261,7 +261,9 @@ pub async fn run(
     on_event(Event::Begin { nodes: n });
 
     // Sinks are needed; a needed node that must be computed needs its inputs.
-    let sinks: Vec<usize> = (0..n).filter(|i| !inputs_of.iter().any(|ins| ins.contains(i))).collect();
+    let sinks: Vec<usize> = (0..n)
+        .filter(|i| !inputs_of.iter().any(|ins| ins.contains(i)))
+        .collect();
     for i in sinks {
         require(i, &mut slots, &inputs_of);
     }
