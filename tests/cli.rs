@@ -48,6 +48,23 @@ fn graph_renders_dot_and_mermaid() {
 }
 
 #[test]
+fn graph_shows_the_cache_state_of_each_node() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let args = ["recipes/timberlea_kmeans.toml", "--profile", "offline"];
+    let (_, before, _) = output(flow(cache.path()).arg("graph").args(args));
+    assert!(!before.contains("[cached]"), "{before}");
+    let (code, _, stderr) = output(flow(cache.path()).arg("run").args(args).arg("--quiet").arg("--out").arg(out.path()));
+    assert_eq!(code, 0, "{stderr}");
+    let (_, after, _) = output(flow(cache.path()).arg("graph").args(args));
+    assert!(after.contains("\"stack\" [label=\"stack\\nstack\\n[cached]\""), "{after}");
+    assert!(after.contains("sign\\n[uncached]"), "sign is never cached: {after}");
+    // Another k: the fit and what follows are missing, the rest cached.
+    let (_, k6, _) = output(flow(cache.path()).arg("graph").args(args).args(["--set", "k=6", "--format", "mermaid"]));
+    assert!(k6.contains("fit<br/>kmeans-fit<br/>[missing]") && k6.contains("flatten<br/>flatten<br/>[cached]"), "{k6}");
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let cache = tempfile::tempdir().unwrap();
     let (code, _, stderr) = output(flow(cache.path()).args(["run", "no/such/recipe.toml"]));
