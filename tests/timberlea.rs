@@ -334,3 +334,38 @@ fn live_catalog_unreachable_fails_at_search_with_exit_4_and_writes_nothing() {
         "only the report of the failed run"
     );
 }
+
+#[test]
+fn more_classes_than_valid_pixels_is_bad_data_exit_3_naming_both_numbers() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("tiny.toml");
+    // A 3 x 3 pixel window of the offline scene: 9 valid pixels.
+    std::fs::write(
+        &recipe,
+        r#"name = "tiny"
+[nodes.items]
+kind = "stac-search"
+catalog = "builtin:timberlea"
+query = { "eo:cloud_cover" = { lt = 5 } }
+[nodes.stack]
+kind = "stack"
+input = "items"
+assets = ["B02", "B03", "B04", "B08"]
+resolution = 10
+bounds = [586000, 5032000, 586030, 5032030]
+epsg = 32618
+[nodes.flat]
+kind = "flatten"
+input = "stack"
+[nodes.fit]
+kind = "kmeans-fit"
+input = "flat"
+k = 12
+"#,
+    )
+    .unwrap();
+    let (code, _, stderr) = output(flow(cache.path()).arg("run").arg(&recipe).arg("--out").arg(dir.path().join("out")));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("fit") && stderr.contains("12") && stderr.contains("9 valid"), "{stderr}");
+}
