@@ -54,14 +54,36 @@ fn graph_shows_the_cache_state_of_each_node() {
     let args = ["recipes/timberlea_kmeans.toml", "--profile", "offline"];
     let (_, before, _) = output(flow(cache.path()).arg("graph").args(args));
     assert!(!before.contains("[cached]"), "{before}");
-    let (code, _, stderr) = output(flow(cache.path()).arg("run").args(args).arg("--quiet").arg("--out").arg(out.path()));
+    let (code, _, stderr) = output(
+        flow(cache.path())
+            .arg("run")
+            .args(args)
+            .arg("--quiet")
+            .arg("--out")
+            .arg(out.path()),
+    );
     assert_eq!(code, 0, "{stderr}");
     let (_, after, _) = output(flow(cache.path()).arg("graph").args(args));
-    assert!(after.contains("\"stack\" [label=\"stack\\nstack\\n[cached]\""), "{after}");
-    assert!(after.contains("sign\\n[uncached]"), "sign is never cached: {after}");
+    assert!(
+        after.contains("\"stack\" [label=\"stack\\nstack\\n[cached]\""),
+        "{after}"
+    );
+    assert!(
+        after.contains("sign\\n[uncached]"),
+        "sign is never cached: {after}"
+    );
     // Another k: the fit and what follows are missing, the rest cached.
-    let (_, k6, _) = output(flow(cache.path()).arg("graph").args(args).args(["--set", "k=6", "--format", "mermaid"]));
-    assert!(k6.contains("fit<br/>kmeans-fit<br/>[missing]") && k6.contains("flatten<br/>flatten<br/>[cached]"), "{k6}");
+    let (_, k6, _) = output(
+        flow(cache.path())
+            .arg("graph")
+            .args(args)
+            .args(["--set", "k=6", "--format", "mermaid"]),
+    );
+    assert!(
+        k6.contains("fit<br/>kmeans-fit<br/>[missing]")
+            && k6.contains("flatten<br/>flatten<br/>[cached]"),
+        "{k6}"
+    );
 }
 
 #[test]

@@ -151,6 +151,7 @@ fn offline_run_makes_the_notebooks_map_and_reruns_from_the_cache() {
         ".nodes[].duration_ms" => "[ms]",
         ".nodes[].span_ms" => "[span]",
         ".nodes[].key" => "[key]",
+        ".nodes[].peak_rss_bytes" => "[bytes]",
     });
 
     // Again: everything cached, nothing computed.
@@ -221,26 +222,35 @@ fn labels_are_identical_across_job_counts() {
     );
 }
 
-#[test]
-fn ndvi_recipe_adds_indices_and_still_separates_the_classes() {
+/// Runs `recipe` with `--profile offline` and `extra` arguments; returns the ARI of its class map
+/// against the scene's truth and its run report.
+fn offline_ari(recipe: &str, extra: &[&str]) -> (f64, serde_json::Value) {
     let cache = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let scene = tempfile::tempdir().unwrap();
     let (code, _, stderr) = output(
         flow(cache.path())
-            .args([
-                "run",
-                "recipes/timberlea_kmeans_ndvi.toml",
-                "--profile",
-                "offline",
-                "--set",
-                "k=5",
-                "--out",
-            ])
+            .args(["run", recipe, "--profile", "offline"])
+            .args(extra)
+            .arg("--out")
             .arg(out.path()),
     );
     assert_eq!(code, 0, "{stderr}");
-    let report = run_json(out.path());
+    let (code, _, stderr) = output(
+        flow(cache.path())
+            .args(["fixture", "timberlea", "--out"])
+            .arg(scene.path()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    (
+        ari_against_truth(&out.path().join("timberlea_classes.tif"), scene.path()),
+        run_json(out.path()),
+    )
+}
+
+#[test]
+fn ndvi_recipe_adds_indices_and_still_separates_the_classes() {
+    let (ari, report) = offline_ari("recipes/timberlea_kmeans_ndvi.toml", &["--set", "k=5"]);
     let flat = report["nodes"]
         .as_array()
         .unwrap()
@@ -258,43 +268,13 @@ fn ndvi_recipe_adds_indices_and_still_separates_the_classes() {
         "{features:?}"
     );
     assert_eq!(features.len(), 14);
-    let (code, _, _) = output(
-        flow(cache.path())
-            .args(["fixture", "timberlea", "--out"])
-            .arg(scene.path()),
-    );
-    assert_eq!(code, 0);
-    let ari = ari_against_truth(&out.path().join("timberlea_classes.tif"), scene.path());
     println!("Timberlea offline with NDVI and NDWI, k = 5: adjusted Rand index {ari:.4}");
     assert!(ari >= 0.8, "ARI {ari}");
 }
 
 #[test]
 fn k_equal_to_the_true_classes_recovers_the_truth() {
-    let cache = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let scene = tempfile::tempdir().unwrap();
-    let (code, _, stderr) = output(
-        flow(cache.path())
-            .args([
-                "run",
-                RECIPE,
-                "--profile",
-                "offline",
-                "--set",
-                "k=5",
-                "--out",
-            ])
-            .arg(out.path()),
-    );
-    assert_eq!(code, 0, "{stderr}");
-    let (code, _, _) = output(
-        flow(cache.path())
-            .args(["fixture", "timberlea", "--out"])
-            .arg(scene.path()),
-    );
-    assert_eq!(code, 0);
-    let ari = ari_against_truth(&out.path().join("timberlea_classes.tif"), scene.path());
+    let (ari, _) = offline_ari(RECIPE, &["--set", "k=5"]);
     println!("Timberlea offline, k = 5: adjusted Rand index {ari:.4}");
     assert!(ari >= 0.8, "ARI {ari}");
 }
@@ -365,7 +345,16 @@ k = 12
 "#,
     )
     .unwrap();
-    let (code, _, stderr) = output(flow(cache.path()).arg("run").arg(&recipe).arg("--out").arg(dir.path().join("out")));
+    let (code, _, stderr) = output(
+        flow(cache.path())
+            .arg("run")
+            .arg(&recipe)
+            .arg("--out")
+            .arg(dir.path().join("out")),
+    );
     assert_eq!(code, 3, "{stderr}");
-    assert!(stderr.contains("fit") && stderr.contains("12") && stderr.contains("9 valid"), "{stderr}");
+    assert!(
+        stderr.contains("fit") && stderr.contains("12") && stderr.contains("9 valid"),
+        "{stderr}"
+    );
 }

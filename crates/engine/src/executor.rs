@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::cache::{Cache, Lookup};
 use crate::key::{node_key, Key};
+use crate::memory;
 use crate::report::{NodeReport, NodeStatus, RunReport};
 
 /// How to run a plan.
@@ -33,6 +34,24 @@ pub struct RunOptions {
     pub datasets: Datasets,
     /// Set to cancel the run (Ctrl-C).
     pub cancel: Arc<AtomicBool>,
+}
+
+impl RunOptions {
+    /// The context handed to node `id`: output, recipe and data directories, threads, the
+    /// cancellation flag and the datasets.
+    pub fn context(&self, id: &str) -> RunContext {
+        let data_dir = self
+            .cache
+            .as_ref()
+            .map(Cache::data_dir)
+            .unwrap_or_else(|| self.data_dir.clone());
+        let mut ctx = RunContext::new(id, self.out_dir.clone(), self.recipe_dir.clone(), data_dir)
+            .with_cancel_flag(self.cancel.clone());
+        ctx.threads = self.jobs;
+        ctx.refresh = self.refresh;
+        ctx.datasets = self.datasets.clone();
+        ctx
+    }
 }
 
 /// Progress events, in the order they happen.
@@ -152,21 +171,7 @@ fn input_indices(plan: &Plan) -> Vec<Vec<usize>> {
 /// nodes that are never stored (such as `sign`).
 pub fn cache_states(plan: &Plan, options: &RunOptions) -> Vec<(String, &'static str)> {
     let inputs_of = input_indices(plan);
-    let data_dir = options
-        .cache
-        .as_ref()
-        .map(Cache::data_dir)
-        .unwrap_or_else(|| options.data_dir.clone());
-    let context = |id: &str| {
-        let mut ctx = RunContext::new(
-            id,
-            options.out_dir.clone(),
-            options.recipe_dir.clone(),
-            data_dir.clone(),
-        );
-        ctx.datasets = options.datasets.clone();
-        ctx
-    };
+    let context = |id: &str| options.context(id);
     let (keys, _) = compute_keys(plan, &inputs_of, &context);
     plan.nodes
         .iter()
@@ -210,24 +215,7 @@ pub async fn run(
     let started = Instant::now();
     let n = plan.nodes.len();
     let inputs_of = input_indices(plan);
-    let data_dir = options
-        .cache
-        .as_ref()
-        .map(Cache::data_dir)
-        .unwrap_or_else(|| options.data_dir.clone());
-    let context = |id: &str| {
-        let mut ctx = RunContext::new(
-            id,
-            options.out_dir.clone(),
-            options.recipe_dir.clone(),
-            data_dir.clone(),
-        )
-        .with_cancel_flag(options.cancel.clone());
-        ctx.threads = options.jobs;
-        ctx.refresh = options.refresh;
-        ctx.datasets = options.datasets.clone();
-        ctx
-    };
+    let context = |id: &str| options.context(id);
 
     let mut reports: Vec<Option<NodeReport>> = vec![None; n];
     let mut first_error: Option<(String, NodeError)> = None;
@@ -308,6 +296,9 @@ pub async fn run(
                         _ => None,
                     },
                 ));
+                if options.jobs <= 1 {
+                    memory::reset_peak_rss();
+                }
                 slots[i].state = State::Busy;
                 slots[i].started = Some((Instant::now(), unix_ms()));
                 running += 1;
@@ -398,6 +389,7 @@ pub async fn run(
             warnings: vec![],
             error: None,
             span_ms: Some((t0_unix, unix_ms())),
+            peak_rss_bytes: memory::peak_rss_bytes(),
         };
         match outcome {
             Outcome::Loaded(v) => {
@@ -467,6 +459,7 @@ pub async fn run(
                     warnings: vec![],
                     error: None,
                     span_ms: None,
+                    peak_rss_bytes: None,
                 };
                 on_event(Event::Finished(Box::new(report.clone())));
                 report

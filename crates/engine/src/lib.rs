@@ -13,6 +13,7 @@ pub mod cache;
 pub mod error;
 pub mod executor;
 pub mod key;
+pub mod memory;
 pub mod report;
 
 pub use cache::{Cache, EntryInfo, Lookup};

@@ -58,6 +58,10 @@ pub struct NodeReport {
     /// Unix time in milliseconds when it started and ended (for overlap analysis).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub span_ms: Option<(u128, u128)>,
+    /// The process's peak resident memory in bytes when the node finished (Linux). With
+    /// `--jobs 1` the peak is reset before each node, so this is the node's own peak.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// The whole report of a run, written as `run.json`.
