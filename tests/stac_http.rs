@@ -259,3 +259,36 @@ fn new_tokens_still_hit_the_cache_and_never_reach_logs_or_the_report() {
         .contains("sig=SECRET2"));
     assert!(!stderr.contains("sig="), "{stderr}");
 }
+
+/// Live searches are cached for `ttl` seconds; `--refresh` asks the API again.
+#[test]
+fn live_search_is_cached_until_refresh_or_ttl() {
+    let Some((api, _)) = served_scene() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("live.toml");
+    let write = |ttl: u64| {
+        std::fs::write(
+            &recipe,
+            format!("name = \"live\"\n[nodes.search]\nkind = \"stac-search\"\ncatalog = \"{api}\"\ncollections = [\"sentinel-2-l2a\"]\nids = [\"{AUG_03}\"]\nttl = {ttl}\n"),
+        )
+        .unwrap()
+    };
+    let status = |extra: &[&str]| {
+        let out = dir.path().join("out");
+        let (code, _, stderr) = output(flow(cache.path()).arg("run").arg(&recipe).args(extra).arg("--out").arg(&out));
+        assert_eq!(code, 0, "{stderr}");
+        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+        report["nodes"][0]["status"].as_str().unwrap().to_string()
+    };
+    write(3600);
+    assert_eq!(status(&[]), "computed");
+    assert_eq!(status(&[]), "cached");
+    assert_eq!(status(&["--refresh"]), "computed");
+    assert_eq!(status(&[]), "cached");
+    // ttl = 0: every run asks again.
+    write(0);
+    assert_eq!(status(&[]), "computed");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(status(&[]), "computed");
+}
