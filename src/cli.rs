@@ -14,6 +14,10 @@ pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Load a plugin library (repeatable); plugins also come from the recipe's `plugins = [...]`
+    /// and from FLOW_PLUGIN_PATH.
+    #[arg(long = "plugin", global = true, value_name = "PATH")]
+    pub plugins: Vec<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -205,11 +209,12 @@ pub fn main() -> i32 {
         }
     };
     crate::commands::init_logging(cli.verbose);
+    let plugins = cli.plugins;
     match cli.command {
-        Command::Run(a) => crate::commands::run(a),
-        Command::Validate(a) => crate::commands::validate(a),
-        Command::Graph(a) => crate::commands::graph(a),
-        Command::Nodes(a) => crate::commands::nodes(a),
+        Command::Run(a) => crate::commands::run(a, &plugins),
+        Command::Validate(a) => crate::commands::validate(a, &plugins),
+        Command::Graph(a) => crate::commands::graph(a, &plugins),
+        Command::Nodes(a) => crate::commands::nodes(a, &plugins),
         Command::Cache(a) => crate::commands::cache(a),
         Command::Fixture(a) => crate::commands::fixture(a),
     }

@@ -64,6 +64,25 @@ fn load_plan(args: &RecipeArgs, registry: &flow_core::Registry) -> Result<Plan, 
     })
 }
 
+/// The built-in kinds plus every plugin: the recipe's `plugins = [...]` (relative to the
+/// recipe), FLOW_PLUGIN_PATH, then `--plugin`. A plugin that cannot be loaded is reported and
+/// the command exits 6 before the recipe is validated.
+fn registry_with_plugins(
+    recipe: Option<&Path>,
+    plugins: &[PathBuf],
+) -> Result<flow_core::Registry, i32> {
+    let mut registry = crate::registry::builtin();
+    let text = recipe.and_then(|r| std::fs::read_to_string(r).ok());
+    let dir = recipe.map(recipe_dir);
+    match flow_plugin::load_all(&mut registry, text.as_deref().zip(dir.as_deref()), plugins) {
+        Ok(_) => Ok(registry),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(exit::PLUGIN)
+        }
+    }
+}
+
 fn recipe_dir(recipe: &Path) -> PathBuf {
     recipe
         .parent()
@@ -88,8 +107,11 @@ fn open_cache(arg: &CacheDirArg) -> Result<Cache, i32> {
 }
 
 /// `flow validate`.
-pub fn validate(args: ValidateArgs) -> i32 {
-    let registry = crate::registry::builtin();
+pub fn validate(args: ValidateArgs, plugins: &[PathBuf]) -> i32 {
+    let registry = match registry_with_plugins(Some(&args.recipe.recipe), plugins) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     match load_plan(&args.recipe, &registry) {
         Ok(plan) => {
             if args.plan {
@@ -111,8 +133,11 @@ pub fn validate(args: ValidateArgs) -> i32 {
 }
 
 /// `flow graph`.
-pub fn graph(args: GraphArgs) -> i32 {
-    let registry = crate::registry::builtin();
+pub fn graph(args: GraphArgs, plugins: &[PathBuf]) -> i32 {
+    let registry = match registry_with_plugins(Some(&args.recipe.recipe), plugins) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let plan = match load_plan(&args.recipe, &registry) {
         Ok(p) => p,
         Err(code) => return code,
@@ -145,8 +170,11 @@ pub fn graph(args: GraphArgs) -> i32 {
 }
 
 /// `flow nodes`.
-pub fn nodes(args: NodesArgs) -> i32 {
-    let registry = crate::registry::builtin();
+pub fn nodes(args: NodesArgs, plugins: &[PathBuf]) -> i32 {
+    let registry = match registry_with_plugins(None, plugins) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     print!("{}", report::nodes(&registry, args.format));
     exit::OK
 }
@@ -178,8 +206,11 @@ fn run_options(
 }
 
 /// `flow run`.
-pub fn run(args: RunArgs) -> i32 {
-    let registry = crate::registry::builtin();
+pub fn run(args: RunArgs, plugins: &[PathBuf]) -> i32 {
+    let registry = match registry_with_plugins(Some(&args.recipe.recipe), plugins) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let plan = match load_plan(&args.recipe, &registry) {
         Ok(p) => p,
         Err(code) => return code,

@@ -12,7 +12,8 @@ pub fn flow(cache: &Path) -> Command {
     c.current_dir(root())
         .env("NO_COLOR", "1")
         .env("FLOW_CACHE_DIR", cache)
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        .env_remove("FLOW_PLUGIN_PATH");
     c
 }
 

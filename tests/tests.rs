@@ -23,3 +23,7 @@ mod cache;
 
 /// COGs over HTTP through the STAC API, and Planetary Computer signing end to end.
 mod stac_http;
+
+/// Plugins: the majority-filter example and the test-only plugins, built with cargo and loaded by
+/// the binary.
+mod plugins;

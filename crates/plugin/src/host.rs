@@ -1,0 +1,433 @@
+//! The host side: loads plugin libraries and wraps their kinds as `flow_core::NodeKind`s.
+//!
+//! A library is opened with libloading and never unloaded (its `Library` is leaked), so the
+//! `'static` descriptor and every node built from it stay valid for the life of the process.
+//! Loading the same file twice in one process returns the first load.
+
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use flow_core::{
+    Caching, Inputs, Node, NodeError, NodeKind, Origin, ParamError, ParamSpec, Params, Registry,
+    RunContext, Signature, Value, ValueType,
+};
+
+use crate::abi::{
+    FlowBuf, FlowInput, FlowNodeHandle, FlowPluginHeader, FlowPluginV1, FlowStr, FlowValue,
+    ABI_VERSION, CACHING_NEVER, CACHING_TTL, ENTRY_SYMBOL, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
+};
+use crate::buf::Received;
+use crate::error::{node_error_from_json, param_error_from_json, PluginError};
+use crate::kinds::{kinds_from_json, KindInfo};
+use crate::parts::{self, Lent};
+
+/// A loaded plugin library.
+#[derive(Debug)]
+pub struct PluginLibrary {
+    desc: &'static FlowPluginV1,
+    /// The plugin's name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// The library it was loaded from (canonical path).
+    pub path: PathBuf,
+    /// Its node kinds.
+    pub kinds: Vec<KindInfo>,
+}
+
+/// Libraries loaded so far in this process, by canonical path.
+static LOADED: Mutex<Vec<Arc<PluginLibrary>>> = Mutex::new(Vec::new());
+
+/// Loads the plugin library at `path` (once per process).
+///
+/// Reads the descriptor's ABI version, and nothing else, before anything of the library runs; a
+/// library for another ABI version is refused without calling into it.
+///
+/// # Errors
+/// [`PluginError::Load`] when the file is missing or not a loadable library,
+/// [`PluginError::NoEntry`] without the entry symbol, [`PluginError::AbiMismatch`],
+/// [`PluginError::Malformed`] or [`PluginError::Panicked`] when its kinds cannot be read.
+pub fn load(path: &Path) -> Result<Arc<PluginLibrary>, PluginError> {
+    let canonical = path.canonicalize().map_err(|e| PluginError::Load {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut loaded = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = loaded.iter().find(|p| p.path == canonical) {
+        return Ok(p.clone());
+    }
+    if !canonical.is_file() {
+        return Err(PluginError::Load {
+            path: canonical,
+            reason: "not a file".into(),
+        });
+    }
+    // SAFETY: loading a library runs its initializers. flow only loads paths the user named
+    // (--plugin, the recipe's `plugins`, FLOW_PLUGIN_PATH); running their code is the point.
+    let library =
+        unsafe { libloading::Library::new(&canonical) }.map_err(|e| PluginError::Load {
+            path: canonical.clone(),
+            reason: error_chain(&e),
+        })?;
+    // SAFETY: the symbol is looked up as a data address; nothing is called and nothing is read
+    // through it here.
+    let entry: *const FlowPluginHeader =
+        match unsafe { library.get::<*const FlowPluginHeader>(ENTRY_SYMBOL.as_bytes()) } {
+            Ok(sym) => *sym,
+            Err(_) => return Err(PluginError::NoEntry { path: canonical }),
+        };
+    // Never unloaded: the descriptor and the code of its nodes must outlive every use.
+    std::mem::forget(library);
+    // SAFETY: `entry` is the address of the exported `flow_plugin_entry` static of a library that
+    // stays loaded forever; every descriptor version begins with a `u32` ABI version, which is all
+    // `from_descriptor` reads before checking it.
+    let plugin = unsafe { from_descriptor(entry, canonical) }?;
+    let plugin = Arc::new(plugin);
+    loaded.push(plugin.clone());
+    Ok(plugin)
+}
+
+/// An error and its sources, `: `-separated (libloading's own message is only "dlopen failed").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Checks the ABI version at `entry`, then reads the rest of the descriptor and the kinds.
+///
+/// # Safety
+/// `entry` must point to a descriptor that begins with a `u32` ABI version and that, when the
+/// version is [`ABI_VERSION`], is a [`FlowPluginV1`] valid for the rest of the process.
+pub unsafe fn from_descriptor(
+    entry: *const FlowPluginHeader,
+    path: PathBuf,
+) -> Result<PluginLibrary, PluginError> {
+    if entry.is_null() || !entry.is_aligned() {
+        return Err(PluginError::Malformed {
+            path,
+            message: "the entry symbol is null or misaligned".into(),
+        });
+    }
+    // SAFETY: non-null, aligned, and the caller guarantees a u32 there; only this field is read.
+    let found = unsafe { entry.read().abi_version };
+    if found != ABI_VERSION {
+        return Err(PluginError::AbiMismatch {
+            path,
+            expected: ABI_VERSION,
+            found,
+        });
+    }
+    // SAFETY: the version matches, so the caller guarantees a `'static` FlowPluginV1 here.
+    let desc: &'static FlowPluginV1 = unsafe { &*entry.cast::<FlowPluginV1>() };
+    let text = |s: FlowStr, what: &str| {
+        // SAFETY: the descriptor's strings are static in the library, which is never unloaded.
+        unsafe { s.as_str() }
+            .map(String::from)
+            .ok_or_else(|| PluginError::Malformed {
+                path: path.clone(),
+                message: format!("its {what} is not UTF-8"),
+            })
+    };
+    let name = text(desc.name, "name")?;
+    let version = text(desc.version, "version")?;
+    let mut out = Received::new();
+    // SAFETY: `describe` is the plugin's function for this ABI; `out` is an empty, writable buffer.
+    let status = unsafe { (desc.describe)(&mut out.0) };
+    let kinds = match status {
+        STATUS_OK => kinds_from_json(&out.text()).map_err(|message| PluginError::Malformed {
+            path: path.clone(),
+            message,
+        })?,
+        STATUS_PANIC => {
+            return Err(PluginError::Panicked {
+                plugin: name,
+                message: out.text(),
+            })
+        }
+        other => {
+            return Err(PluginError::Malformed {
+                path,
+                message: format!("describe failed (status {other}): {}", out.text()),
+            })
+        }
+    };
+    Ok(PluginLibrary {
+        desc,
+        name,
+        version,
+        path,
+        kinds,
+    })
+}
+
+/// What [`load_into`] loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedPlugin {
+    /// The plugin's name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// The library.
+    pub path: PathBuf,
+    /// The kinds it registered.
+    pub kinds: Vec<String>,
+}
+
+/// Loads every library in `paths` (each once) and registers its kinds in `registry`.
+///
+/// # Errors
+/// The first [`PluginError`]; a kind whose name is taken is [`PluginError::DuplicateKind`].
+pub fn load_into(
+    registry: &mut Registry,
+    paths: &[PathBuf],
+) -> Result<Vec<LoadedPlugin>, PluginError> {
+    let mut done: Vec<PathBuf> = Vec::new();
+    let mut out = Vec::new();
+    for path in paths {
+        let plugin = load(path)?;
+        if done.contains(&plugin.path) {
+            continue;
+        }
+        done.push(plugin.path.clone());
+        register(registry, &plugin)?;
+        out.push(LoadedPlugin {
+            name: plugin.name.clone(),
+            version: plugin.version.clone(),
+            path: plugin.path.clone(),
+            kinds: plugin.kinds.iter().map(|k| k.name.clone()).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Registers every kind of `plugin`.
+///
+/// # Errors
+/// [`PluginError::DuplicateKind`] when a kind's name is taken.
+pub fn register(registry: &mut Registry, plugin: &Arc<PluginLibrary>) -> Result<(), PluginError> {
+    for info in &plugin.kinds {
+        let kind = PluginKind {
+            plugin: plugin.clone(),
+            info: info.clone(),
+        };
+        registry
+            .register(Arc::new(kind))
+            .map_err(|e| PluginError::DuplicateKind {
+                path: plugin.path.clone(),
+                kind: e.0,
+            })?;
+    }
+    Ok(())
+}
+
+/// A plugin's node kind, as flow sees it.
+pub struct PluginKind {
+    plugin: Arc<PluginLibrary>,
+    info: KindInfo,
+}
+
+impl NodeKind for PluginKind {
+    fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    fn version(&self) -> u32 {
+        self.info.version
+    }
+
+    fn doc(&self) -> &str {
+        &self.info.doc
+    }
+
+    fn signature(&self) -> Signature {
+        self.info.signature.clone()
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        self.info.params.clone()
+    }
+
+    fn pixel_local(&self) -> bool {
+        self.info.pixel_local
+    }
+
+    fn origin(&self) -> Origin {
+        Origin::Plugin {
+            name: self.plugin.name.clone(),
+            version: self.plugin.version.clone(),
+            abi: ABI_VERSION,
+            path: self.plugin.path.clone(),
+        }
+    }
+
+    fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
+        let plugin = &self.plugin.name;
+        let params_json = serde_json::to_string(params).map_err(|e| {
+            ParamError::general(format!("params cannot be sent to the plugin: {e}"))
+        })?;
+        let mut handle = FlowNodeHandle {
+            node: std::ptr::null_mut(),
+            caching: 0,
+            ttl_secs: 0,
+        };
+        let mut msg = Received::new();
+        // SAFETY: the plugin's `build` for this ABI; both strings outlive the call, `handle` and
+        // `msg` are writable and empty.
+        let status = unsafe {
+            (self.plugin.desc.build)(
+                FlowStr::borrow(&self.info.name),
+                FlowStr::borrow(&params_json),
+                &mut handle,
+                &mut msg.0,
+            )
+        };
+        match status {
+            STATUS_OK if !handle.node.is_null() => Ok(Box::new(PluginNode {
+                plugin: self.plugin.clone(),
+                output: self.info.signature.output,
+                node: handle.node,
+                caching: match handle.caching {
+                    CACHING_TTL => Caching::Ttl(handle.ttl_secs),
+                    CACHING_NEVER => Caching::Never,
+                    _ => Caching::Store,
+                },
+            })),
+            STATUS_OK => Err(ParamError::general(format!(
+                "plugin `{plugin}` built no node"
+            ))),
+            STATUS_ERROR => Err(param_error_from_json(plugin, &msg.text())),
+            STATUS_PANIC => Err(ParamError::general(
+                PluginError::Panicked {
+                    plugin: plugin.clone(),
+                    message: msg.text(),
+                }
+                .to_string(),
+            )),
+            other => Err(ParamError::general(format!(
+                "plugin `{plugin}` returned unknown status {other}"
+            ))),
+        }
+    }
+}
+
+/// A node built by a plugin.
+struct PluginNode {
+    plugin: Arc<PluginLibrary>,
+    output: ValueType,
+    node: *mut c_void,
+    caching: Caching,
+}
+
+// SAFETY: the plugin's node is a `Box<dyn flow_plugin::Node>`, which is `Send + Sync` by the
+// trait's bounds; `run` only borrows it, `drop_node` frees it once, from `Drop`.
+unsafe impl Send for PluginNode {}
+// SAFETY: as above.
+unsafe impl Sync for PluginNode {}
+
+impl Drop for PluginNode {
+    fn drop(&mut self) {
+        // SAFETY: `node` came from this plugin's `build` and is dropped exactly once, here.
+        unsafe { (self.plugin.desc.drop_node)(self.node) };
+    }
+}
+
+/// A value received from a plugin; released when dropped.
+struct ReceivedValue(FlowValue);
+
+impl Drop for ReceivedValue {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.release.take() {
+            // SAFETY: the plugin handed this value over with this callback; called once.
+            unsafe { release(&mut self.0) };
+        }
+    }
+}
+
+fn context_json(ctx: &RunContext) -> String {
+    serde_json::json!({
+        "node_id": ctx.node_id,
+        "out_dir": ctx.out_dir,
+        "recipe_dir": ctx.recipe_dir,
+        "data_dir": ctx.data_dir,
+        "threads": ctx.threads,
+        "refresh": ctx.refresh,
+    })
+    .to_string()
+}
+
+impl Node for PluginNode {
+    fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
+        ctx.check_cancelled()?;
+        let plugin = &self.plugin.name;
+        let failed = |message: String| -> NodeError {
+            PluginError::Failed {
+                plugin: plugin.clone(),
+                message,
+            }
+            .into()
+        };
+        // Inputs are lent: pointers into the host's arrays, valid until this function returns.
+        let lent: Vec<(&str, Lent)> = inputs.iter().map(|(p, v)| (p, Lent::new(v))).collect();
+        let raw: Vec<FlowInput> = lent
+            .iter()
+            .map(|(port, l)| FlowInput {
+                port: FlowStr::borrow(port),
+                value: l.flow_value(),
+            })
+            .collect();
+        let ctx_json = context_json(ctx);
+        let mut out = ReceivedValue(FlowValue::empty());
+        let mut msg = Received::new();
+        // SAFETY: `node` is live (dropped only in Drop); `ctx_json`, `raw` and the `lent` values it
+        // points into outlive the call; `out` and `msg` are writable and empty.
+        let status = unsafe {
+            (self.plugin.desc.run)(
+                self.node,
+                FlowStr::borrow(&ctx_json),
+                raw.as_ptr(),
+                raw.len(),
+                &mut out.0,
+                &mut msg.0 as *mut FlowBuf,
+            )
+        };
+        match status {
+            STATUS_OK => {
+                // SAFETY: on success the plugin filled `out`, valid until we release it (on drop).
+                let value = unsafe { parts::to_value(&out.0) }
+                    .map_err(|e| failed(format!("returned a malformed value: {e}")))?;
+                drop(out);
+                if self.output != ValueType::Any && value.value_type() != self.output {
+                    return Err(failed(format!(
+                        "returned a {} where its signature says {}",
+                        value.value_type(),
+                        self.output
+                    )));
+                }
+                if let Ok(warnings) = serde_json::from_slice::<Vec<String>>(msg.bytes()) {
+                    for w in warnings {
+                        ctx.warn(w);
+                    }
+                }
+                Ok(value)
+            }
+            STATUS_ERROR => Err(node_error_from_json(plugin, &msg.text())),
+            STATUS_PANIC => Err(PluginError::Panicked {
+                plugin: plugin.clone(),
+                message: msg.text(),
+            }
+            .into()),
+            other => Err(failed(format!("returned unknown status {other}"))),
+        }
+    }
+
+    fn caching(&self) -> Caching {
+        self.caching
+    }
+}

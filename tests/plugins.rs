@@ -1,0 +1,475 @@
+//! Plugins through the `flow` binary: the majority-filter example plugin and the test-only
+//! plugins (plugins/test-*), each built with cargo as a cdylib into target/plugins.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::support::{flow, output, root};
+
+/// The plugin libraries, built once per test process.
+struct Libs {
+    majority: PathBuf,
+    test: PathBuf,
+    wrong_abi: PathBuf,
+    no_entry: PathBuf,
+}
+
+/// Builds the plugins (debug) into target/plugins: its own target directory, so that the build
+/// neither waits for nor disturbs the `cargo test` that runs this. Incremental after the first.
+fn libs() -> &'static Libs {
+    static LIBS: OnceLock<Libs> = OnceLock::new();
+    LIBS.get_or_init(|| {
+        let target = root().join("target").join("plugins");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let packages = [
+            "flow-majority-filter",
+            "flow-test-plugins",
+            "flow-test-wrong-abi",
+            "flow-test-no-entry",
+        ];
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(root())
+            .args(["build", "--quiet", "--target-dir"])
+            .arg(&target);
+        for p in packages {
+            cmd.args(["-p", p]);
+        }
+        let out = cmd.output().expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "building the plugins failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lib = |name: &str| {
+            let p = target.join("debug").join(format!(
+                "{}{name}{}",
+                std::env::consts::DLL_PREFIX,
+                std::env::consts::DLL_SUFFIX
+            ));
+            assert!(p.is_file(), "{} was built", p.display());
+            p
+        };
+        Libs {
+            majority: lib("flow_majority_filter"),
+            test: lib("flow_test_plugins"),
+            wrong_abi: lib("flow_test_wrong_abi"),
+            no_entry: lib("flow_test_no_entry"),
+        }
+    })
+}
+
+/// `flow` with a private cache and no plugins from the environment.
+fn flow_in(cache: &Path) -> Command {
+    let mut c = flow(cache);
+    c.env_remove("FLOW_PLUGIN_PATH");
+    c
+}
+
+fn toml_str(p: &Path) -> String {
+    serde_json::to_string(&p.display().to_string()).unwrap()
+}
+
+/// Reads band 1 of a GeoTIFF as u16, with its (width, height).
+fn read_u16(path: &Path) -> (Vec<u16>, (usize, usize)) {
+    let ds = gdal::Dataset::open(path).unwrap();
+    let (w, h) = ds.raster_size();
+    let buf = ds
+        .rasterband(1)
+        .unwrap()
+        .read_as::<u16>((0, 0), (w, h), (w, h), None)
+        .unwrap();
+    (buf.data().to_vec(), (w, h))
+}
+
+/// The majority filter written out plainly, to check the plugin against: per pixel, count the
+/// classes of the window (nodata does not vote); keep the centre when it is among the most
+/// frequent, else take the smallest of the most frequent.
+fn mode_filter(data: &[u16], (w, h): (usize, usize), nodata: u16, size: usize) -> Vec<u16> {
+    let r = size as isize / 2;
+    let mut out = vec![nodata; data.len()];
+    for y in 0..h as isize {
+        for x in 0..w as isize {
+            let centre = data[(y * w as isize + x) as usize];
+            if centre == nodata {
+                continue;
+            }
+            let mut counts: HashMap<u16, usize> = HashMap::new();
+            for yy in (y - r).max(0)..=(y + r).min(h as isize - 1) {
+                for xx in (x - r).max(0)..=(x + r).min(w as isize - 1) {
+                    let v = data[(yy * w as isize + xx) as usize];
+                    if v != nodata {
+                        *counts.entry(v).or_default() += 1;
+                    }
+                }
+            }
+            let max = *counts.values().max().unwrap();
+            out[(y * w as isize + x) as usize] = if counts[&centre] == max {
+                centre
+            } else {
+                *counts
+                    .iter()
+                    .filter(|(_, &n)| n == max)
+                    .map(|(c, _)| c)
+                    .min()
+                    .unwrap()
+            };
+        }
+    }
+    out
+}
+
+/// Classified pixels none of whose classified 8-neighbours shares their class.
+fn speckles(data: &[u16], (w, h): (usize, usize), nodata: u16) -> usize {
+    let mut n = 0;
+    for y in 0..h {
+        for x in 0..w {
+            let c = data[y * w + x];
+            if c == nodata {
+                continue;
+            }
+            let mut same = false;
+            let mut any = false;
+            for dy in -1isize..=1 {
+                for dx in -1isize..=1 {
+                    let (yy, xx) = (y as isize + dy, x as isize + dx);
+                    if (dy, dx) == (0, 0)
+                        || yy < 0
+                        || xx < 0
+                        || yy >= h as isize
+                        || xx >= w as isize
+                    {
+                        continue;
+                    }
+                    let v = data[yy as usize * w + xx as usize];
+                    if v != nodata {
+                        any = true;
+                        same |= v == c;
+                    }
+                }
+            }
+            n += usize::from(any && !same);
+        }
+    }
+    n
+}
+
+fn run_json(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap()
+}
+
+fn statuses(report: &serde_json::Value) -> HashMap<String, String> {
+    report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap().to_string(),
+                n["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The kinds of every entry in a cache directory.
+fn cached_kinds(cache: &Path) -> Vec<String> {
+    let mut kinds = Vec::new();
+    let Ok(shards) = std::fs::read_dir(cache.join("objects")) else {
+        return kinds;
+    };
+    for shard in shards.flatten() {
+        for entry in std::fs::read_dir(shard.path()).unwrap().flatten() {
+            if let Ok(m) = std::fs::read(entry.path().join("manifest.json")) {
+                let m: serde_json::Value = serde_json::from_slice(&m).unwrap();
+                kinds.push(m["kind"].as_str().unwrap_or_default().to_string());
+            }
+        }
+    }
+    kinds
+}
+
+/// A 6 x 6 class map: left half 0, right half 1, one speckle of 2 in each, a nodata corner.
+const KNOWN_ROWS: &str = "[[65535, 0, 0, 1, 1, 1], [0, 0, 0, 1, 2, 1], [0, 2, 0, 1, 1, 1], \
+                          [0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1]]";
+
+/// A recipe in `dir` that runs `test-labels` (rows above) -> majority-filter -> GeoTIFF, with the
+/// plugins listed relative to the recipe (through a `libs` link to the build directory).
+fn known_recipe(dir: &Path, size: &str) -> PathBuf {
+    let libs = libs();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(libs.majority.parent().unwrap(), dir.join("libs")).unwrap();
+    let name = |p: &Path| format!("libs/{}", p.file_name().unwrap().to_string_lossy());
+    let recipe = dir.join("known.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "name = \"known\"\nplugins = [\"{}\", \"{}\"]\n\n\
+             [nodes.labels]\nkind = \"test-labels\"\nrows = {KNOWN_ROWS}\n\n\
+             [nodes.smooth]\nkind = \"majority-filter\"\ninput = \"labels\"\nsize = {size}\n\n\
+             [nodes.tif]\nkind = \"write\"\ninput = \"smooth\"\npath = \"smooth.tif\"\n",
+            name(&libs.test),
+            name(&libs.majority)
+        ),
+    )
+    .unwrap();
+    recipe
+}
+
+#[test]
+fn majority_filter_smooths_a_known_array_and_reruns_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let recipe = known_recipe(dir.path(), "3");
+    let run = || {
+        output(
+            flow_in(cache.path())
+                .arg("run")
+                .arg(&recipe)
+                .arg("--out")
+                .arg(&out),
+        )
+    };
+
+    let (code, stdout, stderr) = run();
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let (data, size) = read_u16(&out.join("smooth.tif"));
+    assert_eq!(size, (6, 6));
+    // Both speckles are gone, the edge stays, the nodata corner is nodata (255 in a Byte GeoTIFF).
+    #[rustfmt::skip]
+    let want: Vec<u16> = vec![
+        255, 0, 0, 1, 1, 1,
+        0, 0, 0, 1, 1, 1,
+        0, 0, 0, 1, 1, 1,
+        0, 0, 0, 1, 1, 1,
+        0, 0, 0, 1, 1, 1,
+        0, 0, 0, 1, 1, 1,
+    ];
+    assert_eq!(data, want);
+
+    // Again: the plugin nodes are cache hits like built-in ones.
+    let (code, _, stderr) = run();
+    assert_eq!(code, 0, "{stderr}");
+    let s = statuses(&run_json(&out));
+    assert_eq!(s["smooth"], "cached", "{s:?}");
+    assert!(cached_kinds(cache.path()).contains(&"majority-filter".to_string()));
+}
+
+#[test]
+fn majority_filter_after_reshape_on_the_offline_scene() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // The shipped recipe, with its `plugins` pointed at the debug build of the plugin.
+    let text =
+        std::fs::read_to_string(root().join("recipes/timberlea_kmeans_smooth.toml")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("plugins = "))
+        .expect("the recipe lists its plugin");
+    let text = text.replace(line, &format!("plugins = [{}]", toml_str(&libs().majority)));
+    let recipe = dir.path().join("smooth.toml");
+    std::fs::write(&recipe, text).unwrap();
+
+    let (code, stdout, stderr) = output(
+        flow_in(cache.path())
+            .arg("run")
+            .arg(&recipe)
+            .args(["--profile", "offline", "--out"])
+            .arg(&out),
+    );
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let (classes, size) = read_u16(&out.join("timberlea_classes.tif"));
+    let (smooth, size2) = read_u16(&out.join("timberlea_classes_smooth.tif"));
+    assert_eq!((size, size2), ((228, 207), (228, 207)));
+    assert!(out.join("timberlea_classes_smooth.png").is_file());
+
+    // Pixel for pixel what a plain mode filter of reshape's output gives.
+    assert_eq!(smooth, mode_filter(&classes, size, 255, 3));
+    // Nodata is exactly preserved, and speckle goes down.
+    for (a, b) in classes.iter().zip(&smooth) {
+        assert_eq!(*a == 255, *b == 255);
+    }
+    let (before, after) = (speckles(&classes, size, 255), speckles(&smooth, size, 255));
+    println!("Timberlea offline: {before} speckle pixels before majority-filter, {after} after");
+    assert!(after < before, "{before} -> {after}");
+}
+
+#[test]
+fn flow_nodes_lists_plugin_kinds_with_their_library() {
+    let cache = tempfile::tempdir().unwrap();
+    let libs = libs();
+    let (code, stdout, stderr) = output(
+        flow_in(cache.path())
+            .arg("nodes")
+            .arg("--plugin")
+            .arg(&libs.majority),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let canonical = libs.majority.canonicalize().unwrap();
+    assert!(
+        stdout.contains(&format!(
+            "[plugin majority-filter 0.1.0, {}]",
+            canonical.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("size"), "params are listed:\n{stdout}");
+
+    // The same through FLOW_PLUGIN_PATH (a library, and a directory of libraries elsewhere).
+    let (code, stdout, stderr) = output(
+        flow_in(cache.path())
+            .args(["nodes", "--format", "json"])
+            .env("FLOW_PLUGIN_PATH", &libs.majority),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let kinds: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let mf = kinds
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "majority-filter")
+        .expect("majority-filter is listed");
+    assert_eq!(mf["origin"]["origin"], "plugin");
+    assert_eq!(mf["origin"]["abi"], 1);
+    assert_eq!(mf["params"][0]["name"], "size");
+}
+
+#[test]
+fn a_library_for_another_abi_version_is_refused_without_running_it() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = known_recipe(dir.path(), "3");
+    let lib = &libs().wrong_abi;
+    for args in [vec!["nodes"], vec!["validate", recipe.to_str().unwrap()]] {
+        let (code, stdout, stderr) =
+            output(flow_in(cache.path()).args(&args).arg("--plugin").arg(lib));
+        assert_eq!(code, 6, "{args:?}\nstdout: {stdout}\nstderr: {stderr}");
+        let canonical = lib.canonicalize().unwrap();
+        assert!(
+            stderr.contains(&canonical.display().to_string())
+                && stderr.contains("ABI version 999")
+                && stderr.contains("expects ABI version 1"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "nothing of it ran: {stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+    }
+}
+
+#[test]
+fn a_panicking_plugin_node_fails_the_run_with_exit_6_and_caches_nothing() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("panic.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "name = \"panic\"\nplugins = [{}]\n\n\
+             [nodes.labels]\nkind = \"test-labels\"\nrows = [[1, 2], [3, 4]]\n\n\
+             [nodes.boom]\nkind = \"test-panic\"\ninput = \"labels\"\nmessage = \"kaboom\"\n",
+            toml_str(&libs().test)
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let (code, stdout, stderr) = output(
+        flow_in(cache.path())
+            .arg("run")
+            .arg(&recipe)
+            .arg("--out")
+            .arg(&out),
+    );
+    assert_eq!(code, 6, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stderr.contains("plugin `test-plugins` panicked: deliberate test panic: kaboom"),
+        "{stderr}"
+    );
+    // The host went on to write its report: it did not abort.
+    let report = run_json(&out);
+    assert_eq!(statuses(&report)["boom"], "failed", "{report}");
+    let kinds = cached_kinds(cache.path());
+    assert!(kinds.contains(&"test-labels".to_string()), "{kinds:?}");
+    assert!(!kinds.contains(&"test-panic".to_string()), "{kinds:?}");
+}
+
+#[test]
+fn files_that_are_not_plugins_are_refused_with_exit_6() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.so");
+    std::fs::write(&text, "not a library\n").unwrap();
+    let cases = [
+        (text.clone(), "cannot load plugin"),
+        (dir.path().join("missing.so"), "cannot load plugin"),
+        (
+            libs().no_entry.clone(),
+            "is not a flow plugin: it exports no `flow_plugin_entry`",
+        ),
+    ];
+    for (lib, message) in cases {
+        let (code, _, stderr) =
+            output(flow_in(cache.path()).arg("nodes").arg("--plugin").arg(&lib));
+        assert_eq!(code, 6, "{}: {stderr}", lib.display());
+        assert!(stderr.contains(message), "{stderr}");
+        assert!(
+            stderr.contains(lib.file_name().unwrap().to_str().unwrap()),
+            "the path is named: {stderr}"
+        );
+    }
+    // A recipe's `plugins` entry is reported the same way, before any validation.
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(
+        &recipe,
+        "plugins = [\"notes.so\"]\n[nodes.a]\nkind = \"nope\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = output(flow_in(cache.path()).arg("validate").arg(&recipe));
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stderr.contains("notes.so"), "{stderr}");
+}
+
+#[test]
+fn validate_locates_plugin_param_errors_like_builtin_ones() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = known_recipe(dir.path(), "3");
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    std::fs::write(&recipe, text.replace("size = 3", "sise = 5")).unwrap();
+    let line = std::fs::read_to_string(&recipe)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("sise"))
+        .unwrap()
+        + 1;
+    let (code, _, stderr) = output(flow_in(cache.path()).arg("validate").arg(&recipe));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("unknown param `sise` for node `smooth` (majority-filter)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("known.toml:{line}:1]")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `size`?"), "{stderr}");
+
+    // A value the plugin's build refuses is located at the value.
+    std::fs::write(&recipe, text.replace("size = 3", "size = 4")).unwrap();
+    let (code, _, stderr) = output(flow_in(cache.path()).arg("validate").arg(&recipe));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("must be an odd integer from 3 to 51, got 4"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("known.toml:{line}:8]")),
+        "{stderr}"
+    );
+    assert!(
+        !cache.path().join("objects").exists(),
+        "nothing was computed"
+    );
+}
