@@ -263,7 +263,9 @@ fn new_tokens_still_hit_the_cache_and_never_reach_logs_or_the_report() {
 /// Live searches are cached for `ttl` seconds; `--refresh` asks the API again.
 #[test]
 fn live_search_is_cached_until_refresh_or_ttl() {
-    let Some((api, _)) = served_scene() else { return };
+    let Some((api, _)) = served_scene() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let recipe = dir.path().join("live.toml");
@@ -276,9 +278,17 @@ fn live_search_is_cached_until_refresh_or_ttl() {
     };
     let status = |extra: &[&str]| {
         let out = dir.path().join("out");
-        let (code, _, stderr) = output(flow(cache.path()).arg("run").arg(&recipe).args(extra).arg("--out").arg(&out));
+        let (code, _, stderr) = output(
+            flow(cache.path())
+                .arg("run")
+                .arg(&recipe)
+                .args(extra)
+                .arg("--out")
+                .arg(&out),
+        );
         assert_eq!(code, 0, "{stderr}");
-        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
         report["nodes"][0]["status"].as_str().unwrap().to_string()
     };
     write(3600);

@@ -7,7 +7,11 @@ use flow_core::{
 use ndarray::Array2;
 
 use crate::error::MlError;
-use crate::kmeans::assign::{labels, Rows};
+use rayon::prelude::*;
+
+use crate::common::CHUNK;
+use crate::kmeans::assign::Rows;
+use crate::kmeans::kernel::{self, Prepared};
 
 /// The `predict` node kind.
 #[derive(Debug, Clone, Copy, Default)]
@@ -90,10 +94,25 @@ impl PredictNode {
             ));
         }
         let centroids: Vec<f32> = model.centroids.iter().copied().collect();
-        let classes = labels(&Rows::new(matrix.data.view()), &centroids);
-        let n = classes.len();
-        let data = Array2::from_shape_vec((n, 1), classes.into_iter().map(|c| c as f32).collect())
-            .map_err(|e| MlError::Shape(e.to_string()))?;
+        let rows = Rows::new(matrix.data.view());
+        let n = rows.n;
+        // The fit's kernel (same assignment as the fit's counts), written straight into the
+        // output: one pass over the matrix, no intermediate label vector.
+        let p = Prepared::new(&centroids, f);
+        let isa = kernel::isa();
+        let mut classes = vec![0f32; n];
+        classes
+            .par_chunks_mut(CHUNK)
+            .zip(rows.par_chunks())
+            .for_each(|(out, (_, chunk))| {
+                let mut buf = [0u32; CHUNK];
+                kernel::assign_with(isa, chunk, &p, &mut buf[..out.len()]);
+                for (o, &c) in out.iter_mut().zip(buf.iter()) {
+                    *o = c as f32;
+                }
+            });
+        let data =
+            Array2::from_shape_vec((n, 1), classes).map_err(|e| MlError::Shape(e.to_string()))?;
         Ok(Matrix {
             data,
             features: vec!["class".into()],

@@ -6,12 +6,21 @@
 //! iterations; its `cluster_count` after `n_runs > 1` belongs to the last run rather than the kept
 //! one; its init step cannot be called alone; and it measured 15x slower per iteration than a
 //! tuned Lloyd on this machine kind. This module is a plain Lloyd with f64 accumulation whose
-//! parallel reductions are deterministic (see [`super::assign`]).
+//! parallel reductions are deterministic (see [`super::kernel`]).
+//!
+//! Stopping rule: scikit-learn's. A run stops once the summed squared centre shift of an
+//! iteration is at most `tol x mean per-feature variance` (`tol_shift`), which includes the
+//! iteration where no label changed (the shift is then exactly 0: scikit-learn's "strict
+//! convergence"), so iteration counts match scikit-learn's (within one, from the same
+//! centroids). linfa-clustering 0.8 instead stops on an absolute shift (`tolerance`, 1e-4 by
+//! default, compared with the summed centre distance), which depends on the data's units: on
+//! reflectances scaled to 0..255 it runs about twice scikit-learn's iterations.
 
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
-use super::assign::{nearest, pass, sq_dist, Rows};
+use super::assign::{mean_variance, nearest, pass, sq_dist, Rows};
+use super::kernel::{self, Prepared};
 use crate::common::CHUNK;
 use crate::error::MlError;
 
@@ -61,55 +70,132 @@ pub fn lloyd(
 /// [`lloyd`] on prepared rows, checking `cancelled` between iterations.
 pub(crate) fn lloyd_rows(
     rows: &Rows<'_>,
-    mut centroids: Vec<f32>,
+    centroids: Vec<f32>,
     max_iter: usize,
     tol_shift: f64,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<LloydRun, MlError> {
+    let mut runs = lloyd_multi(rows, vec![centroids], max_iter, tol_shift, cancelled)?;
+    runs.pop()
+        .ok_or_else(|| MlError::Shape("lloyd: no run".into()))
+}
+
+/// Several Lloyd runs side by side (the `n_init` restarts): every iteration streams the rows once
+/// for all runs still going, so restarts cost compute but not memory traffic or memory. Each run
+/// gets exactly the result it would get alone.
+pub(crate) fn lloyd_multi(
+    rows: &Rows<'_>,
+    inits: Vec<Vec<f32>>,
+    max_iter: usize,
+    tol_shift: f64,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Vec<LloydRun>, MlError> {
+    struct State {
+        centroids: Vec<f32>,
+        iterations: usize,
+        converged: bool,
+        relocations: usize,
+    }
     let f = rows.f;
-    let k = centroids.len() / f.max(1);
-    let (mut iterations, mut converged, mut relocations) = (0, false, 0);
-    while iterations < max_iter {
+    let mut states: Vec<State> = inits
+        .into_iter()
+        .map(|centroids| State {
+            centroids,
+            iterations: 0,
+            converged: false,
+            relocations: 0,
+        })
+        .collect();
+    loop {
+        let active: Vec<usize> = (0..states.len())
+            .filter(|&r| !states[r].converged && states[r].iterations < max_iter)
+            .collect();
+        if active.is_empty() {
+            break;
+        }
         if cancelled() {
             return Err(MlError::Cancelled);
         }
-        let st = pass(rows, &centroids, k);
-        let mut next = centroids.clone();
-        let mut empty = Vec::new();
-        for c in 0..k {
-            if st.counts[c] == 0 {
-                empty.push(c);
-                continue;
-            }
-            let n = st.counts[c] as f64;
-            for j in 0..f {
-                next[c * f + j] = (st.sums[c * f + j] / n) as f32;
-            }
-        }
-        if !empty.is_empty() {
-            relocations += empty.len();
-            relocate(rows, &mut next, &empty);
-        }
-        let shift: f64 = centroids
+        let prepared: Vec<Prepared> = active
             .iter()
-            .zip(&next)
-            .map(|(a, b)| ((a - b) as f64).powi(2))
-            .sum();
-        centroids = next;
-        iterations += 1;
-        if shift <= tol_shift {
-            converged = true;
-            break;
+            .map(|&r| Prepared::new(&states[r].centroids, f))
+            .collect();
+        let refs: Vec<&Prepared> = prepared.iter().collect();
+        let stats = kernel::step(rows, &refs);
+        for (&r, st) in active.iter().zip(&stats) {
+            let state = &mut states[r];
+            let k = st.counts.len();
+            let mut next = state.centroids.clone();
+            let mut empty = Vec::new();
+            for c in 0..k {
+                if st.counts[c] == 0 {
+                    empty.push(c);
+                    continue;
+                }
+                let n = st.counts[c] as f64;
+                for j in 0..f {
+                    next[c * f + j] = (st.sums[c * f + j] / n) as f32;
+                }
+            }
+            if !empty.is_empty() {
+                state.relocations += empty.len();
+                relocate(rows, &mut next, &empty);
+            }
+            let shift: f64 = state
+                .centroids
+                .iter()
+                .zip(&next)
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum();
+            state.centroids = next;
+            state.iterations += 1;
+            if shift <= tol_shift {
+                state.converged = true;
+            }
         }
     }
-    let centroids = Array2::from_shape_vec((k, f), centroids)
-        .map_err(|e| MlError::Shape(format!("lloyd: {e}")))?;
-    Ok(LloydRun {
-        centroids,
-        iterations,
-        converged,
-        relocations,
-    })
+    states
+        .into_iter()
+        .map(|s| {
+            let k = s.centroids.len() / f.max(1);
+            Ok(LloydRun {
+                centroids: Array2::from_shape_vec((k, f), s.centroids)
+                    .map_err(|e| MlError::Shape(format!("lloyd: {e}")))?,
+                iterations: s.iterations,
+                converged: s.converged,
+                relocations: s.relocations,
+            })
+        })
+        .collect()
+}
+
+/// One run of `kmeans-fit` from given initial centroids, as the node does it: the tolerance
+/// relative to the mean per-feature variance (scikit-learn's `tol`), Lloyd, then the inertia of
+/// the final centroids. For benchmarks and comparisons (scikit-learn's
+/// `KMeans(init=centroids, n_init=1, algorithm="lloyd", tol=tol)`).
+///
+/// # Errors
+/// As [`lloyd`].
+pub fn fit_from_init(
+    data: ArrayView2<'_, f32>,
+    init: ArrayView2<'_, f32>,
+    max_iter: usize,
+    tol: f64,
+) -> Result<(LloydRun, f64), MlError> {
+    if data.ncols() != init.ncols() || data.nrows() == 0 || init.nrows() == 0 {
+        return Err(MlError::Shape(format!(
+            "lloyd: data {:?} and initial centroids {:?} do not fit",
+            data.dim(),
+            init.dim()
+        )));
+    }
+    let rows = Rows::new(data);
+    let (_, var) = mean_variance(&rows);
+    let init: Vec<f32> = init.iter().copied().collect();
+    let run = lloyd_rows(&rows, init, max_iter, tol * var, &|| false)?;
+    let flat: Vec<f32> = run.centroids.iter().copied().collect();
+    let inertia = pass(&rows, &flat, run.centroids.nrows()).inertia;
+    Ok((run, inertia))
 }
 
 /// Moves each empty cluster (in id order) onto the row farthest from the centroids kept so far.

@@ -1,5 +1,5 @@
-//! Nearest-centroid assignment, shared by the fit and by `predict`, and the deterministic
-//! parallel pass that accumulates cluster sums.
+//! Row views, the exact distance helpers (init, relocation) and the deterministic parallel passes
+//! (cluster sums, counts and inertia; column variance) built on the fast [`super::kernel`].
 //!
 //! Every reduction splits the rows into fixed chunks of 8192 rows, computes one partial
 //! result per chunk in parallel and combines the partials sequentially in chunk order, so the
@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 
+use super::kernel::{self, Prepared};
 use crate::common::CHUNK;
 
 /// A row-major view of a matrix as one slice.
@@ -138,7 +139,7 @@ pub struct PassStats {
 }
 
 impl PassStats {
-    fn zeros(k: usize, f: usize) -> Self {
+    pub(crate) fn zeros(k: usize, f: usize) -> Self {
         PassStats {
             sums: vec![0.0; k * f],
             counts: vec![0; k],
@@ -159,30 +160,100 @@ impl PassStats {
     }
 }
 
-/// Assigns every row to its nearest centroid and accumulates sums, counts and inertia.
+/// Assigns every row to its nearest centroid (the fast [`kernel`](super::kernel), the same
+/// assignment as every Lloyd step and as `predict`) and accumulates sums, counts and the inertia
+/// (each row's squared distance to its centroid, computed directly in f32, summed in f64).
 pub fn pass(rows: &Rows<'_>, centroids: &[f32], k: usize) -> PassStats {
-    let f = rows.f;
-    let near = Nearest::new(centroids, f);
-    let partials: Vec<PassStats> = rows
+    let f = rows.f.max(1);
+    let p = Prepared::new(&centroids[..k * f], f);
+    pass_multi(rows, &[&p])
+        .pop()
+        .unwrap_or_else(|| PassStats::zeros(k, f))
+}
+
+/// [`pass`] for several sets of centroids at once, streaming the rows once.
+pub fn pass_multi(rows: &Rows<'_>, runs: &[&Prepared]) -> Vec<PassStats> {
+    let isa = kernel::isa();
+    let f = rows.f.max(1);
+    let partials: Vec<Vec<PassStats>> = rows
         .par_chunks()
         .map(|(_, chunk)| {
-            let mut st = PassStats::zeros(k, f);
-            for row in chunk.chunks_exact(f.max(1)) {
-                let (c, d) = near.find(row);
-                st.counts[c] += 1;
-                st.inertia += d as f64;
-                for (s, &v) in st.sums[c * f..(c + 1) * f].iter_mut().zip(row) {
-                    *s += v as f64;
-                }
-            }
-            st
+            let mut labels = [0u32; kernel::BLOCK];
+            runs.iter()
+                .map(|p| {
+                    let mut st = PassStats::zeros(p.k, f);
+                    for block in chunk.chunks(kernel::BLOCK * f) {
+                        kernel::assign_with(isa, block, p, &mut labels);
+                        for (row, &c) in block.chunks_exact(f).zip(labels.iter()) {
+                            let c = c as usize;
+                            st.counts[c] += 1;
+                            st.inertia += sq_dist(row, &p.flat[c * f..(c + 1) * f]) as f64;
+                            for (s, &v) in st.sums[c * f..(c + 1) * f].iter_mut().zip(row) {
+                                *s += v as f64;
+                            }
+                        }
+                    }
+                    st
+                })
+                .collect()
         })
         .collect();
-    let mut total = PassStats::zeros(k, f);
-    for p in &partials {
-        total.add(p);
+    let mut total: Vec<PassStats> = runs.iter().map(|p| PassStats::zeros(p.k, f)).collect();
+    for part in &partials {
+        for (t, p) in total.iter_mut().zip(part) {
+            t.add(p);
+        }
     }
     total
+}
+
+/// Column means and the mean per-feature variance (`np.mean(np.var(X, axis=0))`, population
+/// variance), in two passes with f64 sums, deterministic for any thread count.
+pub fn mean_variance(rows: &Rows<'_>) -> (Vec<f64>, f64) {
+    let f = rows.f.max(1);
+    // Per chunk: f32 column sums per block of 512 rows, flushed to f64.
+    let col_sums = |shift: &[f32], square: bool| -> Vec<f64> {
+        let partials: Vec<Vec<f64>> = rows
+            .par_chunks()
+            .map(|(_, chunk)| {
+                let mut acc = vec![0.0f64; f];
+                let mut part = vec![0.0f32; f];
+                for block in chunk.chunks(512 * f) {
+                    for row in block.chunks_exact(f) {
+                        for ((p, &v), &m) in part.iter_mut().zip(row).zip(shift) {
+                            let d = v - m;
+                            *p += if square { d * d } else { d };
+                        }
+                    }
+                    for (a, p) in acc.iter_mut().zip(part.iter_mut()) {
+                        *a += *p as f64;
+                        *p = 0.0;
+                    }
+                }
+                acc
+            })
+            .collect();
+        let mut total = vec![0.0f64; f];
+        for p in &partials {
+            total.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        }
+        total
+    };
+    let n = rows.n.max(1) as f64;
+    let zeros = vec![0.0f32; f];
+    let means: Vec<f64> = col_sums(&zeros, false).iter().map(|s| s / n).collect();
+    let m32: Vec<f32> = means.iter().map(|&m| m as f32).collect();
+    // sum (x - m)^2 around the f32-rounded mean, corrected to the exact mean:
+    // sum (x - mu)^2 = sum (x - m)^2 - n (mu - m)^2.
+    let sq = col_sums(&m32, true);
+    let var = sq
+        .iter()
+        .zip(&means)
+        .zip(&m32)
+        .map(|((s, mu), &m)| s - n * (mu - m as f64).powi(2))
+        .sum::<f64>()
+        / (n * f as f64);
+    (means, var)
 }
 
 /// Sum over rows of `g(row index, row)`, deterministic whatever the thread count.
@@ -201,19 +272,12 @@ pub fn ordered_sum(rows: &Rows<'_>, g: impl Fn(usize, &[f32]) -> f64 + Sync) -> 
     partials.iter().sum()
 }
 
-/// The nearest class of every row, in parallel (fixed chunks, so the order is preserved).
+/// The nearest class of every row (the kernel's assignment), in parallel over fixed chunks.
 pub fn labels(rows: &Rows<'_>, centroids: &[f32]) -> Vec<u32> {
-    let f = rows.f.max(1);
-    let parts: Vec<Vec<u32>> = rows
-        .par_chunks()
-        .map(|(_, chunk)| {
-            chunk
-                .chunks_exact(f)
-                .map(|r| nearest(r, centroids, rows.f).0 as u32)
-                .collect()
-        })
-        .collect();
-    parts.concat()
+    let p = Prepared::new(centroids, rows.f);
+    let mut out = vec![0u32; rows.n];
+    kernel::labels_into(rows, &p, &mut out);
+    out
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! `kmeans-fit`: K-Means on a feature matrix -> a [`Model`] with canonically ordered classes.
 //!
-//! Each of `n_init` runs draws initial centroids ([`init`]) from one seeded Xoshiro256+ stream and
-//! runs Lloyd's algorithm ([`algorithm::lloyd`]); the run with the lowest inertia is kept (the
-//! first on ties). Classes are then renumbered by [`algorithm::canonical_order`] (ascending
+//! Each of `n_init` runs draws initial centroids ([`init`]) from one seeded Xoshiro256+ stream (on
+//! at most [`INIT_SAMPLE`] rows) and runs Lloyd's algorithm ([`algorithm::lloyd`]); the runs go
+//! side by side, one stream over the rows per iteration for all of them ([`kernel`]); the run with
+//! the lowest inertia is kept (the first on ties). Classes are then renumbered by [`algorithm::canonical_order`] (ascending
 //! brightness), and counts and inertia are computed by one more assignment pass against the final
 //! centroids, in f64. Parallel work uses fixed chunks combined in order, so the same seed gives the
 //! same model bit for bit on any number of threads.
@@ -11,6 +12,7 @@ pub mod algorithm;
 pub mod assign;
 mod hyperparams;
 pub mod init;
+pub mod kernel;
 
 use flow_core::{
     schema, Inputs, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port,
@@ -22,12 +24,20 @@ use rand_xoshiro::Xoshiro256Plus;
 use serde_json::json;
 
 use crate::error::MlError;
-use assign::{ordered_sum, pass, Rows};
+use assign::{pass, Rows};
+use kernel::Prepared;
 
 pub use hyperparams::{InitMethod, KMeansParams, KMeansValidParams, Sample, SampleParam};
 
 /// Mixed into the seed for the `sample` draw, so that it is independent of the init stream.
 const SAMPLE_STREAM: u64 = 0x5A4D_504C_455F_5354;
+/// Mixed into the seed for the rows that initialization sees when there are more than
+/// [`INIT_SAMPLE`].
+const INIT_SAMPLE_STREAM: u64 = 0x494E_4954_5F53_4D50;
+/// Initialization (k-means++, random, k-means||) looks at most at this many rows, drawn once
+/// per fit, so that it stays a small part of the fit on large matrices (k-means++ costs about
+/// `k x (2 + ln k)` distance passes). Smaller matrices are initialized from all their rows.
+pub const INIT_SAMPLE: usize = 100_000;
 
 /// The `kmeans-fit` node kind.
 #[derive(Debug, Clone, Copy, Default)]
@@ -150,35 +160,59 @@ impl KMeansFitNode {
             (c, 0, true)
         } else {
             // scikit-learn's tolerance: relative to the mean per-feature variance.
-            // One pass: the cluster sums of a single centroid are the column sums.
-            let means: Vec<f64> = pass(&rows, &vec![0.0; f], 1)
-                .sums
-                .iter()
-                .map(|s| s / m as f64)
-                .collect();
-            let var = ordered_sum(&rows, |_, r| {
-                r.iter()
-                    .zip(&means)
-                    .map(|(&v, mu)| (v as f64 - mu).powi(2))
-                    .sum()
-            }) / (m as f64 * f as f64);
+            let (_, var) = assign::mean_variance(&rows);
             let tol_shift = p.tol * var;
             info["tol_shift"] = json!(tol_shift);
+            // Initialization on a bounded sample, so that it stays a small part of the fit.
+            let init_sample: Option<Array2<f32>> = (rows.n > INIT_SAMPLE).then(|| {
+                let mut rng = Xoshiro256Plus::seed_from_u64(p.seed ^ INIT_SAMPLE_STREAM);
+                let mut idx = rand::seq::index::sample(&mut rng, rows.n, INIT_SAMPLE).into_vec();
+                idx.sort_unstable();
+                Array2::from_shape_vec(
+                    (idx.len(), f),
+                    idx.iter()
+                        .flat_map(|&i| rows.row(i).iter().copied())
+                        .collect(),
+                )
+                .expect("sample shape")
+            });
+            let init_rows = init_sample.as_ref().map(|s| Rows::new(s.view()));
+            if init_rows.is_some() {
+                info["init_sample"] = json!(INIT_SAMPLE);
+            }
             let mut rng = Xoshiro256Plus::seed_from_u64(p.seed);
-            let mut best: Option<(algorithm::LloydRun, f64, usize)> = None;
-            for run in 0..p.n_init {
-                let init = init::initialize(p.init, &rows, p.k, &mut rng);
-                let result = algorithm::lloyd_rows(&rows, init, p.max_iter, tol_shift, cancelled)?;
-                let flat: Vec<f32> = result.centroids.iter().copied().collect();
-                let inertia = pass(&rows, &flat, p.k).inertia;
-                tracing::debug!(run, inertia, iterations = result.iterations, "kmeans run");
-                if best.as_ref().map_or(true, |b| inertia < b.1) {
-                    best = Some((result, inertia, run));
+            let inits: Vec<Vec<f32>> = (0..p.n_init)
+                .map(|_| {
+                    init::initialize(p.init, init_rows.as_ref().unwrap_or(&rows), p.k, &mut rng)
+                })
+                .collect();
+            drop(init_rows);
+            drop(init_sample);
+            // All runs side by side: one stream over the rows per iteration.
+            let runs = algorithm::lloyd_multi(&rows, inits, p.max_iter, tol_shift, cancelled)?;
+            let prepared: Vec<Prepared> = runs
+                .iter()
+                .map(|r| Prepared::new(r.centroids.as_slice().unwrap_or(&[]), f))
+                .collect();
+            let refs: Vec<&Prepared> = prepared.iter().collect();
+            let inertias: Vec<f64> = assign::pass_multi(&rows, &refs)
+                .iter()
+                .map(|s| s.inertia)
+                .collect();
+            let mut best: Option<(usize, f64)> = None;
+            for (run, (r, &inertia)) in runs.iter().zip(&inertias).enumerate() {
+                tracing::debug!(run, inertia, iterations = r.iterations, "kmeans run");
+                if best.map_or(true, |b| inertia < b.1) {
+                    best = Some((run, inertia));
                 }
             }
-            let Some((run, _, index)) = best else {
+            let Some((index, _)) = best else {
                 return Err(MlError::Shape("kmeans-fit: no run".into()));
             };
+            let run = runs
+                .into_iter()
+                .nth(index)
+                .ok_or_else(|| MlError::Shape("kmeans-fit: no run".into()))?;
             info["best_run"] = json!(index);
             info["relocated_empty_clusters"] = json!(run.relocations);
             (

@@ -1,0 +1,527 @@
+//! The Lloyd assignment kernel: nearest centroid by `||c||^2 - 2 x.c`, all k centroids of a
+//! block of 8 held as 8-lane vectors, rows streamed once.
+//!
+//! * The squared distance of row `x` to centroid `c` is `||x||^2 + (||c||^2 - 2 x.c)`; the first
+//!   term is the same for every centroid, so the argmin needs only `||c||^2 - 2 x.c`: one FMA per
+//!   feature for 8 centroids at once (scikit-learn's GEMM trick, without the GEMM's temporary).
+//! * Rows are handled in blocks of [`BLOCK`] rows: labels of the block first, then the block (still
+//!   in L1) is added to per-cluster f32 partial sums, in [`BANKS`] banks picked by row parity so
+//!   that consecutive rows of one cluster do not wait on each other; the banks are flushed to f64
+//!   every few blocks. Rounding therefore depends only on the row index, never on the
+//!   thread that ran the block. (Banks are flushed every [`FLUSH_BLOCKS`] blocks.)
+//! * AVX2 + FMA is chosen at run time (`is_x86_feature_detected!`); elsewhere a portable version of
+//!   the same algorithm runs (mul + add instead of FMA, so distances may differ in the last bit and
+//!   an exact near-tie may go the other way; every result is still the same for any thread count).
+//! * Ties go to the lowest centroid id: within 8 lanes the lowest lane equal to the minimum, across
+//!   blocks of 8 a later block must be strictly smaller. A row with a NaN gets class 0.
+
+use rayon::prelude::*;
+
+use super::assign::Rows;
+use crate::common::CHUNK;
+
+/// Centroids per vector.
+pub const LANES: usize = 8;
+/// Rows per block: labels, then sums into the f32 banks.
+pub const BLOCK: usize = 512;
+/// Blocks between two flushes of the f32 banks to f64 (each bank then holds at most
+/// `BLOCK x FLUSH_BLOCKS / BANKS` = 512 rows).
+pub const FLUSH_BLOCKS: usize = 4;
+/// f32 partial-sum banks per cluster (row `i` goes to bank `i % BANKS`).
+pub const BANKS: usize = 4;
+
+/// Centroids laid out for the kernel: per block of 8 centroids, `f` vectors of `-2 c_j` and one of
+/// `||c||^2` (padding lanes: coefficients 0 and norm +inf, so they never win).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Number of centroids.
+    pub k: usize,
+    /// Features.
+    pub f: usize,
+    nb: usize,
+    coef: Vec<[f32; LANES]>,
+    norm: Vec<[f32; LANES]>,
+    /// The centroids as given, row-major.
+    pub flat: Vec<f32>,
+}
+
+impl Prepared {
+    /// Prepares `k x f` centroids given flat (`f >= 1`).
+    pub fn new(centroids: &[f32], f: usize) -> Self {
+        let f = f.max(1);
+        let k = centroids.len() / f;
+        let nb = k.div_ceil(LANES).max(1);
+        let mut coef = vec![[0.0f32; LANES]; nb * f];
+        let mut norm = vec![[f32::INFINITY; LANES]; nb];
+        for c in 0..k {
+            let (b, l) = (c / LANES, c % LANES);
+            let row = &centroids[c * f..(c + 1) * f];
+            let mut n = 0.0f32;
+            for (j, &v) in row.iter().enumerate() {
+                coef[b * f + j][l] = -2.0 * v;
+                n += v * v;
+            }
+            norm[b][l] = n;
+        }
+        Prepared {
+            k,
+            f,
+            nb,
+            coef,
+            norm,
+            flat: centroids[..k * f].to_vec(),
+        }
+    }
+}
+
+/// Which implementation runs on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX2 + FMA (+ BMI1) intrinsics.
+    Avx2Fma,
+    /// Plain Rust (auto-vectorized for the build's baseline, SSE2 on x86-64).
+    Portable,
+}
+
+/// The implementation chosen for this CPU (`FLOW_KMEANS_PORTABLE=1` forces the portable one).
+pub fn isa() -> Isa {
+    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *ISA.get_or_init(|| {
+        if std::env::var_os("FLOW_KMEANS_PORTABLE").is_some_and(|v| v == "1") {
+            return Isa::Portable;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("bmi1")
+            {
+                return Isa::Avx2Fma;
+            }
+        }
+        Isa::Portable
+    })
+}
+
+/// Labels of the rows of `block` (row-major, `p.f` values each) into `out`.
+pub fn assign_with(isa: Isa, block: &[f32], p: &Prepared, out: &mut [u32]) {
+    let n = block.len() / p.f;
+    debug_assert!(out.len() >= n);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Avx2Fma is only chosen when the CPU has both features (or by a caller that
+        // checked them, see `isa`).
+        Isa::Avx2Fma => unsafe { avx2::assign(block, p, &mut out[..n]) },
+        _ => portable::assign(block, p, &mut out[..n]),
+    }
+}
+
+/// [`assign_with`] on this CPU's implementation.
+#[inline]
+pub fn assign(block: &[f32], p: &Prepared, out: &mut [u32]) {
+    assign_with(isa(), block, p, out)
+}
+
+/// Per-cluster f32 partial sums of one run, flushed into f64 totals.
+#[derive(Debug, Clone)]
+pub struct Accum {
+    k: usize,
+    f: usize,
+    fpad: usize,
+    banks: Vec<f32>,
+    /// Per cluster sums, `k x f`, f64.
+    pub sums: Vec<f64>,
+    /// Rows per cluster.
+    pub counts: Vec<u64>,
+}
+
+impl Accum {
+    /// Zeroed accumulators for `k` clusters of `f` features.
+    pub fn new(k: usize, f: usize) -> Self {
+        let f = f.max(1);
+        let fpad = f.div_ceil(LANES) * LANES;
+        Accum {
+            k,
+            f,
+            fpad,
+            banks: vec![0.0; BANKS * k * fpad],
+            sums: vec![0.0; k * f],
+            counts: vec![0; k],
+        }
+    }
+
+    /// Adds the rows of `block` (at most [`BLOCK`] rows) to the banks of their labels, then
+    /// flushes the banks into the f64 sums (in a fixed order) and zeroes them.
+    pub fn add_block(&mut self, isa: Isa, block: &[f32], labels: &[u32]) {
+        self.add_block_no_flush(isa, block, labels);
+        self.flush();
+    }
+
+    /// Adds the rows of `block` to the f32 banks only.
+    pub fn add_block_no_flush(&mut self, isa: Isa, block: &[f32], labels: &[u32]) {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as in `assign_with`.
+            Isa::Avx2Fma => unsafe { avx2::accumulate(block, labels, self) },
+            _ => portable::accumulate(block, labels, self),
+        }
+    }
+
+    /// Adds the f32 banks into the f64 sums (in a fixed order) and zeroes them.
+    pub fn flush(&mut self) {
+        for b in 0..BANKS {
+            for c in 0..self.k {
+                let base = (b * self.k + c) * self.fpad;
+                for j in 0..self.f {
+                    self.sums[c * self.f + j] += self.banks[base + j] as f64;
+                }
+            }
+        }
+        self.banks.iter_mut().for_each(|v| *v = 0.0);
+    }
+
+    fn merge(&mut self, other: &Accum) {
+        self.sums
+            .iter_mut()
+            .zip(&other.sums)
+            .for_each(|(a, b)| *a += b);
+        self.counts
+            .iter_mut()
+            .zip(&other.counts)
+            .for_each(|(a, b)| *a += b);
+    }
+}
+
+/// One Lloyd assignment step for several runs at once, streaming the rows once: for every block
+/// of rows (in L1), every run's labels and sums. Returns each run's cluster sums and counts.
+/// Chunks of [`CHUNK`] rows run in parallel and are combined in chunk order: the same bits for
+/// any number of threads.
+pub fn step(rows: &Rows<'_>, runs: &[&Prepared]) -> Vec<Accum> {
+    let isa = isa();
+    let f = rows.f.max(1);
+    let partials: Vec<Vec<Accum>> = rows
+        .par_chunks()
+        .map(|(_, chunk)| {
+            let mut acc: Vec<Accum> = runs.iter().map(|p| Accum::new(p.k, f)).collect();
+            let mut labels = [0u32; BLOCK];
+            for (bi, block) in chunk.chunks(BLOCK * f).enumerate() {
+                let n = block.len() / f;
+                let flush = (bi + 1) % FLUSH_BLOCKS == 0;
+                for (p, a) in runs.iter().zip(acc.iter_mut()) {
+                    assign_with(isa, block, p, &mut labels);
+                    a.add_block_no_flush(isa, block, &labels[..n]);
+                    if flush {
+                        a.flush();
+                    }
+                }
+            }
+            for a in acc.iter_mut() {
+                a.flush();
+            }
+            acc
+        })
+        .collect();
+    let mut total: Vec<Accum> = runs.iter().map(|p| Accum::new(p.k, f)).collect();
+    for part in &partials {
+        for (t, p) in total.iter_mut().zip(part) {
+            t.merge(p);
+        }
+    }
+    total
+}
+
+/// Labels of all rows into `out` (one per row), in parallel over fixed chunks.
+pub fn labels_into(rows: &Rows<'_>, p: &Prepared, out: &mut [u32]) {
+    debug_assert_eq!(out.len(), rows.n);
+    let isa = isa();
+    out.par_chunks_mut(CHUNK)
+        .zip(rows.par_chunks())
+        .for_each(|(o, (_, chunk))| assign_with(isa, chunk, p, o));
+}
+
+mod portable {
+    use super::{Accum, Prepared, BANKS, LANES};
+
+    pub fn assign(block: &[f32], p: &Prepared, out: &mut [u32]) {
+        let f = p.f;
+        for (row, o) in block.chunks_exact(f).zip(out.iter_mut()) {
+            let mut best = (0u32, f32::INFINITY);
+            for b in 0..p.nb {
+                let coef = &p.coef[b * f..(b + 1) * f];
+                let mut a0 = p.norm[b];
+                let mut a1 = [0.0f32; LANES];
+                let mut j = 0;
+                while j + 1 < f {
+                    let (x0, x1) = (row[j], row[j + 1]);
+                    for l in 0..LANES {
+                        a0[l] += x0 * coef[j][l];
+                        a1[l] += x1 * coef[j + 1][l];
+                    }
+                    j += 2;
+                }
+                if j < f {
+                    let x0 = row[j];
+                    for l in 0..LANES {
+                        a0[l] += x0 * coef[j][l];
+                    }
+                }
+                for l in 0..LANES {
+                    let d = a0[l] + a1[l];
+                    if d < best.1 {
+                        best = ((b * LANES + l) as u32, d);
+                    }
+                }
+            }
+            *o = best.0;
+        }
+    }
+
+    pub fn accumulate(block: &[f32], labels: &[u32], acc: &mut Accum) {
+        let (f, fpad, k) = (acc.f, acc.fpad, acc.k);
+        for (i, (row, &c)) in block.chunks_exact(f).zip(labels).enumerate() {
+            let c = c as usize;
+            acc.counts[c] += 1;
+            let base = ((i % BANKS) * k + c) * fpad;
+            for (s, &v) in acc.banks[base..base + f].iter_mut().zip(row) {
+                *s += v;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Accum, Prepared, BANKS, LANES};
+
+    /// Index of the lowest set bit of a byte (0 for 0).
+    static FIRST_LANE: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut i = 1;
+        while i < 256 {
+            t[i] = (i as u32).trailing_zeros() as u8;
+            i += 1;
+        }
+        t
+    };
+
+    /// Lowest lane holding the minimum of `d` and that minimum; lane 0 when all are NaN.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,bmi1")]
+    unsafe fn argmin(d: __m256) -> (u32, f32) {
+        let m = _mm256_min_ps(d, _mm256_permute2f128_ps(d, d, 1));
+        let m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0b0100_1110));
+        let m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0b1011_0001));
+        let mask = _mm256_movemask_ps(_mm256_cmp_ps(d, m, _CMP_EQ_OQ)) as usize;
+        // Lowest set bit by table (one load; LLVM lowers `trailing_zeros` through a popcount
+        // sequence here).
+        (
+            *FIRST_LANE.get_unchecked(mask & 0xFF) as u32,
+            _mm256_cvtss_f32(m),
+        )
+    }
+
+    /// `||c||^2 - 2 x.c` for the 8 centroids of one block, two FMA chains. `F` is the number of
+    /// features when known at compile time (the loop is then fully unrolled), 0 for `f`.
+    #[inline(always)]
+    unsafe fn partial<const F: usize>(
+        x: *const f32,
+        f: usize,
+        coef: *const [f32; LANES],
+        norm: __m256,
+    ) -> __m256 {
+        let f = if F > 0 { F } else { f };
+        let mut a0 = norm;
+        let mut a1 = _mm256_setzero_ps();
+        let mut j = 0;
+        while j + 1 < f {
+            a0 = _mm256_fmadd_ps(
+                _mm256_set1_ps(*x.add(j)),
+                _mm256_loadu_ps(coef.add(j) as *const f32),
+                a0,
+            );
+            a1 = _mm256_fmadd_ps(
+                _mm256_set1_ps(*x.add(j + 1)),
+                _mm256_loadu_ps(coef.add(j + 1) as *const f32),
+                a1,
+            );
+            j += 2;
+        }
+        if j < f {
+            a0 = _mm256_fmadd_ps(
+                _mm256_set1_ps(*x.add(j)),
+                _mm256_loadu_ps(coef.add(j) as *const f32),
+                a0,
+            );
+        }
+        _mm256_add_ps(a0, a1)
+    }
+
+    #[target_feature(enable = "avx2,fma,bmi1")]
+    pub unsafe fn assign(block: &[f32], p: &Prepared, out: &mut [u32]) {
+        macro_rules! by_f {
+            ($($n:literal)*) => {
+                match p.f {
+                    $($n => assign_f::<$n>(block, p, out),)*
+                    _ => assign_f::<0>(block, p, out),
+                }
+            };
+        }
+        by_f!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+    }
+
+    #[inline(always)]
+    unsafe fn assign_f<const F: usize>(block: &[f32], p: &Prepared, out: &mut [u32]) {
+        let f = p.f;
+        let n = out.len().min(block.len() / f);
+        let x = block.as_ptr();
+        let coef = p.coef.as_ptr();
+        if p.nb == 1 {
+            let norm = _mm256_loadu_ps(p.norm[0].as_ptr());
+            // Two rows per step: more independent dependency chains.
+            let mut i = 0;
+            while i + 1 < n {
+                let d0 = partial::<F>(x.add(i * f), f, coef, norm);
+                let d1 = partial::<F>(x.add((i + 1) * f), f, coef, norm);
+                *out.get_unchecked_mut(i) = argmin(d0).0;
+                *out.get_unchecked_mut(i + 1) = argmin(d1).0;
+                i += 2;
+            }
+            if i < n {
+                *out.get_unchecked_mut(i) = argmin(partial::<F>(x.add(i * f), f, coef, norm)).0;
+            }
+            return;
+        }
+        for i in 0..n {
+            let xr = x.add(i * f);
+            let mut best = (0u32, f32::INFINITY);
+            for b in 0..p.nb {
+                let norm = _mm256_loadu_ps(p.norm[b].as_ptr());
+                let (lane, m) = argmin(partial::<F>(xr, f, coef.add(b * f), norm));
+                if m < best.1 {
+                    best = ((b * LANES) as u32 + lane, m);
+                }
+            }
+            *out.get_unchecked_mut(i) = best.0;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn accumulate(block: &[f32], labels: &[u32], acc: &mut Accum) {
+        let (f, fpad, k) = (acc.f, acc.fpad, acc.k);
+        let n = labels.len().min(block.len() / f);
+        let full = f / LANES;
+        let tail = f % LANES;
+        let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let tail_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail as i32), idx);
+        let x = block.as_ptr();
+        let banks = acc.banks.as_mut_ptr();
+        for i in 0..n {
+            let c = *labels.get_unchecked(i) as usize;
+            *acc.counts.get_unchecked_mut(c) += 1;
+            let s = banks.add(((i % BANKS) * k + c) * fpad);
+            let xr = x.add(i * f);
+            for q in 0..full {
+                let v = _mm256_add_ps(
+                    _mm256_loadu_ps(s.add(q * LANES)),
+                    _mm256_loadu_ps(xr.add(q * LANES)),
+                );
+                _mm256_storeu_ps(s.add(q * LANES), v);
+            }
+            if tail > 0 {
+                let off = full * LANES;
+                let v = _mm256_add_ps(
+                    _mm256_loadu_ps(s.add(off)),
+                    _mm256_maskload_ps(xr.add(off), tail_mask),
+                );
+                _mm256_storeu_ps(s.add(off), v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kmeans::assign::nearest;
+
+    fn data(n: usize, f: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n * f)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32) / (1u64 << 24) as f32 * 100.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn both_implementations_find_the_nearest_centroid() {
+        for (k, f) in [(1, 1), (3, 1), (6, 13), (8, 12), (8, 13), (11, 3), (17, 5)] {
+            let x = data(1000, f, (k * 31 + f) as u64);
+            let c = data(k, f, 99 + k as u64);
+            let p = Prepared::new(&c, f);
+            let mut isas = vec![Isa::Portable];
+            if isa() == Isa::Avx2Fma {
+                isas.push(Isa::Avx2Fma);
+            }
+            for isa in isas {
+                let mut out = vec![0u32; 1000];
+                assign_with(isa, &x, &p, &mut out);
+                for (i, row) in x.chunks_exact(f).enumerate() {
+                    let (want, dw) = nearest(row, &c, f);
+                    let got = out[i] as usize;
+                    if got != want {
+                        // only a near-tie may differ (the expansion rounds differently)
+                        let dg = crate::kmeans::assign::sq_dist(row, &c[got * f..(got + 1) * f]);
+                        assert!(
+                            (dg - dw).abs() <= 1e-4 * dw.max(1.0),
+                            "{isa:?} k={k} f={f} row {i}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ties_and_duplicates_go_to_the_lowest_id() {
+        // 10 identical centroids (two blocks of 8): every row goes to 0.
+        let c = [1.0f32, 2.0].repeat(10);
+        let p = Prepared::new(&c, 2);
+        let x = data(100, 2, 5);
+        for isa in [Isa::Portable, isa()] {
+            let mut out = vec![7u32; 100];
+            assign_with(isa, &x, &p, &mut out);
+            assert!(out.iter().all(|&l| l == 0), "{isa:?}");
+            // NaN rows: class 0
+            let mut o = [9u32; 1];
+            assign_with(isa, &[f32::NAN, 1.0], &p, &mut o);
+            assert_eq!(o[0], 0);
+        }
+    }
+
+    #[test]
+    fn sums_are_exact_on_small_integers() {
+        let f = 13;
+        let x: Vec<f32> = (0..(BLOCK + 37) * f).map(|v| (v % 7) as f32).collect();
+        let labels: Vec<u32> = (0..BLOCK + 37).map(|i| (i % 3) as u32).collect();
+        for isa in [Isa::Portable, isa()] {
+            let mut a = Accum::new(3, f);
+            for (b, l) in x.chunks(BLOCK * f).zip(labels.chunks(BLOCK)) {
+                a.add_block(isa, b, l);
+            }
+            let mut want = vec![0.0f64; 3 * f];
+            for (row, &l) in x.chunks_exact(f).zip(&labels) {
+                for j in 0..f {
+                    want[l as usize * f + j] += row[j] as f64;
+                }
+            }
+            assert_eq!(a.sums, want);
+            assert_eq!(a.counts.iter().sum::<u64>(), (BLOCK + 37) as u64);
+        }
+    }
+}
