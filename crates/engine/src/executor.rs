@@ -106,11 +106,21 @@ fn unix_ms() -> u128 {
         .unwrap_or(0)
 }
 
-fn ttl_of(caching: Caching, refresh: bool) -> Option<u64> {
+/// The TTL of a node's cache entries; `None` for entries that do not expire.
+fn ttl_of(caching: Caching) -> Option<u64> {
     match caching {
-        Caching::Ttl(_) if refresh => Some(0),
         Caching::Ttl(t) => Some(t),
         _ => None,
+    }
+}
+
+/// True when a cached output may be used at all: never for `Caching::Never`, and not for live
+/// (TTL) results when the user asked to `--refresh` them.
+fn reusable(caching: Caching, refresh: bool) -> bool {
+    match caching {
+        Caching::Never => false,
+        Caching::Ttl(_) => !refresh,
+        Caching::Store => true,
     }
 }
 
@@ -180,7 +190,11 @@ pub fn cache_states(plan: &Plan, options: &RunOptions) -> Vec<(String, &'static 
             let caching = node.node.caching();
             let state = match (&options.cache, caching) {
                 (_, Caching::Never) => "uncached",
-                (Some(c), _) if c.contains(&key, ttl_of(caching, options.refresh)) => "cached",
+                (Some(c), _)
+                    if reusable(caching, options.refresh) && c.contains(&key, ttl_of(caching)) =>
+                {
+                    "cached"
+                }
                 _ => "missing",
             };
             (node.id.clone(), state)
@@ -232,10 +246,9 @@ pub async fn run(
         .map(|(node, key)| {
             let caching = node.node.caching();
             let hit = caching != Caching::Never
-                && options
-                    .cache
-                    .as_ref()
-                    .is_some_and(|c| c.contains(&key, ttl_of(caching, options.refresh)));
+                && options.cache.as_ref().is_some_and(|c| {
+                    reusable(caching, options.refresh) && c.contains(&key, ttl_of(caching))
+                });
             Slot {
                 key,
                 caching,
@@ -287,7 +300,7 @@ pub async fn run(
                 let ctx = context(&node.id);
                 let key = slot.key;
                 let cache = options.cache.clone();
-                let ttl = ttl_of(slot.caching, options.refresh);
+                let ttl = ttl_of(slot.caching);
                 let caching = slot.caching;
                 let loading = slot.hit;
                 let inputs = Inputs::new(node.inputs.iter().zip(&inputs_of[i]).filter_map(
