@@ -27,3 +27,6 @@ mod stac_http;
 /// Plugins: the majority-filter example and the test-only plugins, built with cargo and loaded by
 /// the binary.
 mod plugins;
+
+/// Unreadable assets: exit 3 with item, asset and href.
+mod raster_errors;

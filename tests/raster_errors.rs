@@ -1,0 +1,132 @@
+//! Unreadable assets through the binary: exit 3 naming item, asset and href, nothing cached.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+
+use crate::support::{flow, output};
+
+const CLEAR_ITEM: &str = "S2B_MSIL2A_20210803T154909_R054_T18TWR_20210804T003227";
+
+fn recipe(dir: &Path, catalog: &Path) -> std::path::PathBuf {
+    let path = dir.join("stack.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"broken-asset\"\n[nodes.items]\nkind = \"stac-search\"\ncatalog = \"{}\"\nids = [\"{CLEAR_ITEM}\"]\n\
+             [nodes.stack]\nkind = \"stack\"\ninput = \"items\"\nassets = [\"B02\", \"B04\"]\nresolution = 10\n",
+            catalog.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// True when some cache entry was made by a node of `kind`.
+fn cached_kind(cache: &Path, kind: &str) -> bool {
+    let Ok(shards) = std::fs::read_dir(cache.join("objects")) else {
+        return false;
+    };
+    shards
+        .flatten()
+        .flat_map(|s| std::fs::read_dir(s.path()).into_iter().flatten().flatten())
+        .any(|e| {
+            std::fs::read_to_string(e.path().join("manifest.json"))
+                .is_ok_and(|m| m.contains(&format!("\"kind\": \"{kind}\"")))
+        })
+}
+
+#[test]
+fn a_truncated_cog_is_bad_data_naming_item_asset_and_href() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("scene");
+    let (code, _, stderr) = output(
+        flow(cache.path())
+            .args(["fixture", "timberlea", "--out"])
+            .arg(&scene),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let b04 = scene.join(CLEAR_ITEM).join("B04.tif");
+    let bytes = std::fs::read(&b04).unwrap();
+    std::fs::write(&b04, &bytes[..bytes.len() / 3]).unwrap();
+
+    let recipe = recipe(dir.path(), &scene.join("items.json"));
+    let (code, _, stderr) = output(
+        flow(cache.path())
+            .arg("run")
+            .arg(&recipe)
+            .arg("--out")
+            .arg(dir.path().join("out")),
+    );
+    assert_eq!(code, 3, "{stderr}");
+    for needle in [CLEAR_ITEM, "B04", "B04.tif"] {
+        assert!(stderr.contains(needle), "`{needle}` in: {stderr}");
+    }
+    assert!(
+        cached_kind(cache.path(), "stac-search"),
+        "the search before it is cached"
+    );
+    assert!(
+        !cached_kind(cache.path(), "stack"),
+        "nothing is cached for the failed node"
+    );
+}
+
+#[test]
+fn a_404_asset_is_bad_data_naming_item_asset_and_href() {
+    // A server that answers 404 to everything.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line != "\r\n" {
+                line.clear();
+            }
+            let mut s = stream;
+            let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot found");
+        }
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("scene");
+    let (code, _, stderr) = output(
+        flow(cache.path())
+            .args(["fixture", "timberlea", "--out"])
+            .arg(&scene),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    // The same items, with every asset on the 404 server.
+    let mut items: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(scene.join("items.json")).unwrap()).unwrap();
+    for item in items["features"].as_array_mut().unwrap() {
+        for asset in item["assets"].as_object_mut().unwrap().values_mut() {
+            let href = asset["href"].as_str().unwrap().to_string();
+            asset["href"] = serde_json::Value::String(format!("{base}/{href}"));
+        }
+    }
+    let catalog = dir.path().join("http-items.json");
+    std::fs::write(&catalog, items.to_string()).unwrap();
+
+    let recipe = recipe(dir.path(), &catalog);
+    let (code, _, stderr) = output(
+        flow(cache.path())
+            .arg("run")
+            .arg(&recipe)
+            .arg("--out")
+            .arg(dir.path().join("out")),
+    );
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains(CLEAR_ITEM)
+            && stderr.contains("B02")
+            && stderr.contains(&format!("{base}/")),
+        "{stderr}"
+    );
+    assert!(
+        !cached_kind(cache.path(), "stack"),
+        "nothing is cached for the failed node"
+    );
+}
