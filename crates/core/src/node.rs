@@ -114,6 +114,12 @@ pub trait NodeKind: Send + Sync {
     fn pixel_local(&self) -> bool {
         false
     }
+    /// Params that change how a node works but not what it outputs (timeouts, retries, how long
+    /// a result stays cached). They are left out of the cache key, so changing them reuses the
+    /// cached output.
+    fn unkeyed_params(&self) -> &[&str] {
+        &[]
+    }
     /// Where the kind comes from.
     fn origin(&self) -> Origin {
         Origin::Builtin

@@ -111,7 +111,17 @@ pub fn node_key(
         }
     }
     let mut p = String::new();
-    canonical_table(params, &mut p);
+    let unkeyed = kind.unkeyed_params();
+    if unkeyed.is_empty() {
+        canonical_table(params, &mut p);
+    } else {
+        let keyed: toml::Table = params
+            .iter()
+            .filter(|(k, _)| !unkeyed.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        canonical_table(&keyed, &mut p);
+    }
     field(p.as_bytes());
     match material {
         Some(m) => field(blake3::hash(m).as_bytes()),
@@ -133,6 +143,9 @@ mod tests {
 
     struct Kind(&'static str, u32);
     impl NodeKind for Kind {
+        fn unkeyed_params(&self) -> &[&str] {
+            &["timeout"]
+        }
         fn name(&self) -> &str {
             self.0
         }
@@ -215,6 +228,13 @@ mod tests {
             &[("input".into(), base)],
         );
         assert_ne!(base, with_input, "inputs");
+        let with_timeout = node_key(
+            &Kind("a", 1),
+            &params("x = 1\ny = [1.0, 2.0]\ntimeout = 5"),
+            None,
+            &[],
+        );
+        assert_eq!(base, with_timeout, "unkeyed params stay out of the key");
         assert_eq!(Key::from_hex(&base.hex()), Some(base));
     }
 }

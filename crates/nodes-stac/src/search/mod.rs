@@ -325,6 +325,11 @@ impl NodeKind for StacSearchKind {
         "stac-search"
     }
 
+    fn unkeyed_params(&self) -> &[&str] {
+        // How long results are kept and how hard the API is tried change no item.
+        &["ttl", "retries", "timeout"]
+    }
+
     fn version(&self) -> u32 {
         1
     }
