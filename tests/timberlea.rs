@@ -154,9 +154,12 @@ fn offline_run_makes_the_notebooks_map_and_reruns_from_the_cache() {
         ".nodes[].peak_rss_bytes" => "[bytes]",
     });
 
-    // Again: everything cached, nothing computed.
-    let (code, _, stderr) = run(&[]);
+    // Again: everything cached, nothing computed; the class table is still printed.
+    let (code, stdout_again, stderr) = run(&[]);
     assert_eq!(code, 0, "{stderr}");
+    let table =
+        |s: &str| s[s.find("classes of").unwrap()..s.find("outputs in").unwrap()].to_string();
+    assert_eq!(table(&stdout_again), table(&stdout));
     let report = run_json(out.path());
     assert_eq!(ids_with_status(&report, "computed"), Vec::<String>::new());
     assert_eq!(

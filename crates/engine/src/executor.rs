@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use flow_core::{summary, Caching, Datasets, Inputs, NodeError, RunContext, Value};
+use flow_core::{summary, Caching, Datasets, Inputs, NodeError, RunContext, Value, ValueType};
 use flow_recipe::Plan;
 use tokio::task::JoinSet;
 
@@ -462,13 +462,27 @@ pub async fn run(
                 } else {
                     NodeStatus::Cancelled
                 };
+                // Small outputs (class maps, models, item lists) are summarized even when they
+                // were not needed, so that a fully cached run still reports its classes.
+                let small = matches!(
+                    node.kind.signature().output,
+                    ValueType::Labels | ValueType::Model | ValueType::Items | ValueType::Json
+                );
+                let output = match (&options.cache, status == NodeStatus::Cached && small) {
+                    (Some(cache), true) => match cache.get(&slots[i].key, ttl_of(slots[i].caching))
+                    {
+                        Lookup::Hit(v, _) => Some(summary::summarize(&v)),
+                        _ => None,
+                    },
+                    _ => None,
+                };
                 let report = NodeReport {
                     id: node.id.clone(),
                     kind: node.kind.name().to_string(),
                     status,
                     key: slots[i].key.hex(),
                     duration_ms: 0.0,
-                    output: None,
+                    output,
                     warnings: vec![],
                     error: None,
                     span_ms: None,
