@@ -50,6 +50,9 @@ impl Resampling {
 pub(crate) enum ReadPath {
     /// A windowed RasterIO of aligned pixels.
     Window,
+    /// A windowed RasterIO of coarser pixels whose size is a whole multiple of the grid's and
+    /// whose corners lie on it, each replicated onto the grid (nearest resampling).
+    Replicate,
     /// A GDAL warp onto the grid.
     Warp,
 }
@@ -73,6 +76,36 @@ fn aligned_offset(src: &[f64; 6], dst: &[f64; 6]) -> Option<(i64, i64)> {
     Some((ci as i64, ri as i64))
 }
 
+/// Source pixels `factor` times the target pixel on each axis, with the source origin `offset`
+/// whole target pixels from the target origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Replication {
+    factor: (i64, i64),
+    offset: (i64, i64),
+}
+
+/// The replication of `src` pixels onto `dst` when both are north-up, the source pixel size is an
+/// integer multiple (2 or more) of the target's on each axis and the source origin lies on the
+/// target lattice. Then the source pixel containing a target pixel's centre — what GDAL's
+/// nearest warp samples — is the one covering the whole target pixel.
+fn replication(src: &[f64; 6], dst: &[f64; 6]) -> Option<Replication> {
+    if src[2] != 0.0 || src[4] != 0.0 || dst[2] != 0.0 || dst[4] != 0.0 {
+        return None;
+    }
+    let whole = |v: f64| {
+        let r = v.round();
+        ((v - r).abs() <= 1e-6).then_some(r as i64)
+    };
+    let fx = whole(src[1] / dst[1]).filter(|f| *f >= 2)?;
+    let fy = whole(src[5] / dst[5]).filter(|f| *f >= 2)?;
+    let ox = whole((src[0] - dst[0]) / dst[1])?;
+    let oy = whole((src[3] - dst[3]) / dst[5])?;
+    Some(Replication {
+        factor: (fx, fy),
+        offset: (ox, oy),
+    })
+}
+
 fn same_crs(ds: &Dataset, epsg: u32, stac_epsg: Option<u32>) -> bool {
     match ds.spatial_ref() {
         Ok(mut srs) => {
@@ -93,6 +126,7 @@ fn same_crs(ds: &Dataset, epsg: u32, stac_epsg: Option<u32>) -> bool {
 
 /// Reads `asset` onto `grid` (whose CRS is `EPSG:epsg`) into `out` (row-major, `grid.len()`
 /// values, pre-filled with NaN): raw values, nodata as NaN, then `value * scale + offset`.
+/// `gdal_threads` is the GDAL_NUM_THREADS of this read (block decoding, warp kernel).
 ///
 /// # Errors
 /// GDAL's message when the file cannot be opened or any GDAL failure happens while reading.
@@ -101,10 +135,12 @@ pub(crate) fn read_asset(
     grid: &Grid,
     epsg: u32,
     resampling: Resampling,
+    gdal_threads: usize,
     out: &mut [f32],
 ) -> Result<ReadPath, String> {
+    gdalx::configure_process();
     let capture = ErrorCapture::start();
-    gdalx::set_http_options();
+    gdalx::set_thread_options(gdal_threads);
     let result = read_inner(asset, grid, epsg, resampling, out);
     // A failure reported by GDAL counts even when the call said it succeeded.
     let path = match (result, capture.failure()) {
@@ -143,8 +179,14 @@ fn read_inner(
             window_read(&band, (col_off, row_off), grid, nodata, out)?;
             return Ok(ReadPath::Window);
         }
+        if resampling == Resampling::Nearest {
+            if let Some(rep) = replication(&gt, &grid.transform) {
+                replicate_read(&band, rep, grid, nodata, out)?;
+                return Ok(ReadPath::Replicate);
+            }
+        }
     }
-    warp_read(&ds, asset, grid, resampling, nodata, out)?;
+    warp_read(&ds, asset, grid, epsg, resampling, nodata, out)?;
     Ok(ReadPath::Warp)
 }
 
@@ -194,35 +236,104 @@ fn window_read(
     Ok(())
 }
 
+/// Reads the source pixels covering `grid` with one RasterIO and replicates each onto the
+/// `factor.0 x factor.1` target pixels it covers; target pixels outside the source are NaN.
+fn replicate_read(
+    band: &gdal::raster::RasterBand,
+    rep: Replication,
+    grid: &Grid,
+    nodata: Option<f64>,
+    out: &mut [f32],
+) -> Result<(), String> {
+    let (sw, sh) = band.size();
+    let ((fx, fy), (ox, oy)) = (rep.factor, rep.offset);
+    let (w, h) = (grid.width as i64, grid.height as i64);
+    // Target column c lies in source column (c - ox) div fx.
+    let (c0, c1) = (
+        (-ox).div_euclid(fx).max(0),
+        (w - 1 - ox).div_euclid(fx).min(sw as i64 - 1),
+    );
+    let (r0, r1) = (
+        (-oy).div_euclid(fy).max(0),
+        (h - 1 - oy).div_euclid(fy).min(sh as i64 - 1),
+    );
+    out.fill(f32::NAN);
+    if c0 > c1 || r0 > r1 {
+        return Ok(()); // no overlap: all nodata
+    }
+    let (nw, nh) = ((c1 - c0 + 1) as usize, (r1 - r0 + 1) as usize);
+    let mut buf = vec![0f32; nw * nh];
+    band.read_into_slice::<f32>(
+        (c0 as isize, r0 as isize),
+        (nw, nh),
+        (nw, nh),
+        &mut buf,
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(nd) = nodata {
+        let nd = nd as f32;
+        for v in buf.iter_mut() {
+            if *v == nd {
+                *v = f32::NAN;
+            }
+        }
+    }
+    // Target columns covered by source columns c0..=c1, and target rows by rows r0..=r1.
+    let (tc0, tc1) = ((ox + c0 * fx).max(0), (ox + (c1 + 1) * fx).min(w));
+    let (tr0, tr1) = ((oy + r0 * fy).max(0), (oy + (r1 + 1) * fy).min(h));
+    let width = grid.width;
+    let mut previous: Option<(i64, usize)> = None;
+    for tr in tr0..tr1 {
+        let sr = (tr - oy).div_euclid(fy);
+        let start = tr as usize * width;
+        match previous {
+            // Same source row as the target row above: copy it.
+            Some((prev_sr, prev_start)) if prev_sr == sr => {
+                out.copy_within(
+                    prev_start + tc0 as usize..prev_start + tc1 as usize,
+                    start + tc0 as usize,
+                );
+            }
+            _ => {
+                let src_row = &buf[(sr - r0) as usize * nw..][..nw];
+                let row = &mut out[start..start + width];
+                for tc in tc0..tc1 {
+                    row[tc as usize] = src_row[((tc - ox).div_euclid(fx) - c0) as usize];
+                }
+            }
+        }
+        previous = Some((sr, start));
+    }
+    Ok(())
+}
+
+/// GDAL's warp working memory per reader, in MB (`-wm`): the warp goes chunk by chunk within it.
+const WARP_MEMORY_MB: u32 = 16;
+
 fn warp_read(
     ds: &Dataset,
     asset: &AssetRef,
     grid: &Grid,
+    epsg: u32,
     resampling: Resampling,
     nodata: Option<f64>,
     out: &mut [f32],
 ) -> Result<(), String> {
-    let (minx, miny, maxx, maxy) = grid.bounds();
+    let wkt = crate::grid::srs(epsg)
+        .map_err(|e| e.to_string())?
+        .to_wkt()
+        .map_err(|e| e.to_string())?;
     let mut args: Vec<String> = vec![
-        "-of".into(),
-        "MEM".into(),
-        "-t_srs".into(),
-        grid.crs.clone(),
-        "-te".into(),
-    ];
-    args.extend([minx, miny, maxx, maxy].iter().map(|v| format!("{v}")));
-    args.extend([
-        "-ts".into(),
-        grid.width.to_string(),
-        grid.height.to_string(),
-    ]);
-    args.extend([
         "-r".into(),
         resampling.gdalwarp_name().into(),
-        "-ot".into(),
-        "Float32".into(),
-    ]);
-    args.extend(["-dstnodata".into(), "nan".into()]);
+        "-wm".into(),
+        WARP_MEMORY_MB.to_string(),
+        "-wo".into(),
+        "INIT_DEST=NO_DATA".into(),
+        "-dstnodata".into(),
+        "nan".into(),
+    ];
     if ds.spatial_ref().is_err() {
         if let Some(e) = asset.epsg {
             args.extend(["-s_srs".into(), format!("EPSG:{e}")]);
@@ -231,17 +342,7 @@ fn warp_read(
     if let Some(nd) = nodata {
         args.extend(["-srcnodata".into(), format!("{nd}")]);
     }
-    let warped = gdalx::warp_to_mem(ds, &args)?;
-    let band = warped.rasterband(1).map_err(|e| e.to_string())?;
-    band.read_into_slice::<f32>(
-        (0, 0),
-        (grid.width, grid.height),
-        (grid.width, grid.height),
-        out,
-        None,
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(())
+    gdalx::warp_into(ds, &args, grid, &wkt, out)
 }
 
 #[cfg(test)]
@@ -267,5 +368,129 @@ mod tests {
             aligned_offset(&src, &[585080.0, 20.0, 0.0, 5032950.0, 0.0, -20.0]),
             None
         );
+    }
+
+    #[test]
+    fn replication_needs_integer_factors_and_a_source_origin_on_the_grid() {
+        let src = [583980.0, 20.0, 0.0, 5034000.0, 0.0, -20.0];
+        assert_eq!(
+            replication(&src, &[585080.0, 10.0, 0.0, 5032950.0, 0.0, -10.0]),
+            Some(Replication {
+                factor: (2, 2),
+                offset: (-110, -105)
+            })
+        );
+        let src60 = [583980.0, 60.0, 0.0, 5034000.0, 0.0, -60.0];
+        assert_eq!(
+            replication(&src60, &[585060.0, 20.0, 0.0, 5034100.0, 0.0, -20.0]),
+            Some(Replication {
+                factor: (3, 3),
+                offset: (-54, 5)
+            })
+        );
+        // Same size (a window read), a coarser grid, a half-pixel shift, a non-integer factor.
+        for dst in [
+            [585080.0, 20.0, 0.0, 5032950.0, 0.0, -20.0],
+            [585080.0, 40.0, 0.0, 5032950.0, 0.0, -40.0],
+            [585085.0, 10.0, 0.0, 5032950.0, 0.0, -10.0],
+            [585080.0, 8.0, 0.0, 5032952.0, 0.0, -8.0],
+        ] {
+            assert_eq!(replication(&src, &dst), None, "{dst:?}");
+        }
+    }
+
+    fn scene_assets(dir: &std::path::Path, keys: &[&str]) -> Vec<AssetRef> {
+        let items = crate::scene::generate_timberlea(dir).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&items).unwrap()).unwrap();
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let item = crate::stac::item_ref(&v["features"][0], &keys, items.parent().unwrap());
+        item.assets.into_iter().map(Option::unwrap).collect()
+    }
+
+    fn same_bits(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+    }
+
+    /// The nearest warp of `asset` onto `grid`, as the read would do without replication.
+    fn warped(asset: &AssetRef, grid: &Grid) -> Vec<f32> {
+        let ds = gdalx::open_raster(&gdalx::gdal_path(&asset.href)).unwrap();
+        let band = ds.rasterband(1).unwrap();
+        let nodata = band.no_data_value().or(asset.nodata);
+        let mut out = vec![f32::NAN; grid.len()];
+        warp_read(
+            &ds,
+            asset,
+            grid,
+            32618,
+            Resampling::Nearest,
+            nodata,
+            &mut out,
+        )
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn coarser_aligned_bands_are_replicated_exactly_like_the_nearest_warp() {
+        let dir = tempfile::tempdir().unwrap();
+        // B01 / B09 60 m, B05 / B8A 20 m, B04 10 m; the scene's origin is (583980, 5034000) and
+        // its north-east corner (588420, 5034000).
+        let assets = scene_assets(dir.path(), &["B01", "B05", "B8A", "B09", "B04"]);
+        let grids = [
+            // The notebook AOI at 10 m.
+            Grid::north_up("EPSG:32618", 585080.0, 5032950.0, 10.0, 228, 207),
+            // Odd offsets: target edges cut through source pixels.
+            Grid::north_up("EPSG:32618", 585090.0, 5032970.0, 10.0, 131, 77),
+            // Partly outside the scene (north-east corner), and wholly outside.
+            Grid::north_up("EPSG:32618", 588300.0, 5034100.0, 10.0, 20, 20),
+            Grid::north_up("EPSG:32618", 588150.0, 5034130.0, 10.0, 41, 33),
+            Grid::north_up("EPSG:32618", 590000.0, 5034100.0, 10.0, 5, 5),
+            // 60 m onto 20 m.
+            Grid::north_up("EPSG:32618", 585060.0, 5034100.0, 20.0, 60, 50),
+        ];
+        let mut replicated = 0;
+        for grid in &grids {
+            for asset in &assets {
+                let mut out = vec![f32::NAN; grid.len()];
+                let path =
+                    read_asset(asset, grid, 32618, Resampling::Nearest, 1, &mut out).unwrap();
+                let native = asset.transform.unwrap()[1];
+                let expected = if native == grid.transform[1] {
+                    ReadPath::Window
+                } else if native > grid.transform[1] {
+                    ReadPath::Replicate
+                } else {
+                    ReadPath::Warp
+                };
+                assert_eq!(path, expected, "{} on {:?}", asset.href, grid.transform);
+                if path == ReadPath::Replicate {
+                    replicated += 1;
+                    let mut want = warped(asset, grid);
+                    let (scale, offset) = (asset.scale as f32, asset.offset as f32);
+                    for v in want.iter_mut() {
+                        *v = *v * scale + offset;
+                    }
+                    assert!(
+                        same_bits(&out, &want),
+                        "{} on {:?}: replication differs from the nearest warp",
+                        asset.href,
+                        grid.transform
+                    );
+                    if grid.transform[0] < 588000.0 {
+                        assert!(out.iter().any(|v| v.is_finite()), "{}", asset.href);
+                    }
+                }
+            }
+        }
+        assert!(replicated >= 20, "{replicated}");
+        // Other resampling methods still warp.
+        let grid = &grids[0];
+        let mut out = vec![f32::NAN; grid.len()];
+        let path = read_asset(&assets[1], grid, 32618, Resampling::Bilinear, 2, &mut out).unwrap();
+        assert_eq!(path, ReadPath::Warp);
     }
 }

@@ -2,6 +2,7 @@
 //! f32 cube — stackstac's `stack`, without the float64.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use flow_core::{
     schema, BandInfo, Grid, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType,
@@ -290,6 +291,27 @@ impl NodeKind for StackKind {
     }
 }
 
+/// The reader pool of `threads` threads, built once per process and size and shared by every
+/// `stack` run (concurrent runs with the same `max_parallel` share its readers).
+fn reader_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, rayon::ThreadPoolBuildError> {
+    static POOLS: OnceLock<Mutex<BTreeMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(pool) = pools.get(&threads) {
+        return Ok(Arc::clone(pool));
+    }
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("stack-reader-{i}"))
+            .build()?,
+    );
+    pools.insert(threads, Arc::clone(&pool));
+    Ok(pool)
+}
+
 /// A built `stack` node.
 struct StackNode {
     params: ValidStack,
@@ -407,10 +429,12 @@ impl Node for StackNode {
         let slice = data
             .as_slice_memory_order_mut()
             .ok_or_else(|| NodeError::Failed("stack: the output array is not contiguous".into()))?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.params.max_parallel)
-            .build()
+        let pool = reader_pool(self.params.max_parallel)
             .map_err(|e| NodeError::Failed(format!("stack: cannot start reader threads: {e}")))?;
+        // The cores left to each reader for GDAL's own threads (block decoding, warp kernel).
+        let readers = self.params.max_parallel.min(nt * nb).max(1);
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let gdal_threads = (cores / readers).max(1);
         let results: Vec<Result<(), RasterError>> = pool.install(|| {
             slice
                 .par_chunks_mut(plane)
@@ -430,17 +454,24 @@ impl Node for StackNode {
                             message: "the item has no such asset".into(),
                         });
                     };
-                    read_asset(asset, &grid, epsg, self.params.resampling[b], out)
-                        .map(|_| ())
-                        .map_err(|message| {
-                            out.fill(f32::NAN);
-                            RasterError::Asset {
-                                item: item.id.clone(),
-                                asset: key.clone(),
-                                href: asset.public_href().to_string(),
-                                message,
-                            }
-                        })
+                    read_asset(
+                        asset,
+                        &grid,
+                        epsg,
+                        self.params.resampling[b],
+                        gdal_threads,
+                        out,
+                    )
+                    .map(|_| ())
+                    .map_err(|message| {
+                        out.fill(f32::NAN);
+                        RasterError::Asset {
+                            item: item.id.clone(),
+                            asset: key.clone(),
+                            href: asset.public_href().to_string(),
+                            message,
+                        }
+                    })
                 })
                 .collect()
         });
