@@ -4,10 +4,20 @@
 //! * The squared distance of row `x` to centroid `c` is `||x||^2 + (||c||^2 - 2 x.c)`; the first
 //!   term is the same for every centroid, so the argmin needs only `||c||^2 - 2 x.c`: one FMA per
 //!   feature for 8 centroids at once (scikit-learn's GEMM trick, without the GEMM's temporary).
+//! * With AVX2 the rows are labelled 8 at a time "in lanes" (lane `l` = row `l`): the 8 rows are
+//!   transposed in registers (4 features at a time: two 128-bit loads and two shuffles per
+//!   feature vector), then `k x f` FMAs per 8 rows against broadcast coefficients
+//!   (no padding lanes when `k` is not a multiple of 8), the argmin by one compare, a min and an
+//!   integer max (ids grow with the centroid), the 8 labels in one store. The two FMA chains
+//!   (even features on `||c||^2`, odd ones on zero, then added) are those of the one-row-at-a-time
+//!   code that still labels the last `n % 8` rows and `f > 16`: the same distances bit for bit,
+//!   hence the same labels. Rows 2 KiB ahead are prefetched (the hardware prefetcher stops at page
+//!   ends).
 //! * Rows are handled in blocks of [`BLOCK`] rows: labels of the block first, then the block (still
 //!   in L1) is added to per-cluster f32 partial sums, in [`BANKS`] banks picked by row parity so
 //!   that consecutive rows of one cluster do not wait on each other; the banks are flushed to f64
-//!   every few blocks. Rounding therefore depends only on the row index, never on the
+//!   every few blocks; the row counts are kept per bank too (a run of rows of one cluster does not
+//!   wait on one counter). Rounding therefore depends only on the row index, never on the
 //!   thread that ran the block. (Banks are flushed every [`FLUSH_BLOCKS`] blocks.)
 //! * AVX2 + FMA is chosen at run time (`is_x86_feature_detected!`); elsewhere a portable version of
 //!   the same algorithm runs (mul + add instead of FMA, so distances may differ in the last bit and
@@ -41,6 +51,11 @@ pub struct Prepared {
     nb: usize,
     coef: Vec<[f32; LANES]>,
     norm: Vec<[f32; LANES]>,
+    /// For the rows-in-lanes kernel: per centroid `c`, `f` vectors of `-2 c_j` in all lanes
+    /// (`bcoef[c * f + j]`), the same values as `coef`.
+    bcoef: Vec<[f32; LANES]>,
+    /// `||c||^2` in all lanes, per centroid (the same values as `norm`).
+    bnorm: Vec<[f32; LANES]>,
     /// The centroids as given, row-major.
     pub flat: Vec<f32>,
 }
@@ -63,12 +78,23 @@ impl Prepared {
             }
             norm[b][l] = n;
         }
+        let mut bcoef = Vec::with_capacity(k * f);
+        let mut bnorm = Vec::with_capacity(k);
+        for c in 0..k {
+            let (b, l) = (c / LANES, c % LANES);
+            for j in 0..f {
+                bcoef.push([coef[b * f + j][l]; LANES]);
+            }
+            bnorm.push([norm[b][l]; LANES]);
+        }
         Prepared {
             k,
             f,
             nb,
             coef,
             norm,
+            bcoef,
+            bnorm,
             flat: centroids[..k * f].to_vec(),
         }
     }
@@ -129,6 +155,9 @@ pub struct Accum {
     f: usize,
     fpad: usize,
     banks: Vec<f32>,
+    /// Rows per (bank, cluster) since the last flush: a run of rows of one cluster does not
+    /// wait on one counter.
+    bcounts: Vec<u32>,
     /// Per cluster sums, `k x f`, f64.
     pub sums: Vec<f64>,
     /// Rows per cluster.
@@ -145,6 +174,7 @@ impl Accum {
             f,
             fpad,
             banks: vec![0.0; BANKS * k * fpad],
+            bcounts: vec![0; BANKS * k],
             sums: vec![0.0; k * f],
             counts: vec![0; k],
         }
@@ -178,6 +208,10 @@ impl Accum {
             }
         }
         self.banks.iter_mut().for_each(|v| *v = 0.0);
+        for (i, n) in self.bcounts.iter_mut().enumerate() {
+            self.counts[i % self.k] += *n as u64;
+            *n = 0;
+        }
     }
 
     fn merge(&mut self, other: &Accum) {
@@ -280,7 +314,7 @@ mod portable {
         let (f, fpad, k) = (acc.f, acc.fpad, acc.k);
         for (i, (row, &c)) in block.chunks_exact(f).zip(labels).enumerate() {
             let c = c as usize;
-            acc.counts[c] += 1;
+            acc.bcounts[(i % BANKS) * k + c] += 1;
             let base = ((i % BANKS) * k + c) * fpad;
             for (s, &v) in acc.banks[base..base + f].iter_mut().zip(row) {
                 *s += v;
@@ -371,11 +405,127 @@ mod avx2 {
         by_f!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
     }
 
+    /// Features `0..F` of the 8 rows at `base` (row-major, `F` values each) as `F` vectors, lane
+    /// `l` = row `l`: 4 features at a time, rows `r` and `r + 4` loaded into the two halves, then
+    /// a 4 x 4 transpose per half. Row 7's last 4 values are read with `last_mask` (the lanes of
+    /// features below `F`): every other read stays inside the 8 rows.
+    ///
+    /// # Safety
+    /// AVX2 must be available (called from `#[target_feature]` code); `base` must point at 8
+    /// whole rows of `F` values (`8 x F` readable floats).
+    #[inline(always)]
+    unsafe fn transpose8<const F: usize>(base: *const f32, last_mask: __m128i) -> [__m256; F] {
+        let ngroups4 = F.div_ceil(4);
+        let mut xs = [_mm256_setzero_ps(); F];
+        for q in 0..ngroups4 {
+            let off = q * 4;
+            let mut r = [_mm256_setzero_ps(); 4];
+            for (i, ri) in r.iter_mut().enumerate() {
+                let lo = _mm_loadu_ps(base.add(i * F + off));
+                let hp = base.add((i + 4) * F + off);
+                let hi = if i == 3 && q + 1 == ngroups4 {
+                    _mm_maskload_ps(hp, last_mask)
+                } else {
+                    _mm_loadu_ps(hp)
+                };
+                *ri = _mm256_insertf128_ps::<1>(_mm256_castps128_ps256(lo), hi);
+            }
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let cols = [
+                _mm256_shuffle_ps::<0x44>(t0, t2),
+                _mm256_shuffle_ps::<0xEE>(t0, t2),
+                _mm256_shuffle_ps::<0x44>(t1, t3),
+                _mm256_shuffle_ps::<0xEE>(t1, t3),
+            ];
+            for (e, col) in cols.into_iter().enumerate() {
+                if off + e < F {
+                    xs[off + e] = col;
+                }
+            }
+        }
+        xs
+    }
+
+    /// How far ahead of the group being labelled its rows are prefetched.
+    const PREFETCH_BYTES: usize = 2048;
+
+    /// Rows in lanes: 8 rows per vector (lane `l` = row `l` of the group), transposed in
+    /// registers from the row-major block; per centroid `c`, `d = ||c||^2 - 2 x.c` for the 8 rows
+    /// with the same two FMA chains (even features on `norm`, odd ones on zero, then added) as
+    /// [`partial`], so every distance has the same bits as there; the argmin walks the centroids in
+    /// id order and takes a strictly smaller distance only (ties to the lowest id, NaN never wins:
+    /// a row with a NaN keeps class 0). Handles the first `8 x (n / 8)` rows of `out`; returns
+    /// that count. `F` (1..=16) is the number of features, `p.f == F`.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available (called from `#[target_feature]` code); `F >= 1` and
+    /// `p.f == F` (reads stay inside `block`: whole groups of 8 rows only).
+    #[inline(always)]
+    unsafe fn lanes_f<const F: usize>(block: &[f32], p: &Prepared, out: &mut [u32]) -> usize {
+        let n = out.len().min(block.len() / F);
+        let groups = n / LANES;
+        let x = block.as_ptr();
+        let k = p.k;
+        let bcoef = p.bcoef.as_ptr() as *const f32;
+        let bnorm = p.bnorm.as_ptr() as *const f32;
+        // The last group of 4 features of row 7 may read past the block: masked load.
+        let rem = F % 4;
+        let last_mask = _mm_cmpgt_epi32(
+            _mm_set1_epi32(if rem == 0 { 4 } else { rem as i32 }),
+            _mm_setr_epi32(0, 1, 2, 3),
+        );
+        for g in 0..groups {
+            let base = x.add(g * LANES * F);
+            // The hardware prefetcher stops at page ends: ask for the rows of a later group.
+            let ahead = (base as *const i8).wrapping_add(PREFETCH_BYTES);
+            let mut line = 0;
+            while line < LANES * F * 4 {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+                line += 64;
+            }
+            let xs = transpose8::<F>(base, last_mask);
+            let mut best = _mm256_set1_ps(f32::INFINITY);
+            let mut lab = _mm256_setzero_si256();
+            for c in 0..k {
+                let cf = bcoef.add(c * F * LANES);
+                let mut a0 = _mm256_loadu_ps(bnorm.add(c * LANES));
+                let mut a1 = _mm256_setzero_ps();
+                let mut j = 0;
+                while j + 1 < F {
+                    a0 = _mm256_fmadd_ps(xs[j], _mm256_loadu_ps(cf.add(j * LANES)), a0);
+                    a1 = _mm256_fmadd_ps(xs[j + 1], _mm256_loadu_ps(cf.add((j + 1) * LANES)), a1);
+                    j += 2;
+                }
+                if j < F {
+                    a0 = _mm256_fmadd_ps(xs[j], _mm256_loadu_ps(cf.add(j * LANES)), a0);
+                }
+                let d = _mm256_add_ps(a0, a1);
+                let less = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(d, best));
+                best = _mm256_min_ps(d, best);
+                // Ids grow with `c`: the new id where strictly less, else the old one.
+                lab = _mm256_max_epi32(lab, _mm256_and_si256(less, _mm256_set1_epi32(c as i32)));
+            }
+            _mm256_storeu_si256(out.as_mut_ptr().add(g * LANES) as *mut __m256i, lab);
+        }
+        groups * LANES
+    }
+
     #[inline(always)]
     unsafe fn assign_f<const F: usize>(block: &[f32], p: &Prepared, out: &mut [u32]) {
         let f = p.f;
         let n = out.len().min(block.len() / f);
-        let x = block.as_ptr();
+        // Groups of 8 rows in lanes, then the rest one row at a time: the same bits.
+        let done = if F > 0 {
+            lanes_f::<F>(block, p, out)
+        } else {
+            0
+        };
+        let x = block.as_ptr().add(done * f);
+        let out = &mut out[done..n];
+        let n = n - done;
         let coef = p.coef.as_ptr();
         if p.nb == 1 {
             let norm = _mm256_loadu_ps(p.norm[0].as_ptr());
@@ -419,8 +569,9 @@ mod avx2 {
         let banks = acc.banks.as_mut_ptr();
         for i in 0..n {
             let c = *labels.get_unchecked(i) as usize;
-            *acc.counts.get_unchecked_mut(c) += 1;
-            let s = banks.add(((i % BANKS) * k + c) * fpad);
+            let bc = (i % BANKS) * k + c;
+            *acc.bcounts.get_unchecked_mut(bc) += 1;
+            let s = banks.add(bc * fpad);
             let xr = x.add(i * f);
             for q in 0..full {
                 let v = _mm256_add_ps(
@@ -481,6 +632,52 @@ mod tests {
                             (dg - dw).abs() <= 1e-4 * dw.max(1.0),
                             "{isa:?} k={k} f={f} row {i}"
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rows_in_lanes_match_the_row_at_a_time_kernel_bit_for_bit() {
+        // A row alone (fewer than 8) takes the row-at-a-time code; a whole block takes the
+        // rows-in-lanes code for its groups of 8: the labels must be the same, ties included
+        // (duplicate centroids, rows on the centroids, NaN rows, rows that read to the block end).
+        for f in 1..=17 {
+            for k in [1, 2, 3, 6, 8, 9, 13, 20] {
+                let n = 203;
+                let mut x: Vec<f32> = data(n, f, (k * 7 + f) as u64)
+                    .into_iter()
+                    .map(|v| (v / 8.0).round())
+                    .collect();
+                let mut c = data(k, f, 3 + k as u64);
+                c.iter_mut().for_each(|v| *v = (*v / 8.0).round());
+                if k >= 3 {
+                    let (a, b) = c.split_at_mut(f);
+                    b[f..2 * f].copy_from_slice(a); // centroid 2 = centroid 0
+                }
+                for (i, row) in x.chunks_exact_mut(f).enumerate() {
+                    if i % 11 == 0 {
+                        row.copy_from_slice(&c[(i % k) * f..(i % k + 1) * f]);
+                    }
+                    if i % 17 == 5 {
+                        row[i % f] = f32::NAN;
+                    }
+                }
+                let p = Prepared::new(&c, f);
+                for isa in [Isa::Portable, isa()] {
+                    let mut block = vec![u32::MAX; n];
+                    assign_with(isa, &x, &p, &mut block);
+                    for (i, row) in x.chunks_exact(f).enumerate() {
+                        let mut one = [u32::MAX];
+                        assign_with(isa, row, &p, &mut one);
+                        assert_eq!(block[i], one[0], "{isa:?} f={f} k={k} row {i}");
+                        if row.iter().any(|v| v.is_nan()) {
+                            assert_eq!(one[0], 0);
+                        }
+                    }
+                    if k >= 3 {
+                        assert!(block.iter().all(|&l| l != 2), "{isa:?} f={f} k={k}");
                     }
                 }
             }
