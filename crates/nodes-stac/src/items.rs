@@ -27,10 +27,10 @@ fn normalize_proj_object(o: &mut Map<String, Value>) {
         .and_then(Value::as_str)
         .map(str::to_owned);
     match (epsg, code) {
-        (Some(n), None) if !o.get("proj:code").is_some_and(|c| !c.is_null()) => {
+        (Some(n), None) if o.get("proj:code").is_none_or(|c| c.is_null()) => {
             o.insert("proj:code".into(), Value::String(format!("EPSG:{n}")));
         }
-        (None, Some(code)) if !o.get("proj:epsg").is_some_and(|c| !c.is_null()) => {
+        (None, Some(code)) if o.get("proj:epsg").is_none_or(|c| c.is_null()) => {
             let n = code
                 .split_once(':')
                 .filter(|(auth, _)| auth.eq_ignore_ascii_case("EPSG"))

@@ -56,7 +56,7 @@ fn main() {
         let data = flow_plugin::ndarray::Array2::from_shape_fn((side, side), |(y, x)| {
             let v = (x / 8 + y / 8 + i) % 5;
             // Speckle and some nodata.
-            if (x * 31 + y * 17 + i) % 23 == 0 {
+            if (x * 31 + y * 17 + i).is_multiple_of(23) {
                 65535
             } else if (x * 7 + y * 13) % 11 == 0 {
                 ((v + 1) % 5) as u16

@@ -12,7 +12,8 @@
 //!   (even features on `||c||^2`, odd ones on zero, then added) are those of the one-row-at-a-time
 //!   code that still labels the last `n % 8` rows and `f > 16`: the same distances bit for bit,
 //!   hence the same labels. Rows 2 KiB ahead are prefetched (the hardware prefetcher stops at page
-//!   ends).
+//!   ends). Where the CPU has AVX-512 F and DQ, two such groups are joined into 16 lanes (the same
+//!   operations per lane, so the same bits); `FLOW_KMEANS_NO_AVX512=1` turns that off.
 //! * Rows are handled in blocks of [`BLOCK`] rows: labels of the block first, then the block (still
 //!   in L1) is added to per-cluster f32 partial sums, in [`BANKS`] banks picked by row parity so
 //!   that consecutive rows of one cluster do not wait on each other; the banks are flushed to f64
@@ -137,7 +138,7 @@ pub fn assign_with(isa: Isa, block: &[f32], p: &Prepared, out: &mut [u32]) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Avx2Fma is only chosen when the CPU has both features (or by a caller that
         // checked them, see `isa`).
-        Isa::Avx2Fma => unsafe { avx2::assign(block, p, &mut out[..n]) },
+        Isa::Avx2Fma => unsafe { avx2::assign(block, p, &mut out[..n], avx2::wide()) },
         _ => portable::assign(block, p, &mut out[..n]),
     }
 }
@@ -393,12 +394,12 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma,bmi1")]
-    pub unsafe fn assign(block: &[f32], p: &Prepared, out: &mut [u32]) {
+    pub unsafe fn assign(block: &[f32], p: &Prepared, out: &mut [u32], wide: bool) {
         macro_rules! by_f {
             ($($n:literal)*) => {
                 match p.f {
-                    $($n => assign_f::<$n>(block, p, out),)*
-                    _ => assign_f::<0>(block, p, out),
+                    $($n => assign_f::<$n>(block, p, out, wide),)*
+                    _ => assign_f::<0>(block, p, out, wide),
                 }
             };
         }
@@ -513,13 +514,89 @@ mod avx2 {
         groups * LANES
     }
 
+    /// [`lanes_f`] with 16 rows per AVX-512 vector (two transposed groups of 8 joined): the
+    /// same operations per lane, so the same distances and labels bit for bit. Handles the first
+    /// `16 x (n / 16)` rows; returns that count.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F and DQ (and AVX2, FMA); `p.f == F`, `1 <= F`.
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    unsafe fn lanes16_f<const F: usize>(block: &[f32], p: &Prepared, out: &mut [u32]) -> usize {
+        const W: usize = 2 * LANES;
+        let n = out.len().min(block.len() / F);
+        let groups = n / W;
+        let x = block.as_ptr();
+        let k = p.k;
+        let bcoef = p.bcoef.as_ptr() as *const f32;
+        let bnorm = p.bnorm.as_ptr() as *const f32;
+        let rem = F % 4;
+        let last_mask = _mm_cmpgt_epi32(
+            _mm_set1_epi32(if rem == 0 { 4 } else { rem as i32 }),
+            _mm_setr_epi32(0, 1, 2, 3),
+        );
+        for g in 0..groups {
+            let base = x.add(g * W * F);
+            let ahead = (base as *const i8).wrapping_add(2 * PREFETCH_BYTES);
+            let mut line = 0;
+            while line < W * F * 4 {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+                line += 64;
+            }
+            let lo = transpose8::<F>(base, last_mask);
+            let hi = transpose8::<F>(base.add(LANES * F), last_mask);
+            let mut xs = [_mm512_setzero_ps(); F];
+            for j in 0..F {
+                xs[j] = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(lo[j]), hi[j]);
+            }
+            let mut best = _mm512_set1_ps(f32::INFINITY);
+            let mut lab = _mm512_setzero_si512();
+            for c in 0..k {
+                // Lane 0 of the broadcast vectors (all lanes are equal).
+                let cf = bcoef.add(c * F * LANES);
+                let mut a0 = _mm512_set1_ps(*bnorm.add(c * LANES));
+                let mut a1 = _mm512_setzero_ps();
+                let mut j = 0;
+                while j + 1 < F {
+                    a0 = _mm512_fmadd_ps(xs[j], _mm512_set1_ps(*cf.add(j * LANES)), a0);
+                    a1 = _mm512_fmadd_ps(xs[j + 1], _mm512_set1_ps(*cf.add((j + 1) * LANES)), a1);
+                    j += 2;
+                }
+                if j < F {
+                    a0 = _mm512_fmadd_ps(xs[j], _mm512_set1_ps(*cf.add(j * LANES)), a0);
+                }
+                let d = _mm512_add_ps(a0, a1);
+                let less = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(d, best);
+                best = _mm512_min_ps(d, best);
+                lab = _mm512_mask_mov_epi32(lab, less, _mm512_set1_epi32(c as i32));
+            }
+            _mm512_storeu_si512(out.as_mut_ptr().add(g * W) as *mut _, lab);
+        }
+        groups * W
+    }
+
+    /// AVX-512 F + DQ on this CPU (then [`lanes16_f`] labels the rows 16 at a time).
+    pub fn wide() -> bool {
+        static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *WIDE.get_or_init(|| {
+            std::env::var_os("FLOW_KMEANS_NO_AVX512").is_none_or(|v| v != "1")
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512dq")
+        })
+    }
+
     #[inline(always)]
-    unsafe fn assign_f<const F: usize>(block: &[f32], p: &Prepared, out: &mut [u32]) {
+    unsafe fn assign_f<const F: usize>(block: &[f32], p: &Prepared, out: &mut [u32], wide: bool) {
         let f = p.f;
         let n = out.len().min(block.len() / f);
-        // Groups of 8 rows in lanes, then the rest one row at a time: the same bits.
+        // Groups of 16 rows (AVX-512), then of 8, then one row at a time: the same bits.
         let done = if F > 0 {
-            lanes_f::<F>(block, p, out)
+            let w = if wide {
+                // SAFETY: the caller checked AVX-512 F and DQ (`wide`); AVX2 and FMA are on.
+                lanes16_f::<F>(block, p, out)
+            } else {
+                0
+            };
+            w + lanes_f::<F>(&block[w * F..], p, &mut out[w..n])
         } else {
             0
         };
@@ -678,6 +755,16 @@ mod tests {
                     }
                     if k >= 3 {
                         assert!(block.iter().all(|&l| l != 2), "{isa:?} f={f} k={k}");
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    if isa == Isa::Avx2Fma {
+                        // 8 rows per vector only (without AVX-512), and with it when present.
+                        for wide in [false, avx2::wide()] {
+                            let mut o = vec![u32::MAX; n];
+                            // SAFETY: Avx2Fma was detected; `wide` only where AVX-512 is.
+                            unsafe { avx2::assign(&x, &p, &mut o, wide) };
+                            assert_eq!(o, block, "f={f} k={k} wide={wide}");
+                        }
                     }
                 }
             }

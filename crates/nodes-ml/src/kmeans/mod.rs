@@ -202,7 +202,7 @@ impl KMeansFitNode {
             let mut best: Option<(usize, f64)> = None;
             for (run, (r, &inertia)) in runs.iter().zip(&inertias).enumerate() {
                 tracing::debug!(run, inertia, iterations = r.iterations, "kmeans run");
-                if best.map_or(true, |b| inertia < b.1) {
+                if best.is_none_or(|b| inertia < b.1) {
                     best = Some((run, inertia));
                 }
             }
