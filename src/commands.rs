@@ -148,7 +148,6 @@ pub fn graph(args: GraphArgs, plugins: &[PathBuf]) -> i32 {
         if root.join("objects").is_dir() {
             if let Ok(cache) = Cache::open(&root) {
                 let options = run_options(
-                    &plan,
                     &args.recipe.recipe,
                     Some(cache.clone()),
                     1,
@@ -180,7 +179,6 @@ pub fn nodes(args: NodesArgs, plugins: &[PathBuf]) -> i32 {
 }
 
 fn run_options(
-    plan: &Plan,
     recipe: &Path,
     cache: Option<Cache>,
     jobs: usize,
@@ -192,7 +190,6 @@ fn run_options(
         .as_ref()
         .map(Cache::data_dir)
         .unwrap_or_else(|| out_dir.join(".data"));
-    let _ = plan;
     RunOptions {
         jobs,
         cache,
@@ -244,7 +241,6 @@ pub fn run(args: RunArgs, plugins: &[PathBuf]) -> i32 {
         return exit::IO;
     }
     let options = run_options(
-        &plan,
         &args.recipe.recipe,
         cache,
         jobs,

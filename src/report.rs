@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use flow_core::Registry;
-use flow_engine::{Event, NodeReport, NodeStatus, RunReport};
+use flow_engine::{Event, NodeStatus, RunReport};
 
 use crate::cli::NodesFormat;
 
@@ -295,14 +295,4 @@ pub fn nodes(registry: &Registry, format: NodesFormat) -> String {
         }
     }
     out
-}
-
-/// A compact line per node (for logs and tests).
-pub fn node_line(r: &NodeReport) -> String {
-    format!(
-        "{} {} {}",
-        r.id,
-        r.status.as_str(),
-        short_output(r.output.as_ref())
-    )
 }

@@ -55,7 +55,7 @@ impl Collector {
         }
     }
 
-    /// Records an error at `span`.
+    /// Records an error at `span` of the recipe.
     pub fn error(
         &mut self,
         span: Range<usize>,
@@ -63,13 +63,8 @@ impl Collector {
         label: impl Into<String>,
         help: Option<String>,
     ) {
-        self.errors.push(RecipeError {
-            message: message.into(),
-            source_code: NamedSource::new(&self.name, self.text.clone()),
-            span: SourceSpan::from(span),
-            label: label.into(),
-            help,
-        });
+        let (name, text) = (self.name.clone(), self.text.clone());
+        self.error_in(&name, &text, span, message, label, help);
     }
 
     /// Records an error that points into another text, such as a `--set` argument.

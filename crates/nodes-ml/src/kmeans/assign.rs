@@ -148,16 +148,15 @@ impl PassStats {
     }
 
     fn add(&mut self, other: &PassStats) {
-        self.sums
-            .iter_mut()
-            .zip(&other.sums)
-            .for_each(|(a, b)| *a += b);
-        self.counts
-            .iter_mut()
-            .zip(&other.counts)
-            .for_each(|(a, b)| *a += b);
+        add_into(&mut self.sums, &other.sums);
+        add_into(&mut self.counts, &other.counts);
         self.inertia += other.inertia;
     }
+}
+
+/// `a[i] += b[i]` for every `i`: how partial sums and counts are combined.
+pub(crate) fn add_into<T: Copy + std::ops::AddAssign>(a: &mut [T], b: &[T]) {
+    a.iter_mut().zip(b).for_each(|(x, &y)| *x += y);
 }
 
 /// Assigns every row to its nearest centroid (the fast [`kernel`](super::kernel), the same

@@ -28,7 +28,7 @@
 
 use rayon::prelude::*;
 
-use super::assign::Rows;
+use super::assign::{add_into, Rows};
 use crate::common::CHUNK;
 
 /// Centroids per vector.
@@ -216,14 +216,8 @@ impl Accum {
     }
 
     fn merge(&mut self, other: &Accum) {
-        self.sums
-            .iter_mut()
-            .zip(&other.sums)
-            .for_each(|(a, b)| *a += b);
-        self.counts
-            .iter_mut()
-            .zip(&other.counts)
-            .for_each(|(a, b)| *a += b);
+        add_into(&mut self.sums, &other.sums);
+        add_into(&mut self.counts, &other.counts);
     }
 }
 
@@ -453,6 +447,29 @@ mod avx2 {
     /// How far ahead of the group being labelled its rows are prefetched.
     const PREFETCH_BYTES: usize = 2048;
 
+    /// The lanes of the last 4-feature load of a row that hold features (`F % 4` of them, or
+    /// all 4).
+    #[inline(always)]
+    unsafe fn tail_mask<const F: usize>() -> __m128i {
+        let rem = F % 4;
+        _mm_cmpgt_epi32(
+            _mm_set1_epi32(if rem == 0 { 4 } else { rem as i32 }),
+            _mm_setr_epi32(0, 1, 2, 3),
+        )
+    }
+
+    /// Prefetches `bytes` bytes starting `ahead` bytes after `base`, one cache line at a time.
+    /// Prefetches never fault, so the addresses may lie past the data.
+    #[inline(always)]
+    unsafe fn prefetch(base: *const f32, ahead: usize, bytes: usize) {
+        let start = (base as *const i8).wrapping_add(ahead);
+        let mut line = 0;
+        while line < bytes {
+            _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line));
+            line += 64;
+        }
+    }
+
     /// Rows in lanes: 8 rows per vector (lane `l` = row `l` of the group), transposed in
     /// registers from the row-major block; per centroid `c`, `d = ||c||^2 - 2 x.c` for the 8 rows
     /// with the same two FMA chains (even features on `norm`, odd ones on zero, then added) as
@@ -473,20 +490,11 @@ mod avx2 {
         let bcoef = p.bcoef.as_ptr() as *const f32;
         let bnorm = p.bnorm.as_ptr() as *const f32;
         // The last group of 4 features of row 7 may read past the block: masked load.
-        let rem = F % 4;
-        let last_mask = _mm_cmpgt_epi32(
-            _mm_set1_epi32(if rem == 0 { 4 } else { rem as i32 }),
-            _mm_setr_epi32(0, 1, 2, 3),
-        );
+        let last_mask = tail_mask::<F>();
         for g in 0..groups {
             let base = x.add(g * LANES * F);
             // The hardware prefetcher stops at page ends: ask for the rows of a later group.
-            let ahead = (base as *const i8).wrapping_add(PREFETCH_BYTES);
-            let mut line = 0;
-            while line < LANES * F * 4 {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
-                line += 64;
-            }
+            prefetch(base, PREFETCH_BYTES, LANES * F * 4);
             let xs = transpose8::<F>(base, last_mask);
             let mut best = _mm256_set1_ps(f32::INFINITY);
             let mut lab = _mm256_setzero_si256();
@@ -529,19 +537,10 @@ mod avx2 {
         let k = p.k;
         let bcoef = p.bcoef.as_ptr() as *const f32;
         let bnorm = p.bnorm.as_ptr() as *const f32;
-        let rem = F % 4;
-        let last_mask = _mm_cmpgt_epi32(
-            _mm_set1_epi32(if rem == 0 { 4 } else { rem as i32 }),
-            _mm_setr_epi32(0, 1, 2, 3),
-        );
+        let last_mask = tail_mask::<F>();
         for g in 0..groups {
             let base = x.add(g * W * F);
-            let ahead = (base as *const i8).wrapping_add(2 * PREFETCH_BYTES);
-            let mut line = 0;
-            while line < W * F * 4 {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
-                line += 64;
-            }
+            prefetch(base, 2 * PREFETCH_BYTES, W * F * 4);
             let lo = transpose8::<F>(base, last_mask);
             let hi = transpose8::<F>(base.add(LANES * F), last_mask);
             let mut xs = [_mm512_setzero_ps(); F];
