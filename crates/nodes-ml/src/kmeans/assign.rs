@@ -130,8 +130,6 @@ impl Nearest {
 /// What one assignment pass learns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PassStats {
-    /// Per cluster, the sum of its rows (`k x f`, f64).
-    pub sums: Vec<f64>,
     /// Rows per cluster.
     pub counts: Vec<u64>,
     /// Sum of squared distances of the rows to their nearest centroid (f64).
@@ -139,16 +137,14 @@ pub struct PassStats {
 }
 
 impl PassStats {
-    pub(crate) fn zeros(k: usize, f: usize) -> Self {
+    pub(crate) fn zeros(k: usize) -> Self {
         PassStats {
-            sums: vec![0.0; k * f],
             counts: vec![0; k],
             inertia: 0.0,
         }
     }
 
     fn add(&mut self, other: &PassStats) {
-        add_into(&mut self.sums, &other.sums);
         add_into(&mut self.counts, &other.counts);
         self.inertia += other.inertia;
     }
@@ -160,15 +156,20 @@ pub(crate) fn add_into<T: Copy + std::ops::AddAssign>(a: &mut [T], b: &[T]) {
 }
 
 /// Assigns every row to its nearest centroid (the fast [`kernel`](super::kernel), the same
-/// assignment as every Lloyd step and as `predict`) and accumulates sums, counts and the inertia
-/// (each row's squared distance to its centroid, computed directly in f32, summed in f64).
+/// assignment as every Lloyd step and as `predict`) and accumulates counts and the inertia
+/// (each row's squared distance to its centroid, computed directly in f32, summed in f64 in row
+/// order).
 pub fn pass(rows: &Rows<'_>, centroids: &[f32], k: usize) -> PassStats {
     let f = rows.f.max(1);
     let p = Prepared::new(&centroids[..k * f], f);
     pass_multi(rows, &[&p])
         .pop()
-        .unwrap_or_else(|| PassStats::zeros(k, f))
+        .unwrap_or_else(|| PassStats::zeros(k))
 }
+
+/// Count banks of [`pass_multi`]: row `i` counts in bank `i % COUNT_BANKS`, so that a run of
+/// rows of one cluster does not wait on one counter.
+const COUNT_BANKS: usize = 4;
 
 /// [`pass`] for several sets of centroids at once, streaming the rows once.
 pub fn pass_multi(rows: &Rows<'_>, runs: &[&Prepared]) -> Vec<PassStats> {
@@ -178,26 +179,33 @@ pub fn pass_multi(rows: &Rows<'_>, runs: &[&Prepared]) -> Vec<PassStats> {
         .par_chunks()
         .map(|(_, chunk)| {
             let mut labels = [0u32; kernel::BLOCK];
+            let mut dist = [0.0f32; kernel::BLOCK];
             runs.iter()
                 .map(|p| {
-                    let mut st = PassStats::zeros(p.k, f);
+                    let k = p.k;
+                    let mut counts = vec![0u64; COUNT_BANKS * k];
+                    let mut inertia = 0.0f64;
                     for block in chunk.chunks(kernel::BLOCK * f) {
                         kernel::assign_with(isa, block, p, &mut labels);
-                        for (row, &c) in block.chunks_exact(f).zip(labels.iter()) {
-                            let c = c as usize;
-                            st.counts[c] += 1;
-                            st.inertia += sq_dist(row, &p.flat[c * f..(c + 1) * f]) as f64;
-                            for (s, &v) in st.sums[c * f..(c + 1) * f].iter_mut().zip(row) {
-                                *s += v as f64;
-                            }
+                        // Distances first (independent rows), then the ordered f64 sum.
+                        distances(block, &labels, &p.flat, f, &mut dist);
+                        let n = block.len() / f;
+                        for (i, (&c, &d)) in labels[..n].iter().zip(&dist[..n]).enumerate() {
+                            counts[(i % COUNT_BANKS) * k + c as usize] += 1;
+                            inertia += d as f64;
                         }
                     }
+                    let mut st = PassStats::zeros(k);
+                    for bank in counts.chunks_exact(k) {
+                        add_into(&mut st.counts, bank);
+                    }
+                    st.inertia = inertia;
                     st
                 })
                 .collect()
         })
         .collect();
-    let mut total: Vec<PassStats> = runs.iter().map(|p| PassStats::zeros(p.k, f)).collect();
+    let mut total: Vec<PassStats> = runs.iter().map(|p| PassStats::zeros(p.k)).collect();
     for part in &partials {
         for (t, p) in total.iter_mut().zip(part) {
             t.add(p);
@@ -218,12 +226,7 @@ pub fn mean_variance(rows: &Rows<'_>) -> (Vec<f64>, f64) {
                 let mut acc = vec![0.0f64; f];
                 let mut part = vec![0.0f32; f];
                 for block in chunk.chunks(512 * f) {
-                    for row in block.chunks_exact(f) {
-                        for ((p, &v), &m) in part.iter_mut().zip(row).zip(shift) {
-                            let d = v - m;
-                            *p += if square { d * d } else { d };
-                        }
-                    }
+                    add_rows(block, shift, square, &mut part);
                     for (a, p) in acc.iter_mut().zip(part.iter_mut()) {
                         *a += *p as f64;
                         *p = 0.0;
@@ -253,6 +256,74 @@ pub fn mean_variance(rows: &Rows<'_>) -> (Vec<f64>, f64) {
         .sum::<f64>()
         / (n * f as f64);
     (means, var)
+}
+
+/// `dist[i]` = [`sq_dist`] of row `i` of `block` to its centroid `labels[i]` (the same bits),
+/// monomorphized for up to 16 features so that each row's sum is unrolled and consecutive rows
+/// overlap.
+fn distances(block: &[f32], labels: &[u32], centroids: &[f32], f: usize, dist: &mut [f32]) {
+    #[inline(always)]
+    fn fixed<const F: usize>(block: &[f32], labels: &[u32], centroids: &[f32], dist: &mut [f32]) {
+        for ((row, &c), d) in block.chunks_exact(F).zip(labels).zip(dist) {
+            let c = c as usize;
+            let x: &[f32; F] = row.try_into().expect("F values");
+            let m: &[f32; F] = centroids[c * F..(c + 1) * F].try_into().expect("F values");
+            let mut s = 0.0f32;
+            for j in 0..F {
+                let t = x[j] - m[j];
+                s += t * t;
+            }
+            *d = s;
+        }
+    }
+    macro_rules! by_f {
+        ($($n:literal)*) => {
+            match f {
+                $($n => fixed::<$n>(block, labels, centroids, dist),)*
+                _ => {
+                    for ((row, &c), d) in block.chunks_exact(f).zip(labels).zip(dist) {
+                        let c = c as usize;
+                        *d = sq_dist(row, &centroids[c * f..(c + 1) * f]);
+                    }
+                }
+            }
+        };
+    }
+    by_f!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+}
+
+/// Adds every row of `block` minus `shift` (squared when `square`) into `part`, feature by
+/// feature in row order. Monomorphized for up to 16 features, so that the partial sums stay in
+/// registers rather than making each row wait on the previous row's stores.
+fn add_rows(block: &[f32], shift: &[f32], square: bool, part: &mut [f32]) {
+    #[inline(always)]
+    fn fixed<const F: usize>(block: &[f32], shift: &[f32], square: bool, part: &mut [f32]) {
+        let m: [f32; F] = shift.try_into().expect("shift has F values");
+        let mut p: [f32; F] = (&*part).try_into().expect("part has F values");
+        for row in block.chunks_exact(F) {
+            for j in 0..F {
+                let d = row[j] - m[j];
+                p[j] += if square { d * d } else { d };
+            }
+        }
+        part.copy_from_slice(&p);
+    }
+    macro_rules! by_f {
+        ($($n:literal)*) => {
+            match part.len() {
+                $($n => fixed::<$n>(block, shift, square, part),)*
+                f => {
+                    for row in block.chunks_exact(f) {
+                        for ((p, &v), &m) in part.iter_mut().zip(row).zip(shift) {
+                            let d = v - m;
+                            *p += if square { d * d } else { d };
+                        }
+                    }
+                }
+            }
+        };
+    }
+    by_f!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
 
 /// Sum over rows of `g(row index, row)`, deterministic whatever the thread count.
@@ -316,7 +387,6 @@ mod tests {
         let rows = Rows::new(m.view());
         let st = pass(&rows, &[0.0, 0.0, 10.0, 10.0], 2);
         assert_eq!(st.counts, [2, 1]);
-        assert_eq!(st.sums, [1.0, 0.0, 10.0, 10.0]);
         assert_eq!(st.inertia, 1.0);
         assert_eq!(labels(&rows, &[0.0, 0.0, 10.0, 10.0]), [0, 0, 1]);
         let t = m.t();

@@ -15,11 +15,12 @@
 //!   ends). Where the CPU has AVX-512 F and DQ, two such groups are joined into 16 lanes (the same
 //!   operations per lane, so the same bits); `FLOW_KMEANS_NO_AVX512=1` turns that off.
 //! * Rows are handled in blocks of [`BLOCK`] rows: labels of the block first, then the block (still
-//!   in L1) is added to per-cluster f32 partial sums, in [`BANKS`] banks picked by row parity so
-//!   that consecutive rows of one cluster do not wait on each other; the banks are flushed to f64
-//!   every few blocks; the row counts are kept per bank too (a run of rows of one cluster does not
-//!   wait on one counter). Rounding therefore depends only on the row index, never on the
-//!   thread that ran the block. (Banks are flushed every [`FLUSH_BLOCKS`] blocks.)
+//!   in L1) is added to per-cluster f32 partial sums, in [`BANKS`] banks picked by row index
+//!   (`i % BANKS`) so that consecutive rows of one cluster do not wait on each other; each bank
+//!   carries its row count in the lane after the features (no separate counter), starts on a
+//!   cache line, and takes one masked load, add and store per row where a bank is one AVX-512
+//!   vector. The banks are flushed to f64 every [`FLUSH_BLOCKS`] blocks. Rounding therefore
+//!   depends only on the row index, never on the thread that ran the block or the instruction set.
 //! * AVX2 + FMA is chosen at run time (`is_x86_feature_detected!`); elsewhere a portable version of
 //!   the same algorithm runs (mul + add instead of FMA, so distances may differ in the last bit and
 //!   an exact near-tie may go the other way; every result is still the same for any thread count).
@@ -149,16 +150,36 @@ pub fn assign(block: &[f32], p: &Prepared, out: &mut [u32]) {
     assign_with(isa(), block, p, out)
 }
 
+/// One cache line of f32 bank values: banks start on a line, so that a bank's vector never
+/// straddles two lines (a split store would also defeat store-to-load forwarding).
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+/// Lines as contiguous f32 values.
+fn values(lines: &[Line]) -> &[f32] {
+    // SAFETY: `Line` is `repr(C)` around `[f32; 16]` (64 bytes, no padding): the lines are
+    // contiguous f32s.
+    unsafe { std::slice::from_raw_parts(lines.as_ptr().cast(), lines.len() * 16) }
+}
+
+/// Lines as contiguous f32 values, mutable.
+fn values_mut(lines: &mut [Line]) -> &mut [f32] {
+    // SAFETY: as in `values`.
+    unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast(), lines.len() * 16) }
+}
+
 /// Per-cluster f32 partial sums of one run, flushed into f64 totals.
+///
+/// Each (bank, cluster) holds `fpad` floats: the `f` feature sums, then in lane `f` the number of
+/// rows added (exact in f32: a bank holds at most a few thousand rows between flushes), so that
+/// the count costs no separate increment; `fpad` is `f + 1` rounded up to a multiple of 8.
 #[derive(Debug, Clone)]
 pub struct Accum {
     k: usize,
     f: usize,
     fpad: usize,
-    banks: Vec<f32>,
-    /// Rows per (bank, cluster) since the last flush: a run of rows of one cluster does not
-    /// wait on one counter.
-    bcounts: Vec<u32>,
+    banks: Vec<Line>,
     /// Per cluster sums, `k x f`, f64.
     pub sums: Vec<f64>,
     /// Rows per cluster.
@@ -169,13 +190,12 @@ impl Accum {
     /// Zeroed accumulators for `k` clusters of `f` features.
     pub fn new(k: usize, f: usize) -> Self {
         let f = f.max(1);
-        let fpad = f.div_ceil(LANES) * LANES;
+        let fpad = (f + 1).div_ceil(LANES) * LANES;
         Accum {
             k,
             f,
             fpad,
-            banks: vec![0.0; BANKS * k * fpad],
-            bcounts: vec![0; BANKS * k],
+            banks: vec![Line([0.0; 16]); (BANKS * k * fpad).div_ceil(16)],
             sums: vec![0.0; k * f],
             counts: vec![0; k],
         }
@@ -192,6 +212,11 @@ impl Accum {
     pub fn add_block_no_flush(&mut self, isa: Isa, block: &[f32], labels: &[u32]) {
         match isa {
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: as in `assign_with`; the AVX-512 variant only where `wide` found it.
+            Isa::Avx2Fma if self.fpad == 16 && avx2::wide() => unsafe {
+                avx2::accumulate16(block, labels, self)
+            },
+            #[cfg(target_arch = "x86_64")]
             // SAFETY: as in `assign_with`.
             Isa::Avx2Fma => unsafe { avx2::accumulate(block, labels, self) },
             _ => portable::accumulate(block, labels, self),
@@ -200,19 +225,20 @@ impl Accum {
 
     /// Adds the f32 banks into the f64 sums (in a fixed order) and zeroes them.
     pub fn flush(&mut self) {
+        let (k, f, fpad) = (self.k, self.f, self.fpad);
+        let values = values(&self.banks);
         for b in 0..BANKS {
-            for c in 0..self.k {
-                let base = (b * self.k + c) * self.fpad;
-                for j in 0..self.f {
-                    self.sums[c * self.f + j] += self.banks[base + j] as f64;
+            for c in 0..k {
+                let bank = &values[(b * k + c) * fpad..(b * k + c + 1) * fpad];
+                for (s, &v) in self.sums[c * f..(c + 1) * f].iter_mut().zip(bank) {
+                    *s += v as f64;
                 }
+                self.counts[c] += bank[f] as u64;
             }
         }
-        self.banks.iter_mut().for_each(|v| *v = 0.0);
-        for (i, n) in self.bcounts.iter_mut().enumerate() {
-            self.counts[i % self.k] += *n as u64;
-            *n = 0;
-        }
+        values_mut(&mut self.banks)
+            .iter_mut()
+            .for_each(|v| *v = 0.0);
     }
 
     fn merge(&mut self, other: &Accum) {
@@ -307,13 +333,14 @@ mod portable {
 
     pub fn accumulate(block: &[f32], labels: &[u32], acc: &mut Accum) {
         let (f, fpad, k) = (acc.f, acc.fpad, acc.k);
+        let banks = super::values_mut(&mut acc.banks);
         for (i, (row, &c)) in block.chunks_exact(f).zip(labels).enumerate() {
-            let c = c as usize;
-            acc.bcounts[(i % BANKS) * k + c] += 1;
-            let base = ((i % BANKS) * k + c) * fpad;
-            for (s, &v) in acc.banks[base..base + f].iter_mut().zip(row) {
+            let base = ((i % BANKS) * k + c as usize) * fpad;
+            let bank = &mut banks[base..base + fpad];
+            for (s, &v) in bank.iter_mut().zip(row) {
                 *s += v;
             }
+            bank[f] += 1.0;
         }
     }
 }
@@ -633,21 +660,29 @@ mod avx2 {
         }
     }
 
+    /// Adds every row of `block` to the bank of its label (bank `i % BANKS` for row `i`), and 1
+    /// to the bank's count lane (`f`): the full vectors of 8 features as they are, the last one
+    /// masked to the row with the count lane set.
+    ///
+    /// # Safety
+    /// AVX2 must be available; `labels` must hold cluster ids below `acc.k`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn accumulate(block: &[f32], labels: &[u32], acc: &mut Accum) {
         let (f, fpad, k) = (acc.f, acc.fpad, acc.k);
         let n = labels.len().min(block.len() / f);
         let full = f / LANES;
-        let tail = f % LANES;
+        let tail = (f % LANES) as i32;
         let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        let tail_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail as i32), idx);
+        let tail_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), idx);
+        let one = _mm256_and_ps(
+            _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_set1_epi32(tail), idx)),
+            _mm256_set1_ps(1.0),
+        );
         let x = block.as_ptr();
-        let banks = acc.banks.as_mut_ptr();
+        let banks = super::values_mut(&mut acc.banks).as_mut_ptr();
         for i in 0..n {
             let c = *labels.get_unchecked(i) as usize;
-            let bc = (i % BANKS) * k + c;
-            *acc.bcounts.get_unchecked_mut(bc) += 1;
-            let s = banks.add(bc * fpad);
+            let s = banks.add(((i % BANKS) * k + c) * fpad);
             let xr = x.add(i * f);
             for q in 0..full {
                 let v = _mm256_add_ps(
@@ -656,14 +691,36 @@ mod avx2 {
                 );
                 _mm256_storeu_ps(s.add(q * LANES), v);
             }
-            if tail > 0 {
-                let off = full * LANES;
-                let v = _mm256_add_ps(
-                    _mm256_loadu_ps(s.add(off)),
-                    _mm256_maskload_ps(xr.add(off), tail_mask),
-                );
-                _mm256_storeu_ps(s.add(off), v);
-            }
+            // The last vector: the remaining features (none when f % 8 == 0; masked lanes are
+            // not read) and 1.0 in the count lane (the masked load gives +0.0 there).
+            let off = full * LANES;
+            let last = _mm256_or_ps(_mm256_maskload_ps(xr.add(off), tail_mask), one);
+            _mm256_storeu_ps(s.add(off), _mm256_add_ps(_mm256_loadu_ps(s.add(off)), last));
+        }
+    }
+
+    /// [`accumulate`] when a bank is one 16-lane vector (`8 <= f <= 15`): per row one masked load
+    /// (the count lane's 1.0 passed through), one add, one store to a cache-line-aligned bank.
+    /// The same additions per lane, hence the same bits.
+    ///
+    /// # Safety
+    /// AVX-512 F must be available; `acc.fpad == 16`; `labels` must hold ids below `acc.k`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn accumulate16(block: &[f32], labels: &[u32], acc: &mut Accum) {
+        let (f, k) = (acc.f, acc.k);
+        debug_assert_eq!(acc.fpad, 16);
+        let n = labels.len().min(block.len() / f);
+        let mask: __mmask16 = (1u16 << f) - 1;
+        let mut count = [0.0f32; 16];
+        count[f] = 1.0;
+        let one = _mm512_loadu_ps(count.as_ptr());
+        let x = block.as_ptr();
+        let banks = super::values_mut(&mut acc.banks).as_mut_ptr();
+        for i in 0..n {
+            let c = *labels.get_unchecked(i) as usize;
+            let s = banks.add(((i % BANKS) * k + c) * 16);
+            let v = _mm512_mask_loadu_ps(one, mask, x.add(i * f));
+            _mm512_store_ps(s, _mm512_add_ps(_mm512_load_ps(s), v));
         }
     }
 }
@@ -784,6 +841,59 @@ mod tests {
             let mut o = [9u32; 1];
             assign_with(isa, &[f32::NAN, 1.0], &p, &mut o);
             assert_eq!(o[0], 0);
+        }
+    }
+
+    #[test]
+    fn every_accumulation_path_gives_the_same_bits() {
+        // Random values, runs of one label (the chains through the banks) and random labels;
+        // f around the vector widths: the count lane in the last vector, alone in its own
+        // vector (f = 16), and the 16-lane AVX-512 path (8 <= f <= 15).
+        for f in [1, 3, 7, 8, 9, 12, 13, 15, 16, 17, 24] {
+            let n = 3 * BLOCK + 77;
+            let x = data(n, f, f as u64);
+            let k = 5;
+            let labels: Vec<u32> = (0..n)
+                .map(|i| {
+                    if i % 200 < 100 {
+                        2
+                    } else {
+                        ((i * 7919) % k) as u32
+                    }
+                })
+                .collect();
+            type Add<'a> = &'a dyn Fn(&[f32], &[u32], &mut Accum);
+            let run = |add: Add| {
+                let mut a = Accum::new(k, f);
+                for (bi, (b, l)) in x.chunks(BLOCK * f).zip(labels.chunks(BLOCK)).enumerate() {
+                    add(b, l, &mut a);
+                    if (bi + 1) % FLUSH_BLOCKS == 0 {
+                        a.flush();
+                    }
+                }
+                a.flush();
+                (
+                    a.sums.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    a.counts,
+                )
+            };
+            let portable = run(&|b, l, a| portable::accumulate(b, l, a));
+            assert_eq!(portable.1.iter().sum::<u64>(), n as u64);
+            assert_eq!(
+                run(&|b, l, a| a.add_block_no_flush(isa(), b, l)),
+                portable,
+                "f = {f}"
+            );
+            #[cfg(target_arch = "x86_64")]
+            if isa() == Isa::Avx2Fma {
+                // SAFETY: AVX2 checked by `isa`, AVX-512 F by `wide`.
+                let avx2 = run(&|b, l, a| unsafe { avx2::accumulate(b, l, a) });
+                assert_eq!(avx2, portable, "f = {f}");
+                if avx2::wide() && (8..=15).contains(&f) {
+                    let avx512 = run(&|b, l, a| unsafe { avx2::accumulate16(b, l, a) });
+                    assert_eq!(avx512, portable, "f = {f}");
+                }
+            }
         }
     }
 
