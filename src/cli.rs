@@ -90,7 +90,8 @@ pub struct RunArgs {
     /// Output directory (default: out/<recipe name>/ beside the recipe).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Compute everything and store nothing.
+    /// Compute every node and store no result (builtin datasets are still generated once into
+    /// the cache directory's data/).
     #[arg(long)]
     pub no_cache: bool,
     /// Redo live searches even when their cached results have not expired.

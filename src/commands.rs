@@ -150,6 +150,7 @@ pub fn graph(args: GraphArgs, plugins: &[PathBuf]) -> i32 {
                 let options = run_options(
                     &args.recipe.recipe,
                     Some(cache.clone()),
+                    &args.cache,
                     1,
                     PathBuf::new(),
                     false,
@@ -178,9 +179,12 @@ pub fn nodes(args: NodesArgs, plugins: &[PathBuf]) -> i32 {
     exit::OK
 }
 
+/// Options of one run. Builtin datasets are materialized in the cache root's `data/` even with
+/// `--no-cache`: they are inputs (like a download), not results, and are generated once.
 fn run_options(
     recipe: &Path,
     cache: Option<Cache>,
+    cache_arg: &CacheDirArg,
     jobs: usize,
     out_dir: PathBuf,
     refresh: bool,
@@ -189,7 +193,7 @@ fn run_options(
     let data_dir = cache
         .as_ref()
         .map(Cache::data_dir)
-        .unwrap_or_else(|| out_dir.join(".data"));
+        .unwrap_or_else(|| cache_root(cache_arg).join("data"));
     RunOptions {
         jobs,
         cache,
@@ -243,6 +247,7 @@ pub fn run(args: RunArgs, plugins: &[PathBuf]) -> i32 {
     let options = run_options(
         &args.recipe.recipe,
         cache,
+        &args.cache,
         jobs,
         out_dir.clone(),
         args.refresh,
