@@ -60,7 +60,11 @@ fn load_plan(args: &RecipeArgs, registry: &flow_core::Registry) -> Result<Plan, 
     let overrides = Overrides::new(args.profile.clone(), &args.sets);
     Plan::build(&file, &text, registry, &overrides).map_err(|diags| {
         eprint!("{}", render_diagnostic(&diags));
-        exit::USAGE
+        if diags.plugin_fault() {
+            exit::PLUGIN
+        } else {
+            exit::USAGE
+        }
     })
 }
 

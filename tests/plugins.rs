@@ -396,6 +396,57 @@ fn a_panicking_plugin_node_fails_the_run_with_exit_6_and_caches_nothing() {
 }
 
 #[test]
+fn a_plugin_panicking_while_building_exits_6_and_a_refusal_exits_2() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // (kind, exit code, message, caption, line: the node for a panic, the param it names else)
+    for (kind, code, message, label, line) in [
+        (
+            "test-panic",
+            6,
+            "plugin `test-plugins` panicked: deliberate test panic while building: kaboom",
+            "the plugin failed here",
+            4,
+        ),
+        (
+            "test-fail",
+            2,
+            "deliberate test failure while building: kaboom",
+            "invalid value",
+            7,
+        ),
+    ] {
+        let recipe = dir.path().join(format!("{kind}.toml"));
+        std::fs::write(
+            &recipe,
+            format!(
+                "name = \"build\"\nplugins = [{}]\n\n\
+                 [nodes.boom]\nkind = \"{kind}\"\nmessage = \"kaboom\"\nwhen = \"build\"\n",
+                toml_str(&libs().test)
+            ),
+        )
+        .unwrap();
+        for command in ["validate", "run"] {
+            let out = dir.path().join("out");
+            let mut cmd = flow_in(cache.path());
+            cmd.arg(command).arg(&recipe);
+            if command == "run" {
+                cmd.arg("--out").arg(&out);
+            }
+            let (got, stdout, stderr) = output(&mut cmd);
+            assert_eq!(got, code, "{kind} {command}: {stdout}\n{stderr}");
+            // miette wraps long messages; join its continuation lines.
+            let joined = stderr.replace("\n  │ ", " ");
+            assert!(joined.contains(message), "{stderr}");
+            assert!(stderr.contains(label), "{stderr}");
+            // Located like any recipe error: file:line:col.
+            assert!(stderr.contains(&format!("{kind}.toml:{line}:")), "{stderr}");
+            assert!(!out.exists(), "nothing written: {kind} {command}");
+        }
+    }
+}
+
+#[test]
 fn files_that_are_not_plugins_are_refused_with_exit_6() {
     let cache = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();

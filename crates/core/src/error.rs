@@ -15,6 +15,9 @@ pub struct ParamError {
     pub message: String,
     /// An optional hint on how to fix it.
     pub help: Option<String>,
+    /// The node kind's own code failed (a plugin panicked or broke its contract) rather than the
+    /// params being wrong: the command exits 6, not 2.
+    pub plugin_fault: bool,
 }
 
 impl ParamError {
@@ -24,6 +27,7 @@ impl ParamError {
             param: Some(param.into()),
             message: message.into(),
             help: None,
+            plugin_fault: false,
         }
     }
 
@@ -33,6 +37,15 @@ impl ParamError {
             param: None,
             message: message.into(),
             help: None,
+            plugin_fault: false,
+        }
+    }
+
+    /// A failure of a plugin's own code while building a node (a panic, a broken contract).
+    pub fn plugin_fault(message: impl Into<String>) -> Self {
+        Self {
+            plugin_fault: true,
+            ..Self::general(message)
         }
     }
 

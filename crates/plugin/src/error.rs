@@ -163,6 +163,7 @@ pub(crate) fn param_error_from_json(plugin: &str, text: &str) -> ParamError {
                 param: s("param"),
                 message: s("message").unwrap_or_else(|| text.to_string()),
                 help: s("help"),
+                plugin_fault: false,
             }
         }
         Err(_) => ParamError::general(format!("plugin `{plugin}`: {text}")),

@@ -299,18 +299,18 @@ impl NodeKind for PluginKind {
                     _ => Caching::Store,
                 },
             })),
-            STATUS_OK => Err(ParamError::general(format!(
+            STATUS_OK => Err(ParamError::plugin_fault(format!(
                 "plugin `{plugin}` built no node"
             ))),
             STATUS_ERROR => Err(param_error_from_json(plugin, &msg.text())),
-            STATUS_PANIC => Err(ParamError::general(
+            STATUS_PANIC => Err(ParamError::plugin_fault(
                 PluginError::Panicked {
                     plugin: plugin.clone(),
                     message: msg.text(),
                 }
                 .to_string(),
             )),
-            other => Err(ParamError::general(format!(
+            other => Err(ParamError::plugin_fault(format!(
                 "plugin `{plugin}` returned unknown status {other}"
             ))),
         }

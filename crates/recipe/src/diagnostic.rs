@@ -22,6 +22,8 @@ pub struct RecipeError {
     /// How to fix it, "did you mean" included.
     #[help]
     pub help: Option<String>,
+    /// A plugin's code failed while the node was built (not a mistake in the recipe).
+    pub plugin_fault: bool,
 }
 
 /// Every mistake found in one recipe; rendered as a list, exit code 2.
@@ -34,6 +36,14 @@ pub struct Diagnostics {
     /// The errors, in the order of the text.
     #[related]
     pub errors: Vec<RecipeError>,
+}
+
+impl Diagnostics {
+    /// True when an error is a plugin's fault rather than the recipe's: the command then exits 6
+    /// (a plugin failed), not 2.
+    pub fn plugin_fault(&self) -> bool {
+        self.errors.iter().any(|e| e.plugin_fault)
+    }
 }
 
 /// Collects errors against one source text.
@@ -83,7 +93,15 @@ impl Collector {
             span: SourceSpan::from(span),
             label: label.into(),
             help,
+            plugin_fault: false,
         });
+    }
+
+    /// Marks the last recorded error as a plugin's fault ([`RecipeError::plugin_fault`]).
+    pub fn mark_plugin_fault(&mut self) {
+        if let Some(e) = self.errors.last_mut() {
+            e.plugin_fault = true;
+        }
     }
 
     /// True when no error was recorded.

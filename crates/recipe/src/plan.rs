@@ -667,8 +667,15 @@ impl<'a> Builder<'a> {
                     ),
                     None => format!("node `{id}` ({}): {}", kind.name(), e.message),
                 };
-                self.errors
-                    .error(span, message, "invalid value", e.help.clone());
+                let label = if e.plugin_fault {
+                    "the plugin failed here"
+                } else {
+                    "invalid value"
+                };
+                self.errors.error(span, message, label, e.help.clone());
+                if e.plugin_fault {
+                    self.errors.mark_plugin_fault();
+                }
                 None
             }
         }

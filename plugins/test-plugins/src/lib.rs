@@ -118,7 +118,7 @@ mod kinds {
             1
         }
         fn doc(&self) -> &str {
-            "Test only: panics (test-panic) or fails (test-fail) when run."
+            "Test only: panics (test-panic) or fails (test-fail) when run, or when built."
         }
         fn signature(&self) -> Signature {
             Signature {
@@ -127,21 +127,39 @@ mod kinds {
             }
         }
         fn params(&self) -> Vec<ParamSpec> {
-            vec![ParamSpec::with_default(
-                "message",
-                ParamType::String,
-                "boom",
-                "the panic or error message",
-            )]
+            vec![
+                ParamSpec::with_default(
+                    "message",
+                    ParamType::String,
+                    "boom",
+                    "the panic or error message",
+                ),
+                ParamSpec::with_default(
+                    "when",
+                    ParamType::String,
+                    "run",
+                    "`run`, or `build` to misbehave while the node is built (validation)",
+                ),
+            ]
         }
         fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
+            let message = params
+                .get("message")
+                .and_then(|v| v.as_str())
+                .unwrap_or("boom")
+                .to_string();
+            if params.get("when").and_then(|v| v.as_str()) == Some("build") {
+                if self.panic {
+                    panic!("deliberate test panic while building: {message}");
+                }
+                return Err(ParamError::new(
+                    "when",
+                    format!("deliberate test failure while building: {message}"),
+                ));
+            }
             Ok(Box::new(MisbehaveNode {
                 panic: self.panic,
-                message: params
-                    .get("message")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("boom")
-                    .to_string(),
+                message,
             }))
         }
     }
