@@ -233,7 +233,49 @@ fn window_read(
             }
         }
     }
+    if let Some(valid) = read_mask(band, (c0, r0), (nw, nh))? {
+        for (r, row) in valid.chunks_exact(nw).enumerate() {
+            let start = (dr + r) * grid.width + dc;
+            for (v, &m) in out[start..start + nw].iter_mut().zip(row) {
+                if m == 0 {
+                    *v = f32::NAN;
+                }
+            }
+        }
+    }
     Ok(())
+}
+
+/// The band's validity mask over a source window (0 = invalid), when the file has one that its
+/// nodata value does not already express: an internal or sidecar mask band (per dataset or per
+/// band) or an alpha band. The windowed and replicated reads apply it here; the warp lets GDAL
+/// apply it (see `warp_read`).
+fn read_mask(
+    band: &gdal::raster::RasterBand,
+    (c0, r0): (i64, i64),
+    (nw, nh): (usize, usize),
+) -> Result<Option<Vec<u8>>, String> {
+    if !has_explicit_mask(band)? {
+        return Ok(None);
+    }
+    let mask = band.open_mask_band().map_err(|e| e.to_string())?;
+    let mut valid = vec![0u8; nw * nh];
+    mask.read_into_slice::<u8>(
+        (c0 as isize, r0 as isize),
+        (nw, nh),
+        (nw, nh),
+        &mut valid,
+        None,
+    )
+    .map_err(|e| format!("reading the mask band: {e}"))?;
+    Ok(Some(valid))
+}
+
+/// True when the band's validity comes from a mask band or an alpha band rather than from its
+/// nodata value (or when every pixel is valid).
+fn has_explicit_mask(band: &gdal::raster::RasterBand) -> Result<bool, String> {
+    let flags = band.mask_flags().map_err(|e| e.to_string())?;
+    Ok(!flags.is_all_valid() && !flags.is_nodata())
 }
 
 /// Reads the source pixels covering `grid` with one RasterIO and replicates each onto the
@@ -275,6 +317,13 @@ fn replicate_read(
         let nd = nd as f32;
         for v in buf.iter_mut() {
             if *v == nd {
+                *v = f32::NAN;
+            }
+        }
+    }
+    if let Some(valid) = read_mask(band, (c0, r0), (nw, nh))? {
+        for (v, &m) in buf.iter_mut().zip(&valid) {
+            if m == 0 {
                 *v = f32::NAN;
             }
         }
@@ -339,10 +388,23 @@ fn warp_read(
             args.extend(["-s_srs".into(), format!("EPSG:{e}")]);
         }
     }
-    if let Some(nd) = nodata {
-        args.extend(["-srcnodata".into(), format!("{nd}")]);
+    // GDAL's warp uses either the nodata value or the file's mask band, not both: with a mask
+    // band, the warp follows the mask and the nodata values are turned into NaN afterwards
+    // (exact with nearest; with other kernels a nodata pixel outside the mask is averaged in).
+    let explicit_mask = has_explicit_mask(&ds.rasterband(1).map_err(|e| e.to_string())?)?;
+    match nodata {
+        Some(_) if explicit_mask => args.extend(["-srcnodata".into(), "None".into()]),
+        Some(nd) => args.extend(["-srcnodata".into(), format!("{nd}")]),
+        None => {}
     }
-    gdalx::warp_into(ds, &args, grid, &wkt, out)
+    gdalx::warp_into(ds, &args, grid, &wkt, out)?;
+    if let (Some(nd), true) = (nodata, explicit_mask) {
+        let nd = nd as f32;
+        out.iter_mut()
+            .filter(|v| **v == nd)
+            .for_each(|v| *v = f32::NAN);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -492,5 +554,119 @@ mod tests {
         let mut out = vec![f32::NAN; grid.len()];
         let path = read_asset(&assets[1], grid, 32618, Resampling::Bilinear, 2, &mut out).unwrap();
         assert_eq!(path, ReadPath::Warp);
+    }
+    /// A 4 x 4 GeoTIFF at `pixel` m (values 1..=16) with, when `mask` is given, an internal
+    /// per-dataset mask (0 = invalid) or an alpha band; without alpha, pixel 0 is nodata (0).
+    fn masked_tiff(path: &std::path::Path, pixel: f64, mask: Option<&[u8]>, alpha: bool) {
+        use gdal::raster::ColorInterpretation;
+        let driver = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
+        // GDAL takes an alpha band as the mask of UInt16 (or Byte) data only.
+        let mut ds = if alpha {
+            driver.create_with_band_type::<u16, _>(path, 4, 4, 2)
+        } else {
+            driver.create_with_band_type::<f32, _>(path, 4, 4, 1)
+        }
+        .unwrap();
+        ds.set_geo_transform(&[585000.0, pixel, 0.0, 5033000.0, 0.0, -pixel])
+            .unwrap();
+        ds.set_spatial_ref(&crate::grid::srs(32618).unwrap())
+            .unwrap();
+        let mut values: Vec<f32> = (1..=16).map(|v| v as f32).collect();
+        let mut band = ds.rasterband(1).unwrap();
+        if !alpha {
+            // (GDAL ignores an alpha band when the band has a nodata value.)
+            values[0] = 0.0;
+            band.set_no_data_value(Some(0.0)).unwrap();
+        }
+        let mut buf = gdal::raster::Buffer::new((4, 4), values);
+        band.write((0, 0), (4, 4), &mut buf).unwrap();
+        if let Some(m) = mask {
+            if alpha {
+                let mut a = ds.rasterband(2).unwrap();
+                a.set_color_interpretation(ColorInterpretation::AlphaBand)
+                    .unwrap();
+                let v: Vec<u16> = m.iter().map(|&x| x as u16 * 65535).collect();
+                let mut buf = gdal::raster::Buffer::new((4, 4), v);
+                a.write((0, 0), (4, 4), &mut buf).unwrap();
+            } else {
+                let mut band = ds.rasterband(1).unwrap();
+                // Inside the TIFF, as in COGs (flow reads without listing sidecar files).
+                gdal::config::set_thread_local_config_option("GDAL_TIFF_INTERNAL_MASK", "YES")
+                    .unwrap();
+                band.create_mask_band(true).unwrap();
+                let mut mb = band.open_mask_band().unwrap();
+                let v: Vec<u8> = m.iter().map(|&x| x * 255).collect();
+                let mut buf = gdal::raster::Buffer::new((4, 4), v);
+                mb.write((0, 0), (4, 4), &mut buf).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn mask_and_alpha_bands_are_honoured_by_every_read_path() {
+        let dir = tempfile::tempdir().unwrap();
+        // Invalid: pixels 5 and 10 (row-major); pixel 0 is nodata.
+        let mut mask = [1u8; 16];
+        mask[5] = 0;
+        mask[10] = 0;
+        let asset = |name: &str| AssetRef {
+            href: dir.path().join(name).to_string_lossy().into_owned(),
+            epsg: Some(32618),
+            transform: None,
+            shape: None,
+            scale: 1.0,
+            offset: 0.0,
+            nodata: None,
+            band: Default::default(),
+        };
+        for (name, m, alpha) in [
+            ("plain.tif", None, false),
+            ("mask.tif", Some(&mask[..]), false),
+            ("alpha.tif", Some(&mask[..]), true),
+        ] {
+            // Same pixel size: the windowed read; 20 m onto 10 m: replication; 10 m onto 20 m:
+            // the warp (each target pixel's centre on a source pixel corner: GDAL's nearest
+            // takes the pixel below and to the right, as `src` does).
+            for (pixel, target, path) in [
+                (10.0, 10.0, ReadPath::Window),
+                (20.0, 10.0, ReadPath::Replicate),
+                (10.0, 20.0, ReadPath::Warp),
+            ] {
+                let file = format!("{pixel}_{name}");
+                masked_tiff(&dir.path().join(&file), pixel, m, alpha);
+                let n = (4.0 * pixel / target) as usize;
+                let grid = Grid::north_up("EPSG:32618", 585000.0, 5033000.0, target, n, n);
+                let mut out = vec![f32::NAN; grid.len()];
+                let got = read_asset(
+                    &asset(&file),
+                    &grid,
+                    32618,
+                    Resampling::Nearest,
+                    1,
+                    &mut out,
+                )
+                .unwrap();
+                assert_eq!(got, path, "{file}");
+                // The source pixel under each target pixel (nearest).
+                let src = |r: usize, c: usize| -> usize {
+                    let (y, x) = ((r as f64 + 0.5) * target, (c as f64 + 0.5) * target);
+                    (y / pixel) as usize * 4 + (x / pixel) as usize
+                };
+                for r in 0..n {
+                    for c in 0..n {
+                        let s = src(r, c);
+                        let invalid = (s == 0 && !alpha) || (m.is_some() && mask[s] == 0);
+                        let v = out[r * n + c];
+                        if invalid {
+                            assert!(v.is_nan(), "{file} {path:?} ({r}, {c}) = {v}: masked");
+                        } else if path != ReadPath::Warp {
+                            assert_eq!(v, (s + 1) as f32, "{file} ({r}, {c})");
+                        } else {
+                            assert!(v.is_finite(), "{file} ({r}, {c})");
+                        }
+                    }
+                }
+            }
+        }
     }
 }
