@@ -105,6 +105,7 @@ fn offline_run_makes_the_notebooks_map_and_reruns_from_the_cache() {
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     for f in [
         "timberlea_classes.tif",
+        "timberlea_classes.item.json",
         "timberlea_classes.png",
         "timberlea_model.json",
         "run.json",
@@ -143,6 +144,52 @@ fn offline_run_makes_the_notebooks_map_and_reruns_from_the_cache() {
         ari > 0.5,
         "k = 4 on five true classes still separates them: ARI {ari}"
     );
+
+    // The STAC Item beside the map, read back by flow itself (stac-search on the Item, stack of
+    // its `data` asset onto a 10 m grid): the same grid and the same classes, pixel for pixel.
+    let item_path = out.path().join("timberlea_classes.item.json");
+    let item: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&item_path).unwrap()).unwrap();
+    assert_eq!(
+        item["properties"]["proj:shape"],
+        serde_json::json!([207, 228])
+    );
+    assert_eq!(item["properties"]["datetime"], "2021-08-03T15:49:09Z");
+    let reread = tempfile::tempdir().unwrap();
+    let recipe = reread.path().join("reread.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "name = \"reread\"\n\n[nodes.search]\nkind = \"stac-search\"\ncatalog = {:?}\n\n\
+             [nodes.stack]\nkind = \"stack\"\ninput = \"search\"\nassets = [\"data\"]\nresolution = 10\n\n\
+             [nodes.tif]\nkind = \"write\"\ninput = \"stack\"\npath = \"reread.tif\"\n",
+            item_path.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = output(
+        flow(cache.path())
+            .arg("run")
+            .arg(&recipe)
+            .arg("--out")
+            .arg(reread.path()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let ds = gdal::Dataset::open(reread.path().join("reread.tif")).unwrap();
+    assert_eq!(ds.raster_size(), (228, 207));
+    assert_eq!(ds.geo_transform().unwrap(), gt);
+    let back = ds
+        .rasterband(1)
+        .unwrap()
+        .read_as::<f32>((0, 0), (228, 207), (228, 207), None)
+        .unwrap();
+    for (&l, &v) in labels.iter().zip(back.data()) {
+        if l == 255 {
+            assert!(v.is_nan(), "nodata stays nodata");
+        } else {
+            assert_eq!(v, l as f32);
+        }
+    }
 
     // The run report, snapshot-tested with timings, keys and paths redacted.
     let report = run_json(out.path());

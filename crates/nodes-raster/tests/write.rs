@@ -339,3 +339,158 @@ fn unsupported_combinations_are_errors() {
     )]);
     assert!(node.run(&ctx(out.path()), &inputs).is_err());
 }
+
+/// The scene's items (absolute hrefs), as the `items` input of `write`.
+fn scene_items() -> Value {
+    items_value(items())
+}
+
+#[test]
+fn class_cog_with_a_stac_item_that_gdal_reads_back() {
+    let out = tempfile::tempdir().unwrap();
+    let (node, value) = write(
+        "path = \"maps/classes.tif\"\nformat = \"cog\"\nstac_item = true",
+        vec![("input", Value::Labels(labels())), ("items", scene_items())],
+        out.path(),
+    );
+    let tif = out.path().join("maps/classes.tif");
+    let item_path = out.path().join("maps/classes.item.json");
+    let item: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&item_path).unwrap()).unwrap();
+    // Listed among the outputs, with its hash, and part of the freshness check.
+    let Value::Json(doc) = &value else { panic!() };
+    let paths: Vec<&str> = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"maps/classes.item.json"), "{paths:?}");
+    let c = ctx(out.path());
+    assert!(node.is_fresh(&c, &value));
+
+    assert_eq!(item["type"], "Feature");
+    assert_eq!(item["id"], "classes");
+    let props = &item["properties"];
+    // Two source items: a range from the earlier to the later one.
+    let mut times: Vec<String> = items()["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["properties"]["datetime"].as_str().unwrap().to_string())
+        .collect();
+    times.sort();
+    assert_eq!(times.len(), 2);
+    assert_eq!(props["datetime"], serde_json::Value::Null);
+    assert_eq!(props["start_datetime"], times[0].as_str());
+    assert_eq!(props["end_datetime"], times[1].as_str());
+    assert_eq!(props["flow:source_items"].as_array().unwrap().len(), 2);
+    assert_eq!(props["proj:epsg"], 32618);
+    assert_eq!(props["proj:shape"], serde_json::json!([4, 6]));
+    assert_eq!(
+        props["proj:transform"],
+        serde_json::json!([10.0, 0.0, 585080.0, 0.0, -10.0, 5032950.0])
+    );
+    // The footprint: a closed counter-clockwise ring around the grid's centre, inside the bbox.
+    let bbox: Vec<f64> = serde_json::from_value(item["bbox"].clone()).unwrap();
+    let ring: Vec<[f64; 2]> =
+        serde_json::from_value(item["geometry"]["coordinates"][0].clone()).unwrap();
+    assert_eq!(ring.first(), ring.last());
+    let twice_area: f64 = ring
+        .windows(2)
+        .map(|p| p[0][0] * p[1][1] - p[1][0] * p[0][1])
+        .sum();
+    assert!(twice_area > 0.0, "counter-clockwise");
+    for p in &ring {
+        assert!(p[0] >= bbox[0] && p[0] <= bbox[2] && p[1] >= bbox[1] && p[1] <= bbox[3]);
+    }
+    // The grid's centre (585110, 5032930) in EPSG:32618 is near -73.9116 E, 45.4447 N.
+    assert!(bbox[0] < -73.9116 && bbox[2] > -73.9116, "{bbox:?}");
+    assert!(bbox[1] < 45.4447 && bbox[3] > 45.4447, "{bbox:?}");
+    let asset = &item["assets"]["data"];
+    assert_eq!(asset["href"], "classes.tif");
+    assert_eq!(
+        asset["type"],
+        "image/tiff; application=geotiff; profile=cloud-optimized"
+    );
+    let bytes = std::fs::read(&tif).unwrap();
+    assert_eq!(
+        asset["file:checksum"],
+        format!("1e20{}", blake3::hash(&bytes).to_hex())
+    );
+    assert_eq!(asset["file:size"], bytes.len());
+    assert_eq!(asset["raster:bands"][0]["data_type"], "uint8");
+    assert_eq!(asset["raster:bands"][0]["nodata"], 255);
+    let classes = asset["classification:classes"].as_array().unwrap();
+    assert_eq!(classes.len(), 3);
+    assert_eq!(classes[1]["name"], "forest");
+    assert_eq!(classes[1]["color_hint"], "2CA02C");
+
+    // An independent reader: GDAL's STACIT driver on the Item (in an ItemCollection, with the
+    // href made absolute as a STAC API would serve it: GDAL 3.6 resolves relative hrefs against
+    // the working directory) finds the file, its grid and its pixels from the Item alone.
+    let collection = out.path().join("maps/collection.json");
+    let mut served = item.clone();
+    served["assets"]["data"]["href"] = tif.to_string_lossy().into_owned().into();
+    std::fs::write(
+        &collection,
+        serde_json::json!({"type": "FeatureCollection", "features": [served]}).to_string(),
+    )
+    .unwrap();
+    let stacit = Dataset::open(format!("STACIT:\"{}\":asset=data", collection.display())).unwrap();
+    let direct = Dataset::open(&tif).unwrap();
+    assert_eq!(stacit.raster_size(), direct.raster_size());
+    assert_eq!(
+        stacit.geo_transform().unwrap(),
+        direct.geo_transform().unwrap()
+    );
+    let read = |ds: &Dataset| {
+        let b = ds.rasterband(1).unwrap();
+        b.read_as::<u8>((0, 0), (6, 4), (6, 4), None)
+            .unwrap()
+            .data()
+            .to_vec()
+    };
+    assert_eq!(read(&stacit), read(&direct));
+}
+
+#[test]
+fn raster_stac_item_takes_its_times_and_bands() {
+    let out = tempfile::tempdir().unwrap();
+    write(
+        "path = \"cube.tif\"\nstac_item = true",
+        vec![("input", Value::Raster(raster(5, 3)))],
+        out.path(),
+    );
+    let item: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("cube.item.json")).unwrap())
+            .unwrap();
+    assert_eq!(item["properties"]["datetime"], "2021-08-03T15:49:09Z");
+    let asset = &item["assets"]["data"];
+    assert_eq!(asset["type"], "image/tiff; application=geotiff");
+    assert_eq!(asset["raster:bands"].as_array().unwrap().len(), 3);
+    assert_eq!(asset["raster:bands"][0]["data_type"], "float32");
+    assert_eq!(asset["raster:bands"][0]["nodata"], "nan");
+    assert_eq!(asset["eo:bands"][2]["name"], "B04");
+}
+
+#[test]
+fn stac_items_need_a_geotiff_and_a_datetime() {
+    let err = WriteKind
+        .build(&params("path = \"x.png\"\nstac_item = true"))
+        .err()
+        .unwrap();
+    assert_eq!(err.param.as_deref(), Some("stac_item"));
+    // A class map without source items has no datetime: a clear error, and no Item.
+    let out = tempfile::tempdir().unwrap();
+    let node = WriteKind
+        .build(&params("path = \"classes.tif\"\nstac_item = true"))
+        .unwrap();
+    let inputs = flow_core::Inputs::new([(
+        "input".to_string(),
+        std::sync::Arc::new(Value::Labels(labels())),
+    )]);
+    let err = node.run(&ctx(out.path()), &inputs).unwrap_err().to_string();
+    assert!(err.contains("connect the `items` port"), "{err}");
+    assert!(!out.path().join("classes.item.json").exists());
+}

@@ -1,10 +1,12 @@
 //! The `write` kind: GeoTIFF / COG (rasters, and class maps with a colour table and category
 //! names), PNG quicklooks (RGB beside the class map, with a legend) and JSON (models with class
-//! statistics, any Json value). Every file is written under a temporary name in its directory and
-//! renamed into place, so a failed run leaves no half file.
+//! statistics, any Json value), and with `stac_item = true` a STAC Item beside a GeoTIFF / COG.
+//! Every file is written under a temporary name in its directory and renamed into place, so a
+//! failed run leaves no half file.
 
 mod font;
 mod geotiff;
+mod item;
 mod json;
 mod png;
 
@@ -61,6 +63,7 @@ struct WriteParams {
     format: Option<String>,
     rgb_bands: Option<Vec<String>>,
     class_names: Option<Vec<String>>,
+    stac_item: Option<bool>,
 }
 
 /// Validated `write` parameters.
@@ -71,6 +74,8 @@ struct ValidWrite {
     format: Format,
     rgb_bands: [String; 3],
     class_names: Option<Vec<String>>,
+    /// Write `<stem>.item.json` beside a GeoTIFF / COG.
+    stac_item: bool,
 }
 
 /// The default RGB composite: Sentinel-2 red, green, blue.
@@ -129,11 +134,22 @@ impl WriteParams {
                 )
             })?,
         };
+        let stac_item = self.stac_item.unwrap_or(false);
+        if stac_item && !matches!(format, Format::GTiff | Format::Cog) {
+            return Err(ParamError::new(
+                "stac_item",
+                format!(
+                    "a STAC Item describes a GeoTIFF or COG, not a {} file",
+                    format.name()
+                ),
+            ));
+        }
         Ok(ValidWrite {
             path,
             format,
             rgb_bands,
             class_names: self.class_names,
+            stac_item,
         })
     }
 }
@@ -151,8 +167,9 @@ impl NodeKind for WriteKind {
         "Writes a value under the output directory: a Raster or Labels as GeoTIFF / COG (class maps with a \
          colour table and category names), Labels as a PNG quicklook (the `rgb` raster beside the class map, \
          with a legend), a Model as JSON (centroids, inertia; class pixel counts and areas with `labels`, \
-         per-class band means with `spectra`), Json as pretty JSON. Outputs the list of files with their \
-         BLAKE3 hashes."
+         per-class band means with `spectra`), Json as pretty JSON. With `stac_item`, a STAC Item beside a \
+         GeoTIFF / COG (footprint, proj:*, raster:bands, classes, checksum; datetime and derived_from links \
+         from `items`). Outputs the list of files with their BLAKE3 hashes."
     }
 
     fn signature(&self) -> Signature {
@@ -173,6 +190,11 @@ impl NodeKind for WriteKind {
                     "spectra",
                     ValueType::Raster,
                     "raster whose per-class band means go into a model's JSON",
+                ),
+                Port::optional(
+                    "items",
+                    ValueType::Items,
+                    "the STAC items the output comes from: the STAC Item's datetime and links",
                 ),
             ],
             output: ValueType::Json,
@@ -206,6 +228,12 @@ impl NodeKind for WriteKind {
                 "class_names",
                 ParamType::array(ParamType::String),
                 "names of the classes, by class id",
+            ),
+            ParamSpec::with_default(
+                "stac_item",
+                ParamType::Bool,
+                false,
+                "also write a STAC Item `<stem>.item.json` describing a GeoTIFF / COG",
             ),
         ]
     }
@@ -351,15 +379,26 @@ impl WriteNode {
                 p.path.display()
             ))
         };
+        let cog = p.format == Format::Cog;
         let files = match (input, p.format) {
-            (Value::Raster(r), Format::GTiff | Format::Cog) => write_atomically(target, |tmp| {
-                geotiff::write_raster(r, tmp, p.format == Format::Cog)
-            })?,
+            (Value::Raster(r), Format::GTiff | Format::Cog) => {
+                let mut files = write_atomically(target, |tmp| geotiff::write_raster(r, tmp, cog))?;
+                if p.stac_item {
+                    let bands: Vec<_> = (0..r.times.len().max(1))
+                        .flat_map(|_| r.bands.iter().cloned())
+                        .collect();
+                    files.extend(self.write_item(inputs, target, None, Some(&bands), &r.times)?);
+                }
+                files
+            }
             (Value::Labels(l), Format::GTiff | Format::Cog) => {
                 let classes = classes_of(l, names);
-                write_atomically(target, |tmp| {
-                    geotiff::write_labels(l, &classes, tmp, p.format == Format::Cog)
-                })?
+                let mut files =
+                    write_atomically(target, |tmp| geotiff::write_labels(l, &classes, tmp, cog))?;
+                if p.stac_item {
+                    files.extend(self.write_item(inputs, target, Some(&classes), None, &[])?);
+                }
+                files
             }
             (Value::Labels(l), Format::Png) => {
                 let classes = classes_of(l, names);
@@ -388,6 +427,39 @@ impl WriteNode {
             _ => return Err(unsupported()),
         };
         Ok(files)
+    }
+}
+
+impl WriteNode {
+    /// Writes the STAC Item of the GeoTIFF / COG at `target` as `<stem>.item.json` beside it.
+    fn write_item(
+        &self,
+        inputs: &Inputs,
+        target: &Path,
+        classes: Option<&[ClassInfo]>,
+        bands: Option<&[flow_core::BandInfo]>,
+        times: &[String],
+    ) -> Result<Vec<PathBuf>, NodeError> {
+        let stem = target
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let href = target
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let doc = item::describe(&item::Describe {
+            id: &stem,
+            file: target,
+            href: &href,
+            cog: self.params.format == Format::Cog,
+            classes,
+            bands,
+            sources: inputs.items_opt("items")?,
+            times,
+        })?;
+        let path = target.with_file_name(format!("{stem}.item.json"));
+        Ok(write_atomically(&path, |tmp| json::save(&doc, tmp))?)
     }
 }
 
