@@ -18,6 +18,11 @@ fn ids_with_status(report: &serde_json::Value, status: &str) -> Vec<String> {
         .collect()
 }
 
+/// `flow run RECIPE --out OUT` with the cache in `cache`: exit code, stdout, stderr.
+fn run_recipe(cache: &Path, recipe: &Path, out: &Path) -> (i32, String, String) {
+    output(flow(cache).arg("run").arg(recipe).arg("--out").arg(out))
+}
+
 /// Reads band 1 of a GeoTIFF as u16 with its geotransform, size and EPSG code.
 fn read_u16(
     path: &Path,
@@ -167,13 +172,7 @@ fn offline_run_makes_the_notebooks_map_and_reruns_from_the_cache() {
         ),
     )
     .unwrap();
-    let (code, _, stderr) = output(
-        flow(cache.path())
-            .arg("run")
-            .arg(&recipe)
-            .arg("--out")
-            .arg(reread.path()),
-    );
+    let (code, _, stderr) = run_recipe(cache.path(), &recipe, reread.path());
     assert_eq!(code, 0, "{stderr}");
     let ds = gdal::Dataset::open(reread.path().join("reread.tif")).unwrap();
     assert_eq!(ds.raster_size(), (228, 207));
@@ -395,13 +394,7 @@ k = 12
 "#,
     )
     .unwrap();
-    let (code, _, stderr) = output(
-        flow(cache.path())
-            .arg("run")
-            .arg(&recipe)
-            .arg("--out")
-            .arg(dir.path().join("out")),
-    );
+    let (code, _, stderr) = run_recipe(cache.path(), &recipe, &dir.path().join("out"));
     assert_eq!(code, 3, "{stderr}");
     assert!(
         stderr.contains("fit") && stderr.contains("12") && stderr.contains("9 valid"),

@@ -211,15 +211,7 @@ fn window_read(
         band.read_into_slice::<f32>((c0 as isize, r0 as isize), (nw, nh), (nw, nh), out, None)
             .map_err(|e| e.to_string())?;
     } else {
-        let mut buf = vec![0f32; nw * nh];
-        band.read_into_slice::<f32>(
-            (c0 as isize, r0 as isize),
-            (nw, nh),
-            (nw, nh),
-            &mut buf,
-            None,
-        )
-        .map_err(|e| e.to_string())?;
+        let buf = read_window::<f32>(band, (c0, r0), (nw, nh))?;
         for (r, row) in buf.chunks_exact(nw).enumerate() {
             let start = (dr + r) * grid.width + dc;
             out[start..start + nw].copy_from_slice(row);
@@ -259,16 +251,27 @@ fn read_mask(
         return Ok(None);
     }
     let mask = band.open_mask_band().map_err(|e| e.to_string())?;
-    let mut valid = vec![0u8; nw * nh];
-    mask.read_into_slice::<u8>(
+    let valid = read_window::<u8>(&mask, (c0, r0), (nw, nh))
+        .map_err(|e| format!("reading the mask band: {e}"))?;
+    Ok(Some(valid))
+}
+
+/// The `nw x nh` source pixels from column `c0`, row `r0`, row-major, with one RasterIO.
+fn read_window<T: gdal::raster::GdalType + Copy + Default>(
+    band: &gdal::raster::RasterBand,
+    (c0, r0): (i64, i64),
+    (nw, nh): (usize, usize),
+) -> Result<Vec<T>, String> {
+    let mut buf = vec![T::default(); nw * nh];
+    band.read_into_slice::<T>(
         (c0 as isize, r0 as isize),
         (nw, nh),
         (nw, nh),
-        &mut valid,
+        &mut buf,
         None,
     )
-    .map_err(|e| format!("reading the mask band: {e}"))?;
-    Ok(Some(valid))
+    .map_err(|e| e.to_string())?;
+    Ok(buf)
 }
 
 /// True when the band's validity comes from a mask band or an alpha band rather than from its
@@ -304,15 +307,7 @@ fn replicate_read(
         return Ok(()); // no overlap: all nodata
     }
     let (nw, nh) = ((c1 - c0 + 1) as usize, (r1 - r0 + 1) as usize);
-    let mut buf = vec![0f32; nw * nh];
-    band.read_into_slice::<f32>(
-        (c0 as isize, r0 as isize),
-        (nw, nh),
-        (nw, nh),
-        &mut buf,
-        None,
-    )
-    .map_err(|e| e.to_string())?;
+    let mut buf = read_window::<f32>(band, (c0, r0), (nw, nh))?;
     if let Some(nd) = nodata {
         let nd = nd as f32;
         for v in buf.iter_mut() {
