@@ -68,6 +68,17 @@ fn load_plan(args: &RecipeArgs, registry: &flow_core::Registry) -> Result<Plan, 
     })
 }
 
+/// The registry with the recipe's plugins, then the recipe's validated plan; on failure the
+/// error has been printed and the exit code is returned.
+fn registry_and_plan(
+    args: &RecipeArgs,
+    plugins: &[PathBuf],
+) -> Result<(flow_core::Registry, Plan), i32> {
+    let registry = registry_with_plugins(Some(&args.recipe), plugins)?;
+    let plan = load_plan(args, &registry)?;
+    Ok((registry, plan))
+}
+
 /// The built-in kinds plus every plugin: the recipe's `plugins = [...]` (relative to the
 /// recipe), FLOW_PLUGIN_PATH, then `--plugin`. A plugin that cannot be loaded is reported and
 /// the command exits 6 before the recipe is validated.
@@ -112,12 +123,8 @@ fn open_cache(arg: &CacheDirArg) -> Result<Cache, i32> {
 
 /// `flow validate`.
 pub fn validate(args: ValidateArgs, plugins: &[PathBuf]) -> i32 {
-    let registry = match registry_with_plugins(Some(&args.recipe.recipe), plugins) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    match load_plan(&args.recipe, &registry) {
-        Ok(plan) => {
+    match registry_and_plan(&args.recipe, plugins) {
+        Ok((_, plan)) => {
             if args.plan {
                 println!(
                     "{}",
@@ -138,12 +145,8 @@ pub fn validate(args: ValidateArgs, plugins: &[PathBuf]) -> i32 {
 
 /// `flow graph`.
 pub fn graph(args: GraphArgs, plugins: &[PathBuf]) -> i32 {
-    let registry = match registry_with_plugins(Some(&args.recipe.recipe), plugins) {
+    let (registry, plan) = match registry_and_plan(&args.recipe, plugins) {
         Ok(r) => r,
-        Err(code) => return code,
-    };
-    let plan = match load_plan(&args.recipe, &registry) {
-        Ok(p) => p,
         Err(code) => return code,
     };
     let mut states = render::States::new();
@@ -194,10 +197,7 @@ fn run_options(
     refresh: bool,
     registry: &flow_core::Registry,
 ) -> RunOptions {
-    let data_dir = cache
-        .as_ref()
-        .map(Cache::data_dir)
-        .unwrap_or_else(|| cache_root(cache_arg).join("data"));
+    let data_dir = Cache::data_dir_in(&cache_root(cache_arg));
     RunOptions {
         jobs,
         cache,
@@ -212,12 +212,8 @@ fn run_options(
 
 /// `flow run`.
 pub fn run(args: RunArgs, plugins: &[PathBuf]) -> i32 {
-    let registry = match registry_with_plugins(Some(&args.recipe.recipe), plugins) {
+    let (registry, plan) = match registry_and_plan(&args.recipe, plugins) {
         Ok(r) => r,
-        Err(code) => return code,
-    };
-    let plan = match load_plan(&args.recipe, &registry) {
-        Ok(p) => p,
         Err(code) => return code,
     };
     let cache = if args.no_cache {

@@ -132,7 +132,13 @@ impl Cache {
 
     /// Where datasets are materialized.
     pub fn data_dir(&self) -> PathBuf {
-        self.root.join("data")
+        Self::data_dir_in(&self.root)
+    }
+
+    /// Where datasets are materialized for the cache rooted at `root` (also used by runs that
+    /// store no results: datasets are inputs, generated once).
+    pub fn data_dir_in(root: &Path) -> PathBuf {
+        root.join("data")
     }
 
     fn entry_dir(&self, key: &Key) -> PathBuf {

@@ -28,7 +28,7 @@ pub struct RunOptions {
     pub out_dir: PathBuf,
     /// Directory of the recipe, for relative paths.
     pub recipe_dir: PathBuf,
-    /// Where datasets are materialized when there is no cache.
+    /// Where datasets are materialized (normally the cache's `data/`, [`Cache::data_dir_in`]).
     pub data_dir: PathBuf,
     /// Named datasets for `builtin:` catalogs.
     pub datasets: Datasets,
@@ -40,13 +40,13 @@ impl RunOptions {
     /// The context handed to node `id`: output, recipe and data directories, threads, the
     /// cancellation flag and the datasets.
     pub fn context(&self, id: &str) -> RunContext {
-        let data_dir = self
-            .cache
-            .as_ref()
-            .map(Cache::data_dir)
-            .unwrap_or_else(|| self.data_dir.clone());
-        let mut ctx = RunContext::new(id, self.out_dir.clone(), self.recipe_dir.clone(), data_dir)
-            .with_cancel_flag(self.cancel.clone());
+        let mut ctx = RunContext::new(
+            id,
+            self.out_dir.clone(),
+            self.recipe_dir.clone(),
+            self.data_dir.clone(),
+        )
+        .with_cancel_flag(self.cancel.clone());
         ctx.threads = self.jobs;
         ctx.refresh = self.refresh;
         ctx.datasets = self.datasets.clone();

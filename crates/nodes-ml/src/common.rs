@@ -7,6 +7,22 @@ use flow_core::{BandInfo, ParamError};
 /// bit for bit with 1 or 64 threads.
 pub(crate) const CHUNK: usize = 8192;
 
+/// `$f::<N>(args...)` monomorphized for a feature count `$n` of 1 to 16, else `$fallback`: the
+/// dispatch of the per-feature-count kernels (fixed-size arrays the compiler keeps in registers).
+macro_rules! with_feature_count {
+    ($n:expr, $f:ident ($($arg:expr),* $(,)?), $fallback:expr) => {
+        $crate::common::with_feature_count!(@ $n, $f, ($($arg),*), $fallback,
+            1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+    };
+    (@ $n:expr, $f:ident, $args:tt, $fallback:expr, $($k:literal)*) => {
+        match $n {
+            $($k => $f::<$k> $args,)*
+            _ => $fallback,
+        }
+    };
+}
+pub(crate) use with_feature_count;
+
 /// Reads a two-element array parameter such as `range = [0, 255]`, requiring `lo < hi`.
 pub(crate) fn pair(values: &[f64], param: &str) -> Result<(f64, f64), ParamError> {
     match values {

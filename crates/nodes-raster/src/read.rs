@@ -173,28 +173,78 @@ fn read_inner(
         .geo_transform()
         .map_err(|e| format!("no geotransform: {e}"))?;
     let band = ds.rasterband(1).map_err(|e| e.to_string())?;
-    let nodata = band.no_data_value().or(asset.nodata);
+    let validity = Validity::of(&band, asset)?;
     if same_crs(&ds, epsg, asset.epsg) {
         if let Some((col_off, row_off)) = aligned_offset(&gt, &grid.transform) {
-            window_read(&band, (col_off, row_off), grid, nodata, out)?;
+            window_read(&band, &validity, (col_off, row_off), grid, out)?;
             return Ok(ReadPath::Window);
         }
         if resampling == Resampling::Nearest {
             if let Some(rep) = replication(&gt, &grid.transform) {
-                replicate_read(&band, rep, grid, nodata, out)?;
+                replicate_read(&band, &validity, rep, grid, out)?;
                 return Ok(ReadPath::Replicate);
             }
         }
     }
-    warp_read(&ds, asset, grid, epsg, resampling, nodata, out)?;
+    warp_read(&ds, asset, grid, epsg, resampling, &validity, out)?;
     Ok(ReadPath::Warp)
+}
+
+/// How band 1 marks invalid pixels: its nodata value (else the asset's), and the file's mask
+/// band when it has one that the nodata value does not express (an internal or sidecar mask,
+/// per dataset or per band, or an alpha band).
+struct Validity<'a> {
+    nodata: Option<f64>,
+    mask: Option<gdal::raster::RasterBand<'a>>,
+}
+
+impl<'a> Validity<'a> {
+    fn of(band: &'a gdal::raster::RasterBand<'a>, asset: &AssetRef) -> Result<Self, String> {
+        let flags = band.mask_flags().map_err(|e| e.to_string())?;
+        let mask = if flags.is_all_valid() || flags.is_nodata() {
+            None
+        } else {
+            Some(band.open_mask_band().map_err(|e| e.to_string())?)
+        };
+        Ok(Validity {
+            nodata: band.no_data_value().or(asset.nodata),
+            mask,
+        })
+    }
+
+    /// Sets to NaN the invalid values of the `nw x nh` source window at column `c0`, row `r0`
+    /// (`values` row-major): nodata values, and pixels the mask band marks 0.
+    fn apply(
+        &self,
+        values: &mut [f32],
+        (c0, r0): (i64, i64),
+        (nw, nh): (usize, usize),
+    ) -> Result<(), String> {
+        if let Some(nd) = self.nodata {
+            let nd = nd as f32;
+            values
+                .iter_mut()
+                .filter(|v| **v == nd)
+                .for_each(|v| *v = f32::NAN);
+        }
+        if let Some(mask) = &self.mask {
+            let valid = read_window::<u8>(mask, (c0, r0), (nw, nh))
+                .map_err(|e| format!("reading the mask band: {e}"))?;
+            for (v, &m) in values.iter_mut().zip(&valid) {
+                if m == 0 {
+                    *v = f32::NAN;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn window_read(
     band: &gdal::raster::RasterBand,
+    validity: &Validity,
     (col_off, row_off): (i64, i64),
     grid: &Grid,
-    nodata: Option<f64>,
     out: &mut [f32],
 ) -> Result<(), String> {
     let (sw, sh) = band.size();
@@ -208,52 +258,19 @@ fn window_read(
     let (nw, nh) = ((c1 - c0) as usize, (r1 - r0) as usize);
     let (dc, dr) = ((c0 - col_off) as usize, (r0 - row_off) as usize);
     if nw == grid.width && nh == grid.height {
+        // The whole plane: straight into the output.
         band.read_into_slice::<f32>((c0 as isize, r0 as isize), (nw, nh), (nw, nh), out, None)
             .map_err(|e| e.to_string())?;
+        validity.apply(out, (c0, r0), (nw, nh))?;
     } else {
-        let buf = read_window::<f32>(band, (c0, r0), (nw, nh))?;
+        let mut buf = read_window::<f32>(band, (c0, r0), (nw, nh))?;
+        validity.apply(&mut buf, (c0, r0), (nw, nh))?;
         for (r, row) in buf.chunks_exact(nw).enumerate() {
             let start = (dr + r) * grid.width + dc;
             out[start..start + nw].copy_from_slice(row);
         }
     }
-    if let Some(nd) = nodata {
-        let nd = nd as f32;
-        for v in out.iter_mut() {
-            if *v == nd {
-                *v = f32::NAN;
-            }
-        }
-    }
-    if let Some(valid) = read_mask(band, (c0, r0), (nw, nh))? {
-        for (r, row) in valid.chunks_exact(nw).enumerate() {
-            let start = (dr + r) * grid.width + dc;
-            for (v, &m) in out[start..start + nw].iter_mut().zip(row) {
-                if m == 0 {
-                    *v = f32::NAN;
-                }
-            }
-        }
-    }
     Ok(())
-}
-
-/// The band's validity mask over a source window (0 = invalid), when the file has one that its
-/// nodata value does not already express: an internal or sidecar mask band (per dataset or per
-/// band) or an alpha band. The windowed and replicated reads apply it here; the warp lets GDAL
-/// apply it (see `warp_read`).
-fn read_mask(
-    band: &gdal::raster::RasterBand,
-    (c0, r0): (i64, i64),
-    (nw, nh): (usize, usize),
-) -> Result<Option<Vec<u8>>, String> {
-    if !has_explicit_mask(band)? {
-        return Ok(None);
-    }
-    let mask = band.open_mask_band().map_err(|e| e.to_string())?;
-    let valid = read_window::<u8>(&mask, (c0, r0), (nw, nh))
-        .map_err(|e| format!("reading the mask band: {e}"))?;
-    Ok(Some(valid))
 }
 
 /// The `nw x nh` source pixels from column `c0`, row `r0`, row-major, with one RasterIO.
@@ -274,20 +291,13 @@ fn read_window<T: gdal::raster::GdalType + Copy + Default>(
     Ok(buf)
 }
 
-/// True when the band's validity comes from a mask band or an alpha band rather than from its
-/// nodata value (or when every pixel is valid).
-fn has_explicit_mask(band: &gdal::raster::RasterBand) -> Result<bool, String> {
-    let flags = band.mask_flags().map_err(|e| e.to_string())?;
-    Ok(!flags.is_all_valid() && !flags.is_nodata())
-}
-
 /// Reads the source pixels covering `grid` with one RasterIO and replicates each onto the
 /// `factor.0 x factor.1` target pixels it covers; target pixels outside the source are NaN.
 fn replicate_read(
     band: &gdal::raster::RasterBand,
+    validity: &Validity,
     rep: Replication,
     grid: &Grid,
-    nodata: Option<f64>,
     out: &mut [f32],
 ) -> Result<(), String> {
     let (sw, sh) = band.size();
@@ -308,21 +318,7 @@ fn replicate_read(
     }
     let (nw, nh) = ((c1 - c0 + 1) as usize, (r1 - r0 + 1) as usize);
     let mut buf = read_window::<f32>(band, (c0, r0), (nw, nh))?;
-    if let Some(nd) = nodata {
-        let nd = nd as f32;
-        for v in buf.iter_mut() {
-            if *v == nd {
-                *v = f32::NAN;
-            }
-        }
-    }
-    if let Some(valid) = read_mask(band, (c0, r0), (nw, nh))? {
-        for (v, &m) in buf.iter_mut().zip(&valid) {
-            if m == 0 {
-                *v = f32::NAN;
-            }
-        }
-    }
+    validity.apply(&mut buf, (c0, r0), (nw, nh))?;
     // Target columns covered by source columns c0..=c1, and target rows by rows r0..=r1.
     let (tc0, tc1) = ((ox + c0 * fx).max(0), (ox + (c1 + 1) * fx).min(w));
     let (tr0, tr1) = ((oy + r0 * fy).max(0), (oy + (r1 + 1) * fy).min(h));
@@ -361,7 +357,7 @@ fn warp_read(
     grid: &Grid,
     epsg: u32,
     resampling: Resampling,
-    nodata: Option<f64>,
+    validity: &Validity,
     out: &mut [f32],
 ) -> Result<(), String> {
     let wkt = crate::grid::srs(epsg)
@@ -386,14 +382,13 @@ fn warp_read(
     // GDAL's warp uses either the nodata value or the file's mask band, not both: with a mask
     // band, the warp follows the mask and the nodata values are turned into NaN afterwards
     // (exact with nearest; with other kernels a nodata pixel outside the mask is averaged in).
-    let explicit_mask = has_explicit_mask(&ds.rasterband(1).map_err(|e| e.to_string())?)?;
-    match nodata {
-        Some(_) if explicit_mask => args.extend(["-srcnodata".into(), "None".into()]),
-        Some(nd) => args.extend(["-srcnodata".into(), format!("{nd}")]),
-        None => {}
+    match (validity.nodata, &validity.mask) {
+        (Some(_), Some(_)) => args.extend(["-srcnodata".into(), "None".into()]),
+        (Some(nd), None) => args.extend(["-srcnodata".into(), format!("{nd}")]),
+        (None, _) => {}
     }
     gdalx::warp_into(ds, &args, grid, &wkt, out)?;
-    if let (Some(nd), true) = (nodata, explicit_mask) {
+    if let (Some(nd), Some(_)) = (validity.nodata, &validity.mask) {
         let nd = nd as f32;
         out.iter_mut()
             .filter(|v| **v == nd)
@@ -476,7 +471,7 @@ mod tests {
     fn warped(asset: &AssetRef, grid: &Grid) -> Vec<f32> {
         let ds = gdalx::open_raster(&gdalx::gdal_path(&asset.href)).unwrap();
         let band = ds.rasterband(1).unwrap();
-        let nodata = band.no_data_value().or(asset.nodata);
+        let validity = Validity::of(&band, asset).unwrap();
         let mut out = vec![f32::NAN; grid.len()];
         warp_read(
             &ds,
@@ -484,7 +479,7 @@ mod tests {
             grid,
             32618,
             Resampling::Nearest,
-            nodata,
+            &validity,
             &mut out,
         )
         .unwrap();

@@ -99,14 +99,16 @@ fn stac_shape(obj: &Json) -> Option<(usize, usize)> {
     Some((s.first()?.as_u64()? as usize, s.get(1)?.as_u64()? as usize))
 }
 
+/// The first entry of the array `key` of an asset (`eo:bands`, `raster:bands`, `bands`).
+fn first_entry<'a>(asset: &'a Json, key: &str) -> Option<&'a Json> {
+    asset
+        .get(key)
+        .and_then(Json::as_array)
+        .and_then(|a| a.first())
+}
+
 fn band_info(key: &str, asset: &Json) -> BandInfo {
-    let first = |k: &str| {
-        asset
-            .get(k)
-            .and_then(Json::as_array)
-            .and_then(|a| a.first())
-            .cloned()
-    };
+    let first = |k: &str| first_entry(asset, k);
     let mut info = BandInfo {
         name: key.to_string(),
         ..Default::default()
@@ -128,14 +130,9 @@ fn band_info(key: &str, asset: &Json) -> BandInfo {
 }
 
 fn raster_band(asset: &Json) -> Option<Json> {
-    let first = |k: &str| {
-        asset
-            .get(k)
-            .and_then(Json::as_array)
-            .and_then(|a| a.first())
-            .cloned()
-    };
-    first("raster:bands").or_else(|| first("bands"))
+    first_entry(asset, "raster:bands")
+        .or_else(|| first_entry(asset, "bands"))
+        .cloned()
 }
 
 fn resolve_href(href: &str, base: Option<&Path>) -> String {

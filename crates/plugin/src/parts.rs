@@ -305,7 +305,8 @@ unsafe fn copy_bool<D: Dimension>(a: &FlowArray) -> Result<Array<bool, D>, Strin
     Ok(v.mapv(|b| b != 0))
 }
 
-fn field<T: serde::de::DeserializeOwned>(
+/// Field `name` of a value's JSON metadata, deserialized.
+pub(crate) fn field<T: serde::de::DeserializeOwned>(
     meta: &serde_json::Value,
     name: &str,
 ) -> Result<T, String> {

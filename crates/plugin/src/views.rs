@@ -13,7 +13,7 @@ use flow_core::{
 use ndarray::{ArrayView2, ArrayView4, Ix2, Ix4};
 
 use crate::abi::FlowValue;
-use crate::parts;
+use crate::parts::{self, field};
 
 /// A class map lent by the host.
 #[derive(Debug, Clone)]
@@ -119,14 +119,6 @@ impl ValueView<'_> {
             ValueView::Json(_) => ValueType::Json,
         }
     }
-}
-
-fn field<T: serde::de::DeserializeOwned>(
-    meta: &serde_json::Value,
-    name: &str,
-) -> Result<T, String> {
-    serde_json::from_value(meta.get(name).cloned().unwrap_or(serde_json::Value::Null))
-        .map_err(|e| format!("meta field `{name}`: {e}"))
 }
 
 /// Views of a [`FlowValue`] lent by the host.

@@ -55,13 +55,7 @@ pub fn lloyd(
     max_iter: usize,
     tol_shift: f64,
 ) -> Result<LloydRun, MlError> {
-    if data.ncols() != init.ncols() || data.nrows() == 0 || init.nrows() == 0 {
-        return Err(MlError::Shape(format!(
-            "lloyd: data {:?} and initial centroids {:?} do not fit",
-            data.dim(),
-            init.dim()
-        )));
-    }
+    check_fits(data, init)?;
     let rows = Rows::new(data);
     let init: Vec<f32> = init.iter().copied().collect();
     lloyd_rows(&rows, init, max_iter, tol_shift, &|| false)
@@ -169,6 +163,18 @@ pub(crate) fn lloyd_multi(
         .collect()
 }
 
+/// [`MlError::Shape`] unless `data` and `init` have the same number of features and rows.
+fn check_fits(data: ArrayView2<'_, f32>, init: ArrayView2<'_, f32>) -> Result<(), MlError> {
+    if data.ncols() != init.ncols() || data.nrows() == 0 || init.nrows() == 0 {
+        return Err(MlError::Shape(format!(
+            "lloyd: data {:?} and initial centroids {:?} do not fit",
+            data.dim(),
+            init.dim()
+        )));
+    }
+    Ok(())
+}
+
 /// One run of `kmeans-fit` from given initial centroids, as the node does it: the tolerance
 /// relative to the mean per-feature variance (scikit-learn's `tol`), Lloyd, then the inertia of
 /// the final centroids. For benchmarks and comparisons (scikit-learn's
@@ -182,13 +188,7 @@ pub fn fit_from_init(
     max_iter: usize,
     tol: f64,
 ) -> Result<(LloydRun, f64), MlError> {
-    if data.ncols() != init.ncols() || data.nrows() == 0 || init.nrows() == 0 {
-        return Err(MlError::Shape(format!(
-            "lloyd: data {:?} and initial centroids {:?} do not fit",
-            data.dim(),
-            init.dim()
-        )));
-    }
+    check_fits(data, init)?;
     let rows = Rows::new(data);
     let (_, var) = mean_variance(&rows);
     let init: Vec<f32> = init.iter().copied().collect();

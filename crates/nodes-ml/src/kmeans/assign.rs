@@ -11,7 +11,7 @@ use ndarray::ArrayView2;
 use rayon::prelude::*;
 
 use super::kernel::{self, Prepared};
-use crate::common::CHUNK;
+use crate::common::{with_feature_count, CHUNK};
 
 /// A row-major view of a matrix as one slice.
 #[derive(Debug, Clone)]
@@ -276,20 +276,12 @@ fn distances(block: &[f32], labels: &[u32], centroids: &[f32], f: usize, dist: &
             *d = s;
         }
     }
-    macro_rules! by_f {
-        ($($n:literal)*) => {
-            match f {
-                $($n => fixed::<$n>(block, labels, centroids, dist),)*
-                _ => {
-                    for ((row, &c), d) in block.chunks_exact(f).zip(labels).zip(dist) {
-                        let c = c as usize;
-                        *d = sq_dist(row, &centroids[c * f..(c + 1) * f]);
-                    }
-                }
-            }
-        };
-    }
-    by_f!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+    with_feature_count!(f, fixed(block, labels, centroids, dist), {
+        for ((row, &c), d) in block.chunks_exact(f).zip(labels).zip(dist) {
+            let c = c as usize;
+            *d = sq_dist(row, &centroids[c * f..(c + 1) * f]);
+        }
+    })
 }
 
 /// Adds every row of `block` minus `shift` (squared when `square`) into `part`, feature by
@@ -308,22 +300,15 @@ fn add_rows(block: &[f32], shift: &[f32], square: bool, part: &mut [f32]) {
         }
         part.copy_from_slice(&p);
     }
-    macro_rules! by_f {
-        ($($n:literal)*) => {
-            match part.len() {
-                $($n => fixed::<$n>(block, shift, square, part),)*
-                f => {
-                    for row in block.chunks_exact(f) {
-                        for ((p, &v), &m) in part.iter_mut().zip(row).zip(shift) {
-                            let d = v - m;
-                            *p += if square { d * d } else { d };
-                        }
-                    }
-                }
+    let f = part.len();
+    with_feature_count!(f, fixed(block, shift, square, part), {
+        for row in block.chunks_exact(f) {
+            for ((p, &v), &m) in part.iter_mut().zip(row).zip(shift) {
+                let d = v - m;
+                *p += if square { d * d } else { d };
             }
-        };
-    }
-    by_f!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+        }
+    })
 }
 
 /// Sum over rows of `g(row index, row)`, deterministic whatever the thread count.

@@ -416,15 +416,11 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma,bmi1")]
     pub unsafe fn assign(block: &[f32], p: &Prepared, out: &mut [u32], wide: bool) {
-        macro_rules! by_f {
-            ($($n:literal)*) => {
-                match p.f {
-                    $($n => assign_f::<$n>(block, p, out, wide),)*
-                    _ => assign_f::<0>(block, p, out, wide),
-                }
-            };
-        }
-        by_f!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+        crate::common::with_feature_count!(
+            p.f,
+            assign_f(block, p, out, wide),
+            assign_f::<0>(block, p, out, wide)
+        )
     }
 
     /// Features `0..F` of the 8 rows at `base` (row-major, `F` values each) as `F` vectors, lane

@@ -33,8 +33,6 @@ pub(crate) fn mem_on_grid<T: GdalType>(grid: &Grid, bands: usize, what: &str) ->
 
 /// Copies `mem` to `path` with the GTiff or COG driver, DEFLATE-compressed.
 pub(crate) fn copy_out(mem: &Dataset, path: &Path, cog: bool, predictor: &str) -> Result<()> {
-    let what = format!("writing {}", path.display());
-    let err = |e: gdal::errors::GdalError| RasterError::gdal(&what, e);
     let (driver, options) = if cog {
         (
             "COG",
@@ -53,10 +51,23 @@ pub(crate) fn copy_out(mem: &Dataset, path: &Path, cog: bool, predictor: &str) -
             ],
         )
     };
+    create_copy(mem, driver, options, path)
+}
+
+/// Copies `src` into a new `path` with GDAL driver `driver` and creation `options`; a failure
+/// GDAL only reports (not in the return value) counts too.
+pub(crate) fn create_copy<S: ToString>(
+    src: &Dataset,
+    driver: &str,
+    options: impl IntoIterator<Item = S>,
+    path: &Path,
+) -> Result<()> {
+    let what = format!("writing {}", path.display());
+    let err = |e: gdal::errors::GdalError| RasterError::gdal(&what, e);
     let driver = DriverManager::get_driver_by_name(driver).map_err(err)?;
-    let options = RasterCreationOptions::from_iter(options);
+    let options = RasterCreationOptions::from_iter(options.into_iter().map(|o| o.to_string()));
     let capture = gdalx::ErrorCapture::start();
-    let out = mem.create_copy(&driver, path, &options).map_err(err)?;
+    let out = src.create_copy(&driver, path, &options).map_err(err)?;
     out.close().map_err(err)?;
     if let Some(msg) = capture.failure() {
         return Err(RasterError::Gdal {

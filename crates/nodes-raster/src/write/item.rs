@@ -95,10 +95,7 @@ pub(crate) fn describe(d: &Describe<'_>) -> Result<Json> {
         }
         raster_bands.push(b);
     }
-    let (hash, size) = {
-        let bytes = std::fs::read(d.file).map_err(|e| RasterError::io(d.file, e))?;
-        (blake3::hash(&bytes).to_hex().to_string(), bytes.len())
-    };
+    let (hash, size) = super::hash_file(d.file).map_err(|e| RasterError::io(d.file, e))?;
     let mut media = "image/tiff; application=geotiff".to_string();
     if d.cog {
         media.push_str("; profile=cloud-optimized");

@@ -4,12 +4,11 @@
 use std::path::Path;
 
 use flow_core::{ClassInfo, Labels, NodeError, Raster};
-use gdal::raster::{Buffer, RasterCreationOptions};
+use gdal::raster::Buffer;
 use gdal::DriverManager;
 
 use super::font;
 use crate::error::{RasterError, Result};
-use crate::gdalx;
 
 const MARGIN: usize = 12;
 const GAP: usize = 16;
@@ -249,23 +248,7 @@ pub(crate) fn save(img: &Image, path: &Path) -> Result<()> {
             )
             .map_err(err)?;
     }
-    let driver = DriverManager::get_driver_by_name("PNG").map_err(err)?;
-    let capture = gdalx::ErrorCapture::start();
-    let out = ds
-        .create_copy(
-            &driver,
-            path,
-            &RasterCreationOptions::from_iter(["ZLEVEL=6"]),
-        )
-        .map_err(err)?;
-    out.close().map_err(err)?;
-    if let Some(msg) = capture.failure() {
-        return Err(RasterError::Gdal {
-            context: what,
-            message: msg,
-        });
-    }
-    Ok(())
+    super::geotiff::create_copy(&ds, "PNG", ["ZLEVEL=6"], path)
 }
 
 #[cfg(test)]
