@@ -290,13 +290,13 @@ pub fn run(args: RunArgs, plugins: &[PathBuf]) -> i32 {
             None => eprintln!("error: {error}"),
         }
     }
-    if report.exit_code == exit::INTERRUPTED {
+    if report.exit_code.code() == exit::INTERRUPTED {
         // Nodes still running on blocking threads are abandoned; their cache writes, if any,
         // stay in the cache's tmp/ and are never read.
         std::process::exit(exit::INTERRUPTED);
     }
     runtime.shutdown_background();
-    report.exit_code
+    report.exit_code.code()
 }
 
 fn rayon_pool(jobs: usize) -> Result<(), String> {
@@ -398,7 +398,7 @@ pub fn fixture(args: FixtureArgs) -> i32 {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            e.exit_code()
+            e.exit_code().code()
         }
     }
 }

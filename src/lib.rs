@@ -1,6 +1,8 @@
 //! The `flow` command-line program as a library: [`cli::Cli`] parses the arguments and runs the
 //! chosen command; [`registry::builtin`] lists the node kinds compiled in.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod cli;
 pub mod commands;
 pub mod exit;

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
-use flow_core::Registry;
+use flow_core::{Registry, Summary};
 use flow_engine::{Event, NodeStatus, RunReport};
 
 use crate::cli::NodesFormat;
@@ -25,26 +25,8 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-fn short_output(output: Option<&serde_json::Value>) -> String {
-    let Some(o) = output else {
-        return String::new();
-    };
-    let ty = o.get("type").and_then(|t| t.as_str()).unwrap_or("");
-    let shape = o.get("shape").map(|s| s.to_string()).unwrap_or_default();
-    match ty {
-        "Items" => match o.get("count").and_then(|c| c.as_u64()).unwrap_or(0) {
-            1 => "1 item".to_string(),
-            n => format!("{n} items"),
-        },
-        "Raster" | "Matrix" | "Labels" => format!("{ty} {shape}"),
-        "Model" => format!(
-            "Model k={} inertia={}",
-            o.get("k").cloned().unwrap_or_default(),
-            o.get("inertia").cloned().unwrap_or_default()
-        ),
-        "Json" => "Json".to_string(),
-        _ => String::new(),
-    }
+fn short_output(output: Option<&Summary>) -> String {
+    output.map(Summary::short).unwrap_or_default()
 }
 
 /// Progress lines on stderr as nodes finish.
@@ -149,11 +131,9 @@ pub fn print_summary(report: &RunReport, out_dir: &Path) {
     let files: Vec<String> = report
         .nodes
         .iter()
-        .filter_map(|n| n.output.as_ref())
-        .filter_map(|o| {
-            o.get("value")
-                .and_then(|v| v.get("files"))
-                .and_then(|f| f.as_array())
+        .filter_map(|n| match &n.output {
+            Some(Summary::Json { value }) => value.get("files").and_then(|f| f.as_array()),
+            _ => None,
         })
         .flatten()
         .filter_map(|f| f.get("path").and_then(|p| p.as_str()).map(String::from))
@@ -171,33 +151,28 @@ fn print_class_tables(report: &RunReport) {
         .iter()
         .filter(|n| n.status != NodeStatus::Failed)
     {
-        let Some(o) = &n.output else { continue };
-        if o.get("type").and_then(|t| t.as_str()) != Some("Labels") {
-            continue;
-        }
-        let Some(pixels) = o.get("class_pixels").and_then(|p| p.as_array()) else {
+        let Some(Summary::Labels {
+            class_pixels: pixels,
+            transform: t,
+            ..
+        }) = &n.output
+        else {
             continue;
         };
-        let area = o.get("transform").and_then(|t| t.as_array()).map(|t| {
-            let f = |i: usize| t.get(i).and_then(|v| v.as_f64()).unwrap_or(0.0);
-            (f(1) * f(5) - f(2) * f(4)).abs()
-        });
-        let total: u64 = pixels.iter().filter_map(|p| p.as_u64()).sum();
+        let area = (t[1] * t[5] - t[2] * t[4]).abs();
+        let total: u64 = pixels.iter().sum();
         println!("classes of `{}`:", n.id);
         println!(
             "  {:>5} {:>10} {:>8} {:>12}",
             "class", "pixels", "share", "hectares"
         );
-        for (i, p) in pixels.iter().enumerate() {
-            let p = p.as_u64().unwrap_or(0);
+        for (i, &p) in pixels.iter().enumerate() {
             let share = if total > 0 {
                 100.0 * p as f64 / total as f64
             } else {
                 0.0
             };
-            let ha = area
-                .map(|a| format!("{:.2}", p as f64 * a / 10_000.0))
-                .unwrap_or_default();
+            let ha = format!("{:.2}", p as f64 * area / 10_000.0);
             println!("  {i:>5} {p:>10} {share:>7.1}% {ha:>12}");
         }
     }

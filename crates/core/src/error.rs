@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::exit::ExitCode;
+
 /// A parameter that a node kind refused while building a node.
 ///
 /// `param` names the offending parameter when there is one, so that the recipe layer can point at
@@ -102,14 +104,14 @@ pub enum NodeError {
 
 impl NodeError {
     /// The process exit code this error maps to (see the README's table of exit codes).
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> ExitCode {
         match self {
-            NodeError::InvalidData(_) => 3,
-            NodeError::Remote { .. } => 4,
-            NodeError::Io { .. } => 5,
-            NodeError::Plugin(_) => 6,
-            NodeError::Cancelled => 130,
-            NodeError::Input { .. } | NodeError::Failed(_) => 1,
+            NodeError::InvalidData(_) => ExitCode::BadData,
+            NodeError::Remote { .. } => ExitCode::Remote,
+            NodeError::Io { .. } => ExitCode::Io,
+            NodeError::Plugin(_) => ExitCode::Plugin,
+            NodeError::Cancelled => ExitCode::Interrupted,
+            NodeError::Input { .. } | NodeError::Failed(_) => ExitCode::NodeFailed,
         }
     }
 

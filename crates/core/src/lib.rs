@@ -5,6 +5,9 @@
 //! - [`NodeKind`] describes one kind of node (`stack`, `kmeans-fit`, ...): its signature, its
 //!   parameter schema, and how to build a runnable [`Node`] from validated parameters.
 //! - [`Registry`] holds every known kind, built-in or from a plugin.
+//! - [`ValueMeta`] ([`meta`]) is the one description of a value's shape, used by the store, the
+//!   summaries and the plugin wire format; [`params!`] declares a kind's params once.
+//! - [`ExitCode`] is flow's table of exit codes.
 //! - [`store`] turns values into `.npy` arrays plus a JSON sidecar and back, the format of the cache.
 //!
 //! This crate does no I/O of its own beyond what [`store`] is handed, links no GDAL and opens no
@@ -21,8 +24,14 @@
 //! assert!(flow_core::schema::check(&spec, &params).is_empty());
 //! ```
 
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod atomic;
+pub mod declare;
 pub mod error;
+pub mod exit;
 pub mod grid;
+pub mod meta;
 pub mod node;
 pub mod npy;
 pub mod registry;
@@ -31,11 +40,18 @@ pub mod store;
 pub mod summary;
 pub mod value;
 
+pub use declare::{DeclaredParams, ParamKind};
 pub use error::{NodeError, ParamError};
+pub use exit::ExitCode;
 pub use grid::Grid;
+pub use meta::{ArrayRef, Dtype, NamedArray, ValueMeta};
 pub use node::{
     Caching, DatasetProvider, Datasets, Inputs, Node, NodeKind, Origin, Port, RunContext, Signature,
 };
 pub use registry::Registry;
 pub use schema::{ParamSpec, ParamType, Params};
+pub use summary::Summary;
 pub use value::{BandInfo, ClassInfo, Items, Labels, Matrix, Model, Raster, Value, ValueType};
+
+#[doc(hidden)]
+pub use toml as __toml;

@@ -137,15 +137,25 @@ impl ParamSpec {
 pub enum SchemaIssue {
     /// The kind has no such parameter; `suggestion` is the closest known name, if close.
     Unknown {
+        /// The parameter as written.
         param: String,
+        /// The closest known name, when close enough to be a likely typo.
         suggestion: Option<String>,
     },
     /// A required parameter is absent.
-    Missing { param: String, ty: String },
+    Missing {
+        /// The parameter.
+        param: String,
+        /// Its type, described.
+        ty: String,
+    },
     /// The value has the wrong type.
     WrongType {
+        /// The parameter.
         param: String,
+        /// The type it takes, described.
         expected: String,
+        /// The type found (or the enum value, quoted).
         found: String,
     },
 }

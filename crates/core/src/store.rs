@@ -1,14 +1,15 @@
 //! Values as files: a JSON sidecar plus `.npy` arrays, the cache's on-disk format.
 //!
 //! [`to_parts`] and [`from_parts`] are pure; the engine writes the parts atomically. Every array a
-//! value holds is one `.npy` file that NumPy opens, and `value.json` says what the value is.
+//! value holds is one `<name>.npy` file that NumPy opens, and `value.json` is the value's
+//! [`ValueMeta`]. Both directions go through [`Value::split`] and [`Value::assemble`].
 
-use ndarray::{Ix2, Ix4};
-use serde_json::json;
+use ndarray::ArrayD;
+use serde::Deserialize;
 
-use crate::grid::Grid;
+use crate::meta::{ArrayRef, ArraySource, Dtype, Element, ValueMeta};
 use crate::npy::{self, NpyElement};
-use crate::value::{BandInfo, ClassInfo, Items, Labels, Matrix, Model, Raster, Value};
+use crate::value::Value;
 
 /// A value split into a JSON description and named `.npy` files.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,108 +27,73 @@ pub struct StoreError(pub String);
 
 /// Splits a value into parts.
 pub fn to_parts(value: &Value) -> Parts {
-    match value {
-        Value::Items(items) => Parts {
-            meta: json!({"type": "Items", "collection": items.collection}),
-            arrays: vec![],
-        },
-        Value::Json(v) => Parts {
-            meta: json!({"type": "Json", "value": v}),
-            arrays: vec![],
-        },
-        Value::Raster(r) => Parts {
-            meta: json!({"type": "Raster", "grid": r.grid, "bands": r.bands, "times": r.times}),
-            arrays: vec![("data.npy".into(), npy::encode(&r.data))],
-        },
-        Value::Matrix(m) => Parts {
-            meta: json!({"type": "Matrix", "grid": m.grid, "features": m.features}),
-            arrays: vec![
-                ("data.npy".into(), npy::encode(&m.data)),
-                ("valid.npy".into(), npy::encode(&m.valid)),
-            ],
-        },
-        Value::Model(m) => Parts {
-            meta: json!({"type": "Model", "model": m}),
-            arrays: vec![("centroids.npy".into(), npy::encode(&m.centroids))],
-        },
-        Value::Labels(l) => Parts {
-            meta: json!({"type": "Labels", "grid": l.grid, "nodata": l.nodata, "classes": l.classes}),
-            arrays: vec![("data.npy".into(), npy::encode(&l.data))],
-        },
+    let (meta, arrays) = value.split();
+    let arrays = arrays
+        .iter()
+        .map(|a| {
+            let bytes = match &a.array {
+                ArrayRef::F32(v) => npy::encode(v),
+                ArrayRef::U16(v) => npy::encode(v),
+                ArrayRef::U8(v) => npy::encode(v),
+                ArrayRef::Bool(v) => npy::encode(v),
+            };
+            (format!("{}.npy", a.name), bytes)
+        })
+        .collect();
+    Parts {
+        meta: serde_json::to_value(&meta).unwrap_or_default(),
+        arrays,
     }
 }
 
-fn field<T: serde::de::DeserializeOwned>(
-    meta: &serde_json::Value,
-    name: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_value(meta.get(name).cloned().unwrap_or(serde_json::Value::Null))
-        .map_err(|e| StoreError(format!("field `{name}`: {e}")))
+/// The `.npy` files of a stored value, as an [`ArraySource`].
+struct NpyFiles<'a>(&'a [(String, Vec<u8>)]);
+
+impl ArraySource for NpyFiles<'_> {
+    fn array<T: Element>(&mut self, name: &str) -> Result<ArrayD<T>, String> {
+        let file = format!("{name}.npy");
+        let bytes = self
+            .0
+            .iter()
+            .find(|(n, _)| *n == file)
+            .map(|(_, b)| b)
+            .ok_or_else(|| format!("missing file {file}"))?;
+        // The element type decides the decoder; `Element` and `NpyElement` cover the same types.
+        let any: Box<dyn std::any::Any> = match T::DTYPE {
+            Dtype::F32 => Box::new(decode::<f32>(bytes)?),
+            Dtype::U16 => Box::new(decode::<u16>(bytes)?),
+            Dtype::U8 => Box::new(decode::<u8>(bytes)?),
+            Dtype::Bool => Box::new(decode::<bool>(bytes)?),
+        };
+        any.downcast::<ArrayD<T>>()
+            .map(|a| *a)
+            .map_err(|_| format!("{file}: element type mismatch"))
+    }
 }
 
-fn array<T: NpyElement, D: ndarray::Dimension>(
-    arrays: &[(String, Vec<u8>)],
-    name: &str,
-) -> Result<ndarray::Array<T, D>, StoreError> {
-    let bytes = arrays
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, b)| b)
-        .ok_or_else(|| StoreError(format!("missing array {name}")))?;
-    npy::decode::<T>(bytes)
-        .map_err(|e| StoreError(format!("{name}: {e}")))?
-        .into_dimensionality::<D>()
-        .map_err(|e| StoreError(format!("{name}: {e}")))
+fn decode<T: NpyElement>(bytes: &[u8]) -> Result<ArrayD<T>, String> {
+    npy::decode::<T>(bytes).map_err(|e| e.to_string())
 }
 
 /// Rebuilds a value from parts made by [`to_parts`].
 ///
 /// # Errors
-/// [`StoreError`] when a field or array is missing or malformed.
+/// [`StoreError`] when the description is malformed or an array is missing or does not fit it.
 pub fn from_parts(
     meta: &serde_json::Value,
     arrays: &[(String, Vec<u8>)],
 ) -> Result<Value, StoreError> {
-    let ty = meta
-        .get("type")
-        .and_then(|t| t.as_str())
-        .unwrap_or_default();
-    Ok(match ty {
-        "Items" => Value::Items(Items {
-            collection: meta.get("collection").cloned().unwrap_or_default(),
-        }),
-        "Json" => Value::Json(meta.get("value").cloned().unwrap_or_default()),
-        "Raster" => Value::Raster(Raster {
-            data: array::<f32, Ix4>(arrays, "data.npy")?,
-            grid: field::<Grid>(meta, "grid")?,
-            bands: field::<Vec<BandInfo>>(meta, "bands")?,
-            times: field::<Vec<String>>(meta, "times")?,
-        }),
-        "Matrix" => Value::Matrix(Matrix {
-            data: array::<f32, Ix2>(arrays, "data.npy")?,
-            valid: array::<bool, Ix2>(arrays, "valid.npy")?,
-            grid: field(meta, "grid")?,
-            features: field(meta, "features")?,
-        }),
-        "Model" => {
-            let mut model: Model = field(meta, "model")?;
-            model.centroids = array::<f32, Ix2>(arrays, "centroids.npy")?;
-            Value::Model(model)
-        }
-        "Labels" => Value::Labels(Labels {
-            data: array::<u16, Ix2>(arrays, "data.npy")?,
-            nodata: field(meta, "nodata")?,
-            classes: field::<Vec<ClassInfo>>(meta, "classes")?,
-            grid: field(meta, "grid")?,
-        }),
-        other => return Err(StoreError(format!("unknown value type `{other}`"))),
-    })
+    let meta = ValueMeta::deserialize(meta).map_err(|e| StoreError(e.to_string()))?;
+    Value::assemble(meta, &mut NpyFiles(arrays)).map_err(|e| StoreError(e.0))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grid::Grid;
+    use crate::value::{BandInfo, ClassInfo, Items, Labels, Matrix, Model, Raster};
     use ndarray::{Array2, Array4};
+    use serde_json::json;
 
     #[test]
     fn every_value_type_round_trips() {

@@ -1,11 +1,115 @@
-//! One-line-ish summaries of values for the run report: shapes, grids, value ranges, counts.
+//! Short summaries of values for the run report: shapes, grids, value ranges, counts.
+//!
+//! A [`Summary`] is typed; its JSON form (in `run.json`) carries the same `type` tag as
+//! [`crate::meta::ValueMeta`].
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::value::Value;
 
+/// Minimum and maximum of the finite values, and the fraction that are NaN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FiniteStats {
+    /// The smallest finite value (6 significant digits), `null` when there is none.
+    pub min: Option<f64>,
+    /// The largest finite value (6 significant digits), `null` when there is none.
+    pub max: Option<f64>,
+    /// The fraction of values that are not finite.
+    pub nodata_fraction: f64,
+}
+
+/// A short description of a value, as shown in the run report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Summary {
+    /// An ItemCollection: how many items, and their ids.
+    Items {
+        /// Number of items.
+        count: usize,
+        /// Their ids, in order.
+        ids: Vec<String>,
+    },
+    /// A raster cube.
+    Raster {
+        /// `(times, bands, height, width)`.
+        shape: Vec<usize>,
+        /// The grid's CRS.
+        crs: String,
+        /// The grid's GDAL geotransform.
+        transform: [f64; 6],
+        /// Band names.
+        bands: Vec<String>,
+        /// Time steps.
+        times: Vec<String>,
+        /// Value range.
+        values: FiniteStats,
+    },
+    /// A feature matrix.
+    Matrix {
+        /// `(rows, features)`.
+        shape: Vec<usize>,
+        /// Feature names.
+        features: Vec<String>,
+        /// `(height, width)` of the grid the rows came from.
+        grid_shape: [usize; 2],
+        /// Value range.
+        values: FiniteStats,
+    },
+    /// A fitted model.
+    Model {
+        /// Number of clusters.
+        k: usize,
+        /// Number of features.
+        features: usize,
+        /// Inertia (6 significant digits).
+        inertia: f64,
+        /// Lloyd iterations.
+        iterations: usize,
+        /// Seed.
+        seed: u64,
+        /// Training rows per class.
+        counts: Vec<u64>,
+    },
+    /// A class map.
+    Labels {
+        /// `(height, width)`.
+        shape: Vec<usize>,
+        /// The grid's CRS.
+        crs: String,
+        /// The grid's GDAL geotransform.
+        transform: [f64; 6],
+        /// Number of classes.
+        classes: usize,
+        /// Pixels per class id.
+        class_pixels: Vec<u64>,
+        /// Pixels without a class.
+        nodata_pixels: usize,
+    },
+    /// Small structured data, whole.
+    Json {
+        /// The data.
+        value: serde_json::Value,
+    },
+}
+
+impl Summary {
+    /// One short phrase for progress lines (`3 items`, `Raster [1, 12, 207, 228]`).
+    pub fn short(&self) -> String {
+        let shape = |s: &[usize]| format!("{s:?}").replace(' ', "");
+        match self {
+            Summary::Items { count: 1, .. } => "1 item".into(),
+            Summary::Items { count, .. } => format!("{count} items"),
+            Summary::Raster { shape: s, .. } => format!("Raster {}", shape(s)),
+            Summary::Matrix { shape: s, .. } => format!("Matrix {}", shape(s)),
+            Summary::Labels { shape: s, .. } => format!("Labels {}", shape(s)),
+            Summary::Model { k, inertia, .. } => format!("Model k={k} inertia={inertia:?}"),
+            Summary::Json { .. } => "Json".into(),
+        }
+    }
+}
+
 /// Minimum, maximum and count of the finite values, plus the fraction that are NaN.
-fn finite_stats<'a>(values: impl Iterator<Item = &'a f32>) -> serde_json::Value {
+fn finite_stats<'a>(values: impl Iterator<Item = &'a f32>) -> FiniteStats {
     let (mut min, mut max, mut finite, mut total) =
         (f32::INFINITY, f32::NEG_INFINITY, 0usize, 0usize);
     for &v in values {
@@ -17,10 +121,18 @@ fn finite_stats<'a>(values: impl Iterator<Item = &'a f32>) -> serde_json::Value 
         }
     }
     if finite == 0 {
-        return json!({"min": null, "max": null, "nodata_fraction": if total == 0 { 0.0 } else { 1.0 }});
+        return FiniteStats {
+            min: None,
+            max: None,
+            nodata_fraction: if total == 0 { 0.0 } else { 1.0 },
+        };
     }
     let nodata = (total - finite) as f64 / total as f64;
-    json!({"min": round(min as f64), "max": round(max as f64), "nodata_fraction": round(nodata)})
+    FiniteStats {
+        min: Some(round(min as f64)),
+        max: Some(round(max as f64)),
+        nodata_fraction: round(nodata),
+    }
 }
 
 /// Rounds to 6 significant digits so that summaries are stable text.
@@ -33,52 +145,52 @@ fn round(v: f64) -> f64 {
     (v * f).round() / f
 }
 
-/// A short JSON description of a value, as shown in the run report.
-pub fn summarize(value: &Value) -> serde_json::Value {
+/// A short description of a value, as shown in the run report.
+pub fn summarize(value: &Value) -> Summary {
     match value {
         Value::Items(items) => {
-            let ids: Vec<&str> = items
+            let ids: Vec<String> = items
                 .features()
                 .iter()
                 .filter_map(|f| f.get("id").and_then(|i| i.as_str()))
+                .map(String::from)
                 .collect();
-            json!({"type": "Items", "count": ids.len(), "ids": ids})
+            Summary::Items {
+                count: ids.len(),
+                ids,
+            }
         }
-        Value::Raster(r) => json!({
-            "type": "Raster",
-            "shape": r.data.shape(),
-            "crs": r.grid.crs,
-            "transform": r.grid.transform,
-            "bands": r.bands.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
-            "times": r.times,
-            "values": finite_stats(r.data.iter()),
-        }),
-        Value::Matrix(m) => json!({
-            "type": "Matrix",
-            "shape": m.data.shape(),
-            "features": m.features,
-            "grid_shape": [m.grid.height, m.grid.width],
-            "values": finite_stats(m.data.iter()),
-        }),
-        Value::Model(m) => json!({
-            "type": "Model",
-            "k": m.centroids.nrows(),
-            "features": m.centroids.ncols(),
-            "inertia": round(m.inertia),
-            "iterations": m.iterations,
-            "seed": m.seed,
-            "counts": m.counts,
-        }),
-        Value::Labels(l) => json!({
-            "type": "Labels",
-            "shape": l.data.shape(),
-            "crs": l.grid.crs,
-            "transform": l.grid.transform,
-            "classes": l.classes.len(),
-            "class_pixels": l.class_counts(),
-            "nodata_pixels": l.data.iter().filter(|&&v| v == l.nodata).count(),
-        }),
-        Value::Json(v) => json!({"type": "Json", "value": v}),
+        Value::Raster(r) => Summary::Raster {
+            shape: r.data.shape().to_vec(),
+            crs: r.grid.crs.clone(),
+            transform: r.grid.transform,
+            bands: r.bands.iter().map(|b| b.name.clone()).collect(),
+            times: r.times.clone(),
+            values: finite_stats(r.data.iter()),
+        },
+        Value::Matrix(m) => Summary::Matrix {
+            shape: m.data.shape().to_vec(),
+            features: m.features.clone(),
+            grid_shape: [m.grid.height, m.grid.width],
+            values: finite_stats(m.data.iter()),
+        },
+        Value::Model(m) => Summary::Model {
+            k: m.centroids.nrows(),
+            features: m.centroids.ncols(),
+            inertia: round(m.inertia),
+            iterations: m.iterations,
+            seed: m.seed,
+            counts: m.counts.clone(),
+        },
+        Value::Labels(l) => Summary::Labels {
+            shape: l.data.shape().to_vec(),
+            crs: l.grid.crs.clone(),
+            transform: l.grid.transform,
+            classes: l.classes.len(),
+            class_pixels: l.class_counts(),
+            nodata_pixels: l.data.iter().filter(|&&v| v == l.nodata).count(),
+        },
+        Value::Json(v) => Summary::Json { value: v.clone() },
     }
 }
 
@@ -98,7 +210,11 @@ mod tests {
         let v = [1.0f32, f32::NAN, 3.0, f32::NAN];
         assert_eq!(
             finite_stats(v.iter()),
-            json!({"min": 1.0, "max": 3.0, "nodata_fraction": 0.5})
+            FiniteStats {
+                min: Some(1.0),
+                max: Some(3.0),
+                nodata_fraction: 0.5
+            }
         );
     }
 }

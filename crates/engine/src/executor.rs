@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use flow_core::{summary, Caching, Datasets, Inputs, NodeError, RunContext, Value, ValueType};
+use flow_core::{summary, Caching, ExitCode, Datasets, Inputs, NodeError, RunContext, Value, ValueType};
 use flow_recipe::Plan;
 use tokio::task::JoinSet;
 
@@ -496,8 +496,12 @@ pub async fn run(
 
     let (status, exit_code, error) = match (&first_error, interrupted) {
         (Some((id, e)), false) => ("failed", e.exit_code(), Some(format!("{id}: {e}"))),
-        (_, true) => ("cancelled", 130, Some("interrupted".to_string())),
-        (None, false) => ("ok", 0, None),
+        (_, true) => (
+            "cancelled",
+            ExitCode::Interrupted,
+            Some("interrupted".to_string()),
+        ),
+        (None, false) => ("ok", ExitCode::Ok, None),
     };
     RunReport {
         recipe: plan.name.clone(),

@@ -9,6 +9,8 @@
 //!   consumers are all cached is not even loaded), runs ready nodes concurrently up to `jobs` on
 //!   blocking threads, cancels the rest on the first failure or Ctrl-C, and returns a [`RunReport`].
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod cache;
 pub mod error;
 pub mod executor;

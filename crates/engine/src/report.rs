@@ -48,7 +48,7 @@ pub struct NodeReport {
     pub duration_ms: f64,
     /// Summary of its output (shape, grid, value range, counts), when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<serde_json::Value>,
+    pub output: Option<flow_core::Summary>,
     /// Warnings it raised.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -82,7 +82,7 @@ pub struct RunReport {
     /// One entry per node, in plan order.
     pub nodes: Vec<NodeReport>,
     /// The process exit code this run maps to.
-    pub exit_code: i32,
+    pub exit_code: flow_core::ExitCode,
     /// The first failure, `node: message`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

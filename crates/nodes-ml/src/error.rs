@@ -92,7 +92,7 @@ mod tests {
             context: String::new(),
         }
         .into();
-        assert_eq!(e.exit_code(), 3);
+        assert_eq!(e.exit_code().code(), 3);
         assert!(
             e.to_string().contains("k = 8 but only 5 valid pixels"),
             "{e}"

@@ -10,6 +10,8 @@
 //! comes back as nodata in the class map. Parallel reductions use fixed chunks combined in order,
 //! so results do not depend on the number of threads.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod common;
 pub mod error;
 pub mod flatten;

@@ -196,7 +196,7 @@ fn k_larger_than_the_valid_pixels_is_invalid_data() {
     )
     .unwrap();
     let e = run(&*build("kmeans-fit", "k = 8"), &c, vec![("input", m)]).unwrap_err();
-    assert_eq!(e.exit_code(), 3);
+    assert_eq!(e.exit_code().code(), 3);
     let msg = e.to_string();
     assert!(msg.contains("k = 8 but only 5 valid pixels"), "{msg}");
 

@@ -7,6 +7,8 @@
 //! assert!(registry.get("stack").is_some());
 //! ```
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod error;
 mod gdalx;
 mod grid;

@@ -210,7 +210,7 @@ fn broken_assets_are_invalid_data_naming_item_asset_and_href() {
     let p = format!("assets = [\"B03\", \"B04\"]\nresolution = 10\nbounds_latlon = {AOI}");
     let err = stack(&p, v.clone()).unwrap_err();
     let msg = err.to_string();
-    assert_eq!(err.exit_code(), 3, "{msg}");
+    assert_eq!(err.exit_code().code(), 3, "{msg}");
     assert!(
         msg.contains(&id) && msg.contains("B04") && msg.contains("B04_truncated.tif"),
         "{msg}"
@@ -221,7 +221,7 @@ fn broken_assets_are_invalid_data_naming_item_asset_and_href() {
     v["features"][0]["assets"]["B04"]["href"] = missing.to_string_lossy().into_owned().into();
     let err = stack(&p, v.clone()).unwrap_err();
     let msg = err.to_string();
-    assert_eq!(err.exit_code(), 3, "{msg}");
+    assert_eq!(err.exit_code().code(), 3, "{msg}");
     assert!(
         msg.contains(&id) && msg.contains("`B04`") && msg.contains("nope.tif"),
         "{msg}"

@@ -14,6 +14,8 @@
 //! assert!(registry.get("stac-search").is_some() && registry.get("sign").is_some());
 //! ```
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod datetime;
 pub mod error;
 pub mod geojson;

@@ -193,7 +193,7 @@ mod tests {
             let back = node_error_from_json("p", &node_error_to_json(&e).to_string());
             assert_eq!(back.exit_code(), e.exit_code(), "{e}");
         }
-        assert_eq!(node_error_from_json("p", "not json").exit_code(), 6);
+        assert_eq!(node_error_from_json("p", "not json").exit_code().code(), 6);
     }
 
     #[test]

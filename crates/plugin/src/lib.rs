@@ -59,6 +59,8 @@
 //! See `docs/plugins.md` for building and loading, with `plugins/majority-filter` as the worked
 //! example.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod abi;
 mod buf;
 pub mod error;

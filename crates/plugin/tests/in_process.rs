@@ -207,7 +207,7 @@ fn a_panic_is_an_error_with_its_message_not_an_abort() {
     let r = registry();
     let node = r.get("boom").unwrap().build(&Params::new()).unwrap();
     let e = node.run(&ctx(), &flow_core::Inputs::default()).unwrap_err();
-    assert_eq!(e.exit_code(), 6);
+    assert_eq!(e.exit_code().code(), 6);
     assert_eq!(
         e.to_string(),
         "plugin `in-process` panicked: index 3 out of range"

@@ -21,6 +21,8 @@
 //! assert!(plan.nodes.is_empty());
 //! ```
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod diagnostic;
 pub mod interpolate;
 pub mod overrides;

@@ -31,7 +31,7 @@ fn run(src: &str) -> (Result<flow_core::Value, NodeError>, flow_core::RunContext
 fn remote_message(r: Result<flow_core::Value, NodeError>) -> String {
     match r {
         Err(e @ NodeError::Remote { .. }) => {
-            assert_eq!(e.exit_code(), 4);
+            assert_eq!(e.exit_code().code(), 4);
             e.to_string()
         }
         other => panic!("expected a remote error, got {other:?}"),

@@ -262,13 +262,13 @@ fn bad_files_are_errors() {
     )
     .unwrap();
     let e = node.run(&c, &Inputs::default()).unwrap_err();
-    assert_eq!(e.exit_code(), 3, "{e}");
+    assert_eq!(e.exit_code().code(), 3, "{e}");
     std::fs::write(
         d.join("items.json"),
         "{\"type\": \"FeatureCollection\", \"features\": [{\"id\": 3}]}",
     )
     .unwrap();
-    assert_eq!(node.run(&c, &Inputs::default()).unwrap_err().exit_code(), 3);
+    assert_eq!(node.run(&c, &Inputs::default()).unwrap_err().exit_code().code(), 3);
 }
 
 /// catalog.json -> s2/collection.json -> items/x{1,2}/x{n}.json, hrefs relative to each file.

@@ -1,0 +1,106 @@
+//! flow's process exit codes, in one place. Library errors say which code they map to; only the
+//! `flow` binary turns a code into a process exit.
+
+use serde::{Deserialize, Serialize};
+
+/// The exit code of a `flow` command, as documented in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "i32", try_from = "i32")]
+pub enum ExitCode {
+    /// 0: success.
+    Ok,
+    /// 1: a node failed.
+    NodeFailed,
+    /// 2: the recipe or the command line is wrong; nothing was fetched or written.
+    Usage,
+    /// 3: the input data cannot be processed (no valid pixels, an unreadable asset).
+    BadData,
+    /// 4: a remote service failed after retries.
+    Remote,
+    /// 5: local I/O or cache failure.
+    Io,
+    /// 6: a plugin failed to load or to run.
+    Plugin,
+    /// 130: interrupted (Ctrl-C).
+    Interrupted,
+}
+
+impl ExitCode {
+    /// Every code, in numeric order.
+    pub const ALL: [ExitCode; 8] = [
+        ExitCode::Ok,
+        ExitCode::NodeFailed,
+        ExitCode::Usage,
+        ExitCode::BadData,
+        ExitCode::Remote,
+        ExitCode::Io,
+        ExitCode::Plugin,
+        ExitCode::Interrupted,
+    ];
+
+    /// The number the process exits with.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitCode::Ok => 0,
+            ExitCode::NodeFailed => 1,
+            ExitCode::Usage => 2,
+            ExitCode::BadData => 3,
+            ExitCode::Remote => 4,
+            ExitCode::Io => 5,
+            ExitCode::Plugin => 6,
+            ExitCode::Interrupted => 130,
+        }
+    }
+
+    /// The code with number `code`, if flow uses it.
+    pub fn from_code(code: i32) -> Option<ExitCode> {
+        Self::ALL.into_iter().find(|c| c.code() == code)
+    }
+
+    /// What the code means, in a few words (the README's table).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ExitCode::Ok => "success",
+            ExitCode::NodeFailed => "a node failed",
+            ExitCode::Usage => "recipe or usage error; nothing was fetched or written",
+            ExitCode::BadData => "bad input data",
+            ExitCode::Remote => "a remote service failed after retries",
+            ExitCode::Io => "local I/O or cache failure",
+            ExitCode::Plugin => "a plugin failed to load or to run",
+            ExitCode::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl From<ExitCode> for i32 {
+    fn from(c: ExitCode) -> i32 {
+        c.code()
+    }
+}
+
+impl TryFrom<i32> for ExitCode {
+    type Error = String;
+    fn try_from(code: i32) -> Result<Self, String> {
+        ExitCode::from_code(code).ok_or_else(|| format!("{code} is not one of flow's exit codes"))
+    }
+}
+
+impl std::fmt::Display for ExitCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_are_distinct() {
+        for c in ExitCode::ALL {
+            assert_eq!(ExitCode::from_code(c.code()), Some(c));
+            assert_eq!(serde_json::to_string(&c).unwrap(), c.code().to_string());
+        }
+        assert_eq!(ExitCode::from_code(7), None);
+    }
+}

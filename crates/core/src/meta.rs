@@ -1,0 +1,451 @@
+//! One description of a value: its metadata as a serde-derived [`ValueMeta`], plus its arrays,
+//! walked by name as [`ArrayRef`]s.
+//!
+//! Everything that turns a [`Value`] into something else and back goes through here: the cache's
+//! `.npy` + JSON store ([`crate::store`]), the run report's summaries ([`crate::summary`]) and the
+//! plugin wire format (`flow-plugin`), so that the shape of a value is written down once.
+//!
+//! - [`Value::split`] gives the metadata and borrowed views of the arrays, without copying.
+//! - [`Value::assemble`] rebuilds a value from metadata and an [`ArraySource`] that yields each
+//!   array by name (decoded `.npy` files, or a plugin's lent buffers).
+//!
+//! # Example
+//!
+//! ```
+//! use flow_core::meta::{ArrayRef, ValueMeta};
+//! use flow_core::{Grid, Labels, Value};
+//!
+//! let labels = Value::Labels(Labels {
+//!     data: ndarray::Array2::zeros((2, 3)),
+//!     nodata: 65535,
+//!     classes: vec![],
+//!     grid: Grid::north_up("EPSG:32618", 0.0, 20.0, 10.0, 3, 2),
+//! });
+//! let (meta, arrays) = labels.split();
+//! assert!(matches!(meta, ValueMeta::Labels { nodata: 65535, .. }));
+//! assert_eq!(arrays[0].name, "data");
+//! assert!(matches!(arrays[0].array, ArrayRef::U16(_)));
+//! ```
+
+use ndarray::{ArrayD, ArrayViewD, Dimension, Ix2, Ix4};
+use serde::{Deserialize, Serialize};
+
+use crate::grid::Grid;
+use crate::value::{BandInfo, ClassInfo, Items, Labels, Matrix, Model, Raster, Value, ValueType};
+
+/// What a value is, without its arrays. Serialized with a `type` tag (`{"type": "Raster", ...}`):
+/// this is the cache's `value.json` and the plugin wire format's meta text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ValueMeta {
+    /// A STAC ItemCollection; it has no arrays.
+    Items {
+        /// The GeoJSON FeatureCollection.
+        collection: serde_json::Value,
+    },
+    /// Small structured data; it has no arrays.
+    Json {
+        /// The data.
+        value: serde_json::Value,
+    },
+    /// A raster cube; its array is `data` (f32, 4-d).
+    Raster {
+        /// The grid of the last two axes.
+        grid: Grid,
+        /// One entry per band.
+        bands: Vec<BandInfo>,
+        /// One RFC 3339 datetime per time step.
+        times: Vec<String>,
+    },
+    /// A feature matrix; its arrays are `data` (f32, 2-d) and `valid` (bool, 2-d).
+    Matrix {
+        /// The grid the pixels came from.
+        grid: Grid,
+        /// Feature names, one per column.
+        features: Vec<String>,
+    },
+    /// A fitted model; its array is `centroids` (f32, 2-d).
+    Model {
+        /// Everything but the centroids.
+        model: Model,
+    },
+    /// A class map; its array is `data` (u16, 2-d).
+    Labels {
+        /// The grid.
+        grid: Grid,
+        /// The value that marks pixels without a class.
+        nodata: u16,
+        /// The classes, in id order.
+        classes: Vec<ClassInfo>,
+    },
+}
+
+impl ValueMeta {
+    /// The type of the value this describes.
+    pub fn value_type(&self) -> ValueType {
+        match self {
+            ValueMeta::Items { .. } => ValueType::Items,
+            ValueMeta::Json { .. } => ValueType::Json,
+            ValueMeta::Raster { .. } => ValueType::Raster,
+            ValueMeta::Matrix { .. } => ValueType::Matrix,
+            ValueMeta::Model { .. } => ValueType::Model,
+            ValueMeta::Labels { .. } => ValueType::Labels,
+        }
+    }
+
+    /// The arrays a value of this type holds: `(name, element type, number of dimensions)`.
+    pub fn array_layout(&self) -> &'static [(&'static str, Dtype, usize)] {
+        match self {
+            ValueMeta::Items { .. } | ValueMeta::Json { .. } => &[],
+            ValueMeta::Raster { .. } => &[("data", Dtype::F32, 4)],
+            ValueMeta::Matrix { .. } => &[("data", Dtype::F32, 2), ("valid", Dtype::Bool, 2)],
+            ValueMeta::Model { .. } => &[("centroids", Dtype::F32, 2)],
+            ValueMeta::Labels { .. } => &[("data", Dtype::U16, 2)],
+        }
+    }
+}
+
+/// The element type of an array that a value holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// 32-bit float (pixels, features, centroids).
+    F32,
+    /// 16-bit unsigned integer (class ids).
+    U16,
+    /// Byte.
+    U8,
+    /// Boolean, one byte each, 0 or 1 (validity masks).
+    Bool,
+}
+
+impl Dtype {
+    /// The name used in messages (`f32`, `u16`, `u8`, `bool`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::U16 => "u16",
+            Dtype::U8 => "u8",
+            Dtype::Bool => "bool",
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::U16 => 2,
+            Dtype::U8 | Dtype::Bool => 1,
+        }
+    }
+}
+
+/// An element type that a value's arrays may hold.
+pub trait Element: Copy + Default + Send + Sync + 'static {
+    /// Its [`Dtype`].
+    const DTYPE: Dtype;
+}
+
+impl Element for f32 {
+    const DTYPE: Dtype = Dtype::F32;
+}
+impl Element for u16 {
+    const DTYPE: Dtype = Dtype::U16;
+}
+impl Element for u8 {
+    const DTYPE: Dtype = Dtype::U8;
+}
+impl Element for bool {
+    const DTYPE: Dtype = Dtype::Bool;
+}
+
+/// A borrowed view of one of a value's arrays, typed by its element.
+#[derive(Debug, Clone)]
+pub enum ArrayRef<'a> {
+    /// An f32 array.
+    F32(ArrayViewD<'a, f32>),
+    /// A u16 array.
+    U16(ArrayViewD<'a, u16>),
+    /// A u8 array.
+    U8(ArrayViewD<'a, u8>),
+    /// A bool array.
+    Bool(ArrayViewD<'a, bool>),
+}
+
+impl ArrayRef<'_> {
+    /// The element type.
+    pub fn dtype(&self) -> Dtype {
+        match self {
+            ArrayRef::F32(_) => Dtype::F32,
+            ArrayRef::U16(_) => Dtype::U16,
+            ArrayRef::U8(_) => Dtype::U8,
+            ArrayRef::Bool(_) => Dtype::Bool,
+        }
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            ArrayRef::F32(a) => a.shape(),
+            ArrayRef::U16(a) => a.shape(),
+            ArrayRef::U8(a) => a.shape(),
+            ArrayRef::Bool(a) => a.shape(),
+        }
+    }
+}
+
+/// One named array of a value.
+#[derive(Debug, Clone)]
+pub struct NamedArray<'a> {
+    /// `data`, `valid` or `centroids` (see [`ValueMeta::array_layout`]).
+    pub name: &'static str,
+    /// A view of it.
+    pub array: ArrayRef<'a>,
+}
+
+/// Where [`Value::assemble`] gets each array from.
+pub trait ArraySource {
+    /// The array called `name` with elements of type `T`, owned; its number of dimensions is
+    /// checked by the caller.
+    ///
+    /// # Errors
+    /// A message when the array is missing, of another element type, or unreadable.
+    fn array<T: Element>(&mut self, name: &str) -> Result<ArrayD<T>, String>;
+}
+
+/// Why metadata and arrays do not make a value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct AssembleError(pub String);
+
+fn named<'a, T, D>(name: &'static str, a: &'a ndarray::Array<T, D>) -> NamedArray<'a>
+where
+    T: Element,
+    D: Dimension,
+    ArrayViewD<'a, T>: Into<ArrayRef<'a>>,
+{
+    NamedArray {
+        name,
+        array: a.view().into_dyn().into(),
+    }
+}
+
+impl<'a> From<ArrayViewD<'a, f32>> for ArrayRef<'a> {
+    fn from(v: ArrayViewD<'a, f32>) -> Self {
+        ArrayRef::F32(v)
+    }
+}
+impl<'a> From<ArrayViewD<'a, u16>> for ArrayRef<'a> {
+    fn from(v: ArrayViewD<'a, u16>) -> Self {
+        ArrayRef::U16(v)
+    }
+}
+impl<'a> From<ArrayViewD<'a, u8>> for ArrayRef<'a> {
+    fn from(v: ArrayViewD<'a, u8>) -> Self {
+        ArrayRef::U8(v)
+    }
+}
+impl<'a> From<ArrayViewD<'a, bool>> for ArrayRef<'a> {
+    fn from(v: ArrayViewD<'a, bool>) -> Self {
+        ArrayRef::Bool(v)
+    }
+}
+
+/// Takes array `name` from `source` and checks that it has `D`'s number of dimensions.
+fn take<T, D, S>(source: &mut S, name: &str) -> Result<ndarray::Array<T, D>, AssembleError>
+where
+    T: Element,
+    D: Dimension,
+    S: ArraySource,
+{
+    let a = source
+        .array::<T>(name)
+        .map_err(|e| AssembleError(format!("array `{name}`: {e}")))?;
+    let ndim = a.ndim();
+    a.into_dimensionality::<D>().map_err(|_| {
+        AssembleError(format!(
+            "array `{name}` has {ndim} dimensions, expected {}",
+            D::NDIM.unwrap_or(0)
+        ))
+    })
+}
+
+/// Checks that an array's last two axes are the grid's `(height, width)`.
+fn check_grid(name: &str, shape: &[usize], grid: &Grid) -> Result<(), AssembleError> {
+    let n = shape.len();
+    let (h, w) = (shape[n - 2], shape[n - 1]);
+    if (h, w) != (grid.height, grid.width) {
+        return Err(AssembleError(format!(
+            "array `{name}` is {h} x {w} pixels but its grid is {} x {}",
+            grid.height, grid.width
+        )));
+    }
+    Ok(())
+}
+
+impl Value {
+    /// Splits the value into its metadata and views of its arrays, without copying.
+    pub fn split(&self) -> (ValueMeta, Vec<NamedArray<'_>>) {
+        match self {
+            Value::Items(items) => (
+                ValueMeta::Items {
+                    collection: items.collection.clone(),
+                },
+                vec![],
+            ),
+            Value::Json(v) => (ValueMeta::Json { value: v.clone() }, vec![]),
+            Value::Raster(r) => (
+                ValueMeta::Raster {
+                    grid: r.grid.clone(),
+                    bands: r.bands.clone(),
+                    times: r.times.clone(),
+                },
+                vec![named("data", &r.data)],
+            ),
+            Value::Matrix(m) => (
+                ValueMeta::Matrix {
+                    grid: m.grid.clone(),
+                    features: m.features.clone(),
+                },
+                vec![named("data", &m.data), named("valid", &m.valid)],
+            ),
+            Value::Model(m) => (
+                ValueMeta::Model { model: m.clone() },
+                vec![named("centroids", &m.centroids)],
+            ),
+            Value::Labels(l) => (
+                ValueMeta::Labels {
+                    grid: l.grid.clone(),
+                    nodata: l.nodata,
+                    classes: l.classes.clone(),
+                },
+                vec![named("data", &l.data)],
+            ),
+        }
+    }
+
+    /// Rebuilds a value from its metadata and its arrays, checking that every array has the
+    /// rank, and every raster-like array the grid size, that the metadata says.
+    ///
+    /// # Errors
+    /// [`AssembleError`] when an array is missing or does not fit the metadata.
+    pub fn assemble<S: ArraySource>(meta: ValueMeta, source: &mut S) -> Result<Value, AssembleError> {
+        Ok(match meta {
+            ValueMeta::Items { collection } => Value::Items(Items { collection }),
+            ValueMeta::Json { value } => Value::Json(value),
+            ValueMeta::Raster { grid, bands, times } => {
+                let data = take::<f32, Ix4, _>(source, "data")?;
+                check_grid("data", data.shape(), &grid)?;
+                let (t, b) = (data.shape()[0], data.shape()[1]);
+                if b != bands.len() || t != times.len() {
+                    return Err(AssembleError(format!(
+                        "array `data` has {t} times x {b} bands but the metadata names {} times \
+                         and {} bands",
+                        times.len(),
+                        bands.len()
+                    )));
+                }
+                Value::Raster(Raster {
+                    data,
+                    grid,
+                    bands,
+                    times,
+                })
+            }
+            ValueMeta::Matrix { grid, features } => {
+                let data = take::<f32, Ix2, _>(source, "data")?;
+                let valid = take::<bool, Ix2, _>(source, "valid")?;
+                check_grid("valid", valid.shape(), &grid)?;
+                let n_valid = valid.iter().filter(|&&v| v).count();
+                if data.nrows() != n_valid || data.ncols() != features.len() {
+                    return Err(AssembleError(format!(
+                        "array `data` is {} x {} but the mask has {n_valid} valid pixels and \
+                         the metadata names {} features",
+                        data.nrows(),
+                        data.ncols(),
+                        features.len()
+                    )));
+                }
+                Value::Matrix(Matrix {
+                    data,
+                    features,
+                    valid,
+                    grid,
+                })
+            }
+            ValueMeta::Model { mut model } => {
+                let centroids = take::<f32, Ix2, _>(source, "centroids")?;
+                if centroids.ncols() != model.features.len() {
+                    return Err(AssembleError(format!(
+                        "array `centroids` has {} columns but the model names {} features",
+                        centroids.ncols(),
+                        model.features.len()
+                    )));
+                }
+                model.centroids = centroids;
+                Value::Model(model)
+            }
+            ValueMeta::Labels {
+                grid,
+                nodata,
+                classes,
+            } => {
+                let data = take::<u16, Ix2, _>(source, "data")?;
+                check_grid("data", data.shape(), &grid)?;
+                Value::Labels(Labels {
+                    data,
+                    nodata,
+                    classes,
+                    grid,
+                })
+            }
+        })
+    }
+}
+
+/// An [`ArraySource`] over arrays already in memory, by name (for tests and simple callers).
+#[derive(Debug, Default)]
+pub struct OwnedArrays {
+    f32s: Vec<(String, ArrayD<f32>)>,
+    u16s: Vec<(String, ArrayD<u16>)>,
+    u8s: Vec<(String, ArrayD<u8>)>,
+    bools: Vec<(String, ArrayD<bool>)>,
+}
+
+impl OwnedArrays {
+    /// Copies every array of `arrays` (as made by [`Value::split`]).
+    pub fn from_views(arrays: &[NamedArray<'_>]) -> Self {
+        let mut out = OwnedArrays::default();
+        for a in arrays {
+            let name = a.name.to_string();
+            match &a.array {
+                ArrayRef::F32(v) => out.f32s.push((name, v.to_owned())),
+                ArrayRef::U16(v) => out.u16s.push((name, v.to_owned())),
+                ArrayRef::U8(v) => out.u8s.push((name, v.to_owned())),
+                ArrayRef::Bool(v) => out.bools.push((name, v.to_owned())),
+            }
+        }
+        out
+    }
+}
+
+impl ArraySource for OwnedArrays {
+    fn array<T: Element>(&mut self, name: &str) -> Result<ArrayD<T>, String> {
+        fn pick<U: Clone + 'static, T: 'static>(
+            list: &mut Vec<(String, ArrayD<U>)>,
+            name: &str,
+        ) -> Option<ArrayD<T>> {
+            let i = list.iter().position(|(n, _)| n == name)?;
+            let (_, a) = list.swap_remove(i);
+            let boxed: Box<dyn std::any::Any> = Box::new(a);
+            boxed.downcast::<ArrayD<T>>().ok().map(|b| *b)
+        }
+        let found = match T::DTYPE {
+            Dtype::F32 => pick::<f32, T>(&mut self.f32s, name),
+            Dtype::U16 => pick::<u16, T>(&mut self.u16s, name),
+            Dtype::U8 => pick::<u8, T>(&mut self.u8s, name),
+            Dtype::Bool => pick::<bool, T>(&mut self.bools, name),
+        };
+        found.ok_or_else(|| format!("no {} array called `{name}`", T::DTYPE.name()))
+    }
+}
