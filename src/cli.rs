@@ -80,8 +80,10 @@ pub struct CacheDirArg {
 /// `flow run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The recipe, its profile and overrides.
     #[command(flatten)]
     pub recipe: RecipeArgs,
+    /// Where the cache is.
     #[command(flatten)]
     pub cache: CacheDirArg,
     /// Nodes to run at once (default: the number of cores).
@@ -105,6 +107,7 @@ pub struct RunArgs {
 /// `flow validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
+    /// The recipe, its profile and overrides.
     #[command(flatten)]
     pub recipe: RecipeArgs,
     /// Print the validated plan as JSON.
@@ -124,8 +127,10 @@ pub enum GraphFormat {
 /// `flow graph`.
 #[derive(Debug, Args)]
 pub struct GraphArgs {
+    /// The recipe, its profile and overrides.
     #[command(flatten)]
     pub recipe: RecipeArgs,
+    /// Where the cache is.
     #[command(flatten)]
     pub cache: CacheDirArg,
     /// Output format.
@@ -158,6 +163,7 @@ pub struct NodesArgs {
 /// `flow cache`.
 #[derive(Debug, Args)]
 pub struct CacheArgs {
+    /// Where the cache is.
     #[command(flatten)]
     pub cache: CacheDirArg,
     /// What to do.
@@ -196,27 +202,36 @@ pub struct FixtureArgs {
     pub out: PathBuf,
 }
 
-/// Parses the arguments, runs the command and returns the exit code.
-pub fn main() -> i32 {
+/// Parses the arguments, runs the command and returns the exit code: the one place where a
+/// command's failure is printed and becomes a code.
+pub fn main() -> flow_core::ExitCode {
+    use flow_core::ExitCode;
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
-                crate::exit::USAGE
+                ExitCode::Usage
             } else {
-                crate::exit::OK
+                ExitCode::Ok
             };
         }
     };
     crate::commands::init_logging(cli.verbose);
     let plugins = cli.plugins;
-    match cli.command {
+    let result = match cli.command {
         Command::Run(a) => crate::commands::run(a, &plugins),
         Command::Validate(a) => crate::commands::validate(a, &plugins),
         Command::Graph(a) => crate::commands::graph(a, &plugins),
         Command::Nodes(a) => crate::commands::nodes(a, &plugins),
         Command::Cache(a) => crate::commands::cache(a),
         Command::Fixture(a) => crate::commands::fixture(a),
+    };
+    match result {
+        Ok(()) => ExitCode::Ok,
+        Err(e) => {
+            e.print();
+            e.code
+        }
     }
 }

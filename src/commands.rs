@@ -12,8 +12,9 @@ use crate::cli::{
     CacheAction, CacheArgs, CacheDirArg, FixtureArgs, GraphArgs, GraphFormat, NodesArgs,
     RecipeArgs, RunArgs, ValidateArgs,
 };
-use crate::exit;
+use crate::error::{CommandError, CommandResult};
 use crate::report;
+use flow_core::ExitCode;
 
 /// Sets up tracing: `-v` info, `-vv` debug; `RUST_LOG` wins. Logs go to stderr.
 pub fn init_logging(verbose: u8) {
@@ -48,32 +49,26 @@ fn render_diagnostic(diag: &dyn miette::Diagnostic) -> String {
 }
 
 /// Reads and validates a recipe; on failure prints the diagnostics and returns the exit code.
-fn load_plan(args: &RecipeArgs, registry: &flow_core::Registry) -> Result<Plan, i32> {
+fn load_plan(args: &RecipeArgs, registry: &flow_core::Registry) -> Result<Plan, CommandError> {
     let file = args.recipe.display().to_string();
-    let text = match std::fs::read_to_string(&args.recipe) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: cannot read recipe {file}: {e}");
-            return Err(exit::USAGE);
-        }
-    };
+    let text = std::fs::read_to_string(&args.recipe)
+        .map_err(|e| CommandError::usage(format!("cannot read recipe {file}: {e}")))?;
     let overrides = Overrides::new(args.profile.clone(), &args.sets);
     Plan::build(&file, &text, registry, &overrides).map_err(|diags| {
-        eprint!("{}", render_diagnostic(&diags));
-        if diags.plugin_fault() {
-            exit::PLUGIN
+        let code = if diags.plugin_fault() {
+            ExitCode::Plugin
         } else {
-            exit::USAGE
-        }
+            ExitCode::Usage
+        };
+        CommandError::rendered(code, render_diagnostic(&diags))
     })
 }
 
-/// The registry with the recipe's plugins, then the recipe's validated plan; on failure the
-/// error has been printed and the exit code is returned.
+/// The registry with the recipe's plugins, then the recipe's validated plan.
 fn registry_and_plan(
     args: &RecipeArgs,
     plugins: &[PathBuf],
-) -> Result<(flow_core::Registry, Plan), i32> {
+) -> Result<(flow_core::Registry, Plan), CommandError> {
     let registry = registry_with_plugins(Some(&args.recipe), plugins)?;
     let plan = load_plan(args, &registry)?;
     Ok((registry, plan))
@@ -85,17 +80,13 @@ fn registry_and_plan(
 fn registry_with_plugins(
     recipe: Option<&Path>,
     plugins: &[PathBuf],
-) -> Result<flow_core::Registry, i32> {
+) -> Result<flow_core::Registry, CommandError> {
     let mut registry = crate::registry::builtin();
     let text = recipe.and_then(|r| std::fs::read_to_string(r).ok());
     let dir = recipe.map(recipe_dir);
-    match flow_plugin::load_all(&mut registry, text.as_deref().zip(dir.as_deref()), plugins) {
-        Ok(_) => Ok(registry),
-        Err(e) => {
-            eprintln!("error: {e}");
-            Err(exit::PLUGIN)
-        }
-    }
+    flow_plugin::load_all(&mut registry, text.as_deref().zip(dir.as_deref()), plugins)
+        .map_err(|e| CommandError::new(ExitCode::Plugin, e.to_string()))?;
+    Ok(registry)
 }
 
 fn recipe_dir(recipe: &Path) -> PathBuf {
@@ -114,41 +105,31 @@ fn cache_root(arg: &CacheDirArg) -> PathBuf {
     })
 }
 
-fn open_cache(arg: &CacheDirArg) -> Result<Cache, i32> {
-    Cache::open(cache_root(arg)).map_err(|e| {
-        eprintln!("error: {e}");
-        exit::IO
-    })
+fn open_cache(arg: &CacheDirArg) -> Result<Cache, CommandError> {
+    Cache::open(cache_root(arg)).map_err(|e| CommandError::new(e.exit_code(), e.to_string()))
 }
 
 /// `flow validate`.
-pub fn validate(args: ValidateArgs, plugins: &[PathBuf]) -> i32 {
-    match registry_and_plan(&args.recipe, plugins) {
-        Ok((_, plan)) => {
-            if args.plan {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&plan.to_json()).unwrap_or_default()
-                );
-            } else {
-                println!(
-                    "{}: ok ({} nodes)",
-                    args.recipe.recipe.display(),
-                    plan.nodes.len()
-                );
-            }
-            exit::OK
-        }
-        Err(code) => code,
+pub fn validate(args: ValidateArgs, plugins: &[PathBuf]) -> CommandResult {
+    let (_, plan) = registry_and_plan(&args.recipe, plugins)?;
+    if args.plan {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan.to_json()).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "{}: ok ({} nodes)",
+            args.recipe.recipe.display(),
+            plan.nodes.len()
+        );
     }
+    Ok(())
 }
 
 /// `flow graph`.
-pub fn graph(args: GraphArgs, plugins: &[PathBuf]) -> i32 {
-    let (registry, plan) = match registry_and_plan(&args.recipe, plugins) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+pub fn graph(args: GraphArgs, plugins: &[PathBuf]) -> CommandResult {
+    let (registry, plan) = registry_and_plan(&args.recipe, plugins)?;
     let mut states = render::States::new();
     if !args.no_cache {
         let root = cache_root(&args.cache);
@@ -173,17 +154,14 @@ pub fn graph(args: GraphArgs, plugins: &[PathBuf]) -> i32 {
         GraphFormat::Dot => print!("{}", render::dot(&plan, &states)),
         GraphFormat::Mermaid => print!("{}", render::mermaid(&plan, &states)),
     }
-    exit::OK
+    Ok(())
 }
 
 /// `flow nodes`.
-pub fn nodes(args: NodesArgs, plugins: &[PathBuf]) -> i32 {
-    let registry = match registry_with_plugins(None, plugins) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+pub fn nodes(args: NodesArgs, plugins: &[PathBuf]) -> CommandResult {
+    let registry = registry_with_plugins(None, plugins)?;
     print!("{}", report::nodes(&registry, args.format));
-    exit::OK
+    Ok(())
 }
 
 /// Options of one run. Builtin datasets are materialized in the cache root's `data/` even with
@@ -211,18 +189,12 @@ fn run_options(
 }
 
 /// `flow run`.
-pub fn run(args: RunArgs, plugins: &[PathBuf]) -> i32 {
-    let (registry, plan) = match registry_and_plan(&args.recipe, plugins) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+pub fn run(args: RunArgs, plugins: &[PathBuf]) -> CommandResult {
+    let (registry, plan) = registry_and_plan(&args.recipe, plugins)?;
     let cache = if args.no_cache {
         None
     } else {
-        match open_cache(&args.cache) {
-            Ok(c) => Some(c),
-            Err(code) => return code,
-        }
+        Some(open_cache(&args.cache)?)
     };
     let jobs = args
         .jobs
@@ -237,13 +209,12 @@ pub fn run(args: RunArgs, plugins: &[PathBuf]) -> i32 {
         .out
         .clone()
         .unwrap_or_else(|| recipe_dir(&args.recipe.recipe).join("out").join(&plan.name));
-    if let Err(e) = std::fs::create_dir_all(&out_dir) {
-        eprintln!(
-            "error: cannot create output directory {}: {e}",
+    std::fs::create_dir_all(&out_dir).map_err(|e| {
+        CommandError::io(format!(
+            "cannot create output directory {}: {e}",
             out_dir.display()
-        );
-        return exit::IO;
-    }
+        ))
+    })?;
     let options = run_options(
         &args.recipe.recipe,
         cache,
@@ -254,18 +225,12 @@ pub fn run(args: RunArgs, plugins: &[PathBuf]) -> i32 {
         &registry,
     );
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .max_blocking_threads(jobs + 2)
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return exit::IO;
-        }
-    };
+        .map_err(|e| CommandError::io(format!("cannot start the runtime: {e}")))?;
     let progress = report::Progress::new(plan.nodes.len());
     let report = runtime.block_on(flow_engine::run(&plan, options, |event: Event| {
         progress.event(&event)
@@ -290,13 +255,13 @@ pub fn run(args: RunArgs, plugins: &[PathBuf]) -> i32 {
             None => eprintln!("error: {error}"),
         }
     }
-    if report.exit_code.code() == exit::INTERRUPTED {
-        // Nodes still running on blocking threads are abandoned; their cache writes, if any,
-        // stay in the cache's tmp/ and are never read.
-        std::process::exit(exit::INTERRUPTED);
-    }
+    // Nodes still running on blocking threads (after Ctrl-C) are abandoned; their cache writes,
+    // if any, stay in the cache's tmp/ and are never read.
     runtime.shutdown_background();
-    report.exit_code.code()
+    match report.exit_code {
+        ExitCode::Ok => Ok(()),
+        code => Err(CommandError::reported(code)),
+    }
 }
 
 fn rayon_pool(jobs: usize) -> Result<(), String> {
@@ -307,11 +272,8 @@ fn rayon_pool(jobs: usize) -> Result<(), String> {
 }
 
 /// `flow cache`.
-pub fn cache(args: CacheArgs) -> i32 {
-    let cache = match open_cache(&args.cache) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub fn cache(args: CacheArgs) -> CommandResult {
+    let cache = open_cache(&args.cache)?;
     match args.action {
         CacheAction::Ls => {
             let entries = cache.entries();
@@ -336,7 +298,7 @@ pub fn cache(args: CacheArgs) -> i32 {
                 report::human_bytes(total),
                 cache.root().display()
             );
-            exit::OK
+            Ok(())
         }
         CacheAction::Verify { repair } => {
             let (count, bad) = cache.verify(repair);
@@ -348,9 +310,9 @@ pub fn cache(args: CacheArgs) -> i32 {
             }
             println!("{count} entries, {} bad", bad.len());
             if bad.is_empty() || repair {
-                exit::OK
+                Ok(())
             } else {
-                exit::IO
+                Err(CommandError::reported(ExitCode::Io))
             }
         }
         CacheAction::Gc { older_than_days } => {
@@ -360,45 +322,34 @@ pub fn cache(args: CacheArgs) -> i32 {
                 "removed {entries} entries and {tmps} interrupted writes, {} freed",
                 report::human_bytes(freed)
             );
-            exit::OK
+            Ok(())
         }
-        CacheAction::Clear => match cache.clear() {
-            Ok(()) => {
-                println!("cleared {}", cache.root().display());
-                exit::OK
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                exit::IO
-            }
-        },
+        CacheAction::Clear => {
+            cache
+                .clear()
+                .map_err(|e| CommandError::new(e.exit_code(), e.to_string()))?;
+            println!("cleared {}", cache.root().display());
+            Ok(())
+        }
     }
 }
 
 /// `flow fixture`.
-pub fn fixture(args: FixtureArgs) -> i32 {
+pub fn fixture(args: FixtureArgs) -> CommandResult {
     let registry = crate::registry::builtin();
     let Some(provider) = registry.datasets.get(&args.name) else {
         let known: Vec<&str> = registry.datasets.names().collect();
-        eprintln!(
-            "error: no dataset `{}`; known: {}",
+        return Err(CommandError::usage(format!(
+            "no dataset `{}`; known: {}",
             args.name,
             known.join(", ")
-        );
-        return exit::USAGE;
+        )));
     };
-    if let Err(e) = std::fs::create_dir_all(&args.out) {
-        eprintln!("error: cannot create {}: {e}", args.out.display());
-        return exit::IO;
-    }
-    match provider.materialize(&args.out) {
-        Ok(path) => {
-            println!("{}", path.display());
-            exit::OK
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            e.exit_code().code()
-        }
-    }
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| CommandError::io(format!("cannot create {}: {e}", args.out.display())))?;
+    let path = provider
+        .materialize(&args.out)
+        .map_err(|e| CommandError::new(e.exit_code(), e.to_string()))?;
+    println!("{}", path.display());
+    Ok(())
 }

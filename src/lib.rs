@@ -5,6 +5,6 @@
 
 pub mod cli;
 pub mod commands;
-pub mod exit;
+pub mod error;
 pub mod registry;
 pub mod report;

@@ -2,5 +2,5 @@
 
 fn main() {
     let code = flow::cli::main();
-    std::process::exit(code);
+    std::process::exit(code.code());
 }

@@ -94,15 +94,13 @@ fn format_ms(ms: f64) -> String {
     }
 }
 
-/// Writes `value` as pretty JSON to `path` through a temp file and a rename.
+/// Writes `value` as pretty JSON to `path` atomically (temp file, fsync, rename).
 ///
 /// # Errors
 /// When the file cannot be written.
 pub fn write_json_atomic(path: &Path, value: &impl serde::Serialize) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
     let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    flow_core::atomic::write_atomic(path, &bytes)
 }
 
 /// The summary printed at the end of `flow run`.

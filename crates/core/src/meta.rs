@@ -329,7 +329,10 @@ impl Value {
     ///
     /// # Errors
     /// [`AssembleError`] when an array is missing or does not fit the metadata.
-    pub fn assemble<S: ArraySource>(meta: ValueMeta, source: &mut S) -> Result<Value, AssembleError> {
+    pub fn assemble<S: ArraySource>(
+        meta: ValueMeta,
+        source: &mut S,
+    ) -> Result<Value, AssembleError> {
         Ok(match meta {
             ValueMeta::Items { collection } => Value::Items(Items { collection }),
             ValueMeta::Json { value } => Value::Json(value),

@@ -18,12 +18,11 @@
 //! as [`Lookup::Corrupt`], the entry is moved out of the way, and the caller recomputes.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use flow_core::store;
 use flow_core::Value;
+use flow_core::{atomic, store};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CacheError;
@@ -99,16 +98,7 @@ fn unique_suffix() -> String {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    let mut f = fs::File::create(path).map_err(|e| CacheError::io(path, e))?;
-    f.write_all(bytes).map_err(|e| CacheError::io(path, e))?;
-    f.sync_all().map_err(|e| CacheError::io(path, e))
-}
-
-fn sync_dir(path: &Path) {
-    // Directory fsync makes the rename durable; not all filesystems allow it, which is harmless.
-    if let Ok(d) = fs::File::open(path) {
-        let _ = d.sync_all();
-    }
+    atomic::write_synced(path, bytes).map_err(|e| CacheError::io(path, e))
 }
 
 impl Cache {
@@ -270,14 +260,14 @@ impl Cache {
         let manifest_bytes = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| CacheError::io(tmp, std::io::Error::other(e)))?;
         write_synced(&tmp.join("manifest.json"), &manifest_bytes)?;
-        sync_dir(tmp);
+        atomic::sync_dir(tmp);
 
         let dest = self.entry_dir(key);
         let parent = dest.parent().expect("entry dirs have a parent");
         fs::create_dir_all(parent).map_err(|e| CacheError::io(parent, e))?;
         match fs::rename(tmp, &dest) {
             Ok(()) => {
-                sync_dir(parent);
+                atomic::sync_dir(parent);
                 Ok(())
             }
             // Another run stored the same key first: its entry has the same content.

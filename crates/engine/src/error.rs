@@ -26,6 +26,11 @@ pub enum CacheError {
 }
 
 impl CacheError {
+    /// The exit code this error maps to: local I/O or cache (5).
+    pub fn exit_code(&self) -> flow_core::ExitCode {
+        flow_core::ExitCode::Io
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         CacheError::Io {
             path: path.into(),

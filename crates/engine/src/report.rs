@@ -64,6 +64,24 @@ pub struct NodeReport {
     pub peak_rss_bytes: Option<u64>,
 }
 
+impl NodeReport {
+    /// A report with no output, warnings, error, timings or memory yet.
+    pub fn new(id: &str, kind: &str, status: NodeStatus, key: String) -> Self {
+        NodeReport {
+            id: id.into(),
+            kind: kind.into(),
+            status,
+            key,
+            duration_ms: 0.0,
+            output: None,
+            warnings: vec![],
+            error: None,
+            span_ms: None,
+            peak_rss_bytes: None,
+        }
+    }
+}
+
 /// The whole report of a run, written as `run.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {

@@ -283,7 +283,9 @@ fn statuses(report: &RunReport) -> BTreeMap<String, NodeStatus> {
 }
 
 fn total(report: &RunReport) -> serde_json::Value {
-    serde_json::to_value(report.node("total").and_then(|n| n.output.clone()).unwrap()).unwrap()["value"].clone()
+    serde_json::to_value(report.node("total").and_then(|n| n.output.clone()).unwrap()).unwrap()
+        ["value"]
+        .clone()
 }
 
 #[test]
@@ -385,7 +387,8 @@ name = "two"
     // Both saw two arrivals: they were running at the same moment.
     for id in ["one", "two"] {
         assert_eq!(
-            serde_json::to_value(report.node(id).unwrap().output.as_ref().unwrap()).unwrap()["value"],
+            serde_json::to_value(report.node(id).unwrap().output.as_ref().unwrap()).unwrap()
+                ["value"],
             json!(2)
         );
     }

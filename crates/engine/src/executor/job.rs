@@ -1,0 +1,94 @@
+//! The execution of one node on a blocking thread: load its cached output, or run it and store
+//! what it computed.
+
+use std::sync::Arc;
+
+use flow_core::{Caching, Inputs, NodeError, RunContext, Value};
+use flow_recipe::PlanNode;
+
+use crate::cache::{Cache, Lookup};
+use crate::key::Key;
+
+/// Everything one node needs to load or run, moved onto a blocking thread.
+pub(super) struct Job {
+    /// The node.
+    pub(super) node: PlanNode,
+    /// Its context (directories, cancel flag, warnings).
+    pub(super) ctx: RunContext,
+    /// Its cache key.
+    pub(super) key: Key,
+    /// The cache, if any.
+    pub(super) cache: Option<Cache>,
+    /// How its output is cached.
+    pub(super) caching: Caching,
+    /// True to load the cached output rather than run.
+    pub(super) loading: bool,
+    /// Its inputs (empty when loading).
+    pub(super) inputs: Inputs,
+}
+
+/// What became of a job.
+pub(super) enum Outcome {
+    /// The cached output, loaded and still fresh.
+    Loaded(Box<Value>),
+    /// The cached output cannot be used (why); the node must be computed.
+    Stale(String),
+    /// The node ran; its output and warnings.
+    Computed(Box<Value>, Vec<String>),
+    /// The node failed; the error and its warnings.
+    Failed(NodeError, Vec<String>),
+}
+
+/// The TTL of a node's cache entries; `None` for entries that do not expire.
+pub(super) fn ttl_of(caching: Caching) -> Option<u64> {
+    match caching {
+        Caching::Ttl(t) => Some(t),
+        _ => None,
+    }
+}
+
+impl Job {
+    /// Loads or runs the node, inside its tracing span.
+    pub(super) fn execute(self) -> Outcome {
+        let span = tracing::info_span!("node", id = %self.node.id, kind = self.node.kind.name());
+        let _guard = span.enter();
+        match (&self.cache, self.loading) {
+            (Some(cache), true) => self.load(cache),
+            _ => self.compute(),
+        }
+    }
+
+    fn load(&self, cache: &Cache) -> Outcome {
+        match cache.get(&self.key, ttl_of(self.caching)) {
+            Lookup::Hit(v, _) if self.node.node.is_fresh(&self.ctx, &v) => Outcome::Loaded(v),
+            Lookup::Hit(..) => Outcome::Stale("its outputs changed since it was cached".into()),
+            Lookup::Miss => Outcome::Stale("the entry disappeared or expired".into()),
+            Lookup::Corrupt(reason) => Outcome::Stale(format!(
+                "corrupt cache entry {} ({reason})",
+                self.key.short()
+            )),
+        }
+    }
+
+    fn compute(&self) -> Outcome {
+        tracing::debug!("running");
+        match self.node.node.run(&self.ctx, &self.inputs) {
+            Ok(value) => {
+                let mut warnings = self.ctx.warnings();
+                let store = self.caching != Caching::Never && !self.ctx.is_cancelled();
+                if let (Some(cache), true) = (&self.cache, store) {
+                    if let Err(e) =
+                        cache.put(&self.key, self.node.kind.name(), &self.node.id, &value)
+                    {
+                        warnings.push(format!("not cached: {e}"));
+                    }
+                }
+                Outcome::Computed(Box::new(value), warnings)
+            }
+            Err(e) => Outcome::Failed(e, self.ctx.warnings()),
+        }
+    }
+}
+
+/// The value of a finished input, shared between its consumers.
+pub(super) type Shared = Arc<Value>;

@@ -1,0 +1,503 @@
+//! Runs a plan: decides what is needed, loads what is cached, computes the rest in parallel.
+//!
+//! [`run`] is the scheduler's loop (start ready nodes up to `jobs`, join them, stop on the first
+//! failure or Ctrl-C); `Scheduler` holds the per-node state; `job` loads or runs one node on a
+//! blocking thread.
+
+mod job;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use flow_core::{summary, Caching, Datasets, ExitCode, Inputs, NodeError, RunContext, ValueType};
+use flow_recipe::Plan;
+use tokio::task::JoinSet;
+
+use crate::cache::{Cache, Lookup};
+use crate::key::{node_key, Key};
+use crate::memory;
+use crate::report::{NodeReport, NodeStatus, RunReport};
+use job::{ttl_of, Job, Outcome, Shared};
+
+/// How to run a plan.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Nodes running (or loading) at once. Default: the number of cores.
+    pub jobs: usize,
+    /// The cache; `None` runs everything and stores nothing (`--no-cache`).
+    pub cache: Option<Cache>,
+    /// Treat TTL-cached results (live searches) as expired.
+    pub refresh: bool,
+    /// Output directory handed to nodes.
+    pub out_dir: PathBuf,
+    /// Directory of the recipe, for relative paths.
+    pub recipe_dir: PathBuf,
+    /// Where datasets are materialized (normally the cache's `data/`, [`Cache::data_dir_in`]).
+    pub data_dir: PathBuf,
+    /// Named datasets for `builtin:` catalogs.
+    pub datasets: Datasets,
+    /// Set to cancel the run (Ctrl-C).
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl RunOptions {
+    /// The context handed to node `id`: output, recipe and data directories, threads, the
+    /// cancellation flag and the datasets.
+    pub fn context(&self, id: &str) -> RunContext {
+        let mut ctx = RunContext::new(
+            id,
+            self.out_dir.clone(),
+            self.recipe_dir.clone(),
+            self.data_dir.clone(),
+        )
+        .with_cancel_flag(self.cancel.clone());
+        ctx.threads = self.jobs;
+        ctx.refresh = self.refresh;
+        ctx.datasets = self.datasets.clone();
+        ctx
+    }
+}
+
+/// Progress events, in the order they happen.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The plan's keys are known and the run begins.
+    Begin {
+        /// Nodes in the plan.
+        nodes: usize,
+    },
+    /// A node started computing or loading.
+    Started {
+        /// Node id.
+        id: String,
+        /// True when loading from the cache.
+        loading: bool,
+    },
+    /// A node is done (any status).
+    Finished(Box<NodeReport>),
+    /// A warning not tied to a node's output (a corrupt cache entry, a failed cache write).
+    Warning(String),
+}
+
+/// The scheduler's view of one node.
+struct Slot {
+    key: Key,
+    caching: Caching,
+    /// Its output is in the cache and may be reused.
+    hit: bool,
+    /// Something the run must produce depends on it.
+    needed: bool,
+    state: State,
+    /// When it started: a monotonic instant and Unix milliseconds.
+    started: Option<(Instant, u128)>,
+}
+
+#[derive(Clone)]
+enum State {
+    Pending,
+    Busy,
+    Done(Shared),
+    Failed,
+}
+
+fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// True when a cached output may be used at all: never for `Caching::Never`, and not for live
+/// (TTL) results when the user asked to `--refresh` them.
+fn reusable(caching: Caching, refresh: bool) -> bool {
+    match caching {
+        Caching::Never => false,
+        Caching::Ttl(_) => !refresh,
+        Caching::Store => true,
+    }
+}
+
+type KeyResult = (Vec<Key>, Option<(String, NodeError)>);
+
+/// Every node's key, in plan order; the first node whose key material could not be read is
+/// returned with its error (its key then covers params and inputs only).
+fn compute_keys(
+    plan: &Plan,
+    inputs_of: &[Vec<usize>],
+    context: &dyn Fn(&str) -> RunContext,
+) -> KeyResult {
+    let mut keys: Vec<Key> = Vec::with_capacity(plan.nodes.len());
+    let mut error = None;
+    for (i, node) in plan.nodes.iter().enumerate() {
+        let material = match node.node.key_material(&context(&node.id)) {
+            Ok(m) => m,
+            Err(e) => {
+                error.get_or_insert((node.id.clone(), e));
+                None
+            }
+        };
+        let input_keys: Vec<(String, Key)> = node
+            .inputs
+            .iter()
+            .zip(&inputs_of[i])
+            .map(|((port, _), &j)| (port.clone(), keys[j]))
+            .collect();
+        keys.push(node_key(
+            node.kind.as_ref(),
+            &node.params,
+            material.as_deref(),
+            &input_keys,
+        ));
+    }
+    (keys, error)
+}
+
+fn input_indices(plan: &Plan) -> Vec<Vec<usize>> {
+    let index: HashMap<&str, usize> = plan
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.as_str(), i))
+        .collect();
+    plan.nodes
+        .iter()
+        .map(|n| {
+            n.inputs
+                .iter()
+                .filter_map(|(_, s)| index.get(s.as_str()).copied())
+                .collect()
+        })
+        .collect()
+}
+
+/// Each node's cache state without running anything: `cached`, `missing`, or `uncached` for
+/// nodes that are never stored (such as `sign`).
+pub fn cache_states(plan: &Plan, options: &RunOptions) -> Vec<(String, &'static str)> {
+    let inputs_of = input_indices(plan);
+    let context = |id: &str| options.context(id);
+    let (keys, _) = compute_keys(plan, &inputs_of, &context);
+    plan.nodes
+        .iter()
+        .zip(keys)
+        .map(|(node, key)| {
+            let caching = node.node.caching();
+            let state = match (&options.cache, caching) {
+                (_, Caching::Never) => "uncached",
+                (Some(c), _)
+                    if reusable(caching, options.refresh) && c.contains(&key, ttl_of(caching)) =>
+                {
+                    "cached"
+                }
+                _ => "missing",
+            };
+            (node.id.clone(), state)
+        })
+        .collect()
+}
+
+/// Runs `plan`, calling `on_event` as nodes start and finish.
+///
+/// The returned report lists every node; its `exit_code` is 0 on success, the failing node's
+/// error code otherwise, and 130 when cancelled.
+pub async fn run(
+    plan: &Plan,
+    options: RunOptions,
+    on_event: impl Fn(Event) + Send + Sync,
+) -> RunReport {
+    let started = Instant::now();
+    let mut run = Scheduler::new(plan, &options);
+    on_event(Event::Begin {
+        nodes: plan.nodes.len(),
+    });
+    if run.first_error.is_some() {
+        options.cancel.store(true, Ordering::SeqCst);
+    }
+
+    let mut tasks: JoinSet<(usize, Outcome)> = JoinSet::new();
+    let mut interrupted = false;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        if !options.cancel.load(Ordering::SeqCst) {
+            while tasks.len() < options.jobs.max(1) {
+                let Some((i, job)) = run.next_job() else {
+                    break;
+                };
+                on_event(Event::Started {
+                    id: plan.nodes[i].id.clone(),
+                    loading: job.loading,
+                });
+                tasks.spawn_blocking(move || (i, job.execute()));
+            }
+        }
+        if tasks.is_empty() {
+            break;
+        }
+        let joined = tokio::select! {
+            j = tasks.join_next() => j,
+            _ = &mut ctrl_c, if !interrupted => {
+                interrupted = true;
+                options.cancel.store(true, Ordering::SeqCst);
+                on_event(Event::Warning("interrupted: stopping".into()));
+                // Blocking tasks cannot be aborted; report now and let the caller exit.
+                break;
+            }
+        };
+        match joined {
+            Some(Ok((i, outcome))) => {
+                if let Some(report) = run.finish(i, outcome, &on_event) {
+                    on_event(Event::Finished(Box::new(report)));
+                }
+            }
+            Some(Err(e)) => {
+                // A panic inside a node: nothing to attribute it to but the run.
+                run.first_error.get_or_insert((
+                    "?".into(),
+                    NodeError::Failed(format!("a node panicked: {e}")),
+                ));
+                options.cancel.store(true, Ordering::SeqCst);
+            }
+            None => break,
+        }
+    }
+    run.into_report(started, interrupted, &on_event)
+}
+
+/// Keys, cache state and progress of every node of one run.
+struct Scheduler<'a> {
+    plan: &'a Plan,
+    options: &'a RunOptions,
+    inputs_of: Vec<Vec<usize>>,
+    slots: Vec<Slot>,
+    reports: Vec<Option<NodeReport>>,
+    first_error: Option<(String, NodeError)>,
+}
+
+impl<'a> Scheduler<'a> {
+    /// Computes every key (in plan order, which is topological), probes the cache, and marks
+    /// what is needed: every sink, and the inputs of every needed node that is a miss.
+    fn new(plan: &'a Plan, options: &'a RunOptions) -> Self {
+        let inputs_of = input_indices(plan);
+        let context = |id: &str| options.context(id);
+        let (keys, first_error) = compute_keys(plan, &inputs_of, &context);
+        let slots = plan
+            .nodes
+            .iter()
+            .zip(keys)
+            .map(|(node, key)| {
+                let caching = node.node.caching();
+                let hit = options.cache.as_ref().is_some_and(|c| {
+                    reusable(caching, options.refresh) && c.contains(&key, ttl_of(caching))
+                });
+                Slot {
+                    key,
+                    caching,
+                    hit,
+                    needed: false,
+                    state: State::Pending,
+                    started: None,
+                }
+            })
+            .collect();
+        let mut run = Scheduler {
+            plan,
+            options,
+            slots,
+            reports: vec![None; plan.nodes.len()],
+            first_error,
+            inputs_of,
+        };
+        let n = plan.nodes.len();
+        let sinks: Vec<usize> = (0..n)
+            .filter(|i| !run.inputs_of.iter().any(|ins| ins.contains(i)))
+            .collect();
+        for i in sinks {
+            run.require(i);
+        }
+        run
+    }
+
+    /// Marks `i` needed and, when it must be computed, its inputs too.
+    fn require(&mut self, i: usize) {
+        if self.slots[i].needed && !matches!(self.slots[i].state, State::Pending) {
+            return;
+        }
+        self.slots[i].needed = true;
+        if !self.slots[i].hit {
+            for j in self.inputs_of[i].clone() {
+                if !self.slots[j].needed {
+                    self.require(j);
+                }
+            }
+        }
+    }
+
+    /// The next node that is needed, pending and ready (a hit, or all inputs done), as a job;
+    /// it is marked busy.
+    fn next_job(&mut self) -> Option<(usize, Job)> {
+        let ready = |i: usize, slots: &[Slot]| {
+            slots[i].hit
+                || self.inputs_of[i]
+                    .iter()
+                    .all(|&j| matches!(slots[j].state, State::Done(_)))
+        };
+        let i = (0..self.slots.len()).find(|&i| {
+            self.slots[i].needed
+                && matches!(self.slots[i].state, State::Pending)
+                && ready(i, &self.slots)
+        })?;
+        let node = self.plan.nodes[i].clone();
+        let slot = &self.slots[i];
+        let inputs = Inputs::new(node.inputs.iter().zip(&self.inputs_of[i]).filter_map(
+            |((port, _), &j)| match &self.slots[j].state {
+                State::Done(v) => Some((port.clone(), v.clone())),
+                _ => None,
+            },
+        ));
+        let job = Job {
+            ctx: self.options.context(&node.id),
+            key: slot.key,
+            cache: self.options.cache.clone(),
+            caching: slot.caching,
+            loading: slot.hit,
+            inputs,
+            node,
+        };
+        if self.options.jobs <= 1 {
+            memory::reset_peak_rss();
+        }
+        self.slots[i].state = State::Busy;
+        self.slots[i].started = Some((Instant::now(), unix_ms()));
+        Some((i, job))
+    }
+
+    /// Records the outcome of node `i`; returns its report, or `None` when a stale cache entry
+    /// sent it back to be computed.
+    fn finish(
+        &mut self,
+        i: usize,
+        outcome: Outcome,
+        on_event: &dyn Fn(Event),
+    ) -> Option<NodeReport> {
+        let node = &self.plan.nodes[i];
+        let (t0, t0_unix) = self.slots[i].started.unwrap_or((Instant::now(), unix_ms()));
+        let mut report = NodeReport::new(
+            &node.id,
+            node.kind.name(),
+            NodeStatus::Computed,
+            self.slots[i].key.hex(),
+        );
+        report.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        report.span_ms = Some((t0_unix, unix_ms()));
+        report.peak_rss_bytes = memory::peak_rss_bytes();
+        match outcome {
+            Outcome::Loaded(v) => {
+                report.status = NodeStatus::Cached;
+                report.output = Some(summary::summarize(&v));
+                self.slots[i].state = State::Done(Arc::new(*v));
+            }
+            Outcome::Stale(reason) => {
+                on_event(Event::Warning(format!(
+                    "{}: {reason}; recomputing",
+                    node.id
+                )));
+                let slot = &mut self.slots[i];
+                slot.hit = false;
+                slot.state = State::Pending;
+                slot.needed = false;
+                self.require(i);
+                return None;
+            }
+            Outcome::Computed(v, warnings) => {
+                for w in &warnings {
+                    tracing::warn!(node = %node.id, "{w}");
+                }
+                report.warnings = warnings;
+                report.output = Some(summary::summarize(&v));
+                self.slots[i].state = State::Done(Arc::new(*v));
+            }
+            Outcome::Failed(e, warnings) => {
+                report.warnings = warnings;
+                self.slots[i].state = State::Failed;
+                if matches!(e, NodeError::Cancelled) {
+                    report.status = NodeStatus::Cancelled;
+                } else {
+                    report.status = NodeStatus::Failed;
+                    report.error = Some(e.to_string());
+                    self.options.cancel.store(true, Ordering::SeqCst);
+                    self.first_error.get_or_insert((node.id.clone(), e));
+                }
+            }
+        }
+        self.reports[i] = Some(report.clone());
+        Some(report)
+    }
+
+    /// The report of a node that did not finish in this run: cached but not needed, skipped,
+    /// or cancelled. Small outputs (class maps, models, item lists) of cached nodes are still
+    /// summarized, so that a fully cached run reports its classes.
+    fn unfinished_report(&self, i: usize) -> NodeReport {
+        let node = &self.plan.nodes[i];
+        let slot = &self.slots[i];
+        let status = if slot.hit && !slot.needed {
+            NodeStatus::Cached
+        } else if !slot.needed {
+            NodeStatus::Skipped
+        } else {
+            NodeStatus::Cancelled
+        };
+        let small = matches!(
+            node.kind.signature().output,
+            ValueType::Labels | ValueType::Model | ValueType::Items | ValueType::Json
+        );
+        let mut report = NodeReport::new(&node.id, node.kind.name(), status, slot.key.hex());
+        if let (Some(cache), true) = (&self.options.cache, status == NodeStatus::Cached && small) {
+            if let Lookup::Hit(v, _) = cache.get(&slot.key, ttl_of(slot.caching)) {
+                report.output = Some(summary::summarize(&v));
+            }
+        }
+        report
+    }
+
+    /// The run's report: every node in plan order, the status and the exit code.
+    fn into_report(
+        mut self,
+        started: Instant,
+        interrupted: bool,
+        on_event: &dyn Fn(Event),
+    ) -> RunReport {
+        let nodes: Vec<NodeReport> = (0..self.plan.nodes.len())
+            .map(|i| {
+                self.reports[i].take().unwrap_or_else(|| {
+                    let report = self.unfinished_report(i);
+                    on_event(Event::Finished(Box::new(report.clone())));
+                    report
+                })
+            })
+            .collect();
+        let (status, exit_code, error) = match (&self.first_error, interrupted) {
+            (Some((id, e)), false) => ("failed", e.exit_code(), Some(format!("{id}: {e}"))),
+            (_, true) => (
+                "cancelled",
+                ExitCode::Interrupted,
+                Some("interrupted".to_string()),
+            ),
+            (None, false) => ("ok", ExitCode::Ok, None),
+        };
+        let plan = self.plan;
+        RunReport {
+            recipe: plan.name.clone(),
+            file: plan.file.clone(),
+            profile: plan.profile.clone(),
+            params: plan.params.clone(),
+            status: status.into(),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            nodes,
+            exit_code,
+            error,
+        }
+    }
+}
