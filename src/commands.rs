@@ -13,6 +13,7 @@ use crate::cli::{
     RecipeArgs, RunArgs, ValidateArgs,
 };
 use crate::error::{CommandError, CommandResult};
+use crate::progress::Progress;
 use crate::report;
 use flow_core::ExitCode;
 
@@ -185,6 +186,7 @@ fn run_options(
         data_dir,
         datasets: registry.datasets.clone(),
         cancel: Arc::new(AtomicBool::new(false)),
+        progress: None,
     }
 }
 
@@ -215,7 +217,8 @@ pub fn run(args: RunArgs, plugins: &[PathBuf]) -> CommandResult {
             out_dir.display()
         ))
     })?;
-    let options = run_options(
+    let progress = Progress::new(plan.nodes.len());
+    let mut options = run_options(
         &args.recipe.recipe,
         cache,
         &args.cache,
@@ -224,6 +227,7 @@ pub fn run(args: RunArgs, plugins: &[PathBuf]) -> CommandResult {
         args.refresh,
         &registry,
     );
+    options.progress = Some(progress.sink());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -231,10 +235,10 @@ pub fn run(args: RunArgs, plugins: &[PathBuf]) -> CommandResult {
         .enable_all()
         .build()
         .map_err(|e| CommandError::io(format!("cannot start the runtime: {e}")))?;
-    let progress = report::Progress::new(plan.nodes.len());
     let report = runtime.block_on(flow_engine::run(&plan, options, |event: Event| {
         progress.event(&event)
     }));
+    progress.finish();
 
     let run_json = out_dir.join("run.json");
     if let Err(e) = report::write_json_atomic(&run_json, &report) {

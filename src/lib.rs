@@ -6,5 +6,6 @@
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod progress;
 pub mod registry;
 pub mod report;

@@ -1,11 +1,9 @@
-//! What `flow` prints: progress lines, the run summary, the node catalog.
+//! What `flow` prints at the end of a command: the run summary and the node catalog.
 
-use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::sync::Mutex;
 
 use flow_core::{Registry, Summary};
-use flow_engine::{Event, NodeStatus, RunReport};
+use flow_engine::{NodeStatus, RunReport};
 
 use crate::cli::NodesFormat;
 
@@ -25,68 +23,8 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-fn short_output(output: Option<&Summary>) -> String {
-    output.map(Summary::short).unwrap_or_default()
-}
-
-/// Progress lines on stderr as nodes finish.
-pub struct Progress {
-    total: usize,
-    done: Mutex<usize>,
-    tty: bool,
-}
-
-impl Progress {
-    /// Progress for a plan of `total` nodes.
-    pub fn new(total: usize) -> Self {
-        Progress {
-            total,
-            done: Mutex::new(0),
-            tty: std::io::stderr().is_terminal(),
-        }
-    }
-
-    /// Handles one engine event.
-    pub fn event(&self, event: &Event) {
-        let mut err = std::io::stderr().lock();
-        match event {
-            Event::Begin { .. } => {}
-            Event::Started { id, loading } => {
-                if self.tty {
-                    let _ = write!(
-                        err,
-                        "\r\x1b[2K  {} {id} ...",
-                        if *loading { "loading" } else { "running" }
-                    );
-                    let _ = err.flush();
-                }
-            }
-            Event::Finished(r) => {
-                let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-                *done += 1;
-                let clear = if self.tty { "\r\x1b[2K" } else { "" };
-                let _ = writeln!(
-                    err,
-                    "{clear}[{:>2}/{}] {:<9} {:<16} {:>8}  {}",
-                    *done,
-                    self.total,
-                    r.status.as_str(),
-                    r.id,
-                    format_ms(r.duration_ms),
-                    short_output(r.output.as_ref())
-                );
-                for w in &r.warnings {
-                    let _ = writeln!(err, "        warning: {w}");
-                }
-            }
-            Event::Warning(w) => {
-                let _ = writeln!(err, "warning: {w}");
-            }
-        }
-    }
-}
-
-fn format_ms(ms: f64) -> String {
+/// Milliseconds as `12 ms` or `1.23 s`.
+pub fn format_ms(ms: f64) -> String {
     if ms >= 1000.0 {
         format!("{:.2} s", ms / 1000.0)
     } else {

@@ -46,7 +46,8 @@ pub use exit::ExitCode;
 pub use grid::Grid;
 pub use meta::{ArrayRef, Dtype, NamedArray, ValueMeta};
 pub use node::{
-    Caching, DatasetProvider, Datasets, Inputs, Node, NodeKind, Origin, Port, RunContext, Signature,
+    Caching, DatasetProvider, Datasets, Inputs, Node, NodeKind, Origin, Port, ProgressSink,
+    RunContext, Signature,
 };
 pub use registry::Registry;
 pub use schema::{ParamSpec, ParamType, Params};

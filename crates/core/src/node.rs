@@ -265,6 +265,23 @@ impl std::fmt::Debug for Datasets {
     }
 }
 
+/// Where a node's progress goes: called with the node id, the units done and the total.
+#[derive(Clone)]
+pub struct ProgressSink(Arc<dyn Fn(&str, u64, u64) + Send + Sync>);
+
+impl ProgressSink {
+    /// A sink that calls `f(node_id, done, total)`.
+    pub fn new(f: impl Fn(&str, u64, u64) + Send + Sync + 'static) -> Self {
+        ProgressSink(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for ProgressSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressSink")
+    }
+}
+
 /// What a running node may know of its run.
 #[derive(Debug, Clone)]
 pub struct RunContext {
@@ -284,6 +301,7 @@ pub struct RunContext {
     pub datasets: Datasets,
     cancelled: Arc<AtomicBool>,
     warnings: Arc<Mutex<Vec<String>>>,
+    progress: Option<ProgressSink>,
 }
 
 impl RunContext {
@@ -299,6 +317,21 @@ impl RunContext {
             datasets: Datasets::default(),
             cancelled: Arc::new(AtomicBool::new(false)),
             warnings: Arc::default(),
+            progress: None,
+        }
+    }
+
+    /// Sends this node's progress to `sink`.
+    pub fn with_progress(mut self, sink: ProgressSink) -> Self {
+        self.progress = Some(sink);
+        self
+    }
+
+    /// Reports that `done` of `total` units of work (bands read, restarts fitted, windows
+    /// written) are done. Cheap; long nodes call it as they go.
+    pub fn progress(&self, done: u64, total: u64) {
+        if let Some(sink) = &self.progress {
+            (sink.0)(&self.node_id, done, total);
         }
     }
 

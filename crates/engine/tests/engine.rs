@@ -262,6 +262,7 @@ fn options(cache: Option<&Path>, jobs: usize) -> RunOptions {
         data_dir: std::env::temp_dir(),
         datasets: Default::default(),
         cancel: Arc::new(AtomicBool::new(false)),
+        progress: None,
     }
 }
 

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use flow_core::{summary, Caching, Datasets, ExitCode, Inputs, NodeError, RunContext, ValueType};
+use flow_core::{
+    summary, Caching, Datasets, ExitCode, Inputs, NodeError, ProgressSink, RunContext, ValueType,
+};
 use flow_recipe::Plan;
 use tokio::task::JoinSet;
 
@@ -41,6 +43,8 @@ pub struct RunOptions {
     pub datasets: Datasets,
     /// Set to cancel the run (Ctrl-C).
     pub cancel: Arc<AtomicBool>,
+    /// Where nodes report their progress (a progress bar), if anywhere.
+    pub progress: Option<ProgressSink>,
 }
 
 impl RunOptions {
@@ -57,7 +61,10 @@ impl RunOptions {
         ctx.threads = self.jobs;
         ctx.refresh = self.refresh;
         ctx.datasets = self.datasets.clone();
-        ctx
+        match &self.progress {
+            Some(sink) => ctx.with_progress(sink.clone()),
+            None => ctx,
+        }
     }
 }
 
