@@ -238,3 +238,73 @@ macro_rules! param_enum {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::declare::DeclaredParams;
+    use crate::schema::{self, ParamType};
+
+    crate::param_enum! {
+        /// A method.
+        pub enum Method {
+            /// The first.
+            First = "first",
+            /// The second.
+            Second = "second-one",
+        }
+    }
+
+    crate::params! {
+        /// Params for tests.
+        pub struct TestParams {
+            /// Required count.
+            /// Second doc line.
+            pub n: i64,
+            /// A method.
+            pub method: Method = Method::Second,
+            /// Names.
+            pub names: Vec<String> = vec!["a".into()],
+            /// A factor.
+            pub factor: f64 = 1.5,
+            /// Optional.
+            pub r#type: Option<String>,
+        }
+    }
+
+    #[test]
+    fn specs_follow_the_declaration() {
+        let specs = TestParams::specs();
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["n", "method", "names", "factor", "type"]);
+        assert_eq!(specs[0].doc, "Required count. Second doc line.");
+        assert!(specs[0].required);
+        assert_eq!(
+            specs[1].ty,
+            ParamType::Enum(vec!["first".into(), "second-one".into()])
+        );
+        assert_eq!(specs[1].default, Some(toml::Value::from("second-one")));
+        assert_eq!(specs[2].ty, ParamType::array(ParamType::String));
+        assert_eq!(specs[3].default, Some(toml::Value::Float(1.5)));
+        assert!(!specs[4].required && specs[4].default.is_none());
+    }
+
+    #[test]
+    fn parse_fills_defaults_and_schema_checks_the_same_fields() {
+        let params: crate::Params = toml::from_str("n = 3\ntype = \"x\"").unwrap();
+        assert!(schema::check(&TestParams::specs(), &params).is_empty());
+        let p = TestParams::parse(&params).unwrap();
+        assert_eq!(p.n, 3);
+        assert_eq!(p.method, Method::Second);
+        assert_eq!(p.names, ["a"]);
+        assert_eq!(p.r#type.as_deref(), Some("x"));
+        assert_eq!(Method::ALL.len(), 2);
+        assert_eq!(Method::First.to_string(), "first");
+    }
+
+    #[test]
+    fn a_field_that_does_not_parse_is_named() {
+        let params: crate::Params = toml::from_str("n = \"three\"").unwrap();
+        let e = TestParams::parse(&params).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("n"), "{e}");
+    }
+}

@@ -452,3 +452,95 @@ impl ArraySource for OwnedArrays {
         found.ok_or_else(|| format!("no {} array called `{name}`", T::DTYPE.name()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, Array4};
+
+    fn grid() -> Grid {
+        Grid::north_up("EPSG:32618", 0.0, 20.0, 10.0, 3, 2)
+    }
+
+    fn raster(t: usize, b: usize, h: usize, w: usize) -> Value {
+        Value::Raster(Raster {
+            data: Array4::zeros((t, b, h, w)),
+            grid: grid(),
+            bands: vec![BandInfo::default(); b],
+            times: vec!["2021-08-03T00:00:00Z".into(); t],
+        })
+    }
+
+    fn reassemble(meta: ValueMeta, v: &Value) -> Result<Value, AssembleError> {
+        let (_, arrays) = v.split();
+        Value::assemble(meta, &mut OwnedArrays::from_views(&arrays))
+    }
+
+    #[test]
+    fn split_then_assemble_is_the_identity() {
+        let v = raster(1, 2, 2, 3);
+        let (meta, _) = v.split();
+        assert_eq!(reassemble(meta, &v).unwrap(), v);
+    }
+
+    #[test]
+    fn meta_json_keeps_the_type_tag_and_fields() {
+        let (meta, _) = raster(1, 1, 2, 3).split();
+        let json = serde_json::to_value(&meta).unwrap();
+        assert_eq!(json["type"], "Raster");
+        assert_eq!(json["grid"]["width"], 3);
+        assert_eq!(serde_json::from_value::<ValueMeta>(json).unwrap(), meta);
+    }
+
+    #[test]
+    fn arrays_that_do_not_fit_the_grid_are_refused() {
+        let (meta, _) = raster(1, 1, 2, 3).split();
+        let e = reassemble(meta, &raster(1, 1, 4, 3)).unwrap_err();
+        assert!(e.0.contains("4 x 3 pixels but its grid is 2 x 3"), "{e}");
+    }
+
+    #[test]
+    fn band_and_time_counts_must_match_the_metadata() {
+        let (meta, _) = raster(1, 2, 2, 3).split();
+        let e = reassemble(meta, &raster(2, 2, 2, 3)).unwrap_err();
+        assert!(e.0.contains("2 times x 2 bands"), "{e}");
+    }
+
+    #[test]
+    fn a_matrix_needs_one_row_per_valid_pixel() {
+        let m = Value::Matrix(Matrix {
+            data: Array2::zeros((5, 1)),
+            features: vec!["a".into()],
+            valid: Array2::from_elem((2, 3), true),
+            grid: grid(),
+        });
+        let (meta, _) = m.split();
+        let e = reassemble(meta, &m).unwrap_err();
+        assert!(e.0.contains("6 valid pixels"), "{e}");
+    }
+
+    #[test]
+    fn wrong_element_type_or_missing_array_is_an_error() {
+        let labels = Value::Labels(Labels {
+            data: Array2::zeros((2, 3)),
+            nodata: 0,
+            classes: vec![],
+            grid: grid(),
+        });
+        let (meta, _) = labels.split();
+        // A raster's f32 `data` where u16 labels are expected.
+        let e = reassemble(meta.clone(), &raster(1, 1, 2, 3)).unwrap_err();
+        assert!(e.0.contains("no u16 array called `data`"), "{e}");
+        let e = Value::assemble(meta, &mut OwnedArrays::default()).unwrap_err();
+        assert!(e.0.contains("array `data`"), "{e}");
+    }
+
+    #[test]
+    fn layout_names_every_array_that_split_returns() {
+        let v = raster(1, 1, 2, 3);
+        let (meta, arrays) = v.split();
+        let layout: Vec<_> = meta.array_layout().iter().map(|l| (l.0, l.1)).collect();
+        let got: Vec<_> = arrays.iter().map(|a| (a.name, a.array.dtype())).collect();
+        assert_eq!(layout, got);
+    }
+}
