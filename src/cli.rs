@@ -184,8 +184,8 @@ pub enum CacheAction {
     },
     /// Remove leftovers of interrupted writes and, with --older-than-days, old entries.
     Gc {
-        /// Remove entries created more than this many days ago.
-        #[arg(long)]
+        /// Remove entries created more than this many days ago (a number >= 0).
+        #[arg(long, value_parser = non_negative_days)]
         older_than_days: Option<f64>,
     },
     /// Remove everything.
@@ -200,6 +200,18 @@ pub struct FixtureArgs {
     /// Directory to write into.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// A number of days: finite and not negative (a negative age would select every entry).
+fn non_negative_days(text: &str) -> Result<f64, String> {
+    let days: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of days"))?;
+    if days.is_finite() && days >= 0.0 {
+        Ok(days)
+    } else {
+        Err(format!("must be a number of days >= 0, got {text}"))
+    }
 }
 
 /// Parses the arguments, runs the command and returns the exit code: the one place where a

@@ -114,12 +114,12 @@ fn open_cache(arg: &CacheDirArg) -> Result<Cache, CommandError> {
 pub fn validate(args: ValidateArgs, plugins: &[PathBuf]) -> CommandResult {
     let (_, plan) = registry_and_plan(&args.recipe, plugins)?;
     if args.plan {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&plan.to_json()).unwrap_or_default()
         );
     } else {
-        println!(
+        crate::outln!(
             "{}: ok ({} nodes)",
             args.recipe.recipe.display(),
             plan.nodes.len()
@@ -152,8 +152,8 @@ pub fn graph(args: GraphArgs, plugins: &[PathBuf]) -> CommandResult {
         }
     }
     match args.format {
-        GraphFormat::Dot => print!("{}", render::dot(&plan, &states)),
-        GraphFormat::Mermaid => print!("{}", render::mermaid(&plan, &states)),
+        GraphFormat::Dot => crate::out!("{}", render::dot(&plan, &states)),
+        GraphFormat::Mermaid => crate::out!("{}", render::mermaid(&plan, &states)),
     }
     Ok(())
 }
@@ -161,7 +161,7 @@ pub fn graph(args: GraphArgs, plugins: &[PathBuf]) -> CommandResult {
 /// `flow nodes`.
 pub fn nodes(args: NodesArgs, plugins: &[PathBuf]) -> CommandResult {
     let registry = registry_with_plugins(None, plugins)?;
-    print!("{}", report::nodes(&registry, args.format));
+    crate::out!("{}", report::nodes(&registry, args.format));
     Ok(())
 }
 
@@ -288,7 +288,7 @@ pub fn cache(args: CacheArgs) -> CommandResult {
                     .as_ref()
                     .map(|m| (m.kind.as_str(), m.node.as_str()))
                     .unwrap_or(("?", "?"));
-                println!(
+                crate::outln!(
                     "{}  {:<14} {:<14} {:>10}",
                     &e.key[..12],
                     kind,
@@ -296,7 +296,7 @@ pub fn cache(args: CacheArgs) -> CommandResult {
                     report::human_bytes(e.size)
                 );
             }
-            println!(
+            crate::outln!(
                 "{} entries, {} in {}",
                 entries.len(),
                 report::human_bytes(total),
@@ -307,12 +307,12 @@ pub fn cache(args: CacheArgs) -> CommandResult {
         CacheAction::Verify { repair } => {
             let (count, bad) = cache.verify(repair);
             for (key, reason) in &bad {
-                println!(
+                crate::outln!(
                     "bad {key}: {reason}{}",
                     if repair { " (removed)" } else { "" }
                 );
             }
-            println!("{count} entries, {} bad", bad.len());
+            crate::outln!("{count} entries, {} bad", bad.len());
             if bad.is_empty() || repair {
                 Ok(())
             } else {
@@ -322,7 +322,7 @@ pub fn cache(args: CacheArgs) -> CommandResult {
         CacheAction::Gc { older_than_days } => {
             let max_age = older_than_days.map(|d| (d * 86400.0) as u64);
             let (entries, tmps, freed) = cache.gc(max_age, 600);
-            println!(
+            crate::outln!(
                 "removed {entries} entries and {tmps} interrupted writes, {} freed",
                 report::human_bytes(freed)
             );
@@ -332,7 +332,7 @@ pub fn cache(args: CacheArgs) -> CommandResult {
             cache
                 .clear()
                 .map_err(|e| CommandError::new(e.exit_code(), e.to_string()))?;
-            println!("cleared {}", cache.root().display());
+            crate::outln!("cleared {}", cache.root().display());
             Ok(())
         }
     }
@@ -354,6 +354,6 @@ pub fn fixture(args: FixtureArgs) -> CommandResult {
     let path = provider
         .materialize(&args.out)
         .map_err(|e| CommandError::new(e.exit_code(), e.to_string()))?;
-    println!("{}", path.display());
+    crate::outln!("{}", path.display());
     Ok(())
 }

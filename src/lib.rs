@@ -9,3 +9,4 @@ pub mod error;
 pub mod progress;
 pub mod registry;
 pub mod report;
+pub mod stdout;

@@ -44,7 +44,7 @@ pub fn write_json_atomic(path: &Path, value: &impl serde::Serialize) -> std::io:
 /// The summary printed at the end of `flow run`.
 pub fn print_summary(report: &RunReport, out_dir: &Path) {
     let count = |s: NodeStatus| report.nodes.iter().filter(|n| n.status == s).count();
-    println!(
+    crate::outln!(
         "{} {} in {}: {} computed, {} cached, {} skipped{}{}",
         report.recipe,
         report.status,
@@ -74,11 +74,11 @@ pub fn print_summary(report: &RunReport, out_dir: &Path) {
         .flatten()
         .filter_map(|f| f.get("path").and_then(|p| p.as_str()).map(String::from))
         .collect();
-    println!("outputs in {}:", out_dir.display());
+    crate::outln!("outputs in {}:", out_dir.display());
     for f in files {
-        println!("  {f}");
+        crate::outln!("  {f}");
     }
-    println!("  run.json");
+    crate::outln!("  run.json");
 }
 
 fn print_class_tables(report: &RunReport) {
@@ -97,10 +97,13 @@ fn print_class_tables(report: &RunReport) {
         };
         let area = (t[1] * t[5] - t[2] * t[4]).abs();
         let total: u64 = pixels.iter().sum();
-        println!("classes of `{}`:", n.id);
-        println!(
+        crate::outln!("classes of `{}`:", n.id);
+        crate::outln!(
             "  {:>5} {:>10} {:>8} {:>12}",
-            "class", "pixels", "share", "hectares"
+            "class",
+            "pixels",
+            "share",
+            "hectares"
         );
         for (i, &p) in pixels.iter().enumerate() {
             let share = if total > 0 {
@@ -109,7 +112,7 @@ fn print_class_tables(report: &RunReport) {
                 0.0
             };
             let ha = format!("{:.2}", p as f64 * area / 10_000.0);
-            println!("  {i:>5} {p:>10} {share:>7.1}% {ha:>12}");
+            crate::outln!("  {i:>5} {p:>10} {share:>7.1}% {ha:>12}");
         }
     }
 }

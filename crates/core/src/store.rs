@@ -165,3 +165,39 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod float_tests {
+    use super::*;
+    use crate::value::Model;
+    use ndarray::Array2;
+
+    /// A cached value must be bit-identical to the computed one: f64 fields survive the JSON
+    /// sidecar exactly (serde_json's `float_roundtrip`).
+    #[test]
+    fn model_floats_survive_the_json_sidecar_bit_for_bit() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let inertia = f64::from_bits(state >> 2) % 1e12;
+            let value = Value::Model(Model {
+                centroids: Array2::zeros((1, 1)),
+                features: vec!["a".into()],
+                inertia,
+                iterations: 1,
+                seed: 0,
+                counts: vec![1],
+                info: serde_json::Value::Null,
+            });
+            let parts = to_parts(&value);
+            let text = serde_json::to_string(&parts.meta).unwrap();
+            let meta: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let Value::Model(back) = from_parts(&meta, &parts.arrays).unwrap() else {
+                panic!("not a model")
+            };
+            assert_eq!(back.inertia.to_bits(), inertia.to_bits(), "{inertia:e}");
+        }
+    }
+}
