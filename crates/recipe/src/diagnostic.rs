@@ -1,29 +1,52 @@
 //! Recipe errors with their location, rendered by miette as `file:line:col`, the source line and a
 //! caret.
 
+use std::fmt::Display;
 use std::ops::Range;
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode, SourceSpan};
 
-/// One mistake in a recipe (or in a `--set` override), with where it is.
-#[derive(Debug, Clone, thiserror::Error, Diagnostic)]
-#[error("{message}")]
+use crate::problem::Problem;
+
+/// The source name of errors located in a command-line argument rather than in the recipe.
+const COMMAND_LINE: &str = "command line";
+
+/// One mistake in a recipe (or in a `--set` / `--profile` argument), with where it is.
+///
+/// Its message, label and help are those of its [`Problem`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{problem}")]
 pub struct RecipeError {
     /// What is wrong.
-    pub message: String,
-    /// The text the span points into: the recipe, or the `--set` argument.
-    #[source_code]
+    pub problem: Problem,
+    /// The text the span points into: the recipe, or the command-line argument.
     pub source_code: NamedSource<String>,
     /// The span of the offending key or value.
-    #[label("{label}")]
     pub span: SourceSpan,
-    /// A short caption under the caret.
-    pub label: String,
-    /// How to fix it, "did you mean" included.
-    #[help]
-    pub help: Option<String>,
-    /// A plugin's code failed while the node was built (not a mistake in the recipe).
-    pub plugin_fault: bool,
+}
+
+impl RecipeError {
+    /// True when a plugin's code failed while the node was built (not a mistake in the recipe).
+    pub fn plugin_fault(&self) -> bool {
+        self.problem.is_plugin_fault()
+    }
+}
+
+impl Diagnostic for RecipeError {
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        Some(&self.source_code)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let label = LabeledSpan::new_with_span(Some(self.problem.label()), self.span);
+        Some(Box::new(std::iter::once(label)))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn Display + 'a>> {
+        self.problem
+            .help()
+            .map(|help| Box::new(help) as Box<dyn Display>)
+    }
 }
 
 /// Every mistake found in one recipe; rendered as a list, exit code 2.
@@ -42,22 +65,21 @@ impl Diagnostics {
     /// True when an error is a plugin's fault rather than the recipe's: the command then exits 6
     /// (a plugin failed), not 2.
     pub fn plugin_fault(&self) -> bool {
-        self.errors.iter().any(|e| e.plugin_fault)
+        self.errors.iter().any(RecipeError::plugin_fault)
     }
 }
 
-/// Collects errors against one source text.
+/// Collects the problems found in one recipe, each with its location.
 #[derive(Debug, Clone)]
-pub struct Collector {
+pub(crate) struct Collector {
     name: String,
     text: String,
-    /// Errors so far.
-    pub errors: Vec<RecipeError>,
+    errors: Vec<RecipeError>,
 }
 
 impl Collector {
-    /// A collector for the text of `name`.
-    pub fn new(name: &str, text: &str) -> Self {
+    /// A collector for the recipe text of `name`.
+    pub(crate) fn new(name: &str, text: &str) -> Self {
         Collector {
             name: name.into(),
             text: text.into(),
@@ -65,52 +87,46 @@ impl Collector {
         }
     }
 
-    /// Records an error at `span` of the recipe.
-    pub fn error(
-        &mut self,
-        span: Range<usize>,
-        message: impl Into<String>,
-        label: impl Into<String>,
-        help: Option<String>,
-    ) {
-        let (name, text) = (self.name.clone(), self.text.clone());
-        self.error_in(&name, &text, span, message, label, help);
+    /// Records `problem` at `span` of the recipe.
+    pub(crate) fn report(&mut self, span: Range<usize>, problem: Problem) {
+        let source = NamedSource::new(&self.name, self.text.clone());
+        self.push(source, span, problem);
     }
 
-    /// Records an error that points into another text, such as a `--set` argument.
-    pub fn error_in(
+    /// Records `problem` at `span` of the value of a command-line option: the argument is shown
+    /// as `FLAG VALUE` (`--set k=x`, `--profile fast`).
+    pub(crate) fn report_on_command_line(
         &mut self,
-        source_name: &str,
-        source_text: &str,
+        flag: &str,
+        value: &str,
         span: Range<usize>,
-        message: impl Into<String>,
-        label: impl Into<String>,
-        help: Option<String>,
+        problem: Problem,
     ) {
+        let shift = flag.len() + 1;
+        let source = NamedSource::new(COMMAND_LINE, format!("{flag} {value}"));
+        self.push(source, (span.start + shift)..(span.end + shift), problem);
+    }
+
+    fn push(&mut self, source_code: NamedSource<String>, span: Range<usize>, problem: Problem) {
         self.errors.push(RecipeError {
-            message: message.into(),
-            source_code: NamedSource::new(source_name, source_text.to_string()),
+            problem,
+            source_code,
             span: SourceSpan::from(span),
-            label: label.into(),
-            help,
-            plugin_fault: false,
         });
     }
 
-    /// Marks the last recorded error as a plugin's fault ([`RecipeError::plugin_fault`]).
-    pub fn mark_plugin_fault(&mut self) {
-        if let Some(e) = self.errors.last_mut() {
-            e.plugin_fault = true;
-        }
+    /// How many problems were recorded so far.
+    pub(crate) fn len(&self) -> usize {
+        self.errors.len()
     }
 
-    /// True when no error was recorded.
-    pub fn is_empty(&self) -> bool {
+    /// True when no problem was recorded.
+    pub(crate) fn is_empty(&self) -> bool {
         self.errors.is_empty()
     }
 
     /// The collected errors, sorted by position (errors in other texts last, in order).
-    pub fn finish(mut self) -> Diagnostics {
+    pub(crate) fn finish(mut self) -> Diagnostics {
         let name = self.name.clone();
         self.errors
             .sort_by_key(|e| (e.source_code.name() != name, e.span.offset()));
@@ -119,12 +135,4 @@ impl Collector {
             errors: self.errors,
         }
     }
-}
-
-/// "did you mean `x`?" when there is a close candidate.
-pub fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
-    flow_core::schema::suggest(name, candidates).map(|s| format!("did you mean `{s}`?"))
 }

@@ -7,7 +7,8 @@
 //! 2. [`Plan::build`] resolves `[params]`, the chosen `[profiles.NAME]`, `--set` overrides and
 //!    `${params.NAME}` references; checks every node against its kind's schema and signature; wires
 //!    the inputs into a petgraph DAG; and refuses cycles. All errors are collected into one
-//!    [`Diagnostics`] before anything is fetched or written.
+//!    [`Diagnostics`] before anything is fetched or written: each is a [`RecipeError`], a typed
+//!    [`Problem`] (whose wording lives in [`problem`]) at its location.
 //!
 //! # Example
 //!
@@ -27,9 +28,11 @@ pub mod diagnostic;
 pub mod interpolate;
 pub mod overrides;
 pub mod plan;
+pub mod problem;
 pub mod render;
 pub mod source;
 
 pub use diagnostic::{Diagnostics, RecipeError};
 pub use overrides::{Overrides, SetOverride};
 pub use plan::{Plan, PlanNode};
+pub use problem::Problem;

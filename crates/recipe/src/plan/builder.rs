@@ -1,0 +1,192 @@
+//! The builder behind [`Plan::build`]: the parsed document, its top-level keys, and the steps of
+//! the other modules in order, every problem collected on the way.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use flow_core::schema::{suggest, toml_type_name};
+use flow_core::Registry;
+
+use super::inputs::Edge;
+use super::order::topological_order;
+use super::{Plan, PlanNode};
+use crate::diagnostic::{Collector, Diagnostics};
+use crate::overrides::Overrides;
+use crate::problem::Problem;
+use crate::source::SpannedDoc;
+
+/// Keys allowed at the top of a recipe.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "params",
+    "profiles",
+    "nodes",
+    "plugins",
+];
+
+/// One recipe being turned into a [`Plan`].
+pub(super) struct Builder<'a> {
+    /// The recipe file as given.
+    file: &'a str,
+    /// The kinds nodes may use.
+    pub(super) registry: &'a Registry,
+    /// Every problem found so far.
+    pub(super) errors: Collector,
+    /// The parsed text, with the location of every key and value.
+    doc: SpannedDoc,
+}
+
+impl<'a> Builder<'a> {
+    /// Validates the recipe `text` (from `file`); see [`Plan::build`].
+    pub(super) fn build(
+        file: &'a str,
+        text: &str,
+        registry: &'a Registry,
+        overrides: &Overrides,
+    ) -> Result<Plan, Diagnostics> {
+        let mut errors = Collector::new(file, text);
+        match SpannedDoc::parse(text) {
+            Ok(doc) => Builder {
+                file,
+                registry,
+                errors,
+                doc,
+            }
+            .plan(overrides),
+            Err(e) => {
+                errors.report(e.span, Problem::Syntax { message: e.message });
+                Err(errors.finish())
+            }
+        }
+    }
+
+    /// The key span of `path`, else of its nearest ancestor in the text.
+    pub(super) fn key_span(&self, path: &[&str]) -> Range<usize> {
+        self.doc.key_span(path)
+    }
+
+    /// The value span of `path`, else of its nearest ancestor in the text.
+    pub(super) fn value_span(&self, path: &[&str]) -> Range<usize> {
+        self.doc.value_span(path)
+    }
+
+    fn plan(mut self, overrides: &Overrides) -> Result<Plan, Diagnostics> {
+        let top = self.doc.table.clone();
+        self.check_top_level_keys(&top);
+        let name = self.string_field(&top, "name").unwrap_or_else(|| {
+            std::path::Path::new(self.file)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        let description = self.string_field(&top, "description").unwrap_or_default();
+        let plugins = self.plugins(&top);
+
+        let mut params = self.table_field(&top, "params").unwrap_or_default();
+        self.apply_profiles(&top, &mut params, overrides.profile.as_deref());
+        let nodes_table = self.table_field(&top, "nodes").unwrap_or_default();
+        let node_sets = self.apply_sets(&overrides.sets, &mut params, &nodes_table);
+
+        let mut built: Vec<PlanNode> = Vec::new();
+        let mut edges: Vec<Edge> = Vec::new();
+        for (id, value) in &nodes_table {
+            let Some(table) = value.as_table() else {
+                let span = self.value_span(&["nodes", id]);
+                self.errors
+                    .report(span, Problem::NodeNotATable { node: id.clone() });
+                continue;
+            };
+            if let Some(node) =
+                self.build_node(id, table, &params, &node_sets, &nodes_table, &mut edges)
+            {
+                built.push(node);
+            }
+        }
+
+        self.check_edge_types(&built, &edges);
+        let graph = self.check_cycles(&nodes_table, &edges);
+
+        if !self.errors.is_empty() {
+            return Err(self.errors.finish());
+        }
+        let mut by_id: HashMap<String, PlanNode> =
+            built.into_iter().map(|n| (n.id.clone(), n)).collect();
+        let nodes = topological_order(&graph)
+            .iter()
+            .filter_map(|i| by_id.remove(&graph[*i]))
+            .collect();
+        Ok(Plan {
+            name,
+            description,
+            file: self.file.to_string(),
+            params,
+            profile: overrides.profile.clone(),
+            plugins,
+            nodes,
+            graph,
+        })
+    }
+
+    fn check_top_level_keys(&mut self, top: &toml::Table) {
+        for key in top.keys() {
+            if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
+                let span = self.key_span(&[key]);
+                let problem = Problem::UnknownTopLevelKey {
+                    key: key.clone(),
+                    suggestion: suggest(key, TOP_LEVEL_KEYS.iter().copied()),
+                    allowed: TOP_LEVEL_KEYS,
+                };
+                self.errors.report(span, problem);
+            }
+        }
+    }
+
+    fn string_field(&mut self, top: &toml::Table, key: &str) -> Option<String> {
+        match top.get(key) {
+            None => None,
+            Some(toml::Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                let span = self.value_span(&[key]);
+                let problem = Problem::NotAString {
+                    key: key.into(),
+                    found: toml_type_name(other),
+                };
+                self.errors.report(span, problem);
+                None
+            }
+        }
+    }
+
+    /// The table under the top-level `key`, if it is one.
+    pub(super) fn table_field(&mut self, top: &toml::Table, key: &str) -> Option<toml::Table> {
+        match top.get(key) {
+            None => None,
+            Some(toml::Value::Table(t)) => Some(t.clone()),
+            Some(other) => {
+                let span = self.value_span(&[key]);
+                let problem = Problem::NotATable {
+                    key: key.into(),
+                    found: toml_type_name(other),
+                };
+                self.errors.report(span, problem);
+                None
+            }
+        }
+    }
+
+    fn plugins(&mut self, top: &toml::Table) -> Vec<String> {
+        match top.get("plugins") {
+            None => Vec::new(),
+            Some(toml::Value::Array(a)) if a.iter().all(|v| v.is_str()) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
+            Some(_) => {
+                let span = self.value_span(&["plugins"]);
+                self.errors.report(span, Problem::PluginsNotPaths);
+                Vec::new()
+            }
+        }
+    }
+}
