@@ -108,3 +108,61 @@ fn every_command_has_help_with_examples() {
         );
     }
 }
+
+#[test]
+fn cache_gc_refuses_a_negative_age_and_removes_nothing() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (code, _, _) = output(
+        flow(cache.path())
+            .args([
+                "run",
+                "recipes/timberlea_kmeans.toml",
+                "--profile",
+                "offline",
+                "--quiet",
+            ])
+            .arg("--out")
+            .arg(out.path()),
+    );
+    assert_eq!(code, 0);
+    let count = || output(flow(cache.path()).args(["cache", "ls"])).1;
+    let before = count();
+    for age in ["-5", "NaN", "inf"] {
+        let (code, _, stderr) =
+            output(flow(cache.path()).args(["cache", "gc", &format!("--older-than-days={age}")]));
+        assert_eq!(code, 2, "{age}: {stderr}");
+        assert!(stderr.contains("days"), "{stderr}");
+    }
+    assert_eq!(count(), before);
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly_without_a_panic() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let cache = tempfile::tempdir().unwrap();
+    for args in [
+        &["validate", "recipes/timberlea_kmeans.toml", "--plan"][..],
+        &["nodes", "--format", "json"][..],
+    ] {
+        let mut child = flow(cache.path())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before flow writes (as `| head -0` would).
+        drop(child.stdout.take());
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
