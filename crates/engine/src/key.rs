@@ -136,6 +136,28 @@ pub fn node_key(
     Key(*h.finalize().as_bytes())
 }
 
+/// Version of the content-identity scheme.
+const CONTENT_SCHEME: &str = "flow-content-v1";
+
+/// The identity of a value by its content: BLAKE3 over its description and the bytes of its
+/// arrays (the store's parts). Nodes downstream of a live (TTL-cached) search take this in place
+/// of the search's key, so their keys change exactly when the search returns something else.
+pub fn content_identity(value: &flow_core::Value) -> Key {
+    let parts = flow_core::store::to_parts(value);
+    let mut h = blake3::Hasher::new();
+    let mut field = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(CONTENT_SCHEME.as_bytes());
+    field(parts.meta.to_string().as_bytes());
+    for (name, bytes) in &parts.arrays {
+        field(name.as_bytes());
+        field(bytes);
+    }
+    Key(*h.finalize().as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,5 +258,28 @@ mod tests {
         );
         assert_eq!(base, with_timeout, "unkeyed params stay out of the key");
         assert_eq!(Key::from_hex(&base.hex()), Some(base));
+    }
+
+    #[test]
+    fn content_identity_follows_the_content_only() {
+        use flow_core::{Items, Value};
+        let items = |ids: &[&str]| {
+            Value::Items(Items::from_features(
+                ids.iter().map(|id| serde_json::json!({"id": id})).collect(),
+            ))
+        };
+        assert_eq!(
+            content_identity(&items(&["a", "b"])),
+            content_identity(&items(&["a", "b"]))
+        );
+        assert_ne!(
+            content_identity(&items(&["a", "b"])),
+            content_identity(&items(&["a", "c"]))
+        );
+        assert_ne!(
+            content_identity(&items(&["a", "b"])),
+            content_identity(&items(&["b", "a"])),
+            "the order of items is part of the data"
+        );
     }
 }

@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use flow_core::{
-    summary, Caching, Datasets, ExitCode, Inputs, NodeError, ProgressSink, RunContext, ValueType,
+    summary, Caching, Datasets, ExitCode, Inputs, NodeError, ProgressSink, RunContext, Value,
+    ValueType,
 };
 use flow_recipe::Plan;
 use tokio::task::JoinSet;
 
 use crate::cache::{Cache, Lookup};
-use crate::key::{node_key, Key};
+use crate::key::{content_identity, node_key, Key};
 use crate::memory;
 use crate::report::{NodeReport, NodeStatus, RunReport};
 use job::{ttl_of, Job, Outcome, Shared};
@@ -91,7 +92,13 @@ pub enum Event {
 
 /// The scheduler's view of one node.
 struct Slot {
-    key: Key,
+    /// Known once every input's identity is known.
+    key: Option<Key>,
+    /// What the keys of its consumers take: its key, or for a live (TTL-cached) node the
+    /// content identity of its output once that is loaded or computed.
+    identity: Option<Key>,
+    /// Extra key material the node declared.
+    material: Option<Vec<u8>>,
     caching: Caching,
     /// Its output is in the cache and may be reused.
     hit: bool,
@@ -127,39 +134,25 @@ fn reusable(caching: Caching, refresh: bool) -> bool {
     }
 }
 
-type KeyResult = (Vec<Key>, Option<(String, NodeError)>);
-
-/// Every node's key, in plan order; the first node whose key material could not be read is
-/// returned with its error (its key then covers params and inputs only).
-fn compute_keys(
+/// Every node's extra key material, in plan order; the first node whose material could not be
+/// read is returned with its error (its key then covers params and inputs only).
+fn key_materials(
     plan: &Plan,
-    inputs_of: &[Vec<usize>],
     context: &dyn Fn(&str) -> RunContext,
-) -> KeyResult {
-    let mut keys: Vec<Key> = Vec::with_capacity(plan.nodes.len());
+) -> (Vec<Option<Vec<u8>>>, Option<(String, NodeError)>) {
     let mut error = None;
-    for (i, node) in plan.nodes.iter().enumerate() {
-        let material = match node.node.key_material(&context(&node.id)) {
+    let materials = plan
+        .nodes
+        .iter()
+        .map(|node| match node.node.key_material(&context(&node.id)) {
             Ok(m) => m,
             Err(e) => {
                 error.get_or_insert((node.id.clone(), e));
                 None
             }
-        };
-        let input_keys: Vec<(String, Key)> = node
-            .inputs
-            .iter()
-            .zip(&inputs_of[i])
-            .map(|((port, _), &j)| (port.clone(), keys[j]))
-            .collect();
-        keys.push(node_key(
-            node.kind.as_ref(),
-            &node.params,
-            material.as_deref(),
-            &input_keys,
-        ));
-    }
-    (keys, error)
+        })
+        .collect();
+    (materials, error)
 }
 
 fn input_indices(plan: &Plan) -> Vec<Vec<usize>> {
@@ -181,23 +174,39 @@ fn input_indices(plan: &Plan) -> Vec<Vec<usize>> {
 }
 
 /// Each node's cache state without running anything: `cached`, `missing`, or `uncached` for
-/// nodes that are never stored (such as `sign`).
+/// nodes that are never stored (such as `sign`). Cached live searches are loaded (they are
+/// small) so that the keys of the nodes after them are known; a node after a search that is
+/// not cached is `missing`.
 pub fn cache_states(plan: &Plan, options: &RunOptions) -> Vec<(String, &'static str)> {
-    let inputs_of = input_indices(plan);
-    let context = |id: &str| options.context(id);
-    let (keys, _) = compute_keys(plan, &inputs_of, &context);
+    let mut run = Scheduler::new(plan, options);
+    loop {
+        let mut learned = false;
+        for i in 0..plan.nodes.len() {
+            let slot = &run.slots[i];
+            if let (Some(key), true, None, Some(cache)) = (
+                slot.key,
+                slot.hit && matches!(slot.caching, Caching::Ttl(_)),
+                slot.identity,
+                &options.cache,
+            ) {
+                if let Lookup::Hit(v, _) = cache.get(&key, ttl_of(slot.caching)) {
+                    run.slots[i].identity = Some(content_identity(&v));
+                    learned = true;
+                }
+            }
+        }
+        if !learned {
+            break;
+        }
+        run.resolve_keys();
+    }
     plan.nodes
         .iter()
-        .zip(keys)
-        .map(|(node, key)| {
-            let caching = node.node.caching();
-            let state = match (&options.cache, caching) {
-                (_, Caching::Never) => "uncached",
-                (Some(c), _)
-                    if reusable(caching, options.refresh) && c.contains(&key, ttl_of(caching)) =>
-                {
-                    "cached"
-                }
+        .zip(&run.slots)
+        .map(|(node, slot)| {
+            let state = match slot.caching {
+                Caching::Never => "uncached",
+                _ if slot.hit => "cached",
                 _ => "missing",
             };
             (node.id.clone(), state)
@@ -289,24 +298,20 @@ impl<'a> Scheduler<'a> {
     fn new(plan: &'a Plan, options: &'a RunOptions) -> Self {
         let inputs_of = input_indices(plan);
         let context = |id: &str| options.context(id);
-        let (keys, first_error) = compute_keys(plan, &inputs_of, &context);
+        let (materials, first_error) = key_materials(plan, &context);
         let slots = plan
             .nodes
             .iter()
-            .zip(keys)
-            .map(|(node, key)| {
-                let caching = node.node.caching();
-                let hit = options.cache.as_ref().is_some_and(|c| {
-                    reusable(caching, options.refresh) && c.contains(&key, ttl_of(caching))
-                });
-                Slot {
-                    key,
-                    caching,
-                    hit,
-                    needed: false,
-                    state: State::Pending,
-                    started: None,
-                }
+            .zip(materials)
+            .map(|(node, material)| Slot {
+                key: None,
+                identity: None,
+                material,
+                caching: node.node.caching(),
+                hit: false,
+                needed: false,
+                state: State::Pending,
+                started: None,
             })
             .collect();
         let mut run = Scheduler {
@@ -317,14 +322,64 @@ impl<'a> Scheduler<'a> {
             first_error,
             inputs_of,
         };
-        let n = plan.nodes.len();
+        run.resolve_keys();
+        run.replan();
+        run
+    }
+
+    /// Computes the key of every node whose inputs' identities are all known (in plan order,
+    /// which is topological), and probes the cache for it.
+    fn resolve_keys(&mut self) {
+        for i in 0..self.slots.len() {
+            if self.slots[i].key.is_some() {
+                continue;
+            }
+            let node = &self.plan.nodes[i];
+            let input_keys: Option<Vec<(String, Key)>> = node
+                .inputs
+                .iter()
+                .zip(&self.inputs_of[i])
+                .map(|((port, _), &j)| self.slots[j].identity.map(|k| (port.clone(), k)))
+                .collect();
+            let Some(input_keys) = input_keys else {
+                continue;
+            };
+            let slot = &self.slots[i];
+            let key = node_key(
+                node.kind.as_ref(),
+                &node.params,
+                slot.material.as_deref(),
+                &input_keys,
+            );
+            let caching = slot.caching;
+            let hit = self.options.cache.as_ref().is_some_and(|c| {
+                reusable(caching, self.options.refresh) && c.contains(&key, ttl_of(caching))
+            });
+            let slot = &mut self.slots[i];
+            slot.key = Some(key);
+            slot.hit = hit;
+            if !matches!(caching, Caching::Ttl(_)) {
+                slot.identity = Some(key);
+            }
+        }
+    }
+
+    /// Decides again what is needed: every sink, and the inputs of every needed node that is a
+    /// miss (a node whose key is not known yet counts as a miss). Nodes already started keep
+    /// their state.
+    fn replan(&mut self) {
+        for slot in &mut self.slots {
+            if matches!(slot.state, State::Pending) {
+                slot.needed = false;
+            }
+        }
+        let n = self.slots.len();
         let sinks: Vec<usize> = (0..n)
-            .filter(|i| !run.inputs_of.iter().any(|ins| ins.contains(i)))
+            .filter(|i| !self.inputs_of.iter().any(|ins| ins.contains(i)))
             .collect();
         for i in sinks {
-            run.require(i);
+            self.require(i);
         }
-        run
     }
 
     /// Marks `i` needed and, when it must be computed, its inputs too.
@@ -353,6 +408,7 @@ impl<'a> Scheduler<'a> {
         };
         let i = (0..self.slots.len()).find(|&i| {
             self.slots[i].needed
+                && self.slots[i].key.is_some()
                 && matches!(self.slots[i].state, State::Pending)
                 && ready(i, &self.slots)
         })?;
@@ -366,7 +422,7 @@ impl<'a> Scheduler<'a> {
         ));
         let job = Job {
             ctx: self.options.context(&node.id),
-            key: slot.key,
+            key: slot.key?,
             cache: self.options.cache.clone(),
             caching: slot.caching,
             loading: slot.hit,
@@ -395,7 +451,7 @@ impl<'a> Scheduler<'a> {
             &node.id,
             node.kind.name(),
             NodeStatus::Computed,
-            self.slots[i].key.hex(),
+            self.key_hex(i),
         );
         report.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
         report.span_ms = Some((t0_unix, unix_ms()));
@@ -404,7 +460,7 @@ impl<'a> Scheduler<'a> {
             Outcome::Loaded(v) => {
                 report.status = NodeStatus::Cached;
                 report.output = Some(summary::summarize(&v));
-                self.slots[i].state = State::Done(Arc::new(*v));
+                self.done(i, *v);
             }
             Outcome::Stale(reason) => {
                 on_event(Event::Warning(format!(
@@ -424,7 +480,7 @@ impl<'a> Scheduler<'a> {
                 }
                 report.warnings = warnings;
                 report.output = Some(summary::summarize(&v));
-                self.slots[i].state = State::Done(Arc::new(*v));
+                self.done(i, *v);
             }
             Outcome::Failed(e, warnings) => {
                 report.warnings = warnings;
@@ -441,6 +497,24 @@ impl<'a> Scheduler<'a> {
         }
         self.reports[i] = Some(report.clone());
         Some(report)
+    }
+
+    /// Node `i`'s output is known. For a live node this fixes its identity, so the keys after it
+    /// are computed, probed and what is needed decided again.
+    fn done(&mut self, i: usize, value: Value) {
+        let live = matches!(self.slots[i].caching, Caching::Ttl(_));
+        if live {
+            self.slots[i].identity = Some(content_identity(&value));
+        }
+        self.slots[i].state = State::Done(Arc::new(value));
+        if live {
+            self.resolve_keys();
+            self.replan();
+        }
+    }
+
+    fn key_hex(&self, i: usize) -> String {
+        self.slots[i].key.map(|k| k.hex()).unwrap_or_default()
     }
 
     /// The report of a node that did not finish in this run: cached but not needed, skipped,
@@ -460,9 +534,13 @@ impl<'a> Scheduler<'a> {
             node.kind.signature().output,
             ValueType::Labels | ValueType::Model | ValueType::Items | ValueType::Json
         );
-        let mut report = NodeReport::new(&node.id, node.kind.name(), status, slot.key.hex());
-        if let (Some(cache), true) = (&self.options.cache, status == NodeStatus::Cached && small) {
-            if let Lookup::Hit(v, _) = cache.get(&slot.key, ttl_of(slot.caching)) {
+        let mut report = NodeReport::new(&node.id, node.kind.name(), status, self.key_hex(i));
+        if let (Some(cache), Some(key), true) = (
+            &self.options.cache,
+            slot.key,
+            status == NodeStatus::Cached && small,
+        ) {
+            if let Lookup::Hit(v, _) = cache.get(&key, ttl_of(slot.caching)) {
                 report.output = Some(summary::summarize(&v));
             }
         }
