@@ -3,8 +3,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use flow_plugin::abi::ABI_VERSION;
 
 use crate::support::{flow, output, root};
 
@@ -333,30 +336,45 @@ fn flow_nodes_lists_plugin_kinds_with_their_library() {
         .find(|k| k["kind"] == "majority-filter")
         .expect("majority-filter is listed");
     assert_eq!(mf["origin"]["origin"], "plugin");
-    assert_eq!(mf["origin"]["abi"], 1);
+    assert_eq!(mf["origin"]["abi"], ABI_VERSION);
     assert_eq!(mf["params"][0]["name"], "size");
 }
 
 #[test]
-fn a_library_for_another_abi_version_is_refused_without_running_it() {
+fn a_library_for_the_previous_abi_version_is_refused_without_running_it() {
     let cache = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let recipe = known_recipe(dir.path(), "3");
     let lib = &libs().wrong_abi;
-    for args in [vec!["nodes"], vec!["validate", recipe.to_str().unwrap()]] {
+    // plugins/test-wrong-abi declares (and has the layout of) the version before this one.
+    let previous = ABI_VERSION - 1;
+    assert_eq!(
+        previous, 1,
+        "update plugins/test-wrong-abi to the previous layout"
+    );
+    for args in [
+        vec!["nodes"],
+        vec!["validate", recipe.to_str().unwrap()],
+        vec!["run", recipe.to_str().unwrap()],
+    ] {
         let (code, stdout, stderr) =
             output(flow_in(cache.path()).args(&args).arg("--plugin").arg(lib));
         assert_eq!(code, 6, "{args:?}\nstdout: {stdout}\nstderr: {stderr}");
         let canonical = lib.canonicalize().unwrap();
         assert!(
             stderr.contains(&canonical.display().to_string())
-                && stderr.contains("ABI version 999")
-                && stderr.contains("expects ABI version 1"),
+                && stderr.contains(&format!("built for plugin ABI version {previous},"))
+                && stderr.contains(&format!("expects ABI version {ABI_VERSION}")),
             "{stderr}"
         );
-        assert!(!stderr.contains("panicked"), "nothing of it ran: {stderr}");
+        // Every function of the library aborts the process with this message.
+        assert!(
+            !stderr.contains("flow called into"),
+            "nothing of it ran: {stderr}"
+        );
         assert!(stdout.is_empty(), "{stdout}");
     }
+    assert!(!cache.path().join("objects").exists(), "nothing ran");
 }
 
 #[test]
@@ -523,4 +541,260 @@ fn validate_locates_plugin_param_errors_like_builtin_ones() {
         !cache.path().join("objects").exists(),
         "nothing was computed"
     );
+}
+
+fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// Waits (60 s at most) for `file` to appear.
+fn wait_for_file(file: &Path, child: &mut std::process::Child) {
+    let t0 = Instant::now();
+    while !file.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("flow ended ({status}) before {} appeared", file.display());
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{} never appeared",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The node called `id` in a run report.
+fn node<'r>(report: &'r serde_json::Value, id: &str) -> &'r serde_json::Value {
+    report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id)
+        .unwrap_or_else(|| panic!("no node `{id}` in {report}"))
+}
+
+#[test]
+fn ctrl_c_while_a_plugin_node_runs_exits_130_promptly() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("wait.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "name = \"wait\"\nplugins = [{}]\n\n\
+             [nodes.wait]\nkind = \"test-wait\"\nstarted = \"started\"\n",
+            toml_str(&libs().test)
+        ),
+    )
+    .unwrap();
+    let mut child = flow_in(cache.path())
+        .arg("run")
+        .arg(&recipe)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_file(&dir.path().join("started"), &mut child);
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let took = signalled.elapsed();
+    println!("SIGINT while the plugin node ran: flow ended {took:?} after the signal");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        !cached_kinds(cache.path()).contains(&"test-wait".to_string()),
+        "nothing cached for the plugin node"
+    );
+}
+
+#[test]
+fn a_plugin_node_stops_when_another_node_fails() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let recipe = dir.path().join("fail.toml");
+    // `fail` fails once `wait` has started; the two are independent and run side by side.
+    std::fs::write(
+        &recipe,
+        format!(
+            "name = \"fail\"\nplugins = [{}]\n\n\
+             [nodes.wait]\nkind = \"test-wait\"\nstarted = \"started\"\n\n\
+             [nodes.fail]\nkind = \"test-fail\"\nwait_for = \"started\"\nmessage = \"kaboom\"\n",
+            toml_str(&libs().test)
+        ),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let (code, stdout, stderr) = output(
+        flow_in(cache.path())
+            .arg("run")
+            .arg(&recipe)
+            .args(["--jobs", "2", "--out"])
+            .arg(&out),
+    );
+    let ended = unix_ms();
+    // The failing node's exit code: InvalidData is 3.
+    assert_eq!(code, 3, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stderr.contains("deliberate test failure: kaboom"),
+        "{stderr}"
+    );
+    let report = run_json(&out);
+    let (wait, fail) = (node(&report, "wait"), node(&report, "fail"));
+    assert_eq!(fail["status"], "failed", "{report}");
+    assert_eq!(wait["status"], "cancelled", "{report}");
+    // The plugin's warning came back through the context although the node did not succeed.
+    let warnings = wait["warnings"].to_string();
+    assert!(
+        warnings.contains("test-wait saw the cancellation"),
+        "{report}"
+    );
+
+    let failed_at = fail["span_ms"][1].as_u64().unwrap() as u128;
+    let stopped_at = wait["span_ms"][1].as_u64().unwrap() as u128;
+    let (to_stop, to_end) = (
+        stopped_at.saturating_sub(failed_at),
+        ended.saturating_sub(failed_at),
+    );
+    println!(
+        "another node failed: the plugin node stopped {to_stop} ms later, flow ended {to_end} ms \
+         later (whole run {:?})",
+        t0.elapsed()
+    );
+    assert!(
+        to_stop < 10_000 && to_end < 10_000,
+        "{to_stop} ms, {to_end} ms"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(50),
+        "it did not wait for the 60 s limit"
+    );
+    let kinds = cached_kinds(cache.path());
+    assert!(!kinds.contains(&"test-wait".to_string()), "{kinds:?}");
+}
+
+#[test]
+fn a_plugin_output_that_does_not_fit_its_grid_is_a_plugin_error() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let recipe = dir.path().join("bad.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "name = \"bad\"\nplugins = [{}, {}]\n\n\
+             [nodes.bad]\nkind = \"test-bad-output\"\n\n\
+             [nodes.smooth]\nkind = \"majority-filter\"\ninput = \"bad\"\n",
+            toml_str(&libs().test),
+            toml_str(&libs().majority)
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = output(
+        flow_in(cache.path())
+            .arg("run")
+            .arg(&recipe)
+            .arg("--out")
+            .arg(&out),
+    );
+    assert_eq!(code, 6, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stderr.contains(
+            "plugin `test-plugins`: returned a malformed value: array `data` is 2 x 2 pixels but \
+             its grid is 3 x 3"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let report = run_json(&out);
+    let s = statuses(&report);
+    assert_eq!(s["bad"], "failed", "{report}");
+    assert_eq!(s["smooth"], "cancelled", "{report}");
+    assert!(cached_kinds(cache.path()).is_empty(), "nothing cached");
+}
+
+#[test]
+fn plugin_key_material_freshness_and_unkeyed_params_reach_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let recipe = dir.path().join("stamp.toml");
+    let write_recipe = |note: &str| {
+        std::fs::write(
+            &recipe,
+            format!(
+                "name = \"stamp\"\nplugins = [{}]\n\n\
+                 [nodes.stamp]\nkind = \"test-stamp\"\npath = \"input.txt\"\nnote = \"{note}\"\n",
+                toml_str(&libs().test)
+            ),
+        )
+        .unwrap()
+    };
+    let run = || {
+        let (code, stdout, stderr) = output(
+            flow_in(cache.path())
+                .arg("run")
+                .arg(&recipe)
+                .arg("--out")
+                .arg(&out),
+        );
+        assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+        let report = run_json(&out);
+        let n = node(&report, "stamp");
+        (
+            n["status"].as_str().unwrap().to_string(),
+            n["key"].as_str().unwrap().to_string(),
+        )
+    };
+    write_recipe("first");
+    std::fs::write(dir.path().join("input.txt"), "abc").unwrap();
+    let (status, key1) = run();
+    assert_eq!(status, "computed");
+    assert!(out.join("stamp.txt").is_file());
+
+    // Same file, another unkeyed note: the same key, served from the cache.
+    write_recipe("second");
+    let (status, key2) = run();
+    assert_eq!((status.as_str(), &key2), ("cached", &key1));
+
+    // The file's contents are key material: new contents, new key.
+    std::fs::write(dir.path().join("input.txt"), "abcd").unwrap();
+    let (status, key3) = run();
+    assert_eq!(status, "computed");
+    assert_ne!(key3, key1);
+    let (status, _) = run();
+    assert_eq!(status, "cached");
+
+    // The marker is gone: the plugin says the cached output is stale, so it is recomputed.
+    std::fs::remove_file(out.join("stamp.txt")).unwrap();
+    let (status, key4) = run();
+    assert_eq!((status.as_str(), &key4), ("computed", &key3));
+    assert!(out.join("stamp.txt").is_file());
+
+    // Key material that cannot be read fails the run before anything runs, with its exit code.
+    std::fs::remove_file(dir.path().join("input.txt")).unwrap();
+    let (code, _, stderr) = output(
+        flow_in(cache.path())
+            .arg("run")
+            .arg(&recipe)
+            .arg("--out")
+            .arg(&out),
+    );
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("input.txt"), "{stderr}");
 }

@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{NodeError, ParamError};
 use crate::schema::{ParamSpec, Params};
 use crate::value::{Items, Labels, Matrix, Model, Raster, Value, ValueType};
 
 /// One named, typed input port.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Port {
     /// The port name, used in `inputs = { name = "node" }`.
     pub name: String,
@@ -53,7 +53,7 @@ impl Port {
 }
 
 /// A node kind's input ports and output type. `input = "x"` in a recipe connects the first port.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Signature {
     /// Input ports, in order.
     pub inputs: Vec<Port>,

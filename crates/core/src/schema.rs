@@ -3,13 +3,13 @@
 //! The same [`ParamSpec`] list drives `flow validate` (unknown, missing and mistyped parameters)
 //! and `flow nodes` (the documentation of every kind).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A node's parameters as written in the recipe, after interpolation and overrides.
 pub type Params = toml::Table;
 
 /// The type of a parameter.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "type", content = "of")]
 pub enum ParamType {
     /// A string.
@@ -76,7 +76,7 @@ impl ParamType {
 }
 
 /// One parameter of a node kind.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParamSpec {
     /// Its key in the node's table.
     pub name: String,

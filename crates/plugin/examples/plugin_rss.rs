@@ -42,7 +42,7 @@ fn main() {
     let mut registry = Registry::new();
     if let Err(e) = flow_plugin::load_into(&mut registry, &[lib]) {
         eprintln!("error: {e}");
-        std::process::exit(e.exit_code());
+        std::process::exit(e.exit_code().code());
     }
     let Some(kind) = registry.get(&kind).cloned() else {
         eprintln!("error: the library has no kind `{kind}`");

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use flow_core::{NodeError, ParamError};
+use flow_core::{ExitCode, NodeError, ParamError};
 use serde_json::{json, Value as Json};
 
-/// Why a plugin could not be loaded or called. Every variant maps to exit code 6.
+/// Why a plugin could not be loaded or called. Every variant maps to [`ExitCode::Plugin`] (6).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PluginError {
@@ -77,9 +77,9 @@ pub enum PluginError {
 }
 
 impl PluginError {
-    /// The process exit code: 6.
-    pub fn exit_code(&self) -> i32 {
-        6
+    /// The process exit code: [`ExitCode::Plugin`].
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::Plugin
     }
 }
 
@@ -193,7 +193,15 @@ mod tests {
             let back = node_error_from_json("p", &node_error_to_json(&e).to_string());
             assert_eq!(back.exit_code(), e.exit_code(), "{e}");
         }
-        assert_eq!(node_error_from_json("p", "not json").exit_code().code(), 6);
+        assert_eq!(
+            node_error_from_json("p", "not json").exit_code(),
+            ExitCode::Plugin
+        );
+        let cancelled = node_error_to_json(&NodeError::Cancelled).to_string();
+        assert!(matches!(
+            node_error_from_json("p", &cancelled),
+            NodeError::Cancelled
+        ));
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! The host side: loads plugin libraries and wraps their kinds as `flow_core::NodeKind`s.
+//! The host side: loads plugin libraries and wraps their kinds as `flow_core::NodeKind`s
+//! ([`ForeignKind`]) and their nodes as `flow_core::Node`s ([`ForeignNode`]).
 //!
 //! A library is opened with libloading and never unloaded (its `Library` is leaked), so the
 //! `'static` descriptor and every node built from it stay valid for the life of the process.
 //! Loading the same file twice in one process returns the first load.
 
+use std::collections::BTreeSet;
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,18 +16,19 @@ use flow_core::{
 };
 
 use crate::abi::{
-    FlowBuf, FlowInput, FlowNodeHandle, FlowPluginHeader, FlowPluginV1, FlowStr, FlowValue,
+    FlowBuf, FlowInput, FlowNodeHandle, FlowPluginHeader, FlowPluginV2, FlowStr, FlowValue,
     ABI_VERSION, CACHING_NEVER, CACHING_TTL, ENTRY_SYMBOL, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
 };
 use crate::buf::Received;
+use crate::context::HostContext;
 use crate::error::{node_error_from_json, param_error_from_json, PluginError};
 use crate::kinds::{kinds_from_json, KindInfo};
-use crate::parts::{self, Lent};
+use crate::wire::{self, Lent};
 
 /// A loaded plugin library.
 #[derive(Debug)]
 pub struct PluginLibrary {
-    desc: &'static FlowPluginV1,
+    desc: &'static FlowPluginV2,
     /// The plugin's name.
     pub name: String,
     /// The plugin's version.
@@ -104,7 +107,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 ///
 /// # Safety
 /// `entry` must point to a descriptor that begins with a `u32` ABI version and that, when the
-/// version is [`ABI_VERSION`], is a [`FlowPluginV1`] valid for the rest of the process.
+/// version is [`ABI_VERSION`], is a [`FlowPluginV2`] valid for the rest of the process.
 pub unsafe fn from_descriptor(
     entry: *const FlowPluginHeader,
     path: PathBuf,
@@ -124,8 +127,8 @@ pub unsafe fn from_descriptor(
             found,
         });
     }
-    // SAFETY: the version matches, so the caller guarantees a `'static` FlowPluginV1 here.
-    let desc: &'static FlowPluginV1 = unsafe { &*entry.cast::<FlowPluginV1>() };
+    // SAFETY: the version matches, so the caller guarantees a `'static` FlowPluginV2 here.
+    let desc: &'static FlowPluginV2 = unsafe { &*entry.cast::<FlowPluginV2>() };
     let text = |s: FlowStr, what: &str| {
         // SAFETY: the descriptor's strings are static in the library, which is never unloaded.
         unsafe { s.as_str() }
@@ -213,12 +216,8 @@ pub fn load_into(
 /// [`PluginError::DuplicateKind`] when a kind's name is taken.
 pub fn register(registry: &mut Registry, plugin: &Arc<PluginLibrary>) -> Result<(), PluginError> {
     for info in &plugin.kinds {
-        let kind = PluginKind {
-            plugin: plugin.clone(),
-            info: info.clone(),
-        };
         registry
-            .register(Arc::new(kind))
+            .register(Arc::new(ForeignKind::new(plugin.clone(), info.clone())))
             .map_err(|e| PluginError::DuplicateKind {
                 path: plugin.path.clone(),
                 kind: e.0,
@@ -227,13 +226,39 @@ pub fn register(registry: &mut Registry, plugin: &Arc<PluginLibrary>) -> Result<
     Ok(())
 }
 
-/// A plugin's node kind, as flow sees it.
-pub struct PluginKind {
-    plugin: Arc<PluginLibrary>,
-    info: KindInfo,
+/// `name` as a `&'static str`, each distinct name allocated once per process (for
+/// `NodeKind::unkeyed_params`, which lends `&str`s; libraries are never unloaded either).
+fn intern(name: &str) -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&n) = names.get(name) {
+        return n;
+    }
+    let n: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.insert(n);
+    n
 }
 
-impl NodeKind for PluginKind {
+/// A plugin's node kind as flow sees it: a `flow_core::NodeKind` that forwards to the plugin.
+pub struct ForeignKind {
+    plugin: Arc<PluginLibrary>,
+    info: KindInfo,
+    unkeyed: Vec<&'static str>,
+}
+
+impl ForeignKind {
+    /// The kind `info` of `plugin`.
+    pub fn new(plugin: Arc<PluginLibrary>, info: KindInfo) -> Self {
+        let unkeyed = info.unkeyed_params.iter().map(|p| intern(p)).collect();
+        ForeignKind {
+            plugin,
+            info,
+            unkeyed,
+        }
+    }
+}
+
+impl NodeKind for ForeignKind {
     fn name(&self) -> &str {
         &self.info.name
     }
@@ -256,6 +281,10 @@ impl NodeKind for PluginKind {
 
     fn pixel_local(&self) -> bool {
         self.info.pixel_local
+    }
+
+    fn unkeyed_params(&self) -> &[&str] {
+        &self.unkeyed
     }
 
     fn origin(&self) -> Origin {
@@ -289,7 +318,7 @@ impl NodeKind for PluginKind {
             )
         };
         match status {
-            STATUS_OK if !handle.node.is_null() => Ok(Box::new(PluginNode {
+            STATUS_OK if !handle.node.is_null() => Ok(Box::new(ForeignNode {
                 plugin: self.plugin.clone(),
                 output: self.info.signature.output,
                 node: handle.node,
@@ -317,64 +346,78 @@ impl NodeKind for PluginKind {
     }
 }
 
-/// A node built by a plugin.
-struct PluginNode {
+/// A node built by a plugin, as flow sees it: a `flow_core::Node` that forwards `run`,
+/// `key_material` and `is_fresh` to the plugin, lending it the run context (with the cancel
+/// flag) for each call.
+pub struct ForeignNode {
     plugin: Arc<PluginLibrary>,
     output: ValueType,
     node: *mut c_void,
     caching: Caching,
 }
 
-// SAFETY: the plugin's node is a `Box<dyn flow_plugin::Node>`, which is `Send + Sync` by the
-// trait's bounds; `run` only borrows it, `drop_node` frees it once, from `Drop`.
-unsafe impl Send for PluginNode {}
+// SAFETY: the plugin's node is a `Box<dyn flow_plugin::PluginNode>`, which is `Send + Sync` by
+// the trait's bounds; the calls only borrow it, `drop_node` frees it once, from `Drop`.
+unsafe impl Send for ForeignNode {}
 // SAFETY: as above.
-unsafe impl Sync for PluginNode {}
+unsafe impl Sync for ForeignNode {}
 
-impl Drop for PluginNode {
+impl Drop for ForeignNode {
     fn drop(&mut self) {
         // SAFETY: `node` came from this plugin's `build` and is dropped exactly once, here.
         unsafe { (self.plugin.desc.drop_node)(self.node) };
     }
 }
 
-/// A value received from a plugin; released when dropped.
+/// A value received from a plugin; released exactly once, when dropped.
 struct ReceivedValue(FlowValue);
 
 impl Drop for ReceivedValue {
     fn drop(&mut self) {
         if let Some(release) = self.0.release.take() {
-            // SAFETY: the plugin handed this value over with this callback; called once.
+            // SAFETY: the plugin handed this value over with this callback; called once (taken
+            // out of the struct first).
             unsafe { release(&mut self.0) };
         }
     }
 }
 
-fn context_json(ctx: &RunContext) -> String {
-    serde_json::json!({
-        "node_id": ctx.node_id,
-        "out_dir": ctx.out_dir,
-        "recipe_dir": ctx.recipe_dir,
-        "data_dir": ctx.data_dir,
-        "threads": ctx.threads,
-        "refresh": ctx.refresh,
-    })
-    .to_string()
+impl ForeignNode {
+    fn failed(&self, message: String) -> NodeError {
+        PluginError::Failed {
+            plugin: self.plugin.name.clone(),
+            message,
+        }
+        .into()
+    }
+
+    /// The error of a call that did not return [`STATUS_OK`].
+    fn status_error(&self, status: i32, msg: &Received) -> NodeError {
+        match status {
+            STATUS_ERROR => node_error_from_json(&self.plugin.name, &msg.text()),
+            STATUS_PANIC => PluginError::Panicked {
+                plugin: self.plugin.name.clone(),
+                message: msg.text(),
+            }
+            .into(),
+            other => self.failed(format!("returned unknown status {other}")),
+        }
+    }
+
+    fn lend<'c>(&self, ctx: &'c RunContext) -> Result<HostContext<'c>, NodeError> {
+        HostContext::new(ctx).map_err(|e| self.failed(e))
+    }
 }
 
-impl Node for PluginNode {
+impl Node for ForeignNode {
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
         ctx.check_cancelled()?;
-        let plugin = &self.plugin.name;
-        let failed = |message: String| -> NodeError {
-            PluginError::Failed {
-                plugin: plugin.clone(),
-                message,
-            }
-            .into()
-        };
         // Inputs are lent: pointers into the host's arrays, valid until this function returns.
-        let lent: Vec<(&str, Lent)> = inputs.iter().map(|(p, v)| (p, Lent::new(v))).collect();
+        let lent: Vec<(&str, Lent)> = inputs
+            .iter()
+            .map(|(p, v)| Lent::new(v).map(|l| (p, l)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.failed(format!("an input cannot be lent: {e}")))?;
         let raw: Vec<FlowInput> = lent
             .iter()
             .map(|(port, l)| FlowInput {
@@ -382,52 +425,91 @@ impl Node for PluginNode {
                 value: l.flow_value(),
             })
             .collect();
-        let ctx_json = context_json(ctx);
+        let host = self.lend(ctx)?;
+        let flow_ctx = host.flow();
         let mut out = ReceivedValue(FlowValue::empty());
         let mut msg = Received::new();
-        // SAFETY: `node` is live (dropped only in Drop); `ctx_json`, `raw` and the `lent` values it
-        // points into outlive the call; `out` and `msg` are writable and empty.
+        // SAFETY: `node` is live (dropped only in Drop); `flow_ctx` (and the context it points
+        // to), `raw` and the `lent` values it points into outlive the call; `out` and `msg` are
+        // writable and empty.
         let status = unsafe {
             (self.plugin.desc.run)(
                 self.node,
-                FlowStr::borrow(&ctx_json),
+                &flow_ctx,
                 raw.as_ptr(),
                 raw.len(),
                 &mut out.0,
                 &mut msg.0 as *mut FlowBuf,
             )
         };
-        match status {
-            STATUS_OK => {
-                // SAFETY: on success the plugin filled `out`, valid until we release it (on drop).
-                let value = unsafe { parts::to_value(&out.0) }
-                    .map_err(|e| failed(format!("returned a malformed value: {e}")))?;
-                drop(out);
-                if self.output != ValueType::Any && value.value_type() != self.output {
-                    return Err(failed(format!(
-                        "returned a {} where its signature says {}",
-                        value.value_type(),
-                        self.output
-                    )));
-                }
-                if let Ok(warnings) = serde_json::from_slice::<Vec<String>>(msg.bytes()) {
-                    for w in warnings {
-                        ctx.warn(w);
-                    }
-                }
-                Ok(value)
-            }
-            STATUS_ERROR => Err(node_error_from_json(plugin, &msg.text())),
-            STATUS_PANIC => Err(PluginError::Panicked {
-                plugin: plugin.clone(),
-                message: msg.text(),
-            }
-            .into()),
-            other => Err(failed(format!("returned unknown status {other}"))),
+        if status != STATUS_OK {
+            return Err(self.status_error(status, &msg));
         }
+        // SAFETY: on success the plugin filled `out`, valid until we release it (on drop, right
+        // after the copy, whatever its outcome).
+        let value = unsafe { wire::to_value(&out.0) };
+        drop(out);
+        let value = value.map_err(|e| self.failed(format!("returned a malformed value: {e}")))?;
+        if self.output != ValueType::Any && value.value_type() != self.output {
+            return Err(self.failed(format!(
+                "returned a {} where its signature says {}",
+                value.value_type(),
+                self.output
+            )));
+        }
+        Ok(value)
     }
 
     fn caching(&self) -> Caching {
         self.caching
+    }
+
+    fn key_material(&self, ctx: &RunContext) -> Result<Option<Vec<u8>>, NodeError> {
+        let host = self.lend(ctx)?;
+        let flow_ctx = host.flow();
+        let mut present = 0u32;
+        let mut out = Received::new();
+        let mut msg = Received::new();
+        // SAFETY: `node` is live; `flow_ctx` and its context outlive the call; the
+        // out-parameters are writable and empty.
+        let status = unsafe {
+            (self.plugin.desc.key_material)(
+                self.node,
+                &flow_ctx,
+                &mut present,
+                &mut out.0,
+                &mut msg.0,
+            )
+        };
+        match status {
+            STATUS_OK if present != 0 => Ok(Some(out.bytes().to_vec())),
+            STATUS_OK => Ok(None),
+            other => Err(self.status_error(other, &msg)),
+        }
+    }
+
+    fn is_fresh(&self, ctx: &RunContext, cached: &Value) -> bool {
+        // A cached value that cannot be lent, or a plugin that fails to answer, means recompute:
+        // running the node again is always correct.
+        let Ok(lent) = Lent::new(cached) else {
+            return false;
+        };
+        let Ok(host) = self.lend(ctx) else {
+            return false;
+        };
+        let flow_ctx = host.flow();
+        let value = lent.flow_value();
+        let mut fresh = 0u32;
+        let mut msg = Received::new();
+        // SAFETY: `node` is live; `flow_ctx`, `value` and what they point to outlive the call;
+        // `fresh` and `msg` are writable.
+        let status = unsafe {
+            (self.plugin.desc.is_fresh)(self.node, &flow_ctx, &value, &mut fresh, &mut msg.0)
+        };
+        if status != STATUS_OK {
+            ctx.warn(format!("{}; recomputing", self.status_error(status, &msg)));
+            return false;
+        }
+        fresh != 0
     }
 }

@@ -1,16 +1,19 @@
 //! flow's plugins: the C ABI, the plugin-author SDK and the host loader.
 //!
-//! A plugin is a `cdylib` that depends on this crate only. Its author implements [`NodeKind`]
-//! and [`Node`] (the same shape as flow's built-in node traits) and calls [`export_plugin!`]
-//! once; flow loads the library from `--plugin PATH`, the recipe's `plugins = [...]` or
-//! `FLOW_PLUGIN_PATH`, and its kinds become usable in recipes like built-in ones.
+//! A plugin is a `cdylib` that depends on this crate only. Its author implements [`PluginKind`]
+//! and [`PluginNode`] (the plugin side of flow's `NodeKind` and `Node`) and calls
+//! [`export_plugin!`] once; flow loads the library from `--plugin PATH`, the recipe's
+//! `plugins = [...]` or `FLOW_PLUGIN_PATH`, and its kinds become usable in recipes like built-in
+//! ones.
 //!
-//! - [`abi`]: the `#[repr(C)]` types that cross the boundary (ABI version first, JSON for
-//!   kinds / params / errors, arrays as pointer + shape + release callback).
+//! - [`abi`]: the `#[repr(C)]` types that cross the boundary (ABI version first; serde JSON of
+//!   flow-core's own types for kinds, params, value metadata and the run context; arrays as
+//!   pointer + shape + dtype + release callback; host callbacks for cancellation and warnings).
 //! - [`sdk`]: the author's traits and the `extern "C"` functions behind [`export_plugin!`], each
-//!   wrapped in `catch_unwind`.
+//!   wrapped in `catch_unwind`; [`PluginContext`] and [`PluginInputs`] are what a node receives.
 //! - [`host`]: [`load`] / [`load_into`] (libloading; libraries are never unloaded) and the
-//!   wrapper that makes each plugin kind a `flow_core::NodeKind` with `Origin::Plugin`.
+//!   wrappers [`ForeignKind`] / [`ForeignNode`] that make each plugin kind a `flow_core::NodeKind`
+//!   with `Origin::Plugin`.
 //! - [`plugin_paths`]: which libraries to load.
 //!
 //! # Example
@@ -22,7 +25,7 @@
 //!
 //! struct CountKind;
 //!
-//! impl NodeKind for CountKind {
+//! impl PluginKind for CountKind {
 //!     fn name(&self) -> &str { "count-classified" }
 //!     fn version(&self) -> u32 { 1 }
 //!     fn doc(&self) -> &str { "Counts the pixels that have a class." }
@@ -33,17 +36,21 @@
 //!         }
 //!     }
 //!     fn params(&self) -> Vec<ParamSpec> { vec![] }
-//!     fn build(&self, _params: &Params) -> Result<Box<dyn Node>, ParamError> {
+//!     fn build(&self, _params: &Params) -> Result<Box<dyn PluginNode>, ParamError> {
 //!         Ok(Box::new(CountNode))
 //!     }
 //! }
 //!
 //! struct CountNode;
 //!
-//! impl Node for CountNode {
-//!     fn run(&self, _ctx: &RunContext, inputs: &Inputs<'_>) -> Result<Value, NodeError> {
+//! impl PluginNode for CountNode {
+//!     fn run(&self, ctx: &PluginContext, inputs: &PluginInputs<'_>) -> Result<Value, NodeError> {
 //!         let labels = inputs.labels("input")?; // a view of flow's array: no copy
-//!         let n = labels.data.iter().filter(|&&v| v != labels.nodata).count();
+//!         let mut n = 0;
+//!         for row in labels.data.rows() {
+//!             ctx.check_cancelled()?; // Ctrl-C, or another node failed
+//!             n += row.iter().filter(|&&v| v != labels.nodata).count();
+//!         }
 //!         Ok(Value::Json(serde_json::json!({ "classified": n })))
 //!     }
 //! }
@@ -63,19 +70,21 @@
 
 pub mod abi;
 mod buf;
+pub mod context;
 pub mod error;
 pub mod host;
 pub mod kinds;
-mod parts;
 pub mod paths;
 pub mod sdk;
 pub mod views;
+mod wire;
 
+pub use context::PluginContext;
 pub use error::PluginError;
-pub use host::{load, load_into, LoadedPlugin, PluginLibrary};
+pub use host::{load, load_into, ForeignKind, ForeignNode, LoadedPlugin, PluginLibrary};
 pub use paths::plugin_paths;
-pub use sdk::{Node, NodeKind};
-pub use views::{Inputs, LabelsView, MatrixView, RasterView, ValueView};
+pub use sdk::{PluginKind, PluginNode};
+pub use views::{LabelsView, MatrixView, PluginInputs, RasterView, ValueView};
 
 /// Re-exported so that a plugin needs no other dependency.
 pub use flow_core;
@@ -88,12 +97,13 @@ pub use toml;
 
 /// Everything a plugin's node code usually names.
 pub mod prelude {
-    pub use crate::sdk::{Node, NodeKind};
-    pub use crate::views::{Inputs, LabelsView, MatrixView, RasterView, ValueView};
+    pub use crate::context::PluginContext;
+    pub use crate::sdk::{PluginKind, PluginNode};
+    pub use crate::views::{LabelsView, MatrixView, PluginInputs, RasterView, ValueView};
     pub use crate::{ndarray, serde_json, toml};
     pub use flow_core::{
         BandInfo, Caching, ClassInfo, Grid, Items, Labels, Matrix, Model, NodeError, ParamError,
-        ParamSpec, ParamType, Params, Port, Raster, RunContext, Signature, Value, ValueType,
+        ParamSpec, ParamType, Params, Port, Raster, Signature, Value, ValueType,
     };
 }
 

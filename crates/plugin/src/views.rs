@@ -1,19 +1,24 @@
 //! What a plugin node sees of its inputs: views of the host's arrays, not copies.
 //!
-//! [`Inputs`] has the same accessors as `flow_core::Inputs` (`labels`, `raster`, `matrix`,
-//! `model`, `items`, `value`, and `*_opt` for optional ports), but hands out views
+//! [`PluginInputs`] has the same accessors as `flow_core::Inputs` (`labels`, `raster`, `matrix`,
+//! `model`, `items`, `json`, `value`, and `*_opt` for optional ports), but hands out views
 //! ([`LabelsView`], [`RasterView`], [`MatrixView`]) whose arrays are `ndarray` views of the host's
 //! memory. A view's `to_owned()` makes the `flow_core` value when a node needs one.
+//!
+//! A [`ValueView`] is made from the two halves of `flow_core::meta`: a value's [`ValueMeta`] and
+//! its [`NamedArray`]s, whether those come from the host's lent buffers or from
+//! `Value::split` of a value in the plugin's own memory ([`ValueView::of`], for tests).
 
 use std::collections::BTreeMap;
 
+use flow_core::meta::{ArrayRef, Element, NamedArray, OwnedArrays, ValueMeta};
 use flow_core::{
-    BandInfo, ClassInfo, Grid, Items, Labels, Matrix, Model, NodeError, Raster, ValueType,
+    BandInfo, ClassInfo, Grid, Items, Labels, Matrix, Model, NodeError, Raster, Value, ValueType,
 };
-use ndarray::{ArrayView2, ArrayView4, Ix2, Ix4};
+use ndarray::{ArrayView, ArrayView2, ArrayView4, ArrayViewD, Dimension};
 
 use crate::abi::FlowValue;
-use crate::parts::{self, field};
+use crate::wire;
 
 /// A class map lent by the host.
 #[derive(Debug, Clone)]
@@ -121,58 +126,130 @@ impl ValueView<'_> {
     }
 }
 
+/// An element type of a value's arrays, as found in an [`ArrayRef`].
+trait FromArrayRef: Element {
+    fn from_ref<'a>(r: &ArrayRef<'a>) -> Option<ArrayViewD<'a, Self>>;
+}
+
+macro_rules! from_array_ref {
+    ($($t:ty => $variant:ident),*) => {$(
+        impl FromArrayRef for $t {
+            fn from_ref<'a>(r: &ArrayRef<'a>) -> Option<ArrayViewD<'a, Self>> {
+                match r {
+                    ArrayRef::$variant(v) => Some(v.clone()),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+from_array_ref!(f32 => F32, u16 => U16, u8 => U8, bool => Bool);
+
+/// The array called `name`, as a view of `D` dimensions.
+fn take<'a, T: FromArrayRef, D: Dimension>(
+    arrays: &[NamedArray<'a>],
+    name: &str,
+) -> Result<ArrayView<'a, T, D>, String> {
+    let a = arrays
+        .iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| format!("the value has no `{name}` array"))?;
+    let view = T::from_ref(&a.array).ok_or_else(|| {
+        format!(
+            "array `{name}` has dtype {}, expected {}",
+            a.array.dtype().name(),
+            T::DTYPE.name()
+        )
+    })?;
+    let ndim = view.ndim();
+    view.into_dimensionality::<D>().map_err(|_| {
+        format!(
+            "array `{name}` has {ndim} dimensions, expected {}",
+            D::NDIM.unwrap_or(0)
+        )
+    })
+}
+
+impl<'a> ValueView<'a> {
+    /// A view of a value's parts: views for rasters, matrices and class maps; the rest is small
+    /// and owned (a model's centroids are copied).
+    ///
+    /// # Errors
+    /// When an array the meta names is missing or of another dtype or rank.
+    pub fn from_parts(meta: ValueMeta, arrays: Vec<NamedArray<'a>>) -> Result<Self, String> {
+        Ok(match meta {
+            ValueMeta::Items { collection } => ValueView::Items(Items { collection }),
+            ValueMeta::Json { value } => ValueView::Json(value),
+            ValueMeta::Raster { grid, bands, times } => ValueView::Raster(RasterView {
+                data: take(&arrays, "data")?,
+                grid,
+                bands,
+                times,
+            }),
+            ValueMeta::Matrix { grid, features } => ValueView::Matrix(MatrixView {
+                data: take(&arrays, "data")?,
+                valid: take(&arrays, "valid")?,
+                features,
+                grid,
+            }),
+            ValueMeta::Labels {
+                grid,
+                nodata,
+                classes,
+            } => ValueView::Labels(LabelsView {
+                data: take(&arrays, "data")?,
+                nodata,
+                classes,
+                grid,
+            }),
+            meta @ ValueMeta::Model { .. } => {
+                match Value::assemble(meta, &mut OwnedArrays::from_views(&arrays))
+                    .map_err(|e| e.to_string())?
+                {
+                    Value::Model(model) => ValueView::Model(model),
+                    other => return Err(format!("a model's meta made a {}", other.value_type())),
+                }
+            }
+        })
+    }
+
+    /// A view of `value`, which stays in place (for tests of a plugin's nodes).
+    ///
+    /// # Errors
+    /// When the value's arrays do not fit it (a model whose centroids do not match its features).
+    pub fn of(value: &'a Value) -> Result<Self, String> {
+        let (meta, arrays) = value.split();
+        ValueView::from_parts(meta, arrays)
+    }
+}
+
 /// Views of a [`FlowValue`] lent by the host.
 ///
 /// # Safety
 /// Every pointer in `v` must be valid, unmutated, for `'a` (the host lends inputs for the whole
-/// `run` call).
+/// `run` call), and its `bool` arrays must hold only 0 and 1.
 pub(crate) unsafe fn view_value<'a>(v: &FlowValue) -> Result<ValueView<'a>, String> {
-    // SAFETY: forwarded to the caller's guarantee, here and below.
-    let meta = unsafe { parts::meta(v) }?;
-    let arrays = unsafe { parts::arrays(v) }?;
-    let get = |name: &str| unsafe { parts::find(arrays, name) };
-    Ok(match parts::meta_type(&meta) {
-        "Items" => ValueView::Items(Items {
-            collection: meta.get("collection").cloned().unwrap_or_default(),
-        }),
-        "Json" => ValueView::Json(meta.get("value").cloned().unwrap_or_default()),
-        "Raster" => ValueView::Raster(RasterView {
-            data: unsafe { parts::view::<f32, Ix4>(get("data")?) }?,
-            grid: field(&meta, "grid")?,
-            bands: field(&meta, "bands")?,
-            times: field(&meta, "times")?,
-        }),
-        "Matrix" => ValueView::Matrix(MatrixView {
-            data: unsafe { parts::view::<f32, Ix2>(get("data")?) }?,
-            valid: unsafe { parts::view::<bool, Ix2>(get("valid")?) }?,
-            grid: field(&meta, "grid")?,
-            features: field(&meta, "features")?,
-        }),
-        "Model" => {
-            let mut model: Model = field(&meta, "model")?;
-            model.centroids = unsafe { parts::copy(get("centroids")?) }?;
-            ValueView::Model(model)
-        }
-        "Labels" => ValueView::Labels(LabelsView {
-            data: unsafe { parts::view::<u16, Ix2>(get("data")?) }?,
-            nodata: field(&meta, "nodata")?,
-            classes: field(&meta, "classes")?,
-            grid: field(&meta, "grid")?,
-        }),
-        other => return Err(format!("unknown value type `{other}`")),
-    })
+    // SAFETY: forwarded to the caller's guarantee.
+    let meta = unsafe { wire::meta(v) }?;
+    // SAFETY: forwarded to the caller's guarantee.
+    let table = unsafe { wire::arrays(v) }?;
+    // SAFETY: forwarded to the caller's guarantee (valid, unmutated, 0/1 bools, for 'a).
+    let arrays = unsafe { wire::named_views(&meta, table) }?;
+    ValueView::from_parts(meta, arrays)
 }
 
-/// The inputs of one plugin node run, by port name: views of the host's values.
+/// The inputs of one plugin node run, by port name: views of the host's values (the plugin side
+/// of `flow_core::Inputs`).
 #[derive(Debug, Clone, Default)]
-pub struct Inputs<'a> {
+pub struct PluginInputs<'a> {
     values: BTreeMap<String, ValueView<'a>>,
 }
 
-impl<'a> Inputs<'a> {
+impl<'a> PluginInputs<'a> {
     /// Builds inputs from `(port, value)` pairs (for tests of a plugin's nodes).
     pub fn new(values: impl IntoIterator<Item = (String, ValueView<'a>)>) -> Self {
-        Inputs {
+        PluginInputs {
             values: values.into_iter().collect(),
         }
     }
@@ -201,7 +278,7 @@ impl<'a> Inputs<'a> {
 
 macro_rules! typed_view {
     ($fn:ident, $opt:ident, $variant:ident, $ty:ty) => {
-        impl<'a> Inputs<'a> {
+        impl<'a> PluginInputs<'a> {
             #[doc = concat!("The ", stringify!($variant), " on a required port.\n\n# Errors\n[`NodeError::Input`] when it is missing or of another type.")]
             pub fn $fn(&self, port: &str) -> Result<&$ty, NodeError> {
                 match self.value(port)? {
@@ -234,9 +311,12 @@ typed_view!(json, json_opt, Json, serde_json::Value);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parts::Lent;
-    use flow_core::Value;
+    use crate::wire::Lent;
     use ndarray::Array2;
+
+    fn grid() -> Grid {
+        Grid::north_up("EPSG:32618", 0.0, 10.0, 1.0, 3, 2)
+    }
 
     #[test]
     fn a_lent_value_is_viewed_without_copying() {
@@ -244,21 +324,79 @@ mod tests {
             data: Array2::from_shape_fn((2, 3), |(y, x)| (y * 3 + x) as u16),
             nodata: 7,
             classes: vec![],
-            grid: Grid::north_up("EPSG:32618", 0.0, 10.0, 1.0, 3, 2),
+            grid: grid(),
         };
         let value = Value::Labels(labels.clone());
-        let lent = Lent::new(&value);
+        let lent = Lent::new(&value).unwrap();
         let fv = lent.flow_value();
         // SAFETY: `value` and `lent` outlive the view.
         let view = unsafe { view_value(&fv) }.unwrap();
-        let inputs = Inputs::new([("input".to_string(), view)]);
+        let inputs = PluginInputs::new([("input".to_string(), view)]);
         let l = inputs.labels("input").unwrap();
-        let Value::Labels(orig) = &value else {
+        let Value::Labels(lent_labels) = &value else {
             unreachable!()
         };
-        assert_eq!(l.data.as_ptr(), orig.data.as_ptr(), "no copy");
+        assert_eq!(l.data.as_ptr(), lent_labels.data.as_ptr(), "no copy");
         assert_eq!(l.to_owned(), labels);
         assert!(inputs.raster("input").is_err());
         assert!(inputs.labels_opt("other").unwrap().is_none());
+    }
+
+    #[test]
+    fn every_value_type_has_a_view() {
+        let matrix = Value::Matrix(Matrix {
+            data: Array2::from_elem((4, 2), 0.5),
+            features: vec!["a".into(), "b".into()],
+            valid: Array2::from_shape_fn((2, 3), |(y, x)| x != y),
+            grid: grid(),
+        });
+        let model = Value::Model(Model {
+            centroids: Array2::from_elem((2, 2), 1.5),
+            features: vec!["a".into(), "b".into()],
+            inertia: 3.25,
+            iterations: 7,
+            seed: 42,
+            counts: vec![1, 3],
+            info: serde_json::json!({}),
+        });
+        let raster = Value::Raster(Raster {
+            data: ndarray::Array4::zeros((1, 2, 2, 3)),
+            grid: grid(),
+            bands: vec![Default::default(), Default::default()],
+            times: vec!["t".into()],
+        });
+        let json = Value::Json(serde_json::json!([1, 2]));
+        let items = Value::Items(Items::from_features(vec![]));
+        for v in [&matrix, &model, &raster, &json, &items] {
+            let view = ValueView::of(v).unwrap();
+            assert_eq!(view.value_type(), v.value_type());
+            let owned = match &view {
+                ValueView::Matrix(m) => Value::Matrix(m.to_owned()),
+                ValueView::Model(m) => Value::Model(m.clone()),
+                ValueView::Raster(r) => Value::Raster(r.to_owned()),
+                ValueView::Json(j) => Value::Json(j.clone()),
+                ValueView::Items(i) => Value::Items(i.clone()),
+                ValueView::Labels(l) => Value::Labels(l.to_owned()),
+            };
+            assert_eq!(&owned, v);
+        }
+    }
+
+    #[test]
+    fn parts_that_do_not_fit_the_meta_are_errors() {
+        let data = Array2::<f32>::zeros((2, 3));
+        let meta = ValueMeta::Labels {
+            grid: grid(),
+            nodata: 0,
+            classes: vec![],
+        };
+        let wrong = vec![NamedArray {
+            name: "data",
+            array: ArrayRef::F32(data.view().into_dyn()),
+        }];
+        let e = ValueView::from_parts(meta.clone(), wrong).unwrap_err();
+        assert!(e.contains("dtype f32, expected u16"), "{e}");
+        let e = ValueView::from_parts(meta, vec![]).unwrap_err();
+        assert!(e.contains("no `data` array"), "{e}");
     }
 }

@@ -9,39 +9,43 @@ use flow_plugin::ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 /// - When the centre's class is among the most frequent, it is kept (ties keep the centre).
 /// - Otherwise, among equally frequent classes, the smallest id wins (deterministic).
 ///
-/// `size` must be odd; `threads` row bands are filtered in parallel.
+/// `size` must be odd; `threads` row bands are filtered in parallel. `stop` is asked before each
+/// row (from every thread); once it says true the filter gives up and returns `None`.
 pub fn majority(
     data: ArrayView2<'_, u16>,
     nodata: u16,
     size: usize,
     threads: usize,
-) -> Array2<u16> {
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Option<Array2<u16>> {
     let (h, w) = data.dim();
     let mut out = Array2::from_elem((h, w), nodata);
     if h == 0 || w == 0 {
-        return out;
+        return Some(out);
     }
     let threads = threads.clamp(1, h);
     if threads == 1 {
-        filter_rows(data, nodata, size, 0, out.view_mut());
-        return out;
+        filter_rows(data, nodata, size, 0, out.view_mut(), stop);
+    } else {
+        let band = h.div_ceil(threads);
+        std::thread::scope(|s| {
+            for (i, chunk) in out.axis_chunks_iter_mut(Axis(0), band).enumerate() {
+                s.spawn(move || filter_rows(data, nodata, size, i * band, chunk, stop));
+            }
+        });
     }
-    let band = h.div_ceil(threads);
-    std::thread::scope(|s| {
-        for (i, chunk) in out.axis_chunks_iter_mut(Axis(0), band).enumerate() {
-            s.spawn(move || filter_rows(data, nodata, size, i * band, chunk));
-        }
-    });
-    out
+    (!stop()).then_some(out)
 }
 
-/// Filters rows `row0 ..` of `data` into `out` (whose first row is `row0`).
+/// Filters rows `row0 ..` of `data` into `out` (whose first row is `row0`), until `stop` says
+/// true.
 fn filter_rows(
     data: ArrayView2<'_, u16>,
     nodata: u16,
     size: usize,
     row0: usize,
     mut out: ArrayViewMut2<'_, u16>,
+    stop: &(dyn Fn() -> bool + Sync),
 ) {
     let (h, w) = data.dim();
     let r = size / 2;
@@ -49,6 +53,9 @@ fn filter_rows(
     let mut votes: Vec<u32> = Vec::new();
     let mut touched: Vec<u16> = Vec::with_capacity(size * size);
     for ((dy, x), o) in out.indexed_iter_mut() {
+        if x == 0 && stop() {
+            return;
+        }
         let y = row0 + dy;
         let centre = data[[y, x]];
         if centre == nodata {
@@ -93,6 +100,15 @@ mod tests {
     use flow_plugin::ndarray::array;
 
     const N: u16 = 65535;
+
+    fn majority(
+        data: ArrayView2<'_, u16>,
+        nodata: u16,
+        size: usize,
+        threads: usize,
+    ) -> Array2<u16> {
+        super::majority(data, nodata, size, threads, &|| false).unwrap()
+    }
 
     #[test]
     fn removes_isolated_pixels() {
@@ -163,5 +179,14 @@ mod tests {
             majority(Array2::<u16>::zeros((0, 4)).view(), N, 3, 4).dim(),
             (0, 4)
         );
+    }
+
+    #[test]
+    fn it_stops_when_asked() {
+        let a = Array2::from_shape_fn((40, 40), |(y, x)| ((y + x) % 3) as u16);
+        let rows = std::sync::atomic::AtomicUsize::new(0);
+        let stop = || rows.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= 5;
+        assert!(super::majority(a.view(), N, 3, 2, &stop).is_none());
+        assert!(rows.into_inner() < 20, "it gave up early");
     }
 }

@@ -3,7 +3,8 @@
 //! `reshape`.
 //!
 //! It is the worked example of docs/plugins.md: it depends on `flow-plugin` only, implements
-//! `NodeKind` and `Node` without any `unsafe`, and exports them with `export_plugin!`.
+//! `PluginKind` and `PluginNode` without any `unsafe`, stops when the run is cancelled, and
+//! exports them with `export_plugin!`.
 
 use flow_plugin::prelude::*;
 
@@ -16,7 +17,7 @@ pub const MAX_SIZE: i64 = 51;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MajorityFilterKind;
 
-impl NodeKind for MajorityFilterKind {
+impl PluginKind for MajorityFilterKind {
     fn name(&self) -> &str {
         "majority-filter"
     }
@@ -52,7 +53,7 @@ impl NodeKind for MajorityFilterKind {
         )]
     }
 
-    fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
+    fn build(&self, params: &Params) -> Result<Box<dyn PluginNode>, ParamError> {
         let size = params.get("size").and_then(|v| v.as_integer()).unwrap_or(3);
         if !(3..=MAX_SIZE).contains(&size) || size % 2 == 0 {
             return Err(ParamError::new(
@@ -74,10 +75,18 @@ pub struct MajorityFilter {
     pub size: usize,
 }
 
-impl Node for MajorityFilter {
-    fn run(&self, ctx: &RunContext, inputs: &Inputs<'_>) -> Result<Value, NodeError> {
+impl PluginNode for MajorityFilter {
+    fn run(&self, ctx: &PluginContext, inputs: &PluginInputs<'_>) -> Result<Value, NodeError> {
         let labels = inputs.labels("input")?;
-        let data = filter::majority(labels.data.view(), labels.nodata, self.size, ctx.threads);
+        let stop = || ctx.is_cancelled();
+        let data = filter::majority(
+            labels.data.view(),
+            labels.nodata,
+            self.size,
+            ctx.threads,
+            &stop,
+        )
+        .ok_or(NodeError::Cancelled)?;
         let changed = data
             .iter()
             .zip(labels.data.iter())
@@ -120,5 +129,32 @@ mod tests {
         for good in [3, 5, 51] {
             assert!(MajorityFilterKind.build(&params(good)).is_ok());
         }
+    }
+
+    fn ctx() -> PluginContext {
+        PluginContext::new("smooth", "/tmp".into(), "/tmp".into(), "/tmp".into())
+    }
+
+    #[test]
+    fn the_node_filters_views_and_stops_when_cancelled() {
+        let labels = Value::Labels(Labels {
+            data: ndarray::array![[1, 1, 1], [1, 2, 1], [1, 1, 1u16]],
+            nodata: 65535,
+            classes: vec![],
+            grid: Grid::north_up("EPSG:32618", 0.0, 30.0, 10.0, 3, 3),
+        });
+        let inputs = PluginInputs::new([("input".to_string(), ValueView::of(&labels).unwrap())]);
+        let node = MajorityFilterKind.build(&params(3)).unwrap();
+        let Value::Labels(out) = node.run(&ctx(), &inputs).unwrap() else {
+            panic!("a class map")
+        };
+        assert!(out.data.iter().all(|&v| v == 1));
+
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let cancelled = ctx().with_cancel_flag(flag);
+        assert!(matches!(
+            node.run(&cancelled, &inputs),
+            Err(NodeError::Cancelled)
+        ));
     }
 }

@@ -1,12 +1,20 @@
 //! Test-only flow plugins for tests/plugins.rs; not for real recipes.
 //!
-//! Kinds (default build):
+//! Kinds:
 //! - `test-labels`: a source node that makes a class map from `rows` (an array of arrays of
 //!   integers; `nodata` marks pixels without a class), so tests can feed a known array to a node.
 //! - `test-panic`: panics with "deliberate test panic: <message>".
-//! - `test-fail`: fails with NodeError::InvalidData("deliberate test failure").
+//! - `test-fail`: fails with NodeError::InvalidData("deliberate test failure: <message>"),
+//!   optionally once a file exists (`wait_for`).
+//! - `test-wait`: runs until the run is cancelled, polling every 10 ms; fails by itself after
+//!   `limit_secs` (60), so that a test can never hang.
+//! - `test-bad-output`: returns a class map whose array does not match its grid.
+//! - `test-stamp`: key material (the bytes of a file), freshness (a marker file it writes) and an
+//!   unkeyed param.
 //!
 //! Its siblings `test-wrong-abi` and `test-no-entry` are the broken libraries of the same tests.
+
+use std::time::{Duration, Instant};
 
 use flow_plugin::prelude::*;
 
@@ -16,7 +24,7 @@ mod kinds {
     /// `test-labels`.
     pub struct TestLabels;
 
-    impl NodeKind for TestLabels {
+    impl PluginKind for TestLabels {
         fn name(&self) -> &str {
             "test-labels"
         }
@@ -42,7 +50,7 @@ mod kinds {
                 ParamSpec::with_default("nodata", ParamType::Integer, 65535, "nodata value"),
             ]
         }
-        fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
+        fn build(&self, params: &Params) -> Result<Box<dyn PluginNode>, ParamError> {
             let nodata = params
                 .get("nodata")
                 .and_then(|v| v.as_integer())
@@ -95,8 +103,12 @@ mod kinds {
 
     struct LabelsNode(Labels);
 
-    impl Node for LabelsNode {
-        fn run(&self, _ctx: &RunContext, _inputs: &Inputs<'_>) -> Result<Value, NodeError> {
+    impl PluginNode for LabelsNode {
+        fn run(
+            &self,
+            _ctx: &PluginContext,
+            _inputs: &PluginInputs<'_>,
+        ) -> Result<Value, NodeError> {
             Ok(Value::Labels(self.0.clone()))
         }
     }
@@ -106,7 +118,7 @@ mod kinds {
         pub panic: bool,
     }
 
-    impl NodeKind for Misbehave {
+    impl PluginKind for Misbehave {
         fn name(&self) -> &str {
             if self.panic {
                 "test-panic"
@@ -140,9 +152,14 @@ mod kinds {
                     "run",
                     "`run`, or `build` to misbehave while the node is built (validation)",
                 ),
+                ParamSpec::optional(
+                    "wait_for",
+                    ParamType::String,
+                    "a file (relative to the recipe) to wait for before misbehaving (60 s at most)",
+                ),
             ]
         }
-        fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
+        fn build(&self, params: &Params) -> Result<Box<dyn PluginNode>, ParamError> {
             let message = params
                 .get("message")
                 .and_then(|v| v.as_str())
@@ -160,6 +177,10 @@ mod kinds {
             Ok(Box::new(MisbehaveNode {
                 panic: self.panic,
                 message,
+                wait_for: params
+                    .get("wait_for")
+                    .and_then(|v| v.as_str())
+                    .map(String::from),
             }))
         }
     }
@@ -167,10 +188,19 @@ mod kinds {
     struct MisbehaveNode {
         panic: bool,
         message: String,
+        wait_for: Option<String>,
     }
 
-    impl Node for MisbehaveNode {
-        fn run(&self, _ctx: &RunContext, _inputs: &Inputs<'_>) -> Result<Value, NodeError> {
+    impl PluginNode for MisbehaveNode {
+        fn run(&self, ctx: &PluginContext, _inputs: &PluginInputs<'_>) -> Result<Value, NodeError> {
+            if let Some(file) = &self.wait_for {
+                let file = ctx.resolve(file);
+                let t0 = Instant::now();
+                while !file.exists() && t0.elapsed() < LIMIT {
+                    ctx.check_cancelled()?;
+                    std::thread::sleep(POLL);
+                }
+            }
             if self.panic {
                 panic!("deliberate test panic: {}", self.message);
             }
@@ -180,10 +210,220 @@ mod kinds {
             )))
         }
     }
+
+    /// How often the waiting kinds look at the cancel flag or a file.
+    const POLL: Duration = Duration::from_millis(10);
+    /// How long the waiting kinds wait at most.
+    const LIMIT: Duration = Duration::from_secs(60);
+
+    fn no_inputs(output: ValueType) -> Signature {
+        Signature {
+            inputs: vec![],
+            output,
+        }
+    }
+
+    /// `test-wait`.
+    pub struct Wait;
+
+    impl PluginKind for Wait {
+        fn name(&self) -> &str {
+            "test-wait"
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn doc(&self) -> &str {
+            "Test only: runs until the run is cancelled (polling every 10 ms), then stops; fails by \
+             itself after `limit_secs`."
+        }
+        fn signature(&self) -> Signature {
+            no_inputs(ValueType::Json)
+        }
+        fn params(&self) -> Vec<ParamSpec> {
+            vec![
+                ParamSpec::optional(
+                    "started",
+                    ParamType::String,
+                    "a file (relative to the recipe) written once the node runs",
+                ),
+                ParamSpec::with_default(
+                    "limit_secs",
+                    ParamType::Integer,
+                    LIMIT.as_secs() as i64,
+                    "how long to wait for the cancellation before failing, at most 60",
+                ),
+            ]
+        }
+        fn build(&self, params: &Params) -> Result<Box<dyn PluginNode>, ParamError> {
+            let limit = params
+                .get("limit_secs")
+                .and_then(|v| v.as_integer())
+                .filter(|s| (0..=LIMIT.as_secs() as i64).contains(s))
+                .ok_or_else(|| ParamError::new("limit_secs", "must be from 0 to 60"))?;
+            Ok(Box::new(WaitNode {
+                started: params
+                    .get("started")
+                    .and_then(|v| v.as_str())
+                    .map(String::from),
+                limit: Duration::from_secs(limit as u64),
+            }))
+        }
+    }
+
+    struct WaitNode {
+        started: Option<String>,
+        limit: Duration,
+    }
+
+    impl PluginNode for WaitNode {
+        fn run(&self, ctx: &PluginContext, _inputs: &PluginInputs<'_>) -> Result<Value, NodeError> {
+            let t0 = Instant::now();
+            if let Some(file) = &self.started {
+                let file = ctx.resolve(file);
+                std::fs::write(&file, ctx.node_id.as_bytes())
+                    .map_err(|e| NodeError::io(&file, e))?;
+            }
+            while t0.elapsed() < self.limit {
+                if ctx.is_cancelled() {
+                    ctx.warn(format!(
+                        "test-wait saw the cancellation after {} ms",
+                        t0.elapsed().as_millis()
+                    ));
+                    return Err(NodeError::Cancelled);
+                }
+                std::thread::sleep(POLL);
+            }
+            Err(NodeError::Failed(format!(
+                "test-wait was not cancelled within {} s",
+                self.limit.as_secs()
+            )))
+        }
+    }
+
+    /// `test-bad-output`.
+    pub struct BadOutput;
+
+    impl PluginKind for BadOutput {
+        fn name(&self) -> &str {
+            "test-bad-output"
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn doc(&self) -> &str {
+            "Test only: returns a class map of 2 x 2 pixels on a 3 x 3 grid."
+        }
+        fn signature(&self) -> Signature {
+            no_inputs(ValueType::Labels)
+        }
+        fn params(&self) -> Vec<ParamSpec> {
+            vec![]
+        }
+        fn build(&self, _params: &Params) -> Result<Box<dyn PluginNode>, ParamError> {
+            Ok(Box::new(BadOutputNode))
+        }
+    }
+
+    struct BadOutputNode;
+
+    impl PluginNode for BadOutputNode {
+        fn run(
+            &self,
+            _ctx: &PluginContext,
+            _inputs: &PluginInputs<'_>,
+        ) -> Result<Value, NodeError> {
+            Ok(Value::Labels(Labels {
+                data: ndarray::Array2::zeros((2, 2)),
+                nodata: 65535,
+                classes: vec![],
+                grid: Grid::north_up("EPSG:32618", 585080.0, 5032950.0, 10.0, 3, 3),
+            }))
+        }
+    }
+
+    /// `test-stamp`.
+    pub struct Stamp;
+
+    impl PluginKind for Stamp {
+        fn name(&self) -> &str {
+            "test-stamp"
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn doc(&self) -> &str {
+            "Test only: counts the bytes of `path` (whose contents are its key material) and writes \
+             `marker` into the output directory (it is fresh while the marker exists); `note` is \
+             not part of the key."
+        }
+        fn signature(&self) -> Signature {
+            no_inputs(ValueType::Json)
+        }
+        fn params(&self) -> Vec<ParamSpec> {
+            vec![
+                ParamSpec::required("path", ParamType::String, "a file, relative to the recipe"),
+                ParamSpec::with_default(
+                    "marker",
+                    ParamType::String,
+                    "stamp.txt",
+                    "a file written into the output directory",
+                ),
+                ParamSpec::optional("note", ParamType::String, "anything; not in the cache key"),
+            ]
+        }
+        fn unkeyed_params(&self) -> &[&str] {
+            &["note"]
+        }
+        fn build(&self, params: &Params) -> Result<Box<dyn PluginNode>, ParamError> {
+            let text = |k: &str| params.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+            Ok(Box::new(StampNode {
+                path: text("path").to_string(),
+                marker: text("marker").to_string(),
+            }))
+        }
+    }
+
+    struct StampNode {
+        path: String,
+        marker: String,
+    }
+
+    impl StampNode {
+        fn read(&self, ctx: &PluginContext) -> Result<Vec<u8>, NodeError> {
+            let path = ctx.resolve(&self.path);
+            std::fs::read(&path).map_err(|e| NodeError::io(&path, e))
+        }
+    }
+
+    impl PluginNode for StampNode {
+        fn run(&self, ctx: &PluginContext, _inputs: &PluginInputs<'_>) -> Result<Value, NodeError> {
+            let bytes = self.read(ctx)?;
+            let marker = ctx.out_dir.join(&self.marker);
+            std::fs::write(&marker, &bytes).map_err(|e| NodeError::io(&marker, e))?;
+            Ok(Value::Json(serde_json::json!({ "bytes": bytes.len() })))
+        }
+
+        fn key_material(&self, ctx: &PluginContext) -> Result<Option<Vec<u8>>, NodeError> {
+            self.read(ctx).map(Some)
+        }
+
+        fn is_fresh(&self, ctx: &PluginContext, cached: &ValueView<'_>) -> bool {
+            matches!(cached, ValueView::Json(j) if j.get("bytes").is_some())
+                && ctx.out_dir.join(&self.marker).is_file()
+        }
+    }
 }
 
 flow_plugin::export_plugin! {
     name: "test-plugins",
     version: env!("CARGO_PKG_VERSION"),
-    kinds: [kinds::TestLabels, kinds::Misbehave { panic: true }, kinds::Misbehave { panic: false }],
+    kinds: [
+        kinds::TestLabels,
+        kinds::Misbehave { panic: true },
+        kinds::Misbehave { panic: false },
+        kinds::Wait,
+        kinds::BadOutput,
+        kinds::Stamp,
+    ],
 }
