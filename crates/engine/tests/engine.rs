@@ -105,6 +105,45 @@ impl Node for SumNode {
     }
 }
 
+/// `live`: a stand-in for a live catalog search; emits the number in the file `path`, cached
+/// with a time-to-live like `stac-search` against an API.
+struct LiveKind;
+struct LiveNode(String);
+impl NodeKind for LiveKind {
+    fn name(&self) -> &str {
+        "live"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &str {
+        "reads a number that may change"
+    }
+    fn signature(&self) -> Signature {
+        Signature {
+            inputs: vec![],
+            output: ValueType::Json,
+        }
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![ParamSpec::required("path", ParamType::String, "the file")]
+    }
+    fn build(&self, p: &Params) -> Result<Box<dyn Node>, ParamError> {
+        Ok(Box::new(LiveNode(
+            p["path"].as_str().unwrap_or_default().into(),
+        )))
+    }
+}
+impl Node for LiveNode {
+    fn run(&self, _: &RunContext, _: &Inputs) -> Result<Value, NodeError> {
+        let text = std::fs::read_to_string(&self.0).map_err(|e| NodeError::io(&self.0, e))?;
+        Ok(Value::Json(json!(text.trim().parse::<i64>().unwrap_or(0))))
+    }
+    fn caching(&self) -> flow_core::Caching {
+        flow_core::Caching::Ttl(3600)
+    }
+}
+
 /// `rendezvous`: waits until `parties` nodes of this kind are running at the same time (or fails
 /// after 20 s), then emits how many met. Proves overlap without timing races.
 struct RendezvousKind(Arc<(Mutex<usize>, Condvar)>);
@@ -217,6 +256,7 @@ fn registry() -> Registry {
     r.register(Arc::new(NumberKind)).unwrap();
     r.register(Arc::new(SumKind)).unwrap();
     r.register(Arc::new(BigKind)).unwrap();
+    r.register(Arc::new(LiveKind)).unwrap();
     r.register(Arc::new(RendezvousKind(
         RENDEZVOUS.get_or_init(Default::default).clone(),
     )))
@@ -500,4 +540,58 @@ fn sigkill_during_cache_writes_leaves_nothing_trusted() {
         0
     );
     assert_eq!(cache.verify(false).1, vec![]);
+}
+
+#[test]
+fn nodes_after_a_live_search_follow_what_it_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("live.txt");
+    let cache = dir.path().join("cache");
+    let recipe = format!(
+        "name = \"live\"\n[nodes.search]\nkind = \"live\"\npath = {:?}\n\
+         [nodes.total]\nkind = \"sum\"\ninputs = {{ a = \"search\" }}\noffset = 100\n",
+        source.display().to_string()
+    );
+    let with_refresh = |refresh: bool| {
+        let mut o = options(Some(&cache), 1);
+        o.refresh = refresh;
+        o
+    };
+    std::fs::write(&source, "1").unwrap();
+    let first = run(&plan(&recipe, &[]), with_refresh(false));
+    assert_eq!(total(&first), json!(101), "{first:?}");
+
+    // Nothing changed: the search is loaded (its output decides the keys after it), the sum is
+    // a hit.
+    let second = run(&plan(&recipe, &[]), with_refresh(false));
+    assert_eq!(second.node("search").unwrap().status, NodeStatus::Cached);
+    assert_eq!(second.node("total").unwrap().status, NodeStatus::Cached);
+
+    // The catalog changed. Within the TTL the cached search (and so everything after it)
+    // stands; --refresh asks again, and the sum follows the new answer.
+    std::fs::write(&source, "2").unwrap();
+    let stale = run(&plan(&recipe, &[]), with_refresh(false));
+    assert_eq!(total(&stale), json!(101));
+    let refreshed = run(&plan(&recipe, &[]), with_refresh(true));
+    assert_eq!(
+        refreshed.node("search").unwrap().status,
+        NodeStatus::Computed
+    );
+    assert_eq!(
+        refreshed.node("total").unwrap().status,
+        NodeStatus::Computed
+    );
+    assert_eq!(total(&refreshed), json!(102));
+
+    // A refresh that finds the same answer re-runs the search only.
+    let same = run(&plan(&recipe, &[]), with_refresh(true));
+    assert_eq!(same.node("search").unwrap().status, NodeStatus::Computed);
+    assert_eq!(same.node("total").unwrap().status, NodeStatus::Cached);
+    assert_eq!(total(&same), json!(102));
+
+    // Back to the first answer: its downstream entry is still in the cache.
+    std::fs::write(&source, "1").unwrap();
+    let back = run(&plan(&recipe, &[]), with_refresh(true));
+    assert_eq!(back.node("total").unwrap().status, NodeStatus::Cached);
+    assert_eq!(total(&back), json!(101));
 }
