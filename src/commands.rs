@@ -34,7 +34,17 @@ pub fn init_logging(verbose: u8) {
         .try_init();
 }
 
-fn render_diagnostic(diag: &dyn miette::Diagnostic) -> String {
+/// Lines longer than this are not drawn with carets: miette's graphical handler cannot pad past
+/// column 65,535 (it panics), so such recipes get the narrated form, which still names
+/// file:line:col.
+const MAX_DRAWN_LINE: usize = 4096;
+
+fn render_diagnostic(diag: &dyn miette::Diagnostic, source: &str) -> String {
+    let mut out = String::new();
+    if source.lines().any(|l| l.len() > MAX_DRAWN_LINE) {
+        let _ = miette::NarratableReportHandler::new().render_report(&mut out, diag);
+        return out;
+    }
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let theme = if color {
         miette::GraphicalTheme::unicode()
@@ -44,7 +54,6 @@ fn render_diagnostic(diag: &dyn miette::Diagnostic) -> String {
     let handler = miette::GraphicalReportHandler::new_themed(theme)
         .with_width(100)
         .with_links(false);
-    let mut out = String::new();
     let _ = handler.render_report(&mut out, diag);
     out
 }
@@ -61,7 +70,7 @@ fn load_plan(args: &RecipeArgs, registry: &flow_core::Registry) -> Result<Plan, 
         } else {
             ExitCode::Usage
         };
-        CommandError::rendered(code, render_diagnostic(&diags))
+        CommandError::rendered(code, render_diagnostic(&diags, &text))
     })
 }
 

@@ -46,3 +46,27 @@ fn valid_recipes_validate_and_their_plans_are_stable() {
         }
     );
 }
+
+#[test]
+fn an_error_past_column_65535_is_reported_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("wide.toml");
+    let wide = "y".repeat(70_000);
+    std::fs::write(
+        &recipe,
+        format!("name = \"x\"\n[nodes.a]\nkind = \"stack\"\nbogus = \"{wide}\"; zzz\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) = crate::support::output(
+        crate::support::flow(dir.path())
+            .arg("validate")
+            .arg(&recipe),
+    );
+    assert_eq!(code, 2, "{}", &stderr[..stderr.len().min(2000)]);
+    assert!(!stderr.contains("panicked"));
+    assert!(
+        stderr.contains("line 4, column 70011"),
+        "{}",
+        &stderr[..stderr.len().min(2000)]
+    );
+}
