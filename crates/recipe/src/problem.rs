@@ -39,6 +39,13 @@ pub enum Problem {
         /// The TOML type found.
         found: &'static str,
     },
+    /// The recipe's `name` is not a plain name: it names the default output directory, so it may
+    /// not hold a path separator, be `.` or `..`, or be empty.
+    #[error("the recipe name `{name}` is not a plain name")]
+    BadRecipeName {
+        /// The name as written.
+        name: String,
+    },
     /// A top-level key that must hold a table (`params`, `profiles`, `nodes`) holds something
     /// else.
     #[error("`{key}` must be a table, found {found}")]
@@ -332,6 +339,7 @@ impl Problem {
             Problem::Syntax { .. } => "here",
             Problem::UnknownTopLevelKey { .. } => "not a recipe key",
             Problem::NotAString { .. } => "expected a string",
+            Problem::BadRecipeName { .. } => "names the default output directory",
             Problem::NotATable { .. } => "expected a table",
             Problem::PluginsNotPaths => "expected [\"path\", ...]",
             Problem::ProfileNotATable { .. } => "expected [profiles.NAME]",
@@ -371,6 +379,11 @@ impl Problem {
     /// How to fix it, when there is something to say.
     pub fn help(&self) -> Option<String> {
         match self {
+            Problem::BadRecipeName { .. } => Some(
+                "use letters, digits, `-`, `_` or `.` (outputs go to out/<name>/ beside the \
+                 recipe unless --out says otherwise)"
+                    .into(),
+            ),
             Problem::UnknownTopLevelKey {
                 suggestion,
                 allowed,

@@ -74,7 +74,13 @@ impl<'a> Builder<'a> {
     fn plan(mut self, overrides: &Overrides) -> Result<Plan, Diagnostics> {
         let top = self.doc.table.clone();
         self.check_top_level_keys(&top);
-        let name = self.string_field(&top, "name").unwrap_or_else(|| {
+        let name = self.string_field(&top, "name");
+        if let Some(bad) = name.as_deref().filter(|n| !is_plain_name(n)) {
+            let span = self.value_span(&["name"]);
+            self.errors
+                .report(span, Problem::BadRecipeName { name: bad.into() });
+        }
+        let name = name.unwrap_or_else(|| {
             std::path::Path::new(self.file)
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -189,4 +195,14 @@ impl<'a> Builder<'a> {
             }
         }
     }
+}
+
+/// True when `name` can be a directory name inside another: not empty, not `.` or `..`, no
+/// path separator, no NUL, at most 255 bytes.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
 }
