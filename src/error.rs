@@ -61,8 +61,8 @@ impl CommandError {
     /// Prints the message on stderr.
     pub fn print(&self) {
         match &self.message {
-            Message::Line(line) => eprintln!("error: {line}"),
-            Message::Rendered(text) => eprint!("{text}"),
+            Message::Line(line) => eprintln!("error: {}", flow_core::redact::secrets(line)),
+            Message::Rendered(text) => eprint!("{}", flow_core::redact::secrets(text)),
             Message::Reported => {}
         }
     }

@@ -73,9 +73,8 @@ fn a_truncated_cog_is_bad_data_naming_item_asset_and_href() {
     );
 }
 
-#[test]
-fn a_404_asset_is_bad_data_naming_item_asset_and_href() {
-    // A server that answers 404 to everything.
+/// A server on loopback that answers every request with `status`; returns its base URL.
+fn answering(status: &'static str) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -86,30 +85,79 @@ fn a_404_asset_is_bad_data_naming_item_asset_and_href() {
                 line.clear();
             }
             let mut s = stream;
-            let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot found");
+            let _ = s.write_all(
+                format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot found"
+                )
+                .as_bytes(),
+            );
         }
     });
-    let cache = tempfile::tempdir().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let scene = dir.path().join("scene");
+    base
+}
+
+/// The offline scene's items with every asset on `base`, each href followed by `query`; returns
+/// the catalog file.
+fn items_on(cache: &Path, dir: &Path, base: &str, query: &str) -> std::path::PathBuf {
+    let scene = dir.join("scene");
     let (code, _, stderr) = output(
-        flow(cache.path())
+        flow(cache)
             .args(["fixture", "timberlea", "--out"])
             .arg(&scene),
     );
     assert_eq!(code, 0, "{stderr}");
-    // The same items, with every asset on the 404 server.
     let mut items: serde_json::Value =
         serde_json::from_slice(&std::fs::read(scene.join("items.json")).unwrap()).unwrap();
     for item in items["features"].as_array_mut().unwrap() {
         for asset in item["assets"].as_object_mut().unwrap().values_mut() {
             let href = asset["href"].as_str().unwrap().to_string();
-            asset["href"] = serde_json::Value::String(format!("{base}/{href}"));
+            asset["href"] = serde_json::Value::String(format!("{base}/{href}{query}"));
         }
     }
-    let catalog = dir.path().join("http-items.json");
+    let catalog = dir.join("http-items.json");
     std::fs::write(&catalog, items.to_string()).unwrap();
+    catalog
+}
 
+#[test]
+fn a_failed_signed_read_never_shows_the_signature() {
+    let base = answering("403 Forbidden");
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = items_on(
+        cache.path(),
+        dir.path(),
+        &base,
+        "?st=2021-08-04&se=2031-08-04&sp=rl&sv=2021-06-08&sr=c&sig=SeCrEtSiG%2B123%3D",
+    );
+    let recipe = recipe(dir.path(), &catalog);
+    let out = dir.path().join("out");
+    let (code, stdout, stderr) = output(
+        flow(cache.path())
+            .env("RUST_LOG", "debug")
+            .arg("run")
+            .arg(&recipe)
+            .arg("--out")
+            .arg(&out),
+    );
+    assert_eq!(code, 3, "{stderr}");
+    let report = std::fs::read_to_string(out.join("run.json")).unwrap();
+    for text in [&stdout, &stderr, &report] {
+        assert!(!text.contains("SeCrEtSiG"), "{text}");
+    }
+    assert!(
+        stderr.contains("sig=REDACTED") && stderr.contains(CLEAR_ITEM),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_404_asset_is_bad_data_naming_item_asset_and_href() {
+    let base = answering("404 Not Found");
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The same items, with every asset on the 404 server.
+    let catalog = items_on(cache.path(), dir.path(), &base, "");
     let recipe = recipe(dir.path(), &catalog);
     let (code, _, stderr) = output(
         flow(cache.path())

@@ -34,6 +34,7 @@ pub mod grid;
 pub mod meta;
 pub mod node;
 pub mod npy;
+pub mod redact;
 pub mod registry;
 pub mod schema;
 pub mod store;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use flow_core::{
-    summary, Caching, Datasets, ExitCode, Inputs, NodeError, ProgressSink, RunContext, Value,
-    ValueType,
+    redact, summary, Caching, Datasets, ExitCode, Inputs, NodeError, ProgressSink, RunContext,
+    Value, ValueType,
 };
 use flow_recipe::Plan;
 use tokio::task::JoinSet;
@@ -463,10 +463,10 @@ impl<'a> Scheduler<'a> {
                 self.done(i, *v);
             }
             Outcome::Stale(reason) => {
-                on_event(Event::Warning(format!(
+                on_event(Event::Warning(redact::secrets(&format!(
                     "{}: {reason}; recomputing",
                     node.id
-                )));
+                ))));
                 let slot = &mut self.slots[i];
                 slot.hit = false;
                 slot.state = State::Pending;
@@ -475,6 +475,7 @@ impl<'a> Scheduler<'a> {
                 return None;
             }
             Outcome::Computed(v, warnings) => {
+                let warnings: Vec<String> = warnings.iter().map(|w| redact::secrets(w)).collect();
                 for w in &warnings {
                     tracing::warn!(node = %node.id, "{w}");
                 }
@@ -483,13 +484,13 @@ impl<'a> Scheduler<'a> {
                 self.done(i, *v);
             }
             Outcome::Failed(e, warnings) => {
-                report.warnings = warnings;
+                report.warnings = warnings.iter().map(|w| redact::secrets(w)).collect();
                 self.slots[i].state = State::Failed;
                 if matches!(e, NodeError::Cancelled) {
                     report.status = NodeStatus::Cancelled;
                 } else {
                     report.status = NodeStatus::Failed;
-                    report.error = Some(e.to_string());
+                    report.error = Some(redact::secrets(&e.to_string()));
                     self.options.cancel.store(true, Ordering::SeqCst);
                     self.first_error.get_or_insert((node.id.clone(), e));
                 }
@@ -564,7 +565,11 @@ impl<'a> Scheduler<'a> {
             })
             .collect();
         let (status, exit_code, error) = match (&self.first_error, interrupted) {
-            (Some((id, e)), false) => ("failed", e.exit_code(), Some(format!("{id}: {e}"))),
+            (Some((id, e)), false) => (
+                "failed",
+                e.exit_code(),
+                Some(redact::secrets(&format!("{id}: {e}"))),
+            ),
             (_, true) => (
                 "cancelled",
                 ExitCode::Interrupted,
