@@ -149,6 +149,12 @@ pub trait Node: Send + Sync {
         Ok(None)
     }
 
+    /// The files this node writes, relative to the output directory (`write`'s path and its
+    /// sidecars). A recipe in which two nodes write the same file does not validate.
+    fn writes(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
     /// Whether a cached output can still be used; nodes with side effects (`write`) check that
     /// what they wrote is still there.
     fn is_fresh(&self, _ctx: &RunContext, _cached: &Value) -> bool {

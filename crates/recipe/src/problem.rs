@@ -46,6 +46,16 @@ pub enum Problem {
         /// The name as written.
         name: String,
     },
+    /// Two nodes write the same file: the second would silently replace the first.
+    #[error("node `{node}` writes `{path}`, which node `{first}` writes too")]
+    SameOutputFile {
+        /// The node reported.
+        node: String,
+        /// The file, relative to the output directory.
+        path: String,
+        /// The node that writes it first (in recipe order).
+        first: String,
+    },
     /// A top-level key that must hold a table (`params`, `profiles`, `nodes`) holds something
     /// else.
     #[error("`{key}` must be a table, found {found}")]
@@ -340,6 +350,7 @@ impl Problem {
             Problem::UnknownTopLevelKey { .. } => "not a recipe key",
             Problem::NotAString { .. } => "expected a string",
             Problem::BadRecipeName { .. } => "names the default output directory",
+            Problem::SameOutputFile { .. } => "this node",
             Problem::NotATable { .. } => "expected a table",
             Problem::PluginsNotPaths => "expected [\"path\", ...]",
             Problem::ProfileNotATable { .. } => "expected [profiles.NAME]",
@@ -379,6 +390,9 @@ impl Problem {
     /// How to fix it, when there is something to say.
     pub fn help(&self) -> Option<String> {
         match self {
+            Problem::SameOutputFile { first, .. } => Some(format!(
+                "give this node or `{first}` another `path`, so that neither replaces the other"
+            )),
             Problem::BadRecipeName { .. } => Some(
                 "use letters, digits, `-`, `_` or `.` (outputs go to out/<name>/ beside the \
                  recipe unless --out says otherwise)"

@@ -111,6 +111,7 @@ impl<'a> Builder<'a> {
         }
 
         self.check_edge_types(&built, &edges);
+        self.check_output_files(&built);
         let graph = self.check_cycles(&nodes_table, &edges);
 
         if !self.errors.is_empty() {
@@ -160,6 +161,29 @@ impl<'a> Builder<'a> {
                 };
                 self.errors.report(span, problem);
                 None
+            }
+        }
+    }
+
+    /// No two nodes write the same file.
+    fn check_output_files(&mut self, built: &[PlanNode]) {
+        let mut writers: std::collections::HashMap<std::path::PathBuf, &str> = Default::default();
+        for node in built {
+            for path in node.node.writes() {
+                match writers.get(&path) {
+                    Some(first) => {
+                        let span = self.key_span(&["nodes", &node.id]);
+                        let problem = Problem::SameOutputFile {
+                            node: node.id.clone(),
+                            path: path.display().to_string(),
+                            first: (*first).to_string(),
+                        };
+                        self.errors.report(span, problem);
+                    }
+                    None => {
+                        writers.insert(path, &node.id);
+                    }
+                }
             }
         }
     }
