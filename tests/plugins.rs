@@ -798,3 +798,45 @@ fn plugin_key_material_freshness_and_unkeyed_params_reach_the_cache() {
     assert_eq!(code, 5, "{stderr}");
     assert!(stderr.contains("input.txt"), "{stderr}");
 }
+
+#[test]
+fn a_library_that_someone_else_could_have_replaced_is_not_loaded() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |name: &str, mode: u32| {
+        let lib = dir.path().join(name);
+        std::fs::copy(&libs().majority, &lib).unwrap();
+        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(mode)).unwrap();
+        lib
+    };
+    let nodes = |lib: &Path| output(flow_in(cache.path()).arg("nodes").arg("--plugin").arg(lib));
+
+    let (code, stdout, stderr) = nodes(&copy("libowned.so", 0o755));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("majority-filter"), "{stdout}");
+
+    let (code, _, stderr) = nodes(&copy("libopen.so", 0o777));
+    assert_eq!(code, 6, "{stderr}");
+    assert!(
+        stderr.contains("refusing to load plugin") && stderr.contains("anyone may write it"),
+        "{stderr}"
+    );
+
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let inside = shared.join("lib.so");
+    std::fs::copy(&libs().majority, &inside).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, _, stderr) = nodes(&inside);
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stderr.contains("may be written by anyone"), "{stderr}");
+
+    // Another user's library (only root can make one to test with).
+    let theirs = copy("libtheirs.so", 0o755);
+    if std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).is_ok() {
+        let (code, _, stderr) = nodes(&theirs);
+        assert_eq!(code, 6, "{stderr}");
+        assert!(stderr.contains("belongs to user 65534"), "{stderr}");
+    }
+}

@@ -18,6 +18,15 @@ pub enum PluginError {
         /// The loader's message.
         reason: String,
     },
+    /// The library could have been replaced by someone else (anyone may write it or its
+    /// directory, or it belongs to another user), so it is not loaded.
+    #[error("refusing to load plugin {}: {reason}", path.display())]
+    Untrusted {
+        /// The library path.
+        path: PathBuf,
+        /// Why it is not trusted.
+        reason: String,
+    },
     /// The library has no `flow_plugin_entry` symbol.
     #[error(
         "{} is not a flow plugin: it exports no `flow_plugin_entry` symbol (a plugin is built with \

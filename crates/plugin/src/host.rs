@@ -66,6 +66,7 @@ pub fn load(path: &Path) -> Result<Arc<PluginLibrary>, PluginError> {
             reason: "not a file".into(),
         });
     }
+    check_trusted(&canonical)?;
     // SAFETY: loading a library runs its initializers. flow only loads paths the user named
     // (--plugin, the recipe's `plugins`, FLOW_PLUGIN_PATH); running their code is the point.
     let library =
@@ -89,6 +90,52 @@ pub fn load(path: &Path) -> Result<Arc<PluginLibrary>, PluginError> {
     let plugin = Arc::new(plugin);
     loaded.push(plugin.clone());
     Ok(plugin)
+}
+
+/// Refuses a library that someone other than its owner could have replaced: one that anyone
+/// may write, that sits in a directory anyone may write (without the sticky bit), or that
+/// belongs to another user than the one running flow (root's files are trusted). Loading runs
+/// the library's code, so this is checked before it is opened.
+#[cfg(unix)]
+fn check_trusted(path: &Path) -> Result<(), PluginError> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |reason: String| PluginError::Untrusted {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| refuse(e.to_string()))?;
+    if meta.mode() & 0o002 != 0 {
+        return Err(refuse("anyone may write it".into()));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc_geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(refuse(format!(
+            "it belongs to user {} and flow runs as user {me}",
+            meta.uid()
+        )));
+    }
+    if let Some(dir) = path.parent() {
+        let d = std::fs::metadata(dir).map_err(|e| refuse(e.to_string()))?;
+        if d.mode() & 0o002 != 0 && d.mode() & 0o1000 == 0 {
+            return Err(refuse(format!(
+                "its directory {} may be written by anyone",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_trusted(_: &Path) -> Result<(), PluginError> {
+    Ok(())
+}
+
+#[cfg(unix)]
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
 }
 
 /// An error and its sources, `: `-separated (libloading's own message is only "dlopen failed").
