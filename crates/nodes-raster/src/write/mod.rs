@@ -533,7 +533,7 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(files, [target.clone()]);
+        assert_eq!(files, std::slice::from_ref(&target));
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "two");
         assert_eq!(names(&dir.path().join("maps")), ["a.tif"]);
     }
