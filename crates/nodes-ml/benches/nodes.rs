@@ -8,7 +8,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use flow_core::{BandInfo, Grid, Matrix, Model, Raster};
+use flow_core::{BandInfo, DeclaredParams, Grid, Matrix, Model, Raster};
 use flow_nodes_ml::flatten::{FlattenNode, TimeSelection};
 use flow_nodes_ml::kmeans::algorithm::{fit_from_init, lloyd};
 use flow_nodes_ml::kmeans::assign::Rows;
@@ -113,8 +113,10 @@ fn bench_nodes(c: &mut Criterion) {
     g.bench_function("predict_1Mx12_k8", |b| {
         b.iter(|| black_box(PredictNode.apply(&m, &model, &|_| {}).unwrap()))
     });
-    let p: NormalizeParams =
-        toml::from_str("method = \"minmax\"\nscope = \"global\"\nrange = [0, 255]").unwrap();
+    let p = NormalizeParams::parse(
+        &toml::from_str("method = \"minmax\"\nscope = \"global\"\nrange = [0, 255]").unwrap(),
+    )
+    .unwrap();
     let norm = NormalizeNode::new(p.validate().unwrap());
     g.bench_function("normalize_minmax_global_1Mx12", |b| {
         b.iter(|| black_box(norm.apply(&r, &|_| {})))

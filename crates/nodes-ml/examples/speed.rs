@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use flow_core::{BandInfo, Grid, Raster};
+use flow_core::{BandInfo, DeclaredParams, Grid, Raster};
 use flow_nodes_ml::flatten::{FlattenNode, TimeSelection};
 use flow_nodes_ml::index::{AddIndexNode, AddIndexParams};
 use flow_nodes_ml::kmeans::{KMeansFitNode, KMeansParams};
@@ -40,8 +40,10 @@ fn main() {
     let warn = |m: String| eprintln!("warning: {m}");
 
     let t = Instant::now();
-    let p: AddIndexParams =
-        toml::from_str(r#"expr = { X = "(B08 - B04) / (B08 + B04) * 2 + sqrt(B11)" }"#).unwrap();
+    let p = AddIndexParams::parse(
+        &toml::from_str(r#"expr = { X = "(B08 - B04) / (B08 + B04) * 2 + sqrt(B11)" }"#).unwrap(),
+    )
+    .unwrap();
     let with_expr = AddIndexNode::new(p.validate().unwrap())
         .apply(&raster, &warn)
         .unwrap();
@@ -53,7 +55,7 @@ fn main() {
         .unwrap();
     println!("flatten -> {:?}: {:?}", m.data.dim(), t.elapsed());
 
-    let p: KMeansParams = toml::from_str(&format!("k = {k}\nn_init = 1")).unwrap();
+    let p = KMeansParams::parse(&toml::from_str(&format!("k = {k}\nn_init = 1")).unwrap()).unwrap();
     let t = Instant::now();
     let model = KMeansFitNode::new(p.validate().unwrap())
         .fit(&m, &warn, &|| false)

@@ -122,7 +122,7 @@ pub(crate) mod testutil {
 
     /// A raster on a small north-up grid with the given band names (common names filled for
     /// Sentinel-2 keys).
-    pub fn raster(data: Array4<f32>, bands: &[&str]) -> Raster {
+    pub(crate) fn raster(data: Array4<f32>, bands: &[&str]) -> Raster {
         let (t, _, h, w) = data.dim();
         Raster {
             grid: Grid::north_up("EPSG:32618", 585080.0, 5032950.0, 10.0, w, h),

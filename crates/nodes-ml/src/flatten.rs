@@ -1,16 +1,16 @@
 //! `flatten`: a raster cube to a pixels x features matrix, one row per fully valid pixel.
 
 use flow_core::{
-    schema, Inputs, Matrix, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType, Params,
-    Port, Raster, RunContext, Signature, Value, ValueType,
+    DeclaredParams, Inputs, Matrix, Node, NodeError, NodeKind, ParamError, ParamKind, ParamSpec,
+    ParamType, Params, Port, Raster, RunContext, Signature, Value, ValueType,
 };
 use ndarray::{Array2, Axis};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::MlError;
 
-/// Which time steps become features.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// Which time steps become features, as written: an integer or a string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TimeParam {
     /// One time step by index.
@@ -19,16 +19,20 @@ pub enum TimeParam {
     Name(String),
 }
 
-/// `flatten` parameters as written in the recipe.
-#[derive(Debug, Clone, Deserialize)]
-pub struct FlattenParams {
-    /// A time index, or `"all"`.
-    #[serde(default = "default_time")]
-    pub time: TimeParam,
+impl ParamKind for TimeParam {
+    /// An integer or a string: the schema cannot say both, so any value passes it and
+    /// [`FlattenParams::validate`] checks.
+    fn param_type() -> ParamType {
+        ParamType::Any
+    }
 }
 
-fn default_time() -> TimeParam {
-    TimeParam::Name("all".into())
+flow_core::params! {
+    /// `flatten` parameters as written in the recipe.
+    pub struct FlattenParams {
+        /// a time index (integer from 0), or "all" for every time step as extra features
+        pub time: TimeParam = TimeParam::Name("all".into()),
+    }
 }
 
 /// Validated time selection.
@@ -91,16 +95,11 @@ impl NodeKind for FlattenKind {
     }
 
     fn params(&self) -> Vec<ParamSpec> {
-        vec![ParamSpec::with_default(
-            "time",
-            ParamType::Any,
-            "all",
-            "a time index (integer from 0), or \"all\" for every time step as extra features",
-        )]
+        FlattenParams::specs()
     }
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
-        let time = schema::parse::<FlattenParams>(params)
+        let time = FlattenParams::parse(params)
             .map_err(|e| {
                 ParamError::new("time", format!("`time` must be an integer or \"all\": {e}"))
             })?

@@ -1,8 +1,8 @@
 //! `predict`: the nearest centroid of every row of a matrix.
 
 use flow_core::{
-    Inputs, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port,
-    RunContext, Signature, Value, ValueType,
+    DeclaredParams, Inputs, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec,
+    Params, Port, RunContext, Signature, Value, ValueType,
 };
 use ndarray::Array2;
 
@@ -12,6 +12,11 @@ use rayon::prelude::*;
 use crate::common::CHUNK;
 use crate::kmeans::assign::Rows;
 use crate::kmeans::kernel::{self, Prepared};
+
+flow_core::params! {
+    /// `predict` takes no parameters.
+    pub struct PredictParams {}
+}
 
 /// The `predict` node kind.
 #[derive(Debug, Clone, Copy, Default)]
@@ -47,10 +52,11 @@ impl NodeKind for PredictKind {
     }
 
     fn params(&self) -> Vec<ParamSpec> {
-        Vec::new()
+        PredictParams::specs()
     }
 
-    fn build(&self, _params: &Params) -> Result<Box<dyn Node>, ParamError> {
+    fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
+        PredictParams::parse(params)?;
         Ok(Box::new(PredictNode))
     }
 

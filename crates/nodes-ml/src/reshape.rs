@@ -1,8 +1,8 @@
 //! `reshape`: class ids per row back onto the grid, as [`Labels`].
 
 use flow_core::{
-    ClassInfo, Inputs, Labels, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec,
-    Params, Port, RunContext, Signature, Value, ValueType,
+    ClassInfo, DeclaredParams, Inputs, Labels, Matrix, Model, Node, NodeError, NodeKind,
+    ParamError, ParamSpec, Params, Port, RunContext, Signature, Value, ValueType,
 };
 use ndarray::Array2;
 
@@ -28,6 +28,11 @@ pub const PALETTE: [[u8; 3]; 10] = [
 /// The colour of class `id`.
 pub fn class_color(id: u16) -> [u8; 3] {
     PALETTE[id as usize % PALETTE.len()]
+}
+
+flow_core::params! {
+    /// `reshape` takes no parameters.
+    pub struct ReshapeParams {}
 }
 
 /// The `reshape` node kind.
@@ -68,10 +73,11 @@ impl NodeKind for ReshapeKind {
     }
 
     fn params(&self) -> Vec<ParamSpec> {
-        Vec::new()
+        ReshapeParams::specs()
     }
 
-    fn build(&self, _params: &Params) -> Result<Box<dyn Node>, ParamError> {
+    fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
+        ReshapeParams::parse(params)?;
         Ok(Box::new(ReshapeNode))
     }
 

@@ -77,4 +77,4 @@ impl From<RasterError> for NodeError {
 }
 
 /// Shorthand for results of this crate.
-pub type Result<T, E = RasterError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = RasterError> = std::result::Result<T, E>;

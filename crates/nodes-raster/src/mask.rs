@@ -2,25 +2,30 @@
 //! scene classification (SCL) as a cloud / shadow mask.
 
 use flow_core::{
-    schema, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType, Params, Port,
-    Raster, RunContext, Signature, Value, ValueType,
+    DeclaredParams, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port, Raster,
+    RunContext, Signature, Value, ValueType,
 };
 use ndarray::{Array2, Axis};
 use rayon::prelude::*;
-use serde::Deserialize;
 
 /// The `mask-nodata` node kind.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MaskKind;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MaskParams {
-    nodata: Option<f64>,
-    valid_range: Option<Vec<f64>>,
-    scl: Option<String>,
-    scl_classes: Option<Vec<i64>>,
-    dilate: Option<i64>,
+flow_core::params! {
+    /// `mask-nodata` parameters as written in the recipe.
+    struct MaskParams {
+        /// values equal to this become NaN
+        nodata: Option<f64>,
+        /// [min, max]; values outside become NaN
+        valid_range: Option<Vec<f64>>,
+        /// name of the Sentinel-2 SCL band to mask with (then dropped)
+        scl: Option<String>,
+        /// SCL classes to mask (3 shadow, 8/9 cloud, 10 cirrus)
+        scl_classes: Vec<i64> = DEFAULT_SCL_CLASSES.to_vec(),
+        /// grow the SCL mask by this many pixels
+        dilate: i64 = 0,
+    }
 }
 
 /// Validated `mask-nodata` parameters.
@@ -58,16 +63,14 @@ impl MaskParams {
                 ));
             }
         }
-        let scl_classes = self
-            .scl_classes
-            .unwrap_or_else(|| DEFAULT_SCL_CLASSES.to_vec());
+        let scl_classes = self.scl_classes;
         if scl_classes.iter().any(|c| !(0..=255).contains(c)) {
             return Err(ParamError::new(
                 "scl_classes",
                 "SCL classes are integers 0..=255",
             ));
         }
-        let dilate = match self.dilate.unwrap_or(0) {
+        let dilate = match self.dilate {
             d if (0..=1000).contains(&d) => d as usize,
             d => {
                 return Err(ParamError::new(
@@ -118,44 +121,11 @@ impl NodeKind for MaskKind {
     }
 
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::optional(
-                "nodata",
-                ParamType::Float,
-                "values equal to this become NaN",
-            ),
-            ParamSpec::optional(
-                "valid_range",
-                ParamType::array(ParamType::Float),
-                "[min, max]; values outside become NaN",
-            ),
-            ParamSpec::optional(
-                "scl",
-                ParamType::String,
-                "name of the Sentinel-2 SCL band to mask with (then dropped)",
-            ),
-            ParamSpec::with_default(
-                "scl_classes",
-                ParamType::array(ParamType::Integer),
-                toml::Value::Array(
-                    DEFAULT_SCL_CLASSES
-                        .iter()
-                        .map(|&c| toml::Value::Integer(c))
-                        .collect(),
-                ),
-                "SCL classes to mask (3 shadow, 8/9 cloud, 10 cirrus)",
-            ),
-            ParamSpec::with_default(
-                "dilate",
-                ParamType::Integer,
-                0,
-                "grow the SCL mask by this many pixels",
-            ),
-        ]
+        MaskParams::specs()
     }
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
-        let p: MaskParams = schema::parse(params)?;
+        let p = MaskParams::parse(params)?;
         Ok(Box::new(MaskNode {
             params: p.validate()?,
         }))
@@ -293,7 +263,7 @@ mod tests {
 
     fn node(toml_text: &str) -> MaskNode {
         let params: Params = toml::from_str(toml_text).unwrap();
-        let p: MaskParams = schema::parse(&params).unwrap();
+        let p = MaskParams::parse(&params).unwrap();
         MaskNode {
             params: p.validate().unwrap(),
         }

@@ -7,32 +7,24 @@ use gdal::Dataset;
 use crate::gdalx::{self, ErrorCapture};
 use crate::stac::AssetRef;
 
-/// Resampling methods of `stack`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resampling {
-    /// Nearest neighbour.
-    Nearest,
-    /// Bilinear.
-    Bilinear,
-    /// Cubic convolution.
-    Cubic,
-    /// Mean of the contributing pixels.
-    Average,
+flow_core::param_enum! {
+    /// Resampling methods of `stack`.
+    pub enum Resampling {
+        /// Nearest neighbour.
+        Nearest = "nearest",
+        /// Bilinear.
+        Bilinear = "bilinear",
+        /// Cubic convolution.
+        Cubic = "cubic",
+        /// Mean of the contributing pixels.
+        Average = "average",
+    }
 }
 
 impl Resampling {
-    /// The names accepted in recipes.
-    pub const NAMES: [&'static str; 4] = ["nearest", "bilinear", "cubic", "average"];
-
     /// Parses a recipe name.
     pub fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "nearest" => Resampling::Nearest,
-            "bilinear" => Resampling::Bilinear,
-            "cubic" => Resampling::Cubic,
-            "average" => Resampling::Average,
-            _ => return None,
-        })
+        Resampling::ALL.iter().copied().find(|r| r.name() == name)
     }
 
     fn gdalwarp_name(self) -> &'static str {

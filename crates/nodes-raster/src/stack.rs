@@ -5,12 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use flow_core::{
-    schema, BandInfo, Grid, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType,
+    BandInfo, DeclaredParams, Grid, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec,
     Params, Port, Raster, RunContext, Signature, Value, ValueType,
 };
 use ndarray::Array4;
 use rayon::prelude::*;
-use serde::Deserialize;
 
 use crate::error::RasterError;
 use crate::grid::{self, Bounds};
@@ -21,28 +20,40 @@ use crate::stac::{self, ItemRef};
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StackKind;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StackParams {
-    assets: Vec<String>,
-    resolution: f64,
-    bounds_latlon: Option<Vec<f64>>,
-    bounds: Option<Vec<f64>>,
-    epsg: Option<i64>,
-    #[serde(default = "yes")]
-    snap: bool,
-    #[serde(default)]
-    resampling: Option<String>,
-    #[serde(default)]
-    resampling_per_band: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    on_missing: Option<String>,
-    #[serde(default)]
-    max_parallel: Option<i64>,
+flow_core::param_enum! {
+    /// What a missing or unreadable asset does.
+    enum OnMissing {
+        /// The node fails.
+        Error = "error",
+        /// The asset's band is NaN, with a warning.
+        Nodata = "nodata",
+    }
 }
 
-fn yes() -> bool {
-    true
+flow_core::params! {
+    /// `stack` parameters as written in the recipe.
+    struct StackParams {
+        /// asset keys, in band order
+        assets: Vec<String>,
+        /// pixel size in units of the CRS
+        resolution: f64,
+        /// [min_lon, min_lat, max_lon, max_lat], reprojected to the CRS
+        bounds_latlon: Option<Vec<f64>>,
+        /// [min_x, min_y, max_x, max_y] in the CRS
+        bounds: Option<Vec<f64>>,
+        /// output CRS; default: the items' proj:code / proj:epsg
+        epsg: Option<i64>,
+        /// snap bounds outward to multiples of the resolution
+        snap: bool = true,
+        /// resampling method
+        resampling: Resampling = Resampling::Nearest,
+        /// asset key -> resampling method
+        resampling_per_band: Option<toml::Table>,
+        /// a missing or unreadable asset is an error, or NaN with a warning
+        on_missing: OnMissing = OnMissing::Error,
+        /// assets read at once
+        max_parallel: i64 = 4,
+    }
 }
 
 /// Where the grid's extent comes from.
@@ -82,10 +93,22 @@ fn four(name: &str, v: &[f64]) -> Result<Bounds, ParamError> {
     Ok([v[0], v[1], v[2], v[3]])
 }
 
-fn method(param: &str, name: &str) -> Result<Resampling, ParamError> {
+/// The resampling method `value` of `resampling_per_band.asset`.
+fn method(asset: &str, value: &toml::Value) -> Result<Resampling, ParamError> {
+    let param = "resampling_per_band";
+    let names = || {
+        let names: Vec<_> = Resampling::ALL.iter().map(|r| r.name()).collect();
+        format!("use one of {}", names.join(", "))
+    };
+    let Some(name) = value.as_str() else {
+        return Err(ParamError::new(
+            param,
+            format!("`{param}.{asset}` must be a resampling method name"),
+        )
+        .with_help(names()));
+    };
     Resampling::parse(name).ok_or_else(|| {
-        ParamError::new(param, format!("unknown resampling `{name}`"))
-            .with_help(format!("use one of {}", Resampling::NAMES.join(", ")))
+        ParamError::new(param, format!("unknown resampling `{name}`")).with_help(names())
     })
 }
 
@@ -145,42 +168,23 @@ impl StackParams {
                 ))
             }
         };
-        let default = method(
-            "resampling",
-            self.resampling.as_deref().unwrap_or("nearest"),
-        )?;
-        let per_band = self.resampling_per_band.unwrap_or_default();
-        for (k, v) in &per_band {
+        let mut per_band = BTreeMap::new();
+        for (k, v) in self.resampling_per_band.iter().flatten() {
             if !self.assets.contains(k) {
                 return Err(ParamError::new(
                     "resampling_per_band",
                     format!("`{k}` is not one of `assets`"),
                 ));
             }
-            method("resampling_per_band", v)?;
+            per_band.insert(k.as_str(), method(k, v)?);
         }
         let resampling = self
             .assets
             .iter()
-            .map(|a| {
-                per_band
-                    .get(a)
-                    .map(|m| method("resampling_per_band", m))
-                    .unwrap_or(Ok(default))
-            })
-            .collect::<Result<_, _>>()?;
-        let missing_as_nodata = match self.on_missing.as_deref().unwrap_or("error") {
-            "error" => false,
-            "nodata" => true,
-            other => {
-                return Err(ParamError::new(
-                    "on_missing",
-                    format!("unknown `on_missing` value `{other}`"),
-                )
-                .with_help("use \"error\" or \"nodata\""))
-            }
-        };
-        let max_parallel = match self.max_parallel.unwrap_or(4) {
+            .map(|a| per_band.get(a.as_str()).copied().unwrap_or(self.resampling))
+            .collect();
+        let missing_as_nodata = self.on_missing == OnMissing::Nodata;
+        let max_parallel = match self.max_parallel {
             n if (1..=256).contains(&n) => n as usize,
             n => {
                 return Err(ParamError::new(
@@ -230,61 +234,11 @@ impl NodeKind for StackKind {
     }
 
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::required(
-                "assets",
-                ParamType::array(ParamType::String),
-                "asset keys, in band order",
-            ),
-            ParamSpec::required(
-                "resolution",
-                ParamType::Float,
-                "pixel size in units of the CRS",
-            ),
-            ParamSpec::optional(
-                "bounds_latlon",
-                ParamType::array(ParamType::Float),
-                "[min_lon, min_lat, max_lon, max_lat], reprojected to the CRS",
-            ),
-            ParamSpec::optional(
-                "bounds",
-                ParamType::array(ParamType::Float),
-                "[min_x, min_y, max_x, max_y] in the CRS",
-            ),
-            ParamSpec::optional(
-                "epsg",
-                ParamType::Integer,
-                "output CRS; default: the items' proj:code / proj:epsg",
-            ),
-            ParamSpec::with_default(
-                "snap",
-                ParamType::Bool,
-                true,
-                "snap bounds outward to multiples of the resolution",
-            ),
-            ParamSpec::with_default(
-                "resampling",
-                ParamType::one_of(&Resampling::NAMES),
-                "nearest",
-                "resampling method",
-            ),
-            ParamSpec::optional(
-                "resampling_per_band",
-                ParamType::Table,
-                "asset key -> resampling method",
-            ),
-            ParamSpec::with_default(
-                "on_missing",
-                ParamType::one_of(&["error", "nodata"]),
-                "error",
-                "a missing or unreadable asset is an error, or NaN with a warning",
-            ),
-            ParamSpec::with_default("max_parallel", ParamType::Integer, 4, "assets read at once"),
-        ]
+        StackParams::specs()
     }
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
-        let p: StackParams = schema::parse(params)?;
+        let p = StackParams::parse(params)?;
         Ok(Box::new(StackNode {
             params: p.validate()?,
         }))
@@ -508,5 +462,56 @@ impl Node for StackNode {
             bands,
             times,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid(src: &str) -> Result<ValidStack, ParamError> {
+        StackParams::parse(&toml::from_str(src).unwrap())?.validate()
+    }
+
+    #[test]
+    fn defaults_and_per_band_resampling() {
+        let v = valid("assets = [\"B04\", \"B05\"]\nresolution = 10").unwrap();
+        assert_eq!(v.resampling, [Resampling::Nearest; 2]);
+        assert_eq!(v.extent, Extent::Items);
+        assert!(v.snap && !v.missing_as_nodata);
+        assert_eq!((v.max_parallel, v.epsg), (4, None));
+        let v = valid(
+            "assets = [\"B04\", \"B05\"]\nresolution = 10\nresampling = \"cubic\"\n\
+             resampling_per_band = { B05 = \"average\" }\non_missing = \"nodata\"",
+        )
+        .unwrap();
+        assert_eq!(v.resampling, [Resampling::Cubic, Resampling::Average]);
+        assert!(v.missing_as_nodata);
+    }
+
+    #[test]
+    fn errors_name_the_param() {
+        let param = |src: &str| valid(src).unwrap_err().param;
+        let base = "assets = [\"B04\"]\nresolution = 10\n";
+        for (extra, name) in [
+            ("resampling = \"lanczos\"", "resampling"),
+            (
+                "resampling_per_band = { B04 = \"lanczos\" }",
+                "resampling_per_band",
+            ),
+            ("resampling_per_band = { B04 = 3 }", "resampling_per_band"),
+            (
+                "resampling_per_band = { B05 = \"cubic\" }",
+                "resampling_per_band",
+            ),
+            ("on_missing = \"skip\"", "on_missing"),
+            ("max_parallel = 0", "max_parallel"),
+        ] {
+            assert_eq!(
+                param(&format!("{base}{extra}")).as_deref(),
+                Some(name),
+                "{extra}"
+            );
+        }
     }
 }

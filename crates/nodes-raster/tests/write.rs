@@ -74,6 +74,8 @@ fn raster(w: usize, h: usize) -> Raster {
 
 fn category_names(band: &gdal::raster::RasterBand) -> Vec<String> {
     let mut out = Vec::new();
+    // SAFETY: the band handle is valid while `band` lives; GDAL returns a NULL-terminated list of
+    // NUL-terminated strings (or NULL) that it owns, and nothing here calls GDAL while reading it.
     unsafe {
         let list = gdal_sys::GDALGetRasterCategoryNames(band.c_rasterband());
         let mut i = 0;

@@ -1,27 +1,21 @@
 //! Parameters of `add-index`.
 
-use flow_core::{schema::suggest, ParamError, ParamSpec, ParamType};
-use serde::Deserialize;
+use flow_core::{schema::suggest, ParamError};
 
 use super::expr::BandExpr;
 use super::formulas::{SpectralIndex, ALL};
 
-/// `add-index` parameters as written in the recipe.
-#[derive(Debug, Clone, Deserialize)]
-pub struct AddIndexParams {
-    /// Named indices (`["NDVI", "ndwi"]`).
-    #[serde(default)]
-    pub indices: Vec<String>,
-    /// Output band name -> expression.
-    #[serde(default)]
-    pub expr: toml::Table,
-    /// The soil factor L of SAVI.
-    #[serde(default = "default_savi_l")]
-    pub savi_l: f64,
-}
-
-fn default_savi_l() -> f64 {
-    0.5
+flow_core::params! {
+    /// `add-index` parameters as written in the recipe.
+    pub struct AddIndexParams {
+        /// named indices, case-insensitive: NDVI, GNDVI, NDWI, MNDWI, NDBI, NDMI, NBR, SAVI, EVI
+        pub indices: Option<Vec<String>>,
+        /// band math: NAME = "expression" over band names (B08) or common names (nir), e.g.
+        /// { RATIO = "nir / red" }
+        pub expr: Option<toml::Table>,
+        /// soil brightness factor L of SAVI
+        pub savi_l: f64 = 0.5,
+    }
 }
 
 /// One band to append.
@@ -44,13 +38,23 @@ impl NewBand {
 }
 
 /// `add-index` parameters once checked: the bands to append, in order (indices, then the
-/// expressions in the order of the table).
+/// expressions in the order of the table). Made only by [`AddIndexParams::validate`].
 #[derive(Debug, Clone)]
 pub struct AddIndexValidParams {
-    /// The bands to append.
-    pub bands: Vec<NewBand>,
-    /// SAVI's L.
-    pub savi_l: f64,
+    bands: Vec<NewBand>,
+    savi_l: f64,
+}
+
+impl AddIndexValidParams {
+    /// The bands to append (at least one, names distinct).
+    pub fn bands(&self) -> &[NewBand] {
+        &self.bands
+    }
+
+    /// SAVI's L, finite and `>= 0`.
+    pub fn savi_l(&self) -> f64 {
+        self.savi_l
+    }
 }
 
 impl AddIndexParams {
@@ -63,7 +67,7 @@ impl AddIndexParams {
     pub fn validate(self) -> Result<AddIndexValidParams, ParamError> {
         let mut bands: Vec<NewBand> = Vec::new();
         let known = || ALL.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ");
-        for name in &self.indices {
+        for name in self.indices.iter().flatten() {
             let Some(index) = SpectralIndex::parse(name) else {
                 let upper = name.to_ascii_uppercase();
                 let mut e = ParamError::new(
@@ -83,7 +87,7 @@ impl AddIndexParams {
             }
             bands.push(NewBand::Index(index));
         }
-        for (name, value) in &self.expr {
+        for (name, value) in self.expr.iter().flatten() {
             let Some(source) = value.as_str() else {
                 return Err(ParamError::new(
                     "expr",
@@ -119,21 +123,4 @@ impl AddIndexParams {
             savi_l: self.savi_l,
         })
     }
-}
-
-/// The schema of `add-index`.
-pub fn schema() -> Vec<ParamSpec> {
-    vec![
-        ParamSpec::optional(
-            "indices",
-            ParamType::array(ParamType::String),
-            "named indices, case-insensitive: NDVI, GNDVI, NDWI, MNDWI, NDBI, NDMI, NBR, SAVI, EVI",
-        ),
-        ParamSpec::optional(
-            "expr",
-            ParamType::Table,
-            "band math: NAME = \"expression\" over band names (B08) or common names (nir), e.g. { RATIO = \"nir / red\" }",
-        ),
-        ParamSpec::with_default("savi_l", ParamType::Float, 0.5, "soil brightness factor L of SAVI"),
-    ]
 }

@@ -16,8 +16,8 @@ pub mod formulas;
 mod hyperparams;
 
 use flow_core::{
-    schema, BandInfo, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port,
-    Raster, RunContext, Signature, Value, ValueType,
+    BandInfo, DeclaredParams, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, Params,
+    Port, Raster, RunContext, Signature, Value, ValueType,
 };
 use ndarray::{s, Array4, Axis};
 use rayon::prelude::*;
@@ -58,11 +58,11 @@ impl NodeKind for AddIndexKind {
     }
 
     fn params(&self) -> Vec<ParamSpec> {
-        hyperparams::schema()
+        AddIndexParams::specs()
     }
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
-        let params = schema::parse::<AddIndexParams>(params)?.validate()?;
+        let params = AddIndexParams::parse(params)?.validate()?;
         Ok(Box::new(AddIndexNode { params }))
     }
 
@@ -91,9 +91,9 @@ impl AddIndexNode {
     /// interpreted expression does not give a number.
     pub fn apply(&self, raster: &Raster, warn: &dyn Fn(String)) -> Result<Raster, MlError> {
         let (nt, nb, h, w) = raster.data.dim();
-        let n_new = self.params.bands.len();
+        let n_new = self.params.bands().len();
         let mut bands = raster.bands.clone();
-        for new in &self.params.bands {
+        for new in self.params.bands() {
             if bands
                 .iter()
                 .any(|b| b.name.eq_ignore_ascii_case(new.name()))
@@ -104,7 +104,7 @@ impl AddIndexNode {
         let mut out = Array4::<f32>::zeros((nt, nb + n_new, h, w));
         out.slice_mut(s![.., ..nb, .., ..]).assign(&raster.data);
 
-        for (j, new) in self.params.bands.iter().enumerate() {
+        for (j, new) in self.params.bands().iter().enumerate() {
             let bi = nb + j;
             let (what, wanted): (String, Vec<&str>) = match new {
                 NewBand::Index(i) => (i.name().to_string(), i.bands().to_vec()),
@@ -172,7 +172,7 @@ impl AddIndexNode {
                                         v[k] = c[p] as f64;
                                     }
                                     *o = finite_or_nan(
-                                        i.compute(&v[..ins.len()], self.params.savi_l),
+                                        i.compute(&v[..ins.len()], self.params.savi_l()),
                                     );
                                 }
                                 Ok(())
@@ -216,12 +216,7 @@ mod tests {
 
     fn node(src: &str) -> AddIndexNode {
         let params: Params = toml::from_str(src).unwrap();
-        AddIndexNode::new(
-            schema::parse::<AddIndexParams>(&params)
-                .unwrap()
-                .validate()
-                .unwrap(),
-        )
+        AddIndexNode::new(AddIndexParams::parse(&params).unwrap().validate().unwrap())
     }
 
     /// Bands B02 blue, B03 green, B04 red, B08 nir, B11 swir16, B12 swir22; 1 x 3 pixels.

@@ -182,13 +182,13 @@ pub fn pass_multi(rows: &Rows<'_>, runs: &[&Prepared]) -> Vec<PassStats> {
             let mut dist = [0.0f32; kernel::BLOCK];
             runs.iter()
                 .map(|p| {
-                    let k = p.k;
+                    let k = p.k();
                     let mut counts = vec![0u64; COUNT_BANKS * k];
                     let mut inertia = 0.0f64;
                     for block in chunk.chunks(kernel::BLOCK * f) {
                         kernel::assign_with(isa, block, p, &mut labels);
                         // Distances first (independent rows), then the ordered f64 sum.
-                        distances(block, &labels, &p.flat, f, &mut dist);
+                        distances(block, &labels, p.flat(), f, &mut dist);
                         let n = block.len() / f;
                         for (i, (&c, &d)) in labels[..n].iter().zip(&dist[..n]).enumerate() {
                             counts[(i % COUNT_BANKS) * k + c as usize] += 1;
@@ -205,7 +205,7 @@ pub fn pass_multi(rows: &Rows<'_>, runs: &[&Prepared]) -> Vec<PassStats> {
                 .collect()
         })
         .collect();
-    let mut total: Vec<PassStats> = runs.iter().map(|p| PassStats::zeros(p.k)).collect();
+    let mut total: Vec<PassStats> = runs.iter().map(|p| PassStats::zeros(p.k())).collect();
     for part in &partials {
         for (t, p) in total.iter_mut().zip(part) {
             t.add(p);

@@ -1,45 +1,39 @@
 //! Parameters of `kmeans-fit`, as written and once validated.
 
-use flow_core::{ParamError, ParamSpec, ParamType};
-use serde::Deserialize;
+use flow_core::{ParamError, ParamKind, ParamType};
+use serde::{Deserialize, Serialize};
 
-/// How the initial centroids of each run are chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum InitMethod {
-    /// Greedy k-means++ (Arthur & Vassilvitskii, with scikit-learn's 2 + ln k local trials per
-    /// centre): each new centre is the best of a few rows drawn with probability proportional to
-    /// their squared distance to the centres so far.
-    #[serde(rename = "k-means++")]
-    KMeansPlusPlus,
-    /// k distinct rows drawn uniformly.
-    #[serde(rename = "random")]
-    Random,
-    /// k-means|| (Bahmani et al. 2012): 5 rounds of oversampling (l = 2k candidates expected per
-    /// round), candidates weighted by the rows nearest to them, reduced to k by weighted
-    /// k-means++. Unlike dask-ml's `oversampling_factor=0`, it never pads with random rows.
-    #[serde(rename = "k-means||")]
-    KMeansParallel,
-}
-
-impl InitMethod {
-    /// The name used in recipes.
-    pub fn name(self) -> &'static str {
-        match self {
-            InitMethod::KMeansPlusPlus => "k-means++",
-            InitMethod::Random => "random",
-            InitMethod::KMeansParallel => "k-means||",
-        }
+flow_core::param_enum! {
+    /// How the initial centroids of each run are chosen.
+    pub enum InitMethod {
+        /// Greedy k-means++ (Arthur & Vassilvitskii, with scikit-learn's 2 + ln k local trials
+        /// per centre): each new centre is the best of a few rows drawn with probability
+        /// proportional to their squared distance to the centres so far.
+        KMeansPlusPlus = "k-means++",
+        /// k distinct rows drawn uniformly.
+        Random = "random",
+        /// k-means|| (Bahmani et al. 2012): 5 rounds of oversampling (l = 2k candidates expected
+        /// per round), candidates weighted by the rows nearest to them, reduced to k by weighted
+        /// k-means++. Unlike dask-ml's `oversampling_factor=0`, it never pads with random rows.
+        KMeansParallel = "k-means||",
     }
 }
 
 /// `sample` as written: a row count (integer) or a fraction of the rows (float).
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SampleParam {
     /// A number of rows.
     Count(i64),
     /// A fraction of the rows in (0, 1].
     Fraction(f64),
+}
+
+impl ParamKind for SampleParam {
+    /// A number: an integer is a count, a float a fraction.
+    fn param_type() -> ParamType {
+        ParamType::Float
+    }
 }
 
 /// A validated `sample`.
@@ -61,63 +55,76 @@ impl Sample {
     }
 }
 
-/// `kmeans-fit` parameters as written in the recipe.
-#[derive(Debug, Clone, Deserialize)]
-pub struct KMeansParams {
-    /// Number of clusters.
-    pub k: i64,
-    /// Initialization method.
-    #[serde(default = "default_init")]
-    pub init: InitMethod,
-    /// Runs from different initial centroids; the one with the lowest inertia is kept.
-    #[serde(default = "default_n_init")]
-    pub n_init: i64,
-    /// Maximum Lloyd iterations per run.
-    #[serde(default = "default_max_iter")]
-    pub max_iter: i64,
-    /// Relative tolerance on the centre shift.
-    #[serde(default = "default_tol")]
-    pub tol: f64,
-    /// Seed of every random choice.
-    #[serde(default)]
-    pub seed: i64,
-    /// Fit on a deterministic subset of the rows.
-    #[serde(default)]
-    pub sample: Option<SampleParam>,
+flow_core::params! {
+    /// `kmeans-fit` parameters as written in the recipe.
+    pub struct KMeansParams {
+        /// number of clusters (>= 1)
+        pub k: i64,
+        /// initialization of each run
+        pub init: InitMethod = InitMethod::KMeansPlusPlus,
+        /// runs; the lowest inertia wins
+        pub n_init: i64 = 10,
+        /// maximum Lloyd iterations per run
+        pub max_iter: i64 = 300,
+        /// stop when the squared centre shift <= tol x mean feature variance
+        pub tol: f64 = 1e-4,
+        /// seed of every random choice (recorded in the model)
+        pub seed: i64 = 0,
+        /// fit on a deterministic subset: an integer row count, or a fraction in (0, 1] such as
+        /// 0.1
+        pub sample: Option<SampleParam>,
+    }
 }
 
-fn default_init() -> InitMethod {
-    InitMethod::KMeansPlusPlus
-}
-fn default_n_init() -> i64 {
-    10
-}
-fn default_max_iter() -> i64 {
-    300
-}
-fn default_tol() -> f64 {
-    1e-4
-}
-
-/// `kmeans-fit` parameters once checked.
+/// `kmeans-fit` parameters once checked; made only by [`KMeansParams::validate`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct KMeansValidParams {
+    k: usize,
+    init: InitMethod,
+    n_init: usize,
+    max_iter: usize,
+    tol: f64,
+    seed: u64,
+    sample: Option<Sample>,
+}
+
+impl KMeansValidParams {
     /// Number of clusters, 1..=65535 (class ids are u16 and 65535 is nodata).
-    pub k: usize,
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
     /// Initialization method.
-    pub init: InitMethod,
+    pub fn init(&self) -> InitMethod {
+        self.init
+    }
+
     /// Runs, >= 1.
-    pub n_init: usize,
+    pub fn n_init(&self) -> usize {
+        self.n_init
+    }
+
     /// Iterations per run, >= 1.
-    pub max_iter: usize,
-    /// Relative tolerance, >= 0: a run stops once the squared centre shift is at most
+    pub fn max_iter(&self) -> usize {
+        self.max_iter
+    }
+
+    /// Relative tolerance, finite and >= 0: a run stops once the squared centre shift is at most
     /// `tol` x the mean per-feature variance of the rows (scikit-learn's criterion; linfa's
     /// absolute one depends on the data's units).
-    pub tol: f64,
-    /// Seed.
-    pub seed: u64,
-    /// Optional subset.
-    pub sample: Option<Sample>,
+    pub fn tol(&self) -> f64 {
+        self.tol
+    }
+
+    /// Seed of every random choice.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Optional subset: a count >= 1 or a fraction in (0, 1].
+    pub fn sample(&self) -> Option<Sample> {
+        self.sample
+    }
 }
 
 impl KMeansParams {
@@ -178,46 +185,28 @@ impl KMeansParams {
     }
 }
 
-/// The schema of `kmeans-fit`.
-pub fn schema() -> Vec<ParamSpec> {
-    vec![
-        ParamSpec::required("k", ParamType::Integer, "number of clusters (>= 1)"),
-        ParamSpec::with_default(
-            "init",
-            ParamType::one_of(&["k-means++", "random", "k-means||"]),
-            "k-means++",
-            "initialization of each run",
-        ),
-        ParamSpec::with_default("n_init", ParamType::Integer, 10, "runs; the lowest inertia wins"),
-        ParamSpec::with_default("max_iter", ParamType::Integer, 300, "maximum Lloyd iterations per run"),
-        ParamSpec::with_default(
-            "tol",
-            ParamType::Float,
-            1e-4,
-            "stop when the squared centre shift <= tol x mean feature variance",
-        ),
-        ParamSpec::with_default("seed", ParamType::Integer, 0, "seed of every random choice (recorded in the model)"),
-        ParamSpec::optional(
-            "sample",
-            ParamType::Float,
-            "fit on a deterministic subset: an integer row count, or a fraction in (0, 1] such as 0.1",
-        ),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flow_core::DeclaredParams;
 
     fn parse(src: &str) -> Result<KMeansValidParams, ParamError> {
-        flow_core::schema::parse::<KMeansParams>(&toml::from_str(src).unwrap())?.validate()
+        KMeansParams::parse(&toml::from_str(src).unwrap())?.validate()
     }
 
     #[test]
     fn defaults_and_ranges() {
         let p = parse("k = 4").unwrap();
         assert_eq!(
-            (p.k, p.init, p.n_init, p.max_iter, p.tol, p.seed, p.sample),
+            (
+                p.k(),
+                p.init(),
+                p.n_init(),
+                p.max_iter(),
+                p.tol(),
+                p.seed(),
+                p.sample()
+            ),
             (4, InitMethod::KMeansPlusPlus, 10, 300, 1e-4, 0, None)
         );
         assert_eq!(parse("k = 0").unwrap_err().param.as_deref(), Some("k"));
@@ -235,7 +224,7 @@ mod tests {
             Some("tol")
         );
         assert_eq!(
-            parse("k = 2\ninit = \"k-means||\"").unwrap().init,
+            parse("k = 2\ninit = \"k-means||\"").unwrap().init(),
             InitMethod::KMeansParallel
         );
     }
@@ -243,11 +232,11 @@ mod tests {
     #[test]
     fn sample_count_or_fraction() {
         assert_eq!(
-            parse("k = 2\nsample = 1000").unwrap().sample,
+            parse("k = 2\nsample = 1000").unwrap().sample(),
             Some(Sample::Count(1000))
         );
         assert_eq!(
-            parse("k = 2\nsample = 0.25").unwrap().sample,
+            parse("k = 2\nsample = 0.25").unwrap().sample(),
             Some(Sample::Fraction(0.25))
         );
         assert_eq!(

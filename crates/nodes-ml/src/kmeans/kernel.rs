@@ -46,10 +46,8 @@ pub const BANKS: usize = 4;
 /// `||c||^2` (padding lanes: coefficients 0 and norm +inf, so they never win).
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    /// Number of centroids.
-    pub k: usize,
-    /// Features.
-    pub f: usize,
+    k: usize,
+    f: usize,
     nb: usize,
     coef: Vec<[f32; LANES]>,
     norm: Vec<[f32; LANES]>,
@@ -58,8 +56,7 @@ pub struct Prepared {
     bcoef: Vec<[f32; LANES]>,
     /// `||c||^2` in all lanes, per centroid (the same values as `norm`).
     bnorm: Vec<[f32; LANES]>,
-    /// The centroids as given, row-major.
-    pub flat: Vec<f32>,
+    flat: Vec<f32>,
 }
 
 impl Prepared {
@@ -100,6 +97,21 @@ impl Prepared {
             flat: centroids[..k * f].to_vec(),
         }
     }
+
+    /// Number of centroids.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Features (at least 1).
+    pub fn f(&self) -> usize {
+        self.f
+    }
+
+    /// The centroids as given, row-major (`k x f`).
+    pub fn flat(&self) -> &[f32] {
+        &self.flat
+    }
 }
 
 /// Which implementation runs on this CPU.
@@ -119,27 +131,25 @@ pub fn isa() -> Isa {
             return Isa::Portable;
         }
         #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("bmi1")
-            {
-                return Isa::Avx2Fma;
-            }
+        if avx2::available() {
+            return Isa::Avx2Fma;
         }
         Isa::Portable
     })
 }
 
-/// Labels of the rows of `block` (row-major, `p.f` values each) into `out`.
+/// Labels of the rows of `block` (row-major, `p.f` values each) into `out`. [`Isa::Avx2Fma`] on
+/// a CPU without it runs the portable code.
 pub fn assign_with(isa: Isa, block: &[f32], p: &Prepared, out: &mut [u32]) {
     let n = block.len() / p.f;
     debug_assert!(out.len() >= n);
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: Avx2Fma is only chosen when the CPU has both features (or by a caller that
-        // checked them, see `isa`).
-        Isa::Avx2Fma => unsafe { avx2::assign(block, p, &mut out[..n], avx2::wide()) },
+        // SAFETY: the CPU has AVX2, FMA and BMI1 (`available`), and AVX-512 F and DQ where
+        // `wide` says so.
+        Isa::Avx2Fma if avx2::available() => unsafe {
+            avx2::assign(block, p, &mut out[..n], avx2::wide())
+        },
         _ => portable::assign(block, p, &mut out[..n]),
     }
 }
@@ -208,17 +218,34 @@ impl Accum {
         self.flush();
     }
 
-    /// Adds the rows of `block` to the f32 banks only.
+    /// Adds the rows of `block` to the f32 banks only. [`Isa::Avx2Fma`] on a CPU without it runs
+    /// the portable code.
+    ///
+    /// # Panics
+    /// When a label of a row of `block` is not below the number of clusters.
     pub fn add_block_no_flush(&mut self, isa: Isa, block: &[f32], labels: &[u32]) {
+        // The vector code does not check bounds: a label out of range stops here (on every
+        // path, so that it never lands in another cluster's bank either).
+        let rows = labels.len().min(block.len() / self.f);
+        let top = labels[..rows].iter().fold(0, |m, &c| m.max(c));
+        assert!(
+            rows == 0 || (top as usize) < self.k,
+            "label {top} out of range for {} clusters",
+            self.k
+        );
         match isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: as in `assign_with`; the AVX-512 variant only where `wide` found it.
-            Isa::Avx2Fma if self.fpad == 16 && avx2::wide() => unsafe {
-                avx2::accumulate16(block, labels, self)
-            },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as in `assign_with`.
-            Isa::Avx2Fma => unsafe { avx2::accumulate(block, labels, self) },
+            Isa::Avx2Fma if avx2::available() => {
+                if self.fpad == 16 && avx2::wide() {
+                    // SAFETY: the CPU has AVX-512 F (`wide`); a bank is one 16-float line; every
+                    // label of the rows added is below `k` (checked above).
+                    unsafe { avx2::accumulate16(block, labels, self) }
+                } else {
+                    // SAFETY: the CPU has AVX2 and FMA (`available`); every label of the rows
+                    // added is below `k` (checked above).
+                    unsafe { avx2::accumulate(block, labels, self) }
+                }
+            }
             _ => portable::accumulate(block, labels, self),
         }
     }
@@ -297,7 +324,7 @@ pub fn labels_into(rows: &Rows<'_>, p: &Prepared, out: &mut [u32]) {
 mod portable {
     use super::{Accum, Prepared, BANKS, LANES};
 
-    pub fn assign(block: &[f32], p: &Prepared, out: &mut [u32]) {
+    pub(super) fn assign(block: &[f32], p: &Prepared, out: &mut [u32]) {
         let f = p.f;
         for (row, o) in block.chunks_exact(f).zip(out.iter_mut()) {
             let mut best = (0u32, f32::INFINITY);
@@ -331,7 +358,7 @@ mod portable {
         }
     }
 
-    pub fn accumulate(block: &[f32], labels: &[u32], acc: &mut Accum) {
+    pub(super) fn accumulate(block: &[f32], labels: &[u32], acc: &mut Accum) {
         let (f, fpad, k) = (acc.f, acc.fpad, acc.k);
         let banks = super::values_mut(&mut acc.banks);
         for (i, (row, &c)) in block.chunks_exact(f).zip(labels).enumerate() {
@@ -362,7 +389,20 @@ mod avx2 {
         t
     };
 
+    /// AVX2, FMA and BMI1 on this CPU: what every function of this module needs.
+    pub(super) fn available() -> bool {
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("bmi1")
+        })
+    }
+
     /// Lowest lane holding the minimum of `d` and that minimum; lane 0 when all are NaN.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and BMI1.
     #[inline]
     #[target_feature(enable = "avx2,fma,bmi1")]
     unsafe fn argmin(d: __m256) -> (u32, f32) {
@@ -373,13 +413,19 @@ mod avx2 {
         // Lowest set bit by table (one load; LLVM lowers `trailing_zeros` through a popcount
         // sequence here).
         (
-            *FIRST_LANE.get_unchecked(mask & 0xFF) as u32,
+            // SAFETY: `mask & 0xFF` is below 256, the length of `FIRST_LANE`.
+            unsafe { *FIRST_LANE.get_unchecked(mask & 0xFF) } as u32,
             _mm256_cvtss_f32(m),
         )
     }
 
     /// `||c||^2 - 2 x.c` for the 8 centroids of one block, two FMA chains. `F` is the number of
     /// features when known at compile time (the loop is then fully unrolled), 0 for `f`.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available (it is inlined into `#[target_feature]` code); with `n` the
+    /// number of features (`F`, or `f` when `F` is 0), `x` must point at `n` readable floats and
+    /// `coef` at `n` readable vectors.
     #[inline(always)]
     unsafe fn partial<const F: usize>(
         x: *const f32,
@@ -388,39 +434,53 @@ mod avx2 {
         norm: __m256,
     ) -> __m256 {
         let f = if F > 0 { F } else { f };
-        let mut a0 = norm;
-        let mut a1 = _mm256_setzero_ps();
-        let mut j = 0;
-        while j + 1 < f {
-            a0 = _mm256_fmadd_ps(
-                _mm256_set1_ps(*x.add(j)),
-                _mm256_loadu_ps(coef.add(j) as *const f32),
-                a0,
-            );
-            a1 = _mm256_fmadd_ps(
-                _mm256_set1_ps(*x.add(j + 1)),
-                _mm256_loadu_ps(coef.add(j + 1) as *const f32),
-                a1,
-            );
-            j += 2;
+        // SAFETY: AVX2 and FMA are available, and every read is at an index `j < f` of `x` and
+        // of `coef`, inside them (both the caller's contract).
+        unsafe {
+            let mut a0 = norm;
+            let mut a1 = _mm256_setzero_ps();
+            let mut j = 0;
+            while j + 1 < f {
+                a0 = _mm256_fmadd_ps(
+                    _mm256_set1_ps(*x.add(j)),
+                    _mm256_loadu_ps(coef.add(j) as *const f32),
+                    a0,
+                );
+                a1 = _mm256_fmadd_ps(
+                    _mm256_set1_ps(*x.add(j + 1)),
+                    _mm256_loadu_ps(coef.add(j + 1) as *const f32),
+                    a1,
+                );
+                j += 2;
+            }
+            if j < f {
+                a0 = _mm256_fmadd_ps(
+                    _mm256_set1_ps(*x.add(j)),
+                    _mm256_loadu_ps(coef.add(j) as *const f32),
+                    a0,
+                );
+            }
+            _mm256_add_ps(a0, a1)
         }
-        if j < f {
-            a0 = _mm256_fmadd_ps(
-                _mm256_set1_ps(*x.add(j)),
-                _mm256_loadu_ps(coef.add(j) as *const f32),
-                a0,
-            );
-        }
-        _mm256_add_ps(a0, a1)
     }
 
+    /// Labels of the rows of `block` (row-major, `p.f` values each) into `out`: the first
+    /// `min(out.len(), block.len() / p.f)` rows; reads stay inside `block` and `p`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and BMI1 ([`available`]), and AVX-512 F and DQ when `wide` is
+    /// true ([`wide`]).
     #[target_feature(enable = "avx2,fma,bmi1")]
-    pub unsafe fn assign(block: &[f32], p: &Prepared, out: &mut [u32], wide: bool) {
-        crate::common::with_feature_count!(
-            p.f,
-            assign_f(block, p, out, wide),
-            assign_f::<0>(block, p, out, wide)
-        )
+    pub(super) unsafe fn assign(block: &[f32], p: &Prepared, out: &mut [u32], wide: bool) {
+        // SAFETY: the CPU features are this function's contract; `assign_f::<F>` runs with
+        // `F == p.f` (1..=16) or `F == 0` (any `p.f`), as it requires.
+        unsafe {
+            crate::common::with_feature_count!(
+                p.f,
+                assign_f(block, p, out, wide),
+                assign_f::<0>(block, p, out, wide)
+            )
+        }
     }
 
     /// Features `0..F` of the 8 rows at `base` (row-major, `F` values each) as `F` vectors, lane
@@ -430,41 +490,47 @@ mod avx2 {
     ///
     /// # Safety
     /// AVX2 must be available (called from `#[target_feature]` code); `base` must point at 8
-    /// whole rows of `F` values (`8 x F` readable floats).
+    /// whole rows of `F` values (`8 x F` readable floats); `last_mask` must be
+    /// [`tail_mask::<F>`](tail_mask).
     #[inline(always)]
     unsafe fn transpose8<const F: usize>(base: *const f32, last_mask: __m128i) -> [__m256; F] {
-        let ngroups4 = F.div_ceil(4);
-        let mut xs = [_mm256_setzero_ps(); F];
-        for q in 0..ngroups4 {
-            let off = q * 4;
-            let mut r = [_mm256_setzero_ps(); 4];
-            for (i, ri) in r.iter_mut().enumerate() {
-                let lo = _mm_loadu_ps(base.add(i * F + off));
-                let hp = base.add((i + 4) * F + off);
-                let hi = if i == 3 && q + 1 == ngroups4 {
-                    _mm_maskload_ps(hp, last_mask)
-                } else {
-                    _mm_loadu_ps(hp)
-                };
-                *ri = _mm256_insertf128_ps::<1>(_mm256_castps128_ps256(lo), hi);
-            }
-            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-            let cols = [
-                _mm256_shuffle_ps::<0x44>(t0, t2),
-                _mm256_shuffle_ps::<0xEE>(t0, t2),
-                _mm256_shuffle_ps::<0x44>(t1, t3),
-                _mm256_shuffle_ps::<0xEE>(t1, t3),
-            ];
-            for (e, col) in cols.into_iter().enumerate() {
-                if off + e < F {
-                    xs[off + e] = col;
+        // SAFETY: AVX2 is available; the unmasked 4-float loads of rows 0..=6 end at most 3
+        // floats past their row, inside the next row; row 7's last load is masked to its own
+        // features (masked lanes are neither read nor fault) (the caller's contract).
+        unsafe {
+            let ngroups4 = F.div_ceil(4);
+            let mut xs = [_mm256_setzero_ps(); F];
+            for q in 0..ngroups4 {
+                let off = q * 4;
+                let mut r = [_mm256_setzero_ps(); 4];
+                for (i, ri) in r.iter_mut().enumerate() {
+                    let lo = _mm_loadu_ps(base.add(i * F + off));
+                    let hp = base.add((i + 4) * F + off);
+                    let hi = if i == 3 && q + 1 == ngroups4 {
+                        _mm_maskload_ps(hp, last_mask)
+                    } else {
+                        _mm_loadu_ps(hp)
+                    };
+                    *ri = _mm256_insertf128_ps::<1>(_mm256_castps128_ps256(lo), hi);
+                }
+                let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+                let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+                let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                let cols = [
+                    _mm256_shuffle_ps::<0x44>(t0, t2),
+                    _mm256_shuffle_ps::<0xEE>(t0, t2),
+                    _mm256_shuffle_ps::<0x44>(t1, t3),
+                    _mm256_shuffle_ps::<0xEE>(t1, t3),
+                ];
+                for (e, col) in cols.into_iter().enumerate() {
+                    if off + e < F {
+                        xs[off + e] = col;
+                    }
                 }
             }
+            xs
         }
-        xs
     }
 
     /// Features `0..F` of the 16 rows at `base` as `F` vectors, lane `l` = row `l`: for every 4
@@ -474,44 +540,49 @@ mod avx2 {
     /// values are read with `last_mask`: every other read stays inside the 16 rows.
     ///
     /// # Safety
-    /// AVX-512 F must be available (called from `#[target_feature]` code); `base` must point at
-    /// 16 whole rows of `F` values.
+    /// AVX-512 F and AVX2 must be available (called from `#[target_feature]` code); `base` must
+    /// point at 16 whole rows of `F` values; `last_mask` must be [`tail_mask::<F>`](tail_mask).
     #[inline(always)]
     unsafe fn transpose16<const F: usize>(base: *const f32, last_mask: __m128i) -> [__m512; F] {
-        let ngroups4 = F.div_ceil(4);
-        let mut xs = [_mm512_setzero_ps(); F];
-        for q in 0..ngroups4 {
-            let off = q * 4;
-            let mut r = [_mm512_setzero_ps(); 4];
-            for (i, ri) in r.iter_mut().enumerate() {
-                let row = |j: usize| base.add((i + 4 * j) * F + off);
-                let last = if i == 3 && q + 1 == ngroups4 {
-                    _mm_maskload_ps(row(3), last_mask)
-                } else {
-                    _mm_loadu_ps(row(3))
-                };
-                let v = _mm512_castps128_ps512(_mm_loadu_ps(row(0)));
-                let v = _mm512_insertf32x4::<1>(v, _mm_loadu_ps(row(1)));
-                let v = _mm512_insertf32x4::<2>(v, _mm_loadu_ps(row(2)));
-                *ri = _mm512_insertf32x4::<3>(v, last);
-            }
-            let t0 = _mm512_unpacklo_ps(r[0], r[1]);
-            let t1 = _mm512_unpackhi_ps(r[0], r[1]);
-            let t2 = _mm512_unpacklo_ps(r[2], r[3]);
-            let t3 = _mm512_unpackhi_ps(r[2], r[3]);
-            let cols = [
-                _mm512_shuffle_ps::<0x44>(t0, t2),
-                _mm512_shuffle_ps::<0xEE>(t0, t2),
-                _mm512_shuffle_ps::<0x44>(t1, t3),
-                _mm512_shuffle_ps::<0xEE>(t1, t3),
-            ];
-            for (e, col) in cols.into_iter().enumerate() {
-                if off + e < F {
-                    xs[off + e] = col;
+        // SAFETY: AVX-512 F and AVX2 are available; as in `transpose8`, the unmasked loads of
+        // rows 0..=14 end inside the next row and row 15's last load is masked to its features
+        // (the caller's contract).
+        unsafe {
+            let ngroups4 = F.div_ceil(4);
+            let mut xs = [_mm512_setzero_ps(); F];
+            for q in 0..ngroups4 {
+                let off = q * 4;
+                let mut r = [_mm512_setzero_ps(); 4];
+                for (i, ri) in r.iter_mut().enumerate() {
+                    let row = |j: usize| base.add((i + 4 * j) * F + off);
+                    let last = if i == 3 && q + 1 == ngroups4 {
+                        _mm_maskload_ps(row(3), last_mask)
+                    } else {
+                        _mm_loadu_ps(row(3))
+                    };
+                    let v = _mm512_castps128_ps512(_mm_loadu_ps(row(0)));
+                    let v = _mm512_insertf32x4::<1>(v, _mm_loadu_ps(row(1)));
+                    let v = _mm512_insertf32x4::<2>(v, _mm_loadu_ps(row(2)));
+                    *ri = _mm512_insertf32x4::<3>(v, last);
+                }
+                let t0 = _mm512_unpacklo_ps(r[0], r[1]);
+                let t1 = _mm512_unpackhi_ps(r[0], r[1]);
+                let t2 = _mm512_unpacklo_ps(r[2], r[3]);
+                let t3 = _mm512_unpackhi_ps(r[2], r[3]);
+                let cols = [
+                    _mm512_shuffle_ps::<0x44>(t0, t2),
+                    _mm512_shuffle_ps::<0xEE>(t0, t2),
+                    _mm512_shuffle_ps::<0x44>(t1, t3),
+                    _mm512_shuffle_ps::<0xEE>(t1, t3),
+                ];
+                for (e, col) in cols.into_iter().enumerate() {
+                    if off + e < F {
+                        xs[off + e] = col;
+                    }
                 }
             }
+            xs
         }
-        xs
     }
 
     /// How far ahead of the group being labelled its rows are prefetched.
@@ -520,22 +591,27 @@ mod avx2 {
     /// The lanes of the last 4-feature load of a row that hold features (`F % 4` of them, or
     /// all 4).
     #[inline(always)]
-    unsafe fn tail_mask<const F: usize>() -> __m128i {
+    fn tail_mask<const F: usize>() -> __m128i {
         let rem = F % 4;
-        _mm_cmpgt_epi32(
-            _mm_set1_epi32(if rem == 0 { 4 } else { rem as i32 }),
-            _mm_setr_epi32(0, 1, 2, 3),
-        )
+        // SAFETY: SSE2 is part of the x86-64 baseline; no memory is touched.
+        unsafe {
+            _mm_cmpgt_epi32(
+                _mm_set1_epi32(if rem == 0 { 4 } else { rem as i32 }),
+                _mm_setr_epi32(0, 1, 2, 3),
+            )
+        }
     }
 
     /// Prefetches `bytes` bytes starting `ahead` bytes after `base`, one cache line at a time.
     /// Prefetches never fault, so the addresses may lie past the data.
     #[inline(always)]
-    unsafe fn prefetch(base: *const f32, ahead: usize, bytes: usize) {
+    fn prefetch(base: *const f32, ahead: usize, bytes: usize) {
         let start = (base as *const i8).wrapping_add(ahead);
         let mut line = 0;
         while line < bytes {
-            _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line));
+            // SAFETY: SSE is part of the x86-64 baseline, and a prefetch is a hint: it neither
+            // faults nor changes memory, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line)) };
             line += 64;
         }
     }
@@ -561,33 +637,44 @@ mod avx2 {
         let bnorm = p.bnorm.as_ptr() as *const f32;
         // The last group of 4 features of row 7 may read past the block: masked load.
         let last_mask = tail_mask::<F>();
-        for g in 0..groups {
-            let base = x.add(g * LANES * F);
-            // The hardware prefetcher stops at page ends: ask for the rows of a later group.
-            prefetch(base, PREFETCH_BYTES, LANES * F * 4);
-            let xs = transpose8::<F>(base, last_mask);
-            let mut best = _mm256_set1_ps(f32::INFINITY);
-            let mut lab = _mm256_setzero_si256();
-            for c in 0..k {
-                let cf = bcoef.add(c * F * LANES);
-                let mut a0 = _mm256_loadu_ps(bnorm.add(c * LANES));
-                let mut a1 = _mm256_setzero_ps();
-                let mut j = 0;
-                while j + 1 < F {
-                    a0 = _mm256_fmadd_ps(xs[j], _mm256_loadu_ps(cf.add(j * LANES)), a0);
-                    a1 = _mm256_fmadd_ps(xs[j + 1], _mm256_loadu_ps(cf.add((j + 1) * LANES)), a1);
-                    j += 2;
+        // SAFETY: AVX2 and FMA are available (the caller's contract). Group `g < n / 8` covers
+        // rows `8g..8g + 8`, all inside `block` (`n <= block.len() / F`) and `out` (`n <=
+        // out.len()`); `bcoef` holds `k x F` vectors and `bnorm` `k` (`p.f == F`), read at
+        // `c < k`, `j < F`.
+        unsafe {
+            for g in 0..groups {
+                let base = x.add(g * LANES * F);
+                // The hardware prefetcher stops at page ends: ask for the rows of a later group.
+                prefetch(base, PREFETCH_BYTES, LANES * F * 4);
+                let xs = transpose8::<F>(base, last_mask);
+                let mut best = _mm256_set1_ps(f32::INFINITY);
+                let mut lab = _mm256_setzero_si256();
+                for c in 0..k {
+                    let cf = bcoef.add(c * F * LANES);
+                    let mut a0 = _mm256_loadu_ps(bnorm.add(c * LANES));
+                    let mut a1 = _mm256_setzero_ps();
+                    let mut j = 0;
+                    while j + 1 < F {
+                        a0 = _mm256_fmadd_ps(xs[j], _mm256_loadu_ps(cf.add(j * LANES)), a0);
+                        a1 = _mm256_fmadd_ps(
+                            xs[j + 1],
+                            _mm256_loadu_ps(cf.add((j + 1) * LANES)),
+                            a1,
+                        );
+                        j += 2;
+                    }
+                    if j < F {
+                        a0 = _mm256_fmadd_ps(xs[j], _mm256_loadu_ps(cf.add(j * LANES)), a0);
+                    }
+                    let d = _mm256_add_ps(a0, a1);
+                    let less = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(d, best));
+                    best = _mm256_min_ps(d, best);
+                    // Ids grow with `c`: the new id where strictly less, else the old one.
+                    lab =
+                        _mm256_max_epi32(lab, _mm256_and_si256(less, _mm256_set1_epi32(c as i32)));
                 }
-                if j < F {
-                    a0 = _mm256_fmadd_ps(xs[j], _mm256_loadu_ps(cf.add(j * LANES)), a0);
-                }
-                let d = _mm256_add_ps(a0, a1);
-                let less = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(d, best));
-                best = _mm256_min_ps(d, best);
-                // Ids grow with `c`: the new id where strictly less, else the old one.
-                lab = _mm256_max_epi32(lab, _mm256_and_si256(less, _mm256_set1_epi32(c as i32)));
+                _mm256_storeu_si256(out.as_mut_ptr().add(g * LANES) as *mut __m256i, lab);
             }
-            _mm256_storeu_si256(out.as_mut_ptr().add(g * LANES) as *mut __m256i, lab);
         }
         groups * LANES
     }
@@ -608,37 +695,48 @@ mod avx2 {
         let bnorm = p.bnorm.as_ptr() as *const f32;
         let last_mask = tail_mask::<F>();
         for g in 0..groups {
-            let base = x.add(g * W * F);
+            // SAFETY: group `g < n / 16` covers rows `16g..16g + 16`, inside `block`.
+            let base = unsafe { x.add(g * W * F) };
             prefetch(base, 2 * PREFETCH_BYTES, W * F * 4);
-            let xs = transpose16::<F>(base, last_mask);
+            // SAFETY: AVX-512 F and AVX2 are enabled here; `base` points at 16 whole rows.
+            let xs = unsafe { transpose16::<F>(base, last_mask) };
             let mut best = _mm512_set1_ps(f32::INFINITY);
             let mut lab = _mm512_setzero_si512();
             for c in 0..k {
                 // Lane 0 of the broadcast vectors (all lanes are equal).
-                let cf = bcoef.add(c * F * LANES);
-                let mut a0 = _mm512_set1_ps(*bnorm.add(c * LANES));
-                let mut a1 = _mm512_setzero_ps();
-                let mut j = 0;
-                while j + 1 < F {
-                    a0 = _mm512_fmadd_ps(xs[j], _mm512_set1_ps(*cf.add(j * LANES)), a0);
-                    a1 = _mm512_fmadd_ps(xs[j + 1], _mm512_set1_ps(*cf.add((j + 1) * LANES)), a1);
-                    j += 2;
+                // SAFETY: `bcoef` holds `k x F` vectors and `bnorm` `k` (`p.f == F`): the reads
+                // at `c < k`, `j < F` are inside them.
+                unsafe {
+                    let cf = bcoef.add(c * F * LANES);
+                    let mut a0 = _mm512_set1_ps(*bnorm.add(c * LANES));
+                    let mut a1 = _mm512_setzero_ps();
+                    let mut j = 0;
+                    while j + 1 < F {
+                        a0 = _mm512_fmadd_ps(xs[j], _mm512_set1_ps(*cf.add(j * LANES)), a0);
+                        a1 = _mm512_fmadd_ps(
+                            xs[j + 1],
+                            _mm512_set1_ps(*cf.add((j + 1) * LANES)),
+                            a1,
+                        );
+                        j += 2;
+                    }
+                    if j < F {
+                        a0 = _mm512_fmadd_ps(xs[j], _mm512_set1_ps(*cf.add(j * LANES)), a0);
+                    }
+                    let d = _mm512_add_ps(a0, a1);
+                    let less = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(d, best);
+                    best = _mm512_min_ps(d, best);
+                    lab = _mm512_mask_mov_epi32(lab, less, _mm512_set1_epi32(c as i32));
                 }
-                if j < F {
-                    a0 = _mm512_fmadd_ps(xs[j], _mm512_set1_ps(*cf.add(j * LANES)), a0);
-                }
-                let d = _mm512_add_ps(a0, a1);
-                let less = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(d, best);
-                best = _mm512_min_ps(d, best);
-                lab = _mm512_mask_mov_epi32(lab, less, _mm512_set1_epi32(c as i32));
             }
-            _mm512_storeu_si512(out.as_mut_ptr().add(g * W) as *mut _, lab);
+            // SAFETY: rows `16g..16g + 16` are inside `out` (`n <= out.len()`).
+            unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(g * W) as *mut _, lab) };
         }
         groups * W
     }
 
     /// AVX-512 F + DQ on this CPU (then [`lanes16_f`] labels the rows 16 at a time).
-    pub fn wide() -> bool {
+    pub(super) fn wide() -> bool {
         static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *WIDE.get_or_init(|| {
             std::env::var_os("FLOW_KMEANS_NO_AVX512").is_none_or(|v| v != "1")
@@ -647,6 +745,13 @@ mod avx2 {
         })
     }
 
+    /// Labels of the first `min(out.len(), block.len() / p.f)` rows of `block`: groups of 16
+    /// rows (AVX-512, when `wide`), then of 8, then one row at a time, the same bits on every
+    /// path. `F` is `p.f` when it is 1..=16, 0 for any `p.f` (rows one at a time only).
+    ///
+    /// # Safety
+    /// AVX2, FMA and BMI1 must be available (it is inlined into `#[target_feature]` code), and
+    /// AVX-512 F and DQ when `wide` is true; `F == 0` or `F == p.f`.
     #[inline(always)]
     unsafe fn assign_f<const F: usize>(block: &[f32], p: &Prepared, out: &mut [u32], wide: bool) {
         let f = p.f;
@@ -654,46 +759,59 @@ mod avx2 {
         // Groups of 16 rows (AVX-512), then of 8, then one row at a time: the same bits.
         let done = if F > 0 {
             let w = if wide {
-                // SAFETY: the caller checked AVX-512 F and DQ (`wide`); AVX2 and FMA are on.
-                lanes16_f::<F>(block, p, out)
+                // SAFETY: the caller checked AVX-512 F and DQ (`wide`); AVX2 and FMA are on;
+                // `p.f == F >= 1`.
+                unsafe { lanes16_f::<F>(block, p, out) }
             } else {
                 0
             };
-            w + lanes_f::<F>(&block[w * F..], p, &mut out[w..n])
+            // SAFETY: AVX2 and FMA are on; `p.f == F >= 1`.
+            w + unsafe { lanes_f::<F>(&block[w * F..], p, &mut out[w..n]) }
         } else {
             0
         };
-        let x = block.as_ptr().add(done * f);
+        // SAFETY: `done <= n <= block.len() / f` rows: the pointer stays inside `block` or one
+        // past its end.
+        let x = unsafe { block.as_ptr().add(done * f) };
         let out = &mut out[done..n];
         let n = n - done;
         let coef = p.coef.as_ptr();
+        // SAFETY (both loops): AVX2, FMA and BMI1 are available (the caller's contract); row
+        // `i < n` starts at `x + i * f` with its `f` floats inside `block`; `coef` holds
+        // `p.nb x f` vectors, read from `b * f` for `b < p.nb`; `out` has `n` entries.
         if p.nb == 1 {
-            let norm = _mm256_loadu_ps(p.norm[0].as_ptr());
-            // Two rows per step: more independent dependency chains.
-            let mut i = 0;
-            while i + 1 < n {
-                let d0 = partial::<F>(x.add(i * f), f, coef, norm);
-                let d1 = partial::<F>(x.add((i + 1) * f), f, coef, norm);
-                *out.get_unchecked_mut(i) = argmin(d0).0;
-                *out.get_unchecked_mut(i + 1) = argmin(d1).0;
-                i += 2;
-            }
-            if i < n {
-                *out.get_unchecked_mut(i) = argmin(partial::<F>(x.add(i * f), f, coef, norm)).0;
+            // SAFETY: as above.
+            unsafe {
+                let norm = _mm256_loadu_ps(p.norm[0].as_ptr());
+                // Two rows per step: more independent dependency chains.
+                let mut i = 0;
+                while i + 1 < n {
+                    let d0 = partial::<F>(x.add(i * f), f, coef, norm);
+                    let d1 = partial::<F>(x.add((i + 1) * f), f, coef, norm);
+                    *out.get_unchecked_mut(i) = argmin(d0).0;
+                    *out.get_unchecked_mut(i + 1) = argmin(d1).0;
+                    i += 2;
+                }
+                if i < n {
+                    *out.get_unchecked_mut(i) = argmin(partial::<F>(x.add(i * f), f, coef, norm)).0;
+                }
             }
             return;
         }
         for i in 0..n {
-            let xr = x.add(i * f);
-            let mut best = (0u32, f32::INFINITY);
-            for b in 0..p.nb {
-                let norm = _mm256_loadu_ps(p.norm[b].as_ptr());
-                let (lane, m) = argmin(partial::<F>(xr, f, coef.add(b * f), norm));
-                if m < best.1 {
-                    best = ((b * LANES) as u32 + lane, m);
+            // SAFETY: as above.
+            unsafe {
+                let xr = x.add(i * f);
+                let mut best = (0u32, f32::INFINITY);
+                for b in 0..p.nb {
+                    let norm = _mm256_loadu_ps(p.norm[b].as_ptr());
+                    let (lane, m) = argmin(partial::<F>(xr, f, coef.add(b * f), norm));
+                    if m < best.1 {
+                        best = ((b * LANES) as u32 + lane, m);
+                    }
                 }
+                *out.get_unchecked_mut(i) = best.0;
             }
-            *out.get_unchecked_mut(i) = best.0;
         }
     }
 
@@ -702,9 +820,9 @@ mod avx2 {
     /// masked to the row with the count lane set.
     ///
     /// # Safety
-    /// AVX2 must be available; `labels` must hold cluster ids below `acc.k`.
+    /// The CPU must have AVX2 and FMA; `labels` must hold cluster ids below `acc.k`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn accumulate(block: &[f32], labels: &[u32], acc: &mut Accum) {
+    pub(super) unsafe fn accumulate(block: &[f32], labels: &[u32], acc: &mut Accum) {
         let (f, fpad, k) = (acc.f, acc.fpad, acc.k);
         let n = labels.len().min(block.len() / f);
         let full = f / LANES;
@@ -718,21 +836,29 @@ mod avx2 {
         let x = block.as_ptr();
         let banks = super::values_mut(&mut acc.banks).as_mut_ptr();
         for i in 0..n {
-            let c = *labels.get_unchecked(i) as usize;
-            let s = banks.add(((i % BANKS) * k + c) * fpad);
-            let xr = x.add(i * f);
-            for q in 0..full {
-                let v = _mm256_add_ps(
-                    _mm256_loadu_ps(s.add(q * LANES)),
-                    _mm256_loadu_ps(xr.add(q * LANES)),
-                );
-                _mm256_storeu_ps(s.add(q * LANES), v);
+            // SAFETY: `i < n <= labels.len()`; the label `c < k` (the caller's contract), so the
+            // bank `(i % BANKS) x k + c` and its `fpad` floats are inside the `BANKS x k x fpad`
+            // values of `acc.banks`. Row `i < n <= block.len() / f` has its `f` floats inside
+            // `block`: the full vectors read `8 x full <= f` of them, the last load is masked
+            // to the `f % 8` that remain; the last vector of the bank, at `8 x full`, ends at
+            // `8 x (full + 1) <= fpad`.
+            unsafe {
+                let c = *labels.get_unchecked(i) as usize;
+                let s = banks.add(((i % BANKS) * k + c) * fpad);
+                let xr = x.add(i * f);
+                for q in 0..full {
+                    let v = _mm256_add_ps(
+                        _mm256_loadu_ps(s.add(q * LANES)),
+                        _mm256_loadu_ps(xr.add(q * LANES)),
+                    );
+                    _mm256_storeu_ps(s.add(q * LANES), v);
+                }
+                // The last vector: the remaining features (none when f % 8 == 0; masked lanes
+                // are not read) and 1.0 in the count lane (the masked load gives +0.0 there).
+                let off = full * LANES;
+                let last = _mm256_or_ps(_mm256_maskload_ps(xr.add(off), tail_mask), one);
+                _mm256_storeu_ps(s.add(off), _mm256_add_ps(_mm256_loadu_ps(s.add(off)), last));
             }
-            // The last vector: the remaining features (none when f % 8 == 0; masked lanes are
-            // not read) and 1.0 in the count lane (the masked load gives +0.0 there).
-            let off = full * LANES;
-            let last = _mm256_or_ps(_mm256_maskload_ps(xr.add(off), tail_mask), one);
-            _mm256_storeu_ps(s.add(off), _mm256_add_ps(_mm256_loadu_ps(s.add(off)), last));
         }
     }
 
@@ -741,23 +867,30 @@ mod avx2 {
     /// The same additions per lane, hence the same bits.
     ///
     /// # Safety
-    /// AVX-512 F must be available; `acc.fpad == 16`; `labels` must hold ids below `acc.k`.
+    /// The CPU must have AVX-512 F; `acc.fpad == 16`; `labels` must hold ids below `acc.k`.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn accumulate16(block: &[f32], labels: &[u32], acc: &mut Accum) {
+    pub(super) unsafe fn accumulate16(block: &[f32], labels: &[u32], acc: &mut Accum) {
         let (f, k) = (acc.f, acc.k);
         debug_assert_eq!(acc.fpad, 16);
         let n = labels.len().min(block.len() / f);
         let mask: __mmask16 = (1u16 << f) - 1;
         let mut count = [0.0f32; 16];
         count[f] = 1.0;
-        let one = _mm512_loadu_ps(count.as_ptr());
+        // SAFETY: `count` holds 16 floats.
+        let one = unsafe { _mm512_loadu_ps(count.as_ptr()) };
         let x = block.as_ptr();
         let banks = super::values_mut(&mut acc.banks).as_mut_ptr();
         let add = |i: usize, bank: usize| {
-            let c = *labels.get_unchecked(i) as usize;
-            let s = banks.add((bank * k + c) * 16);
-            let v = _mm512_mask_loadu_ps(one, mask, x.add(i * f));
-            _mm512_store_ps(s, _mm512_add_ps(_mm512_load_ps(s), v));
+            // SAFETY: `i < n <= labels.len()` and the label `c < k` (the caller's contract):
+            // bank `bank x k + c` (`bank < BANKS`) is one 16-float line of `acc.banks`, 64-byte
+            // aligned (`Line` is) as the aligned load and store need; the masked load reads the
+            // `f` floats of row `i < n <= block.len() / f`, inside `block`.
+            unsafe {
+                let c = *labels.get_unchecked(i) as usize;
+                let s = banks.add((bank * k + c) * 16);
+                let v = _mm512_mask_loadu_ps(one, mask, x.add(i * f));
+                _mm512_store_ps(s, _mm512_add_ps(_mm512_load_ps(s), v));
+            }
         };
         // BANKS rows at a time, so that each row's bank is a constant.
         let whole = n - n % BANKS;
@@ -933,14 +1066,29 @@ mod tests {
             );
             #[cfg(target_arch = "x86_64")]
             if isa() == Isa::Avx2Fma {
-                // SAFETY: AVX2 checked by `isa`, AVX-512 F by `wide`.
+                // SAFETY: AVX2 and FMA checked by `isa`; labels are below `k`.
                 let avx2 = run(&|b, l, a| unsafe { avx2::accumulate(b, l, a) });
                 assert_eq!(avx2, portable, "f = {f}");
                 if avx2::wide() && (8..=15).contains(&f) {
+                    // SAFETY: AVX-512 F checked by `wide`; `Accum::new(k, f)` with `f <= 15` has
+                    // 16-float banks; labels are below `k`.
                     let avx512 = run(&|b, l, a| unsafe { avx2::accumulate16(b, l, a) });
                     assert_eq!(avx512, portable, "f = {f}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_label_out_of_range_is_refused() {
+        for isa in [Isa::Portable, isa()] {
+            let mut a = Accum::new(2, 3);
+            a.add_block_no_flush(isa, &[1.0; 6], &[1, 0]);
+            let bad = std::panic::catch_unwind(move || {
+                let mut a = Accum::new(2, 3);
+                a.add_block_no_flush(isa, &[1.0; 6], &[0, 2]);
+            });
+            assert!(bad.is_err(), "{isa:?}");
         }
     }
 

@@ -15,8 +15,8 @@ pub mod init;
 pub mod kernel;
 
 use flow_core::{
-    schema, Inputs, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port,
-    RunContext, Signature, Value, ValueType,
+    DeclaredParams, Inputs, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec,
+    Params, Port, RunContext, Signature, Value, ValueType,
 };
 use ndarray::{Array2, Axis};
 use rand::SeedableRng;
@@ -71,11 +71,11 @@ impl NodeKind for KMeansFitKind {
     }
 
     fn params(&self) -> Vec<ParamSpec> {
-        hyperparams::schema()
+        KMeansParams::specs()
     }
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
-        let params = schema::parse::<KMeansParams>(params)?.validate()?;
+        let params = KMeansParams::parse(params)?.validate()?;
         Ok(Box::new(KMeansFitNode { params }))
     }
 }
@@ -120,21 +120,21 @@ impl KMeansFitNode {
                 i / f
             )));
         }
-        let m = p.sample.map_or(n, |s| s.size(n));
+        let m = p.sample().map_or(n, |s| s.size(n));
         let sampled: Option<Array2<f32>> = (m < n).then(|| {
-            let mut rng = Xoshiro256Plus::seed_from_u64(p.seed ^ SAMPLE_STREAM);
+            let mut rng = Xoshiro256Plus::seed_from_u64(p.seed() ^ SAMPLE_STREAM);
             let mut idx = rand::seq::index::sample(&mut rng, n, m).into_vec();
             idx.sort_unstable();
             matrix.data.select(Axis(0), &idx)
         });
-        if p.k > m {
+        if p.k() > m {
             let context = if m < n {
                 format!(" in the sample (of {n} valid pixels)")
             } else {
                 String::new()
             };
             return Err(MlError::TooFewRows {
-                k: p.k,
+                k: p.k(),
                 rows: m,
                 context,
             });
@@ -142,10 +142,10 @@ impl KMeansFitNode {
         let rows = Rows::new(sampled.as_ref().map_or(matrix.data.view(), |s| s.view()));
         let mut info = json!({
             "algorithm": "lloyd",
-            "init": p.init.name(),
-            "n_init": p.n_init,
-            "max_iter": p.max_iter,
-            "tol": p.tol,
+            "init": p.init().name(),
+            "n_init": p.n_init(),
+            "max_iter": p.max_iter(),
+            "tol": p.tol(),
             "rows": n,
             "sample_size": m,
         });
@@ -156,16 +156,16 @@ impl KMeansFitNode {
             warn(format!(
                 "kmeans-fit: all {m} rows are identical; every centroid is that row and class 0 holds them all"
             ));
-            let c: Vec<f32> = (0..p.k).flat_map(|_| first.iter().copied()).collect();
+            let c: Vec<f32> = (0..p.k()).flat_map(|_| first.iter().copied()).collect();
             (c, 0, true)
         } else {
             // scikit-learn's tolerance: relative to the mean per-feature variance.
             let (_, var) = assign::mean_variance(&rows);
-            let tol_shift = p.tol * var;
+            let tol_shift = p.tol() * var;
             info["tol_shift"] = json!(tol_shift);
             // Initialization on a bounded sample, so that it stays a small part of the fit.
             let init_sample: Option<Array2<f32>> = (rows.n > INIT_SAMPLE).then(|| {
-                let mut rng = Xoshiro256Plus::seed_from_u64(p.seed ^ INIT_SAMPLE_STREAM);
+                let mut rng = Xoshiro256Plus::seed_from_u64(p.seed() ^ INIT_SAMPLE_STREAM);
                 let mut idx = rand::seq::index::sample(&mut rng, rows.n, INIT_SAMPLE).into_vec();
                 idx.sort_unstable();
                 Array2::from_shape_vec(
@@ -180,16 +180,21 @@ impl KMeansFitNode {
             if init_rows.is_some() {
                 info["init_sample"] = json!(INIT_SAMPLE);
             }
-            let mut rng = Xoshiro256Plus::seed_from_u64(p.seed);
-            let inits: Vec<Vec<f32>> = (0..p.n_init)
+            let mut rng = Xoshiro256Plus::seed_from_u64(p.seed());
+            let inits: Vec<Vec<f32>> = (0..p.n_init())
                 .map(|_| {
-                    init::initialize(p.init, init_rows.as_ref().unwrap_or(&rows), p.k, &mut rng)
+                    init::initialize(
+                        p.init(),
+                        init_rows.as_ref().unwrap_or(&rows),
+                        p.k(),
+                        &mut rng,
+                    )
                 })
                 .collect();
             drop(init_rows);
             drop(init_sample);
             // All runs side by side: one stream over the rows per iteration.
-            let runs = algorithm::lloyd_multi(&rows, inits, p.max_iter, tol_shift, cancelled)?;
+            let runs = algorithm::lloyd_multi(&rows, inits, p.max_iter(), tol_shift, cancelled)?;
             let prepared: Vec<Prepared> = runs
                 .iter()
                 .map(|r| Prepared::new(r.centroids.as_slice().unwrap_or(&[]), f))
@@ -221,23 +226,23 @@ impl KMeansFitNode {
                 run.converged,
             )
         };
-        let centroids = Array2::from_shape_vec((p.k, f), centroids)
+        let centroids = Array2::from_shape_vec((p.k(), f), centroids)
             .map_err(|e| MlError::Shape(e.to_string()))?;
         let order = algorithm::canonical_order(centroids.view());
         let centroids = centroids.select(Axis(0), &order);
         let flat: Vec<f32> = centroids.iter().copied().collect();
-        let st = pass(&rows, &flat, p.k);
+        let st = pass(&rows, &flat, p.k());
         let empty = st.counts.iter().filter(|&&c| c == 0).count();
         if empty > 0 && !constant {
             warn(format!(
                 "kmeans-fit: {empty} of {} classes have no pixel (fewer distinct rows than k?)",
-                p.k
+                p.k()
             ));
         }
         if !converged {
             warn(format!(
                 "kmeans-fit: did not converge within max_iter = {}",
-                p.max_iter
+                p.max_iter()
             ));
         }
         info["converged"] = json!(converged);
@@ -246,7 +251,7 @@ impl KMeansFitNode {
             features: matrix.features.clone(),
             inertia: st.inertia,
             iterations,
-            seed: p.seed,
+            seed: p.seed(),
             counts: st.counts,
             info,
         })

@@ -8,12 +8,12 @@ mod hyperparams;
 mod stats;
 
 use flow_core::{
-    schema, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port, Raster,
+    DeclaredParams, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port, Raster,
     RunContext, Signature, Value, ValueType,
 };
 use ndarray::{s, Axis};
 
-pub use hyperparams::{Method, NormalizeParams, NormalizeValidParams, Scope};
+pub use hyperparams::{Method, NormalizeParams, NormalizeValidParams, Number, Scope};
 
 /// The `normalize` node kind.
 #[derive(Debug, Clone, Copy, Default)]
@@ -46,11 +46,11 @@ impl NodeKind for NormalizeKind {
     }
 
     fn params(&self) -> Vec<ParamSpec> {
-        hyperparams::schema()
+        NormalizeParams::specs()
     }
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
-        let params = schema::parse::<NormalizeParams>(params)?.validate()?;
+        let params = NormalizeParams::parse(params)?.validate()?;
         Ok(Box::new(NormalizeNode { params }))
     }
 
@@ -79,14 +79,14 @@ impl NormalizeNode {
     pub fn apply(&self, raster: &Raster, warn: &dyn Fn(String)) -> Raster {
         let p = &self.params;
         let nbands = raster.data.len_of(Axis(1));
-        let groups: Vec<Vec<usize>> = match p.scope {
+        let groups: Vec<Vec<usize>> = match p.scope() {
             Scope::Global => vec![(0..nbands).collect()],
             Scope::Band => (0..nbands).map(|b| vec![b]).collect(),
         };
         let mut out = raster.data.as_standard_layout().into_owned();
-        let (lo, hi) = p.range;
+        let (lo, hi) = p.range();
         for group in groups {
-            let what = match p.scope {
+            let what = match p.scope() {
                 Scope::Global => "the raster".to_string(),
                 Scope::Band => format!(
                     "band {}",
@@ -95,18 +95,19 @@ impl NormalizeNode {
             };
             let mut values = stats::finite_values(&raster.data.view(), &group);
             // The affine map v -> v * scale + offset, and the clamp, for this group.
-            let map: Option<Affine> = match p.method {
+            let map: Option<Affine> = match p.method() {
                 Method::Minmax | Method::Percentile => {
-                    let bounds = if p.method == Method::Minmax {
+                    let bounds = if p.method() == Method::Minmax {
                         stats::min_max(&values)
                     } else {
-                        stats::percentiles(&mut values, p.percentiles.0, p.percentiles.1)
+                        let (plo, phi) = p.percentiles();
+                        stats::percentiles(&mut values, plo, phi)
                     };
                     match bounds {
                         None => None,
                         Some((a, b)) if b > a && (b - a).is_finite() => {
                             let scale = (hi - lo) / (b - a);
-                            Some((scale, lo - a * scale, p.clip.then_some((lo, hi))))
+                            Some((scale, lo - a * scale, p.clip().then_some((lo, hi))))
                         }
                         Some(_) => {
                             warn(format!("normalize: {what} is constant; mapped to {lo}"));
@@ -171,12 +172,7 @@ mod tests {
 
     fn node(toml_src: &str) -> NormalizeNode {
         let params: Params = toml::from_str(toml_src).unwrap();
-        NormalizeNode::new(
-            schema::parse::<NormalizeParams>(&params)
-                .unwrap()
-                .validate()
-                .unwrap(),
-        )
+        NormalizeNode::new(NormalizeParams::parse(&params).unwrap().validate().unwrap())
     }
 
     fn run(n: &NormalizeNode, r: &Raster) -> (Vec<f32>, Vec<String>) {

@@ -1,8 +1,8 @@
 //! The `write` kind: GeoTIFF / COG (rasters, and class maps with a colour table and category
 //! names), PNG quicklooks (RGB beside the class map, with a legend) and JSON (models with class
 //! statistics, any Json value), and with `stac_item = true` a STAC Item beside a GeoTIFF / COG.
-//! Every file is written under a temporary name in its directory and renamed into place, so a
-//! failed run leaves no half file.
+//! Every file is written under a temporary name in its directory, fsynced and renamed into place
+//! ([`flow_core::atomic`]), so a failed run leaves no half file.
 
 mod font;
 mod geotiff;
@@ -11,13 +11,11 @@ mod json;
 mod png;
 
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use flow_core::{
-    schema, ClassInfo, Inputs, Labels, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType,
-    Params, Port, RunContext, Signature, Value, ValueType,
+    atomic, ClassInfo, DeclaredParams, Inputs, Labels, Node, NodeError, NodeKind, ParamError,
+    ParamSpec, Params, Port, RunContext, Signature, Value, ValueType,
 };
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{RasterError, Result};
@@ -26,44 +24,34 @@ use crate::error::{RasterError, Result};
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WriteKind;
 
-/// Output formats of `write`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    GTiff,
-    Cog,
-    Png,
-    Json,
-}
-
-impl Format {
-    fn parse(name: &str) -> Option<Format> {
-        Some(match name {
-            "gtiff" => Format::GTiff,
-            "cog" => Format::Cog,
-            "png" => Format::Png,
-            "json" => Format::Json,
-            _ => return None,
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Format::GTiff => "gtiff",
-            Format::Cog => "cog",
-            Format::Png => "png",
-            Format::Json => "json",
-        }
+flow_core::param_enum! {
+    /// Output formats of `write`.
+    enum Format {
+        /// GeoTIFF, tiled and DEFLATE-compressed.
+        GTiff = "gtiff",
+        /// Cloud-optimized GeoTIFF.
+        Cog = "cog",
+        /// A PNG quicklook.
+        Png = "png",
+        /// Pretty JSON.
+        Json = "json",
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WriteParams {
-    path: String,
-    format: Option<String>,
-    rgb_bands: Option<Vec<String>>,
-    class_names: Option<Vec<String>>,
-    stac_item: Option<bool>,
+flow_core::params! {
+    /// `write` parameters as written in the recipe.
+    struct WriteParams {
+        /// file path relative to the output directory
+        path: String,
+        /// default: from the extension (.tif/.tiff gtiff, .png, .json)
+        format: Option<Format>,
+        /// bands of the RGB composite (red, green, blue)
+        rgb_bands: Vec<String> = DEFAULT_RGB_BANDS.map(String::from).to_vec(),
+        /// names of the classes, by class id
+        class_names: Option<Vec<String>>,
+        /// also write a STAC Item `<stem>.item.json` describing a GeoTIFF / COG
+        stac_item: bool = false,
+    }
 }
 
 /// Validated `write` parameters.
@@ -79,7 +67,7 @@ struct ValidWrite {
 }
 
 /// The default RGB composite: Sentinel-2 red, green, blue.
-pub const DEFAULT_RGB_BANDS: [&str; 3] = ["B04", "B03", "B02"];
+const DEFAULT_RGB_BANDS: [&str; 3] = ["B04", "B03", "B02"];
 
 impl WriteParams {
     fn validate(self) -> Result<ValidWrite, ParamError> {
@@ -100,11 +88,8 @@ impl WriteParams {
             )
             .with_help("use a relative path without `..`"));
         }
-        let format = match &self.format {
-            Some(f) => Format::parse(f).ok_or_else(|| {
-                ParamError::new("format", format!("unknown format `{f}`"))
-                    .with_help("use gtiff, cog, png or json")
-            })?,
+        let format = match self.format {
+            Some(f) => f,
             None => {
                 let ext = path
                     .extension()
@@ -125,16 +110,13 @@ impl WriteParams {
                 }
             }
         };
-        let rgb_bands = match self.rgb_bands {
-            None => DEFAULT_RGB_BANDS.map(String::from),
-            Some(v) => <[String; 3]>::try_from(v).map_err(|v| {
-                ParamError::new(
-                    "rgb_bands",
-                    format!("`rgb_bands` needs 3 band names, got {}", v.len()),
-                )
-            })?,
-        };
-        let stac_item = self.stac_item.unwrap_or(false);
+        let rgb_bands = <[String; 3]>::try_from(self.rgb_bands).map_err(|v| {
+            ParamError::new(
+                "rgb_bands",
+                format!("`rgb_bands` needs 3 band names, got {}", v.len()),
+            )
+        })?;
+        let stac_item = self.stac_item;
         if stac_item && !matches!(format, Format::GTiff | Format::Cog) {
             return Err(ParamError::new(
                 "stac_item",
@@ -202,44 +184,11 @@ impl NodeKind for WriteKind {
     }
 
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::required(
-                "path",
-                ParamType::String,
-                "file path relative to the output directory",
-            ),
-            ParamSpec::optional(
-                "format",
-                ParamType::one_of(&["gtiff", "cog", "png", "json"]),
-                "default: from the extension (.tif/.tiff gtiff, .png, .json)",
-            ),
-            ParamSpec::with_default(
-                "rgb_bands",
-                ParamType::array(ParamType::String),
-                toml::Value::Array(
-                    DEFAULT_RGB_BANDS
-                        .iter()
-                        .map(|b| toml::Value::String(b.to_string()))
-                        .collect(),
-                ),
-                "bands of the RGB composite (red, green, blue)",
-            ),
-            ParamSpec::optional(
-                "class_names",
-                ParamType::array(ParamType::String),
-                "names of the classes, by class id",
-            ),
-            ParamSpec::with_default(
-                "stac_item",
-                ParamType::Bool,
-                false,
-                "also write a STAC Item `<stem>.item.json` describing a GeoTIFF / COG",
-            ),
-        ]
+        WriteParams::specs()
     }
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
-        let p: WriteParams = schema::parse(params)?;
+        let p = WriteParams::parse(params)?;
         Ok(Box::new(WriteNode {
             params: p.validate()?,
         }))
@@ -299,47 +248,52 @@ pub(crate) fn classes_of(labels: &Labels, names: Option<&[String]>) -> Vec<Class
         .collect()
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// The temporary sibling of `target` that a writer fills before [`commit`].
-fn staging_path(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    target.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
-}
-
 fn aux(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".aux.xml");
     PathBuf::from(s)
 }
 
-/// Writes `target` through `fill(tmp)` then renames into place, with GDAL's `.aux.xml` sidecar
-/// if one was made. Returns the files now in place.
+/// Fsyncs a file that a writer (GDAL, say) has closed.
+fn sync_file(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| RasterError::io(path, e))
+}
+
+/// Writes `target` through `fill(tmp)`, `tmp` a temporary file beside it
+/// ([`atomic::temp_path_for`]); fsyncs it and GDAL's `.aux.xml` sidecar if one was made, then
+/// renames them into place and fsyncs the directory ([`atomic::commit`]). On any failure the
+/// temporary files are removed and the target is left as it was. Returns the files now in place.
 fn write_atomically(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<Vec<PathBuf>> {
     let dir = target.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| RasterError::io(dir, e))?;
-    let tmp = staging_path(target);
+    let tmp = atomic::temp_path_for(target);
     let cleanup = |tmp: &Path| {
         let _ = std::fs::remove_file(tmp);
         let _ = std::fs::remove_file(aux(tmp));
     };
-    if let Err(e) = fill(&tmp) {
+    let staged = fill(&tmp).and_then(|()| {
+        sync_file(&tmp)?;
+        if aux(&tmp).exists() {
+            sync_file(&aux(&tmp))?;
+        }
+        Ok(())
+    });
+    if let Err(e) = staged {
         cleanup(&tmp);
         return Err(e);
     }
     let mut files = vec![target.to_path_buf()];
     let result = (|| {
         if aux(&tmp).exists() {
-            std::fs::rename(aux(&tmp), aux(target)).map_err(|e| RasterError::io(aux(target), e))?;
+            atomic::commit(&aux(&tmp), &aux(target))
+                .map_err(|e| RasterError::io(aux(target), e))?;
             files.push(aux(target));
         } else if aux(target).exists() {
             std::fs::remove_file(aux(target)).map_err(|e| RasterError::io(aux(target), e))?;
         }
-        std::fs::rename(&tmp, target).map_err(|e| RasterError::io(target, e))
+        atomic::commit(&tmp, target).map_err(|e| RasterError::io(target, e))
     })();
     if let Err(e) = result {
         cleanup(&tmp);
@@ -519,5 +473,92 @@ mod tests {
         );
         assert!(build("path = \"x.bin\"\nformat = \"cog\"").is_ok());
         assert!(build("path = \"x.png\"\nrgb_bands = [\"B04\"]").is_err());
+        assert_eq!(
+            build("path = \"x.tif\"\nformat = \"tiff\"")
+                .err()
+                .unwrap()
+                .param
+                .as_deref(),
+            Some("format")
+        );
+    }
+
+    #[test]
+    fn defaults_and_format_from_the_extension() {
+        let valid = |text: &str| {
+            WriteParams::parse(&toml::from_str(text).unwrap())
+                .unwrap()
+                .validate()
+        };
+        let v = valid("path = \"maps/a.TIFF\"").unwrap();
+        assert_eq!(v.format, Format::GTiff);
+        assert_eq!(v.rgb_bands, DEFAULT_RGB_BANDS.map(String::from));
+        assert!(!v.stac_item && v.class_names.is_none());
+        assert_eq!(valid("path = \"a.json\"").unwrap().format, Format::Json);
+        let v = valid("path = \"a.bin\"\nformat = \"cog\"\nstac_item = true").unwrap();
+        assert!(v.format == Format::Cog && v.stac_item);
+        assert_eq!(
+            valid("path = \"a.png\"\nstac_item = true")
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("stac_item")
+        );
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_files_with_their_sidecar() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("maps").join("a.tif");
+        let files = write_atomically(&target, |tmp| {
+            std::fs::write(tmp, "one").unwrap();
+            std::fs::write(aux(tmp), "<aux/>").unwrap();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(files, [target.clone(), aux(&target)]);
+        assert_eq!(names(&dir.path().join("maps")), ["a.tif", "a.tif.aux.xml"]);
+        // A new version without a sidecar drops the old one.
+        let files = write_atomically(&target, |tmp| {
+            std::fs::write(tmp, "two").unwrap();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(files, std::slice::from_ref(&target));
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "two");
+        assert_eq!(names(&dir.path().join("maps")), ["a.tif"]);
+    }
+
+    #[test]
+    fn failed_atomic_writes_leave_the_target_and_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.json");
+        std::fs::write(&target, "old").unwrap();
+        let e = write_atomically(&target, |tmp| {
+            std::fs::write(tmp, "half").unwrap();
+            std::fs::write(aux(tmp), "<aux/>").unwrap();
+            Err(RasterError::InvalidData("no".into()))
+        });
+        assert!(e.is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "old");
+        assert_eq!(names(dir.path()), ["a.json"]);
+        // The rename itself fails: the target is a non-empty directory.
+        let busy = dir.path().join("busy");
+        std::fs::create_dir_all(busy.join("inside")).unwrap();
+        let e = write_atomically(&busy, |tmp| {
+            std::fs::write(tmp, "x").unwrap();
+            Ok(())
+        });
+        assert!(matches!(e, Err(RasterError::Io { .. })), "{e:?}");
+        assert_eq!(names(dir.path()), ["a.json", "busy"]);
     }
 }
