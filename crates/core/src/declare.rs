@@ -92,7 +92,7 @@ pub trait DeclaredParams: Sized {
     fn specs() -> Vec<ParamSpec>;
 
     /// Parses params (as checked by the schema) into the struct, filling in the declared
-    /// defaults of those not given.
+    /// defaults of those not given; a param the declaration does not name is refused.
     ///
     /// # Errors
     /// A [`ParamError`] naming the field that does not parse.
@@ -132,6 +132,12 @@ pub fn parse_with<T: serde::de::DeserializeOwned>(
     specs: &[ParamSpec],
     params: &Params,
 ) -> Result<T, ParamError> {
+    if let Some(unknown) = params.keys().find(|k| !specs.iter().any(|s| &s.name == *k)) {
+        return Err(ParamError::new(
+            unknown.as_str(),
+            format!("unknown param `{unknown}`"),
+        ));
+    }
     let mut filled = params.clone();
     crate::schema::apply_defaults(specs, &mut filled);
     T::deserialize(toml::Value::Table(filled)).map_err(|e| {
@@ -299,6 +305,13 @@ mod tests {
         assert_eq!(p.r#type.as_deref(), Some("x"));
         assert_eq!(Method::ALL.len(), 2);
         assert_eq!(Method::First.to_string(), "first");
+    }
+
+    #[test]
+    fn an_undeclared_param_is_refused() {
+        let params: crate::Params = toml::from_str("n = 1\nbogus = 2").unwrap();
+        let e = TestParams::parse(&params).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("bogus"), "{e}");
     }
 
     #[test]

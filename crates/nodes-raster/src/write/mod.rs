@@ -418,6 +418,19 @@ impl WriteNode {
 }
 
 impl Node for WriteNode {
+    fn writes(&self) -> Vec<PathBuf> {
+        let path = &self.params.path;
+        let mut files = vec![path.clone(), aux(path)];
+        if self.params.stac_item {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            files.push(path.with_file_name(format!("{stem}.item.json")));
+        }
+        files
+    }
+
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
         let target = ctx.out_dir.join(&self.params.path);
         let files = self.write(inputs, &target)?;

@@ -165,11 +165,16 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// No two nodes write the same file.
+    /// No two nodes write the same file (one error per node, at its first clash).
     fn check_output_files(&mut self, built: &[PlanNode]) {
         let mut writers: std::collections::HashMap<std::path::PathBuf, &str> = Default::default();
         for node in built {
             for path in node.node.writes() {
+                // `./a.tif` and `a.tif` are one file.
+                let path: std::path::PathBuf = path
+                    .components()
+                    .filter(|c| !matches!(c, std::path::Component::CurDir))
+                    .collect();
                 match writers.get(&path) {
                     Some(first) => {
                         let span = self.key_span(&["nodes", &node.id]);
@@ -179,6 +184,7 @@ impl<'a> Builder<'a> {
                             first: (*first).to_string(),
                         };
                         self.errors.report(span, problem);
+                        break;
                     }
                     None => {
                         writers.insert(path, &node.id);
