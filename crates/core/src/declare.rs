@@ -219,6 +219,8 @@ macro_rules! param_enum {
             $( $(#[doc = $doc])* #[serde(rename = $text)] $variant, )*
         }
 
+        // The enum may be private to its crate; its helpers follow its visibility in effect.
+        #[allow(unreachable_pub)]
         impl $name {
             /// Every variant, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$variant),*];
@@ -252,7 +254,7 @@ mod tests {
 
     crate::param_enum! {
         /// A method.
-        pub enum Method {
+        pub(crate) enum Method {
             /// The first.
             First = "first",
             /// The second.
@@ -262,18 +264,18 @@ mod tests {
 
     crate::params! {
         /// Params for tests.
-        pub struct TestParams {
+        pub(crate) struct TestParams {
             /// Required count.
             /// Second doc line.
-            pub n: i64,
+            pub(crate) n: i64,
             /// A method.
-            pub method: Method = Method::Second,
+            pub(crate) method: Method = Method::Second,
             /// Names.
-            pub names: Vec<String> = vec!["a".into()],
+            pub(crate) names: Vec<String> = vec!["a".into()],
             /// A factor.
-            pub factor: f64 = 1.5,
+            pub(crate) factor: f64 = 1.5,
             /// Optional.
-            pub r#type: Option<String>,
+            pub(crate) r#type: Option<String>,
         }
     }
 
@@ -302,6 +304,7 @@ mod tests {
         assert_eq!(p.n, 3);
         assert_eq!(p.method, Method::Second);
         assert_eq!(p.names, ["a"]);
+        assert_eq!(p.factor, 1.5);
         assert_eq!(p.r#type.as_deref(), Some("x"));
         assert_eq!(Method::ALL.len(), 2);
         assert_eq!(Method::First.to_string(), "first");

@@ -271,9 +271,12 @@ impl std::fmt::Debug for Datasets {
     }
 }
 
+/// A progress callback: node id, units done, total units.
+type ProgressFn = dyn Fn(&str, u64, u64) + Send + Sync;
+
 /// Where a node's progress goes: called with the node id, the units done and the total.
 #[derive(Clone)]
-pub struct ProgressSink(Arc<dyn Fn(&str, u64, u64) + Send + Sync>);
+pub struct ProgressSink(Arc<ProgressFn>);
 
 impl ProgressSink {
     /// A sink that calls `f(node_id, done, total)`.

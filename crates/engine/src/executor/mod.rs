@@ -134,12 +134,13 @@ fn reusable(caching: Caching, refresh: bool) -> bool {
     }
 }
 
+/// Each node's extra key material (in plan order), and the first node whose material could not
+/// be read, with its error.
+type Materials = (Vec<Option<Vec<u8>>>, Option<(String, NodeError)>);
+
 /// Every node's extra key material, in plan order; the first node whose material could not be
 /// read is returned with its error (its key then covers params and inputs only).
-fn key_materials(
-    plan: &Plan,
-    context: &dyn Fn(&str) -> RunContext,
-) -> (Vec<Option<Vec<u8>>>, Option<(String, NodeError)>) {
+fn key_materials(plan: &Plan, context: &dyn Fn(&str) -> RunContext) -> Materials {
     let mut error = None;
     let materials = plan
         .nodes
