@@ -453,6 +453,77 @@ impl ArraySource for OwnedArrays {
     }
 }
 
+/// One small value of every type (a raster with a NaN, a matrix with a mask, a model, a class
+/// map, items, JSON) on a 3 x 2 grid: the fixture for tests of code that moves values around
+/// (the store, the plugin wire format).
+pub fn examples() -> Vec<Value> {
+    use ndarray::{Array2, Array4};
+    let grid = Grid::north_up("EPSG:32618", 0.0, 10.0, 1.0, 3, 2);
+    vec![
+        Value::Items(Items::from_features(vec![serde_json::json!({"id": "a"})])),
+        Value::Json(serde_json::json!({"x": 1})),
+        Value::Raster(Raster {
+            data: Array4::from_shape_fn((1, 2, 2, 3), |(_, b, y, x)| {
+                if x == 1 && y == 0 {
+                    f32::NAN
+                } else {
+                    (b * 10 + y * 3 + x) as f32
+                }
+            }),
+            grid: grid.clone(),
+            bands: vec![
+                BandInfo {
+                    name: "B04".into(),
+                    common_name: Some("red".into()),
+                    wavelength: Some(0.665),
+                },
+                BandInfo::default(),
+            ],
+            times: vec!["2021-08-03T00:00:00Z".into()],
+        }),
+        Value::Matrix(Matrix {
+            data: Array2::from_elem((4, 2), 0.5),
+            features: vec!["a".into(), "b".into()],
+            valid: Array2::from_shape_fn((2, 3), |(y, x)| x != y),
+            grid: grid.clone(),
+        }),
+        Value::Model(Model {
+            centroids: Array2::from_elem((2, 2), 1.5),
+            features: vec!["a".into(), "b".into()],
+            inertia: 3.25,
+            iterations: 7,
+            seed: 42,
+            counts: vec![1, 3],
+            info: serde_json::json!({"init": "k-means++"}),
+        }),
+        Value::Labels(Labels {
+            data: Array2::from_shape_fn((2, 3), |(y, x)| (y * 3 + x) as u16),
+            nodata: 65535,
+            classes: vec![ClassInfo {
+                id: 0,
+                name: "class 0".into(),
+                color: [1, 2, 3],
+            }],
+            grid,
+        }),
+    ]
+}
+
+/// True when two values are equal, NaN pixels included (compared bit for bit).
+pub fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Raster(x), Value::Raster(y)) => {
+            x.data.shape() == y.data.shape()
+                && x.data
+                    .iter()
+                    .zip(y.data.iter())
+                    .all(|(p, q)| p.to_bits() == q.to_bits())
+                && (&x.grid, &x.bands, &x.times) == (&y.grid, &y.bands, &y.times)
+        }
+        _ => a == b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

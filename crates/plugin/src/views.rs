@@ -344,30 +344,7 @@ mod tests {
 
     #[test]
     fn every_value_type_has_a_view() {
-        let matrix = Value::Matrix(Matrix {
-            data: Array2::from_elem((4, 2), 0.5),
-            features: vec!["a".into(), "b".into()],
-            valid: Array2::from_shape_fn((2, 3), |(y, x)| x != y),
-            grid: grid(),
-        });
-        let model = Value::Model(Model {
-            centroids: Array2::from_elem((2, 2), 1.5),
-            features: vec!["a".into(), "b".into()],
-            inertia: 3.25,
-            iterations: 7,
-            seed: 42,
-            counts: vec![1, 3],
-            info: serde_json::json!({}),
-        });
-        let raster = Value::Raster(Raster {
-            data: ndarray::Array4::zeros((1, 2, 2, 3)),
-            grid: grid(),
-            bands: vec![Default::default(), Default::default()],
-            times: vec!["t".into()],
-        });
-        let json = Value::Json(serde_json::json!([1, 2]));
-        let items = Value::Items(Items::from_features(vec![]));
-        for v in [&matrix, &model, &raster, &json, &items] {
+        for v in &flow_core::meta::examples() {
             let view = ValueView::of(v).unwrap();
             assert_eq!(view.value_type(), v.value_type());
             let owned = match &view {
@@ -378,7 +355,7 @@ mod tests {
                 ValueView::Items(i) => Value::Items(i.clone()),
                 ValueView::Labels(l) => Value::Labels(l.to_owned()),
             };
-            assert_eq!(&owned, v);
+            assert!(flow_core::meta::same(&owned, v), "{owned:?} != {v:?}");
         }
     }
 
