@@ -230,26 +230,17 @@ where
     }
 }
 
-impl<'a> From<ArrayViewD<'a, f32>> for ArrayRef<'a> {
-    fn from(v: ArrayViewD<'a, f32>) -> Self {
-        ArrayRef::F32(v)
-    }
+macro_rules! array_ref_from {
+    ($($t:ty => $variant:ident),*) => {
+        $(impl<'a> From<ArrayViewD<'a, $t>> for ArrayRef<'a> {
+            fn from(v: ArrayViewD<'a, $t>) -> Self {
+                ArrayRef::$variant(v)
+            }
+        })*
+    };
 }
-impl<'a> From<ArrayViewD<'a, u16>> for ArrayRef<'a> {
-    fn from(v: ArrayViewD<'a, u16>) -> Self {
-        ArrayRef::U16(v)
-    }
-}
-impl<'a> From<ArrayViewD<'a, u8>> for ArrayRef<'a> {
-    fn from(v: ArrayViewD<'a, u8>) -> Self {
-        ArrayRef::U8(v)
-    }
-}
-impl<'a> From<ArrayViewD<'a, bool>> for ArrayRef<'a> {
-    fn from(v: ArrayViewD<'a, bool>) -> Self {
-        ArrayRef::Bool(v)
-    }
-}
+
+array_ref_from!(f32 => F32, u16 => U16, u8 => U8, bool => Bool);
 
 /// Takes array `name` from `source` and checks that it has `D`'s number of dimensions.
 fn take<T, D, S>(source: &mut S, name: &str) -> Result<ndarray::Array<T, D>, AssembleError>
