@@ -89,13 +89,12 @@ fn print_class_tables(report: &RunReport) {
     {
         let Some(Summary::Labels {
             class_pixels: pixels,
-            transform: t,
+            class_hectares: hectares,
             ..
         }) = &n.output
         else {
             continue;
         };
-        let area = (t[1] * t[5] - t[2] * t[4]).abs();
         let total: u64 = pixels.iter().sum();
         crate::outln!("classes of `{}`:", n.id);
         crate::outln!(
@@ -111,7 +110,11 @@ fn print_class_tables(report: &RunReport) {
             } else {
                 0.0
             };
-            let ha = format!("{:.2}", p as f64 * area / 10_000.0);
+            // No number rather than a wrong one when the CRS's ground area is not known.
+            let ha = hectares
+                .as_ref()
+                .and_then(|h| h.get(i))
+                .map_or_else(|| "-".to_string(), |h| format!("{h:.2}"));
             crate::outln!("  {i:>5} {p:>10} {share:>7.1}% {ha:>12}");
         }
     }

@@ -401,3 +401,59 @@ k = 12
         "{stderr}"
     );
 }
+
+/// Total class hectares printed by an offline run with `extra` settings.
+fn class_hectares(extra: &[&str]) -> f64 {
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = output(
+        flow(cache.path())
+            .args([
+                "run",
+                "recipes/timberlea_kmeans.toml",
+                "--profile",
+                "offline",
+                "--out",
+            ])
+            .arg(out.path())
+            .args(extra),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let table: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("classes of"))
+        .skip(2)
+        .take_while(|l| !l.starts_with("outputs"))
+        .collect();
+    assert_eq!(table.len(), 4, "{stdout}");
+    table
+        .iter()
+        .map(|l| l.split_whitespace().last().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn class_areas_are_ground_areas_whatever_the_output_crs() {
+    let utm = class_hectares(&[]);
+    let mercator = class_hectares(&["--set", "stack.epsg=3857", "--set", "stack.resolution=14"]);
+    let degrees = class_hectares(&[
+        "--set",
+        "stack.epsg=4326",
+        "--set",
+        "stack.resolution=0.00012",
+    ]);
+    // The three grids cover the notebook's box (about 2.0 x 2.2 km), each snapped to its own
+    // pixels: the same ground within a few per cent. Map units would give about twice the area
+    // in Web Mercator at 45 N, and 0.00 ha in degrees.
+    for (name, ha) in [("EPSG:3857", mercator), ("EPSG:4326", degrees)] {
+        assert!(
+            (ha - utm).abs() / utm < 0.05,
+            "{name}: {ha} ha against {utm} ha in UTM"
+        );
+    }
+    assert!(
+        (mercator - degrees).abs() / degrees < 0.015,
+        "{mercator} vs {degrees}"
+    );
+    assert!(utm > 400.0 && utm < 520.0, "{utm}");
+}

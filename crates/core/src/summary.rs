@@ -82,6 +82,10 @@ pub enum Summary {
         classes: usize,
         /// Pixels per class id.
         class_pixels: Vec<u64>,
+        /// True ground area per class id in hectares (6 significant digits), when the grid's
+        /// CRS is one flow measures (see [`crate::area`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        class_hectares: Option<Vec<f64>>,
         /// Pixels without a class.
         nodata_pixels: usize,
     },
@@ -188,6 +192,9 @@ pub fn summarize(value: &Value) -> Summary {
             transform: l.grid.transform,
             classes: l.classes.len(),
             class_pixels: l.class_counts(),
+            class_hectares: l
+                .class_areas_m2()
+                .map(|a| a.iter().map(|m2| round(m2 / 1e4)).collect()),
             nodata_pixels: l.data.iter().filter(|&&v| v == l.nodata).count(),
         },
         Value::Json(v) => Summary::Json { value: v.clone() },

@@ -232,6 +232,19 @@ pub struct Labels {
 }
 
 impl Labels {
+    /// True ground area (m²) per class id (index = class id), ignoring nodata; `None` when the
+    /// grid's CRS is not one flow measures ([`Grid::ground_areas`]).
+    pub fn class_areas_m2(&self) -> Option<Vec<f64>> {
+        let areas = self.grid.ground_areas()?;
+        let mut sums = vec![0f64; self.class_counts().len()];
+        for (&v, &a) in self.data.iter().zip(&areas) {
+            if v != self.nodata {
+                sums[v as usize] += a;
+            }
+        }
+        Some(sums)
+    }
+
     /// Pixels per class id (index = class id), ignoring nodata.
     pub fn class_counts(&self) -> Vec<u64> {
         let n = self.classes.len().max(
