@@ -160,3 +160,58 @@ fn ctrl_c_stops_the_run_with_exit_130_and_caches_nothing() {
     assert!(objects.is_empty(), "nothing cached");
     drop(listener);
 }
+
+#[test]
+fn a_cached_value_is_bit_identical_so_going_back_to_a_setting_reuses_everything() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let run = |k: &str| {
+        let (code, _, stderr) = output(
+            offline_run(cache.path(), out.path())
+                .args(["--set", &format!("k={k}")])
+                .env_remove("RUST_LOG"),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.path().join("run.json")).unwrap()).unwrap();
+        (report, stderr)
+    };
+    run("4");
+    run("6");
+    let (report, stderr) = run("4");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let computed: Vec<&str> = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["status"] == "computed")
+        .filter_map(|n| n["kind"].as_str())
+        .collect();
+    // Only the writes run again (their files were replaced by the k = 6 run).
+    assert!(
+        !computed.is_empty() && computed.iter().all(|kind| *kind == "write"),
+        "{computed:?}"
+    );
+    // And from then on, nothing at all: the model reloads bit for bit, so its JSON matches.
+    let (report, stderr) = run("4");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(
+        report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["status"] != "computed"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_new_output_directory_rewrites_the_outputs_without_a_warning() {
+    let cache = tempfile::tempdir().unwrap();
+    let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    assert_eq!(output(&mut offline_run(cache.path(), first.path())).0, 0);
+    let (code, _, stderr) = output(&mut offline_run(cache.path(), second.path()));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(classes(first.path()) == classes(second.path()));
+}

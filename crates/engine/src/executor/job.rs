@@ -31,8 +31,15 @@ pub(super) struct Job {
 pub(super) enum Outcome {
     /// The cached output, loaded and still fresh.
     Loaded(Box<Value>),
-    /// The cached output cannot be used (why); the node must be computed.
-    Stale(String),
+    /// The cached output cannot be used; the node must be computed. `warn` is false when that
+    /// is expected (a `write` whose files are not in this output directory as cached) and true
+    /// when something went wrong (a corrupt entry).
+    Stale {
+        /// Why.
+        reason: String,
+        /// Whether the user is warned.
+        warn: bool,
+    },
     /// The node ran; its output and warnings.
     Computed(Box<Value>, Vec<String>),
     /// The node failed; the error and its warnings.
@@ -61,12 +68,18 @@ impl Job {
     fn load(&self, cache: &Cache) -> Outcome {
         match cache.get(&self.key, ttl_of(self.caching)) {
             Lookup::Hit(v, _) if self.node.node.is_fresh(&self.ctx, &v) => Outcome::Loaded(v),
-            Lookup::Hit(..) => Outcome::Stale("its outputs changed since it was cached".into()),
-            Lookup::Miss => Outcome::Stale("the entry disappeared or expired".into()),
-            Lookup::Corrupt(reason) => Outcome::Stale(format!(
-                "corrupt cache entry {} ({reason})",
-                self.key.short()
-            )),
+            Lookup::Hit(..) => Outcome::Stale {
+                reason: "its files in the output directory are missing or were replaced".into(),
+                warn: false,
+            },
+            Lookup::Miss => Outcome::Stale {
+                reason: "the entry disappeared or expired".into(),
+                warn: true,
+            },
+            Lookup::Corrupt(reason) => Outcome::Stale {
+                reason: format!("corrupt cache entry {} ({reason})", self.key.short()),
+                warn: true,
+            },
         }
     }
 

@@ -463,11 +463,13 @@ impl<'a> Scheduler<'a> {
                 report.output = Some(summary::summarize(&v));
                 self.done(i, *v);
             }
-            Outcome::Stale(reason) => {
-                on_event(Event::Warning(redact::secrets(&format!(
-                    "{}: {reason}; recomputing",
-                    node.id
-                ))));
+            Outcome::Stale { reason, warn } => {
+                let message = redact::secrets(&format!("{}: {reason}; recomputing", node.id));
+                if warn {
+                    on_event(Event::Warning(message));
+                } else {
+                    tracing::info!("{message}");
+                }
                 let slot = &mut self.slots[i];
                 slot.hit = false;
                 slot.state = State::Pending;
