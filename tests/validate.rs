@@ -70,3 +70,19 @@ fn an_error_past_column_65535_is_reported_without_a_panic() {
         &stderr[..stderr.len().min(2000)]
     );
 }
+
+#[test]
+fn a_normalize_range_beyond_f32_is_refused_before_anything_runs() {
+    let cache = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = crate::support::output(crate::support::flow(cache.path()).args([
+        "validate",
+        "recipes/timberlea_kmeans.toml",
+        "--set",
+        "normalize.range=[0, 1e39]",
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("`range` must be") && stderr.contains("1e39"),
+        "{stderr}"
+    );
+}

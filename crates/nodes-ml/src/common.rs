@@ -25,11 +25,21 @@ pub(crate) use with_feature_count;
 
 /// Reads a two-element array parameter such as `range = [0, 255]`, requiring `lo < hi`.
 pub(crate) fn pair(values: &[f64], param: &str) -> Result<(f64, f64), ParamError> {
+    // Pixels are f32: the bounds, their difference and their order must hold in f32, or
+    // normalizing overflows (1e39 is infinite in f32) or divides by zero.
+    let fits = |lo: f64, hi: f64| {
+        let (l, h) = (lo as f32, hi as f32);
+        l.is_finite() && h.is_finite() && (h - l).is_finite() && l < h
+    };
     match values {
-        [lo, hi] if lo.is_finite() && hi.is_finite() && lo < hi => Ok((*lo, *hi)),
-        [_, _] => Err(ParamError::new(
+        [lo, hi] if fits(*lo, *hi) => Ok((*lo, *hi)),
+        [lo, hi] => Err(ParamError::new(
             param,
-            format!("`{param}` must be [lo, hi] with finite lo < hi"),
+            format!(
+                "`{param}` must be [lo, hi] with lo < hi as 32-bit floats, both and hi - lo \
+                 within ±{:e}; got [{lo:?}, {hi:?}]",
+                f32::MAX
+            ),
         )),
         _ => Err(ParamError::new(
             param,
@@ -153,6 +163,16 @@ mod tests {
     #[test]
     fn pair_checks_order_and_length() {
         assert_eq!(pair(&[0.0, 255.0], "range").unwrap(), (0.0, 255.0));
+        for bad in [
+            [0.0, 1e39],
+            [-3e38, 3e38],
+            [1.0, 1.000_000_01],
+            [f64::NAN, 1.0],
+        ] {
+            let e = pair(&bad, "range").unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("range"), "{bad:?}");
+            assert!(e.message.contains("32-bit"), "{e}");
+        }
         assert_eq!(
             pair(&[3.0, 1.0], "range").unwrap_err().param.as_deref(),
             Some("range")
