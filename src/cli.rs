@@ -188,8 +188,12 @@ pub enum CacheAction {
         #[arg(long, value_parser = non_negative_days)]
         older_than_days: Option<f64>,
     },
-    /// Remove everything.
-    Clear,
+    /// Remove every entry (materialized datasets stay unless --datasets).
+    Clear {
+        /// Also remove the materialized datasets (the offline scene), regenerated when needed.
+        #[arg(long)]
+        datasets: bool,
+    },
 }
 
 /// `flow fixture`.

@@ -337,9 +337,9 @@ pub fn cache(args: CacheArgs) -> CommandResult {
             );
             Ok(())
         }
-        CacheAction::Clear => {
+        CacheAction::Clear { datasets } => {
             cache
-                .clear()
+                .clear(datasets)
                 .map_err(|e| CommandError::new(e.exit_code(), e.to_string()))?;
             crate::outln!("cleared {}", cache.root().display());
             Ok(())

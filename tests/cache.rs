@@ -215,3 +215,43 @@ fn a_new_output_directory_rewrites_the_outputs_without_a_warning() {
     assert!(!stderr.contains("warning"), "{stderr}");
     assert!(classes(first.path()) == classes(second.path()));
 }
+
+#[test]
+fn cache_clear_during_a_run_does_not_fail_it() {
+    let clean_cache = tempfile::tempdir().unwrap();
+    let clean_out = tempfile::tempdir().unwrap();
+    assert_eq!(
+        output(&mut offline_run(clean_cache.path(), clean_out.path())).0,
+        0
+    );
+
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut child = offline_run(cache.path(), out.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut clears = 0;
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(120) {
+        let (code, _, stderr) = output(flow(cache.path()).args(["cache", "clear"]));
+        assert_eq!(code, 0, "{stderr}");
+        clears += 1;
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "after {clears} clears: {stderr}");
+    assert!(clears > 0);
+    assert!(classes(out.path()) == classes(clean_out.path()));
+    // --datasets removes the materialized scene too; the next run makes it again.
+    let (code, _, _) = output(flow(cache.path()).args(["cache", "clear", "--datasets"]));
+    assert_eq!(code, 0);
+    assert_eq!(
+        std::fs::read_dir(cache.path().join("data"))
+            .unwrap()
+            .count(),
+        0
+    );
+}

@@ -373,12 +373,19 @@ impl Cache {
         (entries, tmps, freed)
     }
 
-    /// Removes every entry, leftover and dataset.
+    /// Removes every entry and leftover, and with `datasets` the materialized datasets too.
+    /// Datasets are inputs that runs read while they go, so by default they stay: a `clear`
+    /// during a run then costs that run at most its cache writes and a recomputation.
     ///
     /// # Errors
     /// When a directory cannot be removed.
-    pub fn clear(&self) -> Result<(), CacheError> {
-        for sub in ["objects", "tmp", "data"] {
+    pub fn clear(&self, datasets: bool) -> Result<(), CacheError> {
+        let subs: &[&str] = if datasets {
+            &["objects", "tmp", "data"]
+        } else {
+            &["objects", "tmp"]
+        };
+        for sub in subs {
             let p = self.root.join(sub);
             if p.exists() {
                 fs::remove_dir_all(&p).map_err(|e| CacheError::io(&p, e))?;
