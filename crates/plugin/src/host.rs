@@ -67,6 +67,17 @@ pub fn load(path: &Path) -> Result<Arc<PluginLibrary>, PluginError> {
         });
     }
     check_trusted(&canonical)?;
+    // A library for another ABI is refused before it is opened, so none of its code runs (not
+    // even its initializers), when the version can be read from the file.
+    if let Some(found) = abi_version_in_file(&canonical) {
+        if found != ABI_VERSION {
+            return Err(PluginError::AbiMismatch {
+                path: canonical,
+                expected: ABI_VERSION,
+                found,
+            });
+        }
+    }
     // SAFETY: loading a library runs its initializers. flow only loads paths the user named
     // (--plugin, the recipe's `plugins`, FLOW_PLUGIN_PATH); running their code is the point.
     let library =
@@ -90,6 +101,37 @@ pub fn load(path: &Path) -> Result<Arc<PluginLibrary>, PluginError> {
     let plugin = Arc::new(plugin);
     loaded.push(plugin.clone());
     Ok(plugin)
+}
+
+/// The ABI version a library declares, read from the file without loading it: the first `u32`
+/// of the data behind its exported `flow_plugin_entry` symbol (ELF). `None` when the file is
+/// not an ELF library with that symbol in file-backed data; the loader then finds out by
+/// opening it.
+fn abi_version_in_file(path: &Path) -> Option<u32> {
+    use object::{Object, ObjectSection, ObjectSymbol};
+    const MAX_LIBRARY_BYTES: u64 = 1 << 30;
+    if std::fs::metadata(path).ok()?.len() > MAX_LIBRARY_BYTES {
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    let file = object::File::parse(&*bytes).ok()?;
+    let symbol = file
+        .dynamic_symbols()
+        .find(|s| s.name() == Ok(ENTRY_SYMBOL))?;
+    let address = symbol.address();
+    let section = file.section_by_index(symbol.section_index()?).ok()?;
+    let (offset, size) = section.file_range()?;
+    let at = address.checked_sub(section.address())?;
+    if at + 4 > size {
+        return None;
+    }
+    let start = usize::try_from(offset + at).ok()?;
+    let raw: [u8; 4] = bytes.get(start..start + 4)?.try_into().ok()?;
+    Some(if file.is_little_endian() {
+        u32::from_le_bytes(raw)
+    } else {
+        u32::from_be_bytes(raw)
+    })
 }
 
 /// Refuses a library that someone other than its owner could have replaced: one that anyone

@@ -101,3 +101,15 @@ mod tests {
         );
     }
 }
+
+/// A library initializer, as C++ static constructors or `#[ctor]` make: it runs when the library
+/// is opened. flow reads the version from the file and refuses the library without opening it,
+/// so this never runs; if it did, the process would abort and the test would fail.
+extern "C" fn on_load() {
+    eprintln!("flow opened a library built for another plugin ABI version");
+    std::process::abort()
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static ON_LOAD: extern "C" fn() = on_load;
