@@ -91,17 +91,6 @@ pub static flow_plugin_entry: FlowPluginV1 = FlowPluginV1 {
     drop_node,
 };
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn it_declares_the_version_before_this_one() {
-        assert_eq!(
-            super::DECLARED_ABI_VERSION + 1,
-            flow_plugin::abi::ABI_VERSION
-        );
-    }
-}
-
 /// A library initializer, as C++ static constructors or `#[ctor]` make: it runs when the library
 /// is opened. flow reads the version from the file and refuses the library without opening it,
 /// so this never runs; if it did, the process would abort and the test would fail.
@@ -113,3 +102,14 @@ extern "C" fn on_load() {
 #[used]
 #[unsafe(link_section = ".init_array")]
 static ON_LOAD: extern "C" fn() = on_load;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn it_declares_the_version_before_this_one() {
+        assert_eq!(
+            super::DECLARED_ABI_VERSION + 1,
+            flow_plugin::abi::ABI_VERSION
+        );
+    }
+}
