@@ -49,7 +49,7 @@ pub use grid::Grid;
 pub use meta::{ArrayRef, Dtype, NamedArray, ValueMeta};
 pub use node::{
     Caching, DatasetProvider, Datasets, Inputs, Node, NodeKind, Origin, Port, ProgressSink,
-    RunContext, Signature,
+    RunContext, Signature, Source,
 };
 pub use registry::Registry;
 pub use schema::{ParamSpec, ParamType, Params};

@@ -271,6 +271,58 @@ impl std::fmt::Debug for Datasets {
     }
 }
 
+/// A file or URL a node read, with what identifies the version it read. The engine stores a
+/// node's sources with its cached output; a cached output whose local source changed since is
+/// recomputed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Source {
+    /// The local path or the URL (without secrets in it).
+    pub location: String,
+    /// Its size in bytes, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// What names its version: a local file's modification time (nanoseconds since the epoch), a
+    /// remote file's ETag or Last-Modified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// True for a local file, whose version the engine can check again without a network.
+    #[serde(default)]
+    pub local: bool,
+}
+
+impl Source {
+    /// A local file as it is now: its size and modification time.
+    ///
+    /// # Errors
+    /// When the file cannot be examined.
+    pub fn local_file(path: &Path) -> std::io::Result<Source> {
+        let meta = std::fs::metadata(path)?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos().to_string());
+        Ok(Source {
+            location: path.display().to_string(),
+            size: Some(meta.len()),
+            version: mtime,
+            local: true,
+        })
+    }
+
+    /// For a local file: whether it differs now from when it was read (a missing file has
+    /// changed). `None` for a remote source, which is not checked again.
+    pub fn changed(&self) -> Option<bool> {
+        if !self.local {
+            return None;
+        }
+        Some(match Source::local_file(Path::new(&self.location)) {
+            Ok(now) => now.size != self.size || now.version != self.version,
+            Err(_) => true,
+        })
+    }
+}
+
 /// A progress callback: node id, units done, total units.
 type ProgressFn = dyn Fn(&str, u64, u64) + Send + Sync;
 
@@ -311,6 +363,8 @@ pub struct RunContext {
     cancelled: Arc<AtomicBool>,
     warnings: Arc<Mutex<Vec<String>>>,
     progress: Option<ProgressSink>,
+    sources: Arc<Mutex<Vec<Source>>>,
+    incomplete: Arc<Mutex<Option<String>>>,
 }
 
 impl RunContext {
@@ -327,7 +381,34 @@ impl RunContext {
             cancelled: Arc::new(AtomicBool::new(false)),
             warnings: Arc::default(),
             progress: None,
+            sources: Arc::default(),
+            incomplete: Arc::default(),
         }
+    }
+
+    /// Records a file or URL this node read (see [`Source`]).
+    pub fn record_source(&self, source: Source) {
+        if let Ok(mut s) = self.sources.lock() {
+            s.push(source);
+        }
+    }
+
+    /// The sources recorded so far.
+    pub fn sources(&self) -> Vec<Source> {
+        self.sources.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Says that this node's output is incomplete (an asset replaced by nodata after a failed
+    /// read, say): it is used for this run but never cached as if it were complete.
+    pub fn mark_incomplete(&self, why: impl Into<String>) {
+        if let Ok(mut i) = self.incomplete.lock() {
+            i.get_or_insert_with(|| why.into());
+        }
+    }
+
+    /// Why the output is incomplete, if it is.
+    pub fn incomplete(&self) -> Option<String> {
+        self.incomplete.lock().ok().and_then(|i| i.clone())
     }
 
     /// Sends this node's progress to `sink`.

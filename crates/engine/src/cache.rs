@@ -41,6 +41,9 @@ pub struct Manifest {
     pub created: u64,
     /// Files with their BLAKE3 and size.
     pub files: Vec<FileEntry>,
+    /// What the node read, with the versions it read (see [`flow_core::Source`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<flow_core::Source>,
 }
 
 /// One file of an entry.
@@ -145,6 +148,11 @@ impl Cache {
         }
     }
 
+    /// The files the entry's node read, from its manifest (`None` without an entry).
+    pub fn sources(&self, key: &Key) -> Option<Vec<flow_core::Source>> {
+        self.manifest(key).map(|m| m.sources)
+    }
+
     fn manifest(&self, key: &Key) -> Option<Manifest> {
         let bytes = fs::read(self.entry_dir(key).join("manifest.json")).ok()?;
         serde_json::from_slice(&bytes).ok()
@@ -200,6 +208,15 @@ impl Cache {
         Ok((value, manifest))
     }
 
+    /// Removes the entry for `key` (one that is no longer right for its key, such as one whose
+    /// input files changed), so that a recomputed value can take its place.
+    pub fn remove(&self, key: &Key) {
+        let dir = self.entry_dir(key);
+        if dir.exists() {
+            self.discard(&dir);
+        }
+    }
+
     /// Moves a bad entry out of `objects/` and deletes it.
     fn discard(&self, dir: &Path) {
         let trash = self
@@ -215,14 +232,21 @@ impl Cache {
     ///
     /// # Errors
     /// When the entry cannot be written (the cache is then unchanged).
-    pub fn put(&self, key: &Key, kind: &str, node: &str, value: &Value) -> Result<(), CacheError> {
+    pub fn put(
+        &self,
+        key: &Key,
+        kind: &str,
+        node: &str,
+        value: &Value,
+        sources: &[flow_core::Source],
+    ) -> Result<(), CacheError> {
         let parts = store::to_parts(value);
         let tmp = self
             .root
             .join("tmp")
             .join(format!("{}-{}", key.short(), unique_suffix()));
         fs::create_dir_all(&tmp).map_err(|e| CacheError::io(&tmp, e))?;
-        let result = self.write_entry(key, kind, node, &parts, &tmp);
+        let result = self.write_entry(key, (kind, node, sources), &parts, &tmp);
         if result.is_err() {
             let _ = fs::remove_dir_all(&tmp);
         }
@@ -232,8 +256,7 @@ impl Cache {
     fn write_entry(
         &self,
         key: &Key,
-        kind: &str,
-        node: &str,
+        (kind, node, sources): (&str, &str, &[flow_core::Source]),
         parts: &store::Parts,
         tmp: &Path,
     ) -> Result<(), CacheError> {
@@ -256,6 +279,7 @@ impl Cache {
             node: node.into(),
             created: now(),
             files,
+            sources: sources.to_vec(),
         };
         let manifest_bytes = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| CacheError::io(tmp, std::io::Error::other(e)))?;
@@ -429,7 +453,7 @@ mod tests {
         let cache = Cache::open(dir.path()).unwrap();
         let key = Key([7; 32]);
         assert!(matches!(cache.get(&key, None), Lookup::Miss));
-        cache.put(&key, "stack", "s", &raster()).unwrap();
+        cache.put(&key, "stack", "s", &raster(), &[]).unwrap();
         assert!(cache.contains(&key, None));
         match cache.get(&key, None) {
             Lookup::Hit(v, m) => {
@@ -439,7 +463,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // A second writer of the same key succeeds and leaves one entry.
-        cache.put(&key, "stack", "s", &raster()).unwrap();
+        cache.put(&key, "stack", "s", &raster(), &[]).unwrap();
         assert_eq!(cache.entries().len(), 1);
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
@@ -449,7 +473,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
         let key = Key([9; 32]);
-        cache.put(&key, "stack", "s", &raster()).unwrap();
+        cache.put(&key, "stack", "s", &raster(), &[]).unwrap();
         let npy = cache.entry_dir(&key).join("data.npy");
         let mut bytes = fs::read(&npy).unwrap();
         let n = bytes.len();
@@ -470,7 +494,13 @@ mod tests {
         let cache = Cache::open(dir.path()).unwrap();
         let key = Key([3; 32]);
         cache
-            .put(&key, "stac-search", "s", &Value::Json(serde_json::json!(1)))
+            .put(
+                &key,
+                "stac-search",
+                "s",
+                &Value::Json(serde_json::json!(1)),
+                &[],
+            )
             .unwrap();
         let manifest_path = cache.entry_dir(&key).join("manifest.json");
         let mut m: Manifest = serde_json::from_slice(&fs::read(&manifest_path).unwrap()).unwrap();

@@ -158,6 +158,31 @@ pub fn content_identity(value: &flow_core::Value) -> Key {
     Key(*h.finalize().as_bytes())
 }
 
+/// Version of the source-identity scheme.
+const SOURCES_SCHEME: &str = "flow-sources-v1";
+
+/// The identity of a node's output as its consumers key on it: its key, and when it read files
+/// (see [`flow_core::Source`]), the versions of those files too, so that a changed input file
+/// changes the keys after it. Without sources it is the key itself.
+pub fn with_sources(key: &Key, sources: &[flow_core::Source]) -> Key {
+    if sources.is_empty() {
+        return *key;
+    }
+    let mut h = blake3::Hasher::new();
+    let mut field = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(SOURCES_SCHEME.as_bytes());
+    field(&key.0);
+    for s in sources {
+        field(s.location.as_bytes());
+        field(&s.size.unwrap_or(u64::MAX).to_le_bytes());
+        field(s.version.as_deref().unwrap_or("").as_bytes());
+    }
+    Key(*h.finalize().as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

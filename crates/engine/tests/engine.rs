@@ -144,6 +144,55 @@ impl Node for LiveNode {
     }
 }
 
+/// `file`: emits the number in the file `path`, recording the file as its source; with
+/// `partial = true` it records nothing and says its output is incomplete.
+struct FileKind;
+struct FileNode(String, bool);
+impl NodeKind for FileKind {
+    fn name(&self) -> &str {
+        "file"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &str {
+        "reads a number from a local file"
+    }
+    fn signature(&self) -> Signature {
+        Signature {
+            inputs: vec![],
+            output: ValueType::Json,
+        }
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::required("path", ParamType::String, "the file"),
+            ParamSpec::with_default("partial", ParamType::Bool, false, "incomplete output"),
+        ]
+    }
+    fn build(&self, p: &Params) -> Result<Box<dyn Node>, ParamError> {
+        Ok(Box::new(FileNode(
+            p["path"].as_str().unwrap_or_default().into(),
+            p["partial"].as_bool().unwrap_or(false),
+        )))
+    }
+}
+impl Node for FileNode {
+    fn run(&self, ctx: &RunContext, _: &Inputs) -> Result<Value, NodeError> {
+        let path = Path::new(&self.0);
+        let text = std::fs::read_to_string(path).map_err(|e| NodeError::io(path, e))?;
+        if self.1 {
+            // Like an asset that could not be read and was replaced by nodata: no source is
+            // recorded for it, and the output says it is incomplete.
+            ctx.mark_incomplete("one asset was replaced by nodata");
+        } else {
+            let source = flow_core::Source::local_file(path).map_err(|e| NodeError::io(path, e))?;
+            ctx.record_source(source);
+        }
+        Ok(Value::Json(json!(text.trim().parse::<i64>().unwrap_or(0))))
+    }
+}
+
 /// `rendezvous`: waits until `parties` nodes of this kind are running at the same time (or fails
 /// after 20 s), then emits how many met. Proves overlap without timing races.
 struct RendezvousKind(Arc<(Mutex<usize>, Condvar)>);
@@ -257,6 +306,7 @@ fn registry() -> Registry {
     r.register(Arc::new(SumKind)).unwrap();
     r.register(Arc::new(BigKind)).unwrap();
     r.register(Arc::new(LiveKind)).unwrap();
+    r.register(Arc::new(FileKind)).unwrap();
     r.register(Arc::new(RendezvousKind(
         RENDEZVOUS.get_or_init(Default::default).clone(),
     )))
@@ -494,7 +544,7 @@ fn child_writes_entries_until_killed() {
     for seed in 0.. {
         let key = flow_engine::Key(*blake3::hash(&u64::to_le_bytes(seed)).as_bytes());
         cache
-            .put(&key, "big", "big", &big_raster(16, seed))
+            .put(&key, "big", "big", &big_raster(16, seed), &[])
             .unwrap();
     }
 }
@@ -594,4 +644,60 @@ fn nodes_after_a_live_search_follow_what_it_returned() {
     let back = run(&plan(&recipe, &[]), with_refresh(true));
     assert_eq!(back.node("total").unwrap().status, NodeStatus::Cached);
     assert_eq!(total(&back), json!(101));
+}
+
+fn file_recipe(source: &Path, partial: bool) -> String {
+    format!(
+        "name = \"files\"\n[nodes.read]\nkind = \"file\"\npath = {:?}\npartial = {partial}\n\
+         [nodes.total]\nkind = \"sum\"\ninputs = {{ a = \"read\" }}\noffset = 100\n",
+        source.display().to_string()
+    )
+}
+
+#[test]
+fn a_changed_input_file_is_a_miss_for_its_reader_and_everything_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("value.txt");
+    let cache = dir.path().join("cache");
+    let recipe = file_recipe(&source, false);
+    std::fs::write(&source, "1").unwrap();
+    let first = run(&plan(&recipe, &[]), options(Some(&cache), 1));
+    assert_eq!(total(&first), json!(101), "{first:?}");
+    let second = run(&plan(&recipe, &[]), options(Some(&cache), 1));
+    assert_eq!(second.with_status(NodeStatus::Computed).len(), 0);
+
+    // Same params, same key: only the file's version says that the data changed.
+    std::fs::write(&source, "25").unwrap();
+    let third = run(&plan(&recipe, &[]), options(Some(&cache), 1));
+    assert_eq!(third.node("read").unwrap().status, NodeStatus::Computed);
+    assert_eq!(third.node("total").unwrap().status, NodeStatus::Computed);
+    assert_eq!(total(&third), json!(125));
+    let fourth = run(&plan(&recipe, &[]), options(Some(&cache), 1));
+    assert_eq!(fourth.with_status(NodeStatus::Computed).len(), 0);
+    assert_eq!(total(&fourth), json!(125));
+}
+
+#[test]
+fn an_incomplete_output_is_used_but_never_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("value.txt");
+    let cache = dir.path().join("cache");
+    std::fs::write(&source, "7").unwrap();
+    let recipe = file_recipe(&source, true);
+    for expected in [107, 107, 142] {
+        if expected == 142 {
+            // The data becomes whole (or just different): what follows it must follow.
+            std::fs::write(&source, "42").unwrap();
+        }
+        let report = run(&plan(&recipe, &[]), options(Some(&cache), 1));
+        assert_eq!(total(&report), json!(expected));
+        let read = report.node("read").unwrap();
+        assert_eq!(read.status, NodeStatus::Computed);
+        assert!(
+            read.warnings
+                .iter()
+                .any(|w| w.contains("not cached: the output is incomplete")),
+            "{read:?}"
+        );
+    }
 }

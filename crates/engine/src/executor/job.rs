@@ -40,10 +40,22 @@ pub(super) enum Outcome {
         /// Whether the user is warned.
         warn: bool,
     },
-    /// The node ran; its output and warnings.
-    Computed(Box<Value>, Vec<String>),
+    /// The node ran.
+    Computed(Box<Computed>),
     /// The node failed; the error and its warnings.
     Failed(NodeError, Vec<String>),
+}
+
+/// What a node that ran produced.
+pub(super) struct Computed {
+    /// Its output.
+    pub(super) value: Value,
+    /// Its warnings.
+    pub(super) warnings: Vec<String>,
+    /// The files it read.
+    pub(super) sources: Vec<flow_core::Source>,
+    /// True when it said its output is incomplete.
+    pub(super) incomplete: bool,
 }
 
 /// The TTL of a node's cache entries; `None` for entries that do not expire.
@@ -67,6 +79,23 @@ impl Job {
 
     fn load(&self, cache: &Cache) -> Outcome {
         match cache.get(&self.key, ttl_of(self.caching)) {
+            Lookup::Hit(_, manifest)
+                if manifest.sources.iter().any(|s| s.changed() == Some(true)) =>
+            {
+                let changed = manifest
+                    .sources
+                    .iter()
+                    .filter(|s| s.changed() == Some(true))
+                    .map(|s| s.location.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                // The entry no longer describes what its key stands for: make room for the new one.
+                cache.remove(&self.key);
+                Outcome::Stale {
+                    reason: format!("its input changed since it was cached: {changed}"),
+                    warn: false,
+                }
+            }
             Lookup::Hit(v, _) if self.node.node.is_fresh(&self.ctx, &v) => Outcome::Loaded(v),
             Lookup::Hit(..) => Outcome::Stale {
                 reason: "its files in the output directory are missing or were replaced".into(),
@@ -88,15 +117,26 @@ impl Job {
         match self.node.node.run(&self.ctx, &self.inputs) {
             Ok(value) => {
                 let mut warnings = self.ctx.warnings();
-                let store = self.caching != Caching::Never && !self.ctx.is_cancelled();
+                let incomplete = self.ctx.incomplete();
+                if let Some(why) = &incomplete {
+                    warnings.push(format!("not cached: the output is incomplete ({why})"));
+                }
+                let store = self.caching != Caching::Never
+                    && !self.ctx.is_cancelled()
+                    && incomplete.is_none();
+                let sources = self.ctx.sources();
                 if let (Some(cache), true) = (&self.cache, store) {
-                    if let Err(e) =
-                        cache.put(&self.key, self.node.kind.name(), &self.node.id, &value)
-                    {
+                    let (kind, id) = (self.node.kind.name(), &self.node.id);
+                    if let Err(e) = cache.put(&self.key, kind, id, &value, &sources) {
                         warnings.push(format!("not cached: {e}"));
                     }
                 }
-                Outcome::Computed(Box::new(value), warnings)
+                Outcome::Computed(Box::new(Computed {
+                    value,
+                    warnings,
+                    sources,
+                    incomplete: incomplete.is_some(),
+                }))
             }
             Err(e) => Outcome::Failed(e, self.ctx.warnings()),
         }

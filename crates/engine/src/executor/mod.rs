@@ -14,16 +14,16 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use flow_core::{
     redact, summary, Caching, Datasets, ExitCode, Inputs, NodeError, ProgressSink, RunContext,
-    Value, ValueType,
+    Source, Value, ValueType,
 };
 use flow_recipe::Plan;
 use tokio::task::JoinSet;
 
 use crate::cache::{Cache, Lookup};
-use crate::key::{content_identity, node_key, Key};
+use crate::key::{content_identity, node_key, with_sources, Key};
 use crate::memory;
 use crate::report::{NodeReport, NodeStatus, RunReport};
-use job::{ttl_of, Job, Outcome, Shared};
+use job::{ttl_of, Computed, Job, Outcome, Shared};
 
 /// How to run a plan.
 #[derive(Debug, Clone)]
@@ -353,15 +353,33 @@ impl<'a> Scheduler<'a> {
                 &input_keys,
             );
             let caching = slot.caching;
-            let hit = self.options.cache.as_ref().is_some_and(|c| {
+            let cache = self.options.cache.as_ref();
+            let mut hit = cache.is_some_and(|c| {
                 reusable(caching, self.options.refresh) && c.contains(&key, ttl_of(caching))
             });
+            // The identity consumers key on: a live node's is its content (known once it is
+            // loaded or run); an uncached node passes its key on; any other node's is its key
+            // and the versions of the files it read, known from a hit's manifest, or once it has
+            // run. A hit whose files changed since is a miss.
+            let identity = match (caching, cache) {
+                (Caching::Ttl(_), _) => None,
+                (Caching::Never, _) => Some(key),
+                (Caching::Store, Some(cache)) if hit => {
+                    let sources = cache.sources(&key).unwrap_or_default();
+                    if sources.iter().any(|s| s.changed() == Some(true)) {
+                        cache.remove(&key);
+                        hit = false;
+                        None
+                    } else {
+                        Some(with_sources(&key, &sources))
+                    }
+                }
+                (Caching::Store, _) => None,
+            };
             let slot = &mut self.slots[i];
             slot.key = Some(key);
             slot.hit = hit;
-            if !matches!(caching, Caching::Ttl(_)) {
-                slot.identity = Some(key);
-            }
+            slot.identity = identity;
         }
     }
 
@@ -461,7 +479,7 @@ impl<'a> Scheduler<'a> {
             Outcome::Loaded(v) => {
                 report.status = NodeStatus::Cached;
                 report.output = Some(summary::summarize(&v));
-                self.done(i, *v);
+                self.done(i, *v, &[], false);
             }
             Outcome::Stale { reason, warn } => {
                 let message = redact::secrets(&format!("{}: {reason}; recomputing", node.id));
@@ -477,14 +495,20 @@ impl<'a> Scheduler<'a> {
                 self.require(i);
                 return None;
             }
-            Outcome::Computed(v, warnings) => {
+            Outcome::Computed(computed) => {
+                let Computed {
+                    value: v,
+                    warnings,
+                    sources,
+                    incomplete,
+                } = *computed;
                 let warnings: Vec<String> = warnings.iter().map(|w| redact::secrets(w)).collect();
                 for w in &warnings {
                     tracing::warn!(node = %node.id, "{w}");
                 }
                 report.warnings = warnings;
                 report.output = Some(summary::summarize(&v));
-                self.done(i, *v);
+                self.done(i, v, &sources, incomplete);
             }
             Outcome::Failed(e, warnings) => {
                 report.warnings = warnings.iter().map(|w| redact::secrets(w)).collect();
@@ -503,15 +527,23 @@ impl<'a> Scheduler<'a> {
         Some(report)
     }
 
-    /// Node `i`'s output is known. For a live node this fixes its identity, so the keys after it
-    /// are computed, probed and what is needed decided again.
-    fn done(&mut self, i: usize, value: Value) {
-        let live = matches!(self.slots[i].caching, Caching::Ttl(_));
-        if live {
-            self.slots[i].identity = Some(content_identity(&value));
+    /// Node `i`'s output is known (with the files it read, when it ran). If that fixes its
+    /// identity, the keys after it are computed, probed and what is needed decided again. An
+    /// incomplete output is known by its content, so that the nodes after it are recomputed
+    /// once it is whole.
+    fn done(&mut self, i: usize, value: Value, sources: &[Source], incomplete: bool) {
+        let slot = &mut self.slots[i];
+        let learned = slot.identity.is_none() || incomplete;
+        if learned {
+            slot.identity = match (slot.caching, slot.key) {
+                (Caching::Ttl(_), _) => Some(content_identity(&value)),
+                _ if incomplete => Some(content_identity(&value)),
+                (_, Some(key)) => Some(with_sources(&key, sources)),
+                (_, None) => None,
+            };
         }
-        self.slots[i].state = State::Done(Arc::new(value));
-        if live {
+        slot.state = State::Done(Arc::new(value));
+        if learned {
             self.resolve_keys();
             self.replan();
         }
