@@ -268,7 +268,13 @@ fn bad_files_are_errors() {
         "{\"type\": \"FeatureCollection\", \"features\": [{\"id\": 3}]}",
     )
     .unwrap();
-    assert_eq!(node.run(&c, &Inputs::default()).unwrap_err().exit_code().code(), 3);
+    assert_eq!(
+        node.run(&c, &Inputs::default())
+            .unwrap_err()
+            .exit_code()
+            .code(),
+        3
+    );
 }
 
 /// catalog.json -> s2/collection.json -> items/x{1,2}/x{n}.json, hrefs relative to each file.
