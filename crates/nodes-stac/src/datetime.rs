@@ -1,236 +1,89 @@
-//! RFC 3339 instants and STAC datetime intervals, without a date-time crate.
+//! STAC datetime intervals over [`jiff::Timestamp`]: the `datetime` search param and the temporal
+//! extent of an item.
 //!
-//! Instants are nanoseconds since the Unix epoch (`i128`), which keeps comparisons exact for every
-//! precision that STAC catalogs use.
+//! Instants are parsed and printed by jiff (RFC 3339, nanosecond precision, any UTC offset).
+//! What jiff has no notion of, and what is kept here, is STAC's interval syntax (`a/b`, `../b`,
+//! `a/..`) and the calendar periods that STAC clients accept for either end (`2021`, `2021-07`,
+//! `2021-07-01`: from the first second of the period to its last, as pystac-client expands them).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
 
-const NANOS_PER_SEC: i128 = 1_000_000_000;
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
-}
-
-fn digits(s: &str, n: usize) -> Option<u32> {
-    let part = s.get(..n)?;
-    if part.bytes().all(|b| b.is_ascii_digit()) {
-        part.parse().ok()
-    } else {
-        None
-    }
-}
-
-/// Parses `YYYY-MM-DD` into (year, month, day), checking the ranges.
-fn parse_date(s: &str) -> Option<(i64, u32, u32)> {
-    if s.len() != 10 || s.as_bytes()[4] != b'-' || s.as_bytes()[7] != b'-' {
-        return None;
-    }
-    let (y, m, d) = (digits(s, 4)?, digits(&s[5..], 2)?, digits(&s[8..], 2)?);
-    let y = i64::from(y);
-    ((1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m)).then_some((y, m, d))
-}
-
-/// Parses an RFC 3339 date-time (`2021-07-01T10:20:30.5Z`, `...+02:00`) into nanoseconds since
-/// the Unix epoch. A space or lower-case `t`/`z` is accepted as RFC 3339 allows.
-pub fn parse_rfc3339(s: &str) -> Option<i128> {
-    let s = s.trim();
-    if s.len() < 20 || !s.is_char_boundary(10) {
-        return None;
-    }
-    let (y, mo, d) = parse_date(&s[..10])?;
-    let rest = &s[10..];
-    let sep = rest.as_bytes()[0];
-    if !matches!(sep, b'T' | b't' | b' ') {
-        return None;
-    }
-    let t = &rest[1..];
-    let b = t.as_bytes();
-    if b.len() < 9 || b[2] != b':' || b[5] != b':' {
-        return None;
-    }
-    let (h, mi, sec) = (digits(t, 2)?, digits(&t[3..], 2)?, digits(&t[6..], 2)?);
-    if h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut rest = &t[8..];
-    let mut nanos: i128 = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if n == 0 {
-            return None;
-        }
-        for (i, c) in frac[..n].bytes().enumerate() {
-            if i < 9 {
-                nanos += i128::from(c - b'0') * 10i128.pow(8 - i as u32);
-            }
-        }
-        rest = &frac[n..];
-    }
-    let offset_secs: i64 = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let o = &rest[1..];
-            if o.len() != 5 || o.as_bytes()[2] != b':' {
-                return None;
-            }
-            let (oh, om) = (digits(o, 2)?, digits(&o[3..], 2)?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            sign * (i64::from(oh) * 3600 + i64::from(om) * 60)
-        }
-    };
-    let secs = days_from_civil(y, mo, d) * 86_400
-        + i64::from(h) * 3600
-        + i64::from(mi) * 60
-        + i64::from(sec)
-        - offset_secs;
-    Some(i128::from(secs) * NANOS_PER_SEC + nanos)
-}
-
-/// Formats nanoseconds since the epoch as RFC 3339 in UTC (`2021-07-01T00:00:00Z`), with a
-/// fraction only when there is one.
-pub fn format_rfc3339(nanos: i128) -> String {
-    let secs = nanos.div_euclid(NANOS_PER_SEC);
-    let frac = nanos.rem_euclid(NANOS_PER_SEC);
-    let days = secs.div_euclid(86_400) as i64;
-    let sod = secs.rem_euclid(86_400) as i64;
-    let (y, m, d) = civil_from_days(days);
-    let mut out = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    );
-    if frac != 0 {
-        let f = format!("{frac:09}");
-        out.push('.');
-        out.push_str(f.trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
-}
-
-/// An instant as a [`SystemTime`].
-pub fn to_system_time(nanos: i128) -> SystemTime {
-    if nanos >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
-    } else {
-        UNIX_EPOCH
-    }
-}
-
-/// The current time in nanoseconds since the epoch.
-pub fn now_nanos() -> i128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0)
+/// Parses an RFC 3339 instant with its UTC offset (`2021-07-01T10:20:30.5Z`, `...+02:00`); a
+/// space or lower-case `t`/`z` is accepted as RFC 3339 allows. A date or a date-time without an
+/// offset is not an instant.
+pub fn parse_instant(s: &str) -> Option<Timestamp> {
+    s.trim().parse().ok()
 }
 
 /// A closed time interval; `None` ends are open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interval {
     /// First instant, inclusive.
-    pub start: Option<i128>,
+    pub start: Option<Timestamp>,
     /// Last instant, inclusive.
-    pub end: Option<i128>,
+    pub end: Option<Timestamp>,
 }
 
 impl Interval {
     /// True when the two intervals share at least one instant.
     pub fn overlaps(&self, other: &Interval) -> bool {
-        let a = match (self.start, other.end) {
+        let before = |s: Option<Timestamp>, e: Option<Timestamp>| match (s, e) {
             (Some(s), Some(e)) => s <= e,
             _ => true,
         };
-        let b = match (other.start, self.end) {
-            (Some(s), Some(e)) => s <= e,
-            _ => true,
-        };
-        a && b
+        before(self.start, other.end) && before(other.start, self.end)
     }
 
-    /// The interval as STAC API text (`a/b`, `../b`, `a/..`, or one instant).
+    /// The interval as STAC API text (`a/b`, `../b`, `a/..`, or one instant), in UTC.
     pub fn to_api_string(&self) -> String {
+        let end = |t: Option<Timestamp>| t.map_or_else(|| "..".to_string(), |t| t.to_string());
         match (self.start, self.end) {
-            (Some(s), Some(e)) if s == e => format_rfc3339(s),
-            (s, e) => format!(
-                "{}/{}",
-                s.map(format_rfc3339).unwrap_or_else(|| "..".into()),
-                e.map(format_rfc3339).unwrap_or_else(|| "..".into())
-            ),
+            (Some(s), Some(e)) if s == e => s.to_string(),
+            (s, e) => format!("{}/{}", end(s), end(e)),
         }
     }
 }
 
-/// Parses one end of a datetime param: a full RFC 3339 instant (returned as itself for both
-/// bounds), or a `YYYY`, `YYYY-MM` or `YYYY-MM-DD` prefix (from its first second to its last, as
-/// pystac-client expands it).
-fn parse_bound(s: &str) -> Option<(i128, i128)> {
-    if let Some(t) = parse_rfc3339(s) {
-        return Some((t, t));
-    }
-    let (y, m0, m1, d0, d1) = match s.len() {
+/// The first and last second of a calendar period written `YYYY`, `YYYY-MM` or `YYYY-MM-DD`.
+fn calendar_period(s: &str) -> Option<(Timestamp, Timestamp)> {
+    let number = |part: &str| -> Option<i16> {
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())
+            .flatten()
+    };
+    let (first, last) = match s.len() {
         4 => {
-            let y = i64::from(digits(s, 4)?);
-            (y, 1, 12, 1, 31)
+            let year = number(s)?;
+            (Date::new(year, 1, 1).ok()?, Date::new(year, 12, 31).ok()?)
         }
         7 if s.as_bytes()[4] == b'-' => {
-            let y = i64::from(digits(s, 4)?);
-            let m = digits(&s[5..], 2)?;
-            if !(1..=12).contains(&m) {
-                return None;
-            }
-            (y, m, m, 1, days_in_month(y, m))
+            let month = i8::try_from(number(&s[5..])?).ok()?;
+            let first = Date::new(number(&s[..4])?, month, 1).ok()?;
+            (first, first.last_of_month())
         }
         10 => {
-            let (y, m, d) = parse_date(s)?;
-            (y, m, m, d, d)
+            let day: Date = s.parse().ok()?;
+            (day, day)
         }
         _ => return None,
     };
-    let start = i128::from(days_from_civil(y, m0, d0)) * 86_400 * NANOS_PER_SEC;
-    let end = (i128::from(days_from_civil(y, m1, d1)) * 86_400 + 86_399) * NANOS_PER_SEC;
-    Some((start, end))
+    let utc = |d: Date, h: i8, m: i8, sec: i8| TimeZone::UTC.to_timestamp(d.at(h, m, sec, 0)).ok();
+    Some((utc(first, 0, 0, 0)?, utc(last, 23, 59, 59)?))
 }
 
-/// Parses a datetime search param: an instant, a date (its whole day), `a/b`, `../b`, `a/..`.
+/// One end of a datetime param: an instant (both bounds itself) or a calendar period.
+fn parse_bound(s: &str) -> Option<(Timestamp, Timestamp)> {
+    match parse_instant(s) {
+        Some(t) => Some((t, t)),
+        None => calendar_period(s),
+    }
+}
+
+/// Parses a datetime search param: an instant or a period (`2021`, `2021-07`, `2021-07-01`,
+/// each its whole span), `a/b`, `../b`, `a/..`.
 ///
 /// # Errors
 /// A message saying what is wrong.
@@ -245,26 +98,19 @@ pub fn parse_interval(s: &str) -> Result<Interval, String> {
             if open(s) {
                 return Err("datetime is empty".into());
             }
-            let (a, b) = parse_bound(s).ok_or_else(|| bad(s))?;
+            let (start, end) = parse_bound(s).ok_or_else(|| bad(s))?;
             Interval {
-                start: Some(a),
-                end: Some(b),
+                start: Some(start),
+                end: Some(end),
             }
         }
         Some((a, b)) => {
             if b.contains('/') {
                 return Err(format!("`{s}` has more than one `/`"));
             }
-            let start = if open(a) {
-                None
-            } else {
-                Some(parse_bound(a).ok_or_else(|| bad(a))?.0)
-            };
-            let end = if open(b) {
-                None
-            } else {
-                Some(parse_bound(b).ok_or_else(|| bad(b))?.1)
-            };
+            let bound = |p: &str| (!open(p)).then(|| parse_bound(p).ok_or_else(|| bad(p)));
+            let start = bound(a).transpose()?.map(|(first, _)| first);
+            let end = bound(b).transpose()?.map(|(_, last)| last);
             if start.is_none() && end.is_none() {
                 return Err(
                     "both ends of the interval are open; leave datetime out instead".into(),
@@ -288,7 +134,7 @@ pub fn item_interval(item: &serde_json::Value) -> Option<Interval> {
         props
             .get(k)
             .and_then(|v| v.as_str())
-            .and_then(parse_rfc3339)
+            .and_then(parse_instant)
     };
     let dt = get("datetime");
     let start = get("start_datetime").or(dt);
@@ -307,25 +153,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trips() {
+    fn instants_round_trip_in_utc() {
         for s in [
             "1970-01-01T00:00:00Z",
             "2021-07-01T10:20:30.5Z",
             "1969-12-31T23:59:59.000000001Z",
             "2024-02-29T12:00:00Z",
         ] {
-            assert_eq!(format_rfc3339(parse_rfc3339(s).unwrap()), s);
+            assert_eq!(parse_instant(s).unwrap().to_string(), s);
         }
         assert_eq!(
-            parse_rfc3339("2021-07-01T12:00:00+02:00"),
-            parse_rfc3339("2021-07-01T10:00:00Z")
+            parse_instant("2021-07-01T12:00:00+02:00"),
+            parse_instant("2021-07-01T10:00:00Z")
         );
-        assert!(parse_rfc3339("2021-02-30T00:00:00Z").is_none());
-        assert!(parse_rfc3339("2021-07-01").is_none());
-        assert!(parse_rfc3339("2021-07-01T10:00:00").is_none());
-        assert!(parse_rfc3339("2021-07-01T10:00:00ZZ").is_none());
-        assert!(parse_rfc3339("2021-07-01T10:00:00.Z").is_none());
-        assert!(parse_rfc3339("ééééééééééééééééééééé").is_none());
+        assert_eq!(
+            parse_instant("2021-07-01t10:00:00z"),
+            parse_instant("2021-07-01 10:00:00Z")
+        );
+        assert!(parse_instant("2021-02-30T00:00:00Z").is_none());
+        assert!(parse_instant("2021-07-01").is_none());
+        assert!(parse_instant("2021-07-01T10:00:00").is_none());
+        assert!(parse_instant("2021-07-01T10:00:00ZZ").is_none());
+        assert!(parse_instant("2021-07-01T10:00:00.Z").is_none());
+        assert!(parse_instant("ééééééééééééééééééééé").is_none());
     }
 
     #[test]
@@ -337,13 +187,39 @@ mod tests {
         );
         let i = parse_interval("../2021-08").unwrap();
         assert_eq!(i.to_api_string(), "../2021-08-31T23:59:59Z");
+        let i = parse_interval("../2024-02").unwrap();
+        assert_eq!(i.to_api_string(), "../2024-02-29T23:59:59Z");
         let i = parse_interval("2021/..").unwrap();
         assert_eq!(i.to_api_string(), "2021-01-01T00:00:00Z/..");
+        let i = parse_interval("2021").unwrap();
+        assert_eq!(
+            i.to_api_string(),
+            "2021-01-01T00:00:00Z/2021-12-31T23:59:59Z"
+        );
         let i = parse_interval("2021-07-01T10:00:00Z").unwrap();
         assert_eq!(i.to_api_string(), "2021-07-01T10:00:00Z");
+        let i = parse_interval("2021-07-01T12:00:00.25+02:00/..").unwrap();
+        assert_eq!(i.to_api_string(), "2021-07-01T10:00:00.25Z/..");
         assert!(parse_interval("2021-08-01/2021-07-01").is_err());
+        assert!(parse_interval("2021-13").is_err());
+        assert!(parse_interval("2021-02-30").is_err());
         assert!(parse_interval("yesterday").is_err());
         assert!(parse_interval("../..").is_err());
         assert!(parse_interval("a/b/c").is_err());
+        assert!(parse_interval("").is_err());
+    }
+
+    #[test]
+    fn overlaps_and_item_extents() {
+        let i = |s: &str| parse_interval(s).unwrap();
+        assert!(i("2021-07").overlaps(&i("2021-07-31T23:00:00Z/..")));
+        assert!(!i("2021-07").overlaps(&i("2021-08-01T00:00:00Z/..")));
+        assert!(i("../2021-07-01").overlaps(&i("2021-07-01T23:59:59Z")));
+        let item = serde_json::json!({"properties": {"datetime": null,
+            "start_datetime": "2021-08-01T00:00:00Z", "end_datetime": "2021-08-31T23:59:59Z"}});
+        assert_eq!(item_interval(&item), Some(i("2021-08")));
+        let item = serde_json::json!({"properties": {"datetime": "2021-08-01T10:00:00+02:00"}});
+        assert_eq!(item_interval(&item), Some(i("2021-08-01T08:00:00Z")));
+        assert_eq!(item_interval(&serde_json::json!({"properties": {}})), None);
     }
 }

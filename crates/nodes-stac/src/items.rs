@@ -1,4 +1,6 @@
-//! Touch-ups applied to every item a search returns.
+//! Touch-ups applied to every item a search returns. Items stay `serde_json` values, so every
+//! extension field survives; the `stac` crate's types are not used, since it depends on the
+//! `cql2` crate (see [`crate::search::cql2`]).
 
 use std::path::{Component, Path, PathBuf};
 

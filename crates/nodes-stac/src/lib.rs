@@ -18,7 +18,7 @@
 
 pub mod datetime;
 pub mod error;
-pub mod geojson;
+pub mod geometry;
 pub mod http;
 pub mod items;
 pub mod search;

@@ -7,11 +7,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use flow_core::declare::DeclaredParams;
 use flow_core::{
-    schema, Caching, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType, Params,
-    RunContext, Signature, Value, ValueType,
+    Caching, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, RunContext,
+    Signature, Value, ValueType,
 };
-use serde::Deserialize;
+use jiff::{SignedDuration, Timestamp};
 use serde_json::Value as Json;
 
 use crate::datetime;
@@ -22,8 +23,8 @@ use crate::http::{HttpClient, HttpConfig, Request};
 pub const SUBSCRIPTION_KEY_ENV: &str = "PC_SDK_SUBSCRIPTION_KEY";
 /// The default SAS token endpoint.
 pub const DEFAULT_SAS_URL: &str = "https://planetarycomputer.microsoft.com/api/sas/v1/token";
-/// A token is renewed once less than this many seconds of validity remain.
-pub const REFRESH_MARGIN_SECS: i128 = 60;
+/// A token is renewed once less than this much validity remains.
+pub const REFRESH_MARGIN: SignedDuration = SignedDuration::from_secs(60);
 /// Storage accounts that are public and must not be signed.
 const PUBLIC_ACCOUNTS: &[&str] = &["ai4edatasetspublicassets"];
 
@@ -63,23 +64,67 @@ impl SignKind {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawParams {
-    provider: String,
-    #[serde(default = "default_sas_url")]
+flow_core::param_enum! {
+    /// How hrefs are signed.
+    pub enum Provider {
+        /// SAS tokens from the Planetary Computer.
+        PlanetaryComputer = "planetary-computer",
+        /// Items pass through unchanged.
+        None = "none",
+    }
+}
+
+flow_core::params! {
+    /// `sign` params as written in the recipe.
+    pub struct SignParams {
+        /// who signs the hrefs
+        pub provider: Provider,
+        /// SAS token endpoint (planetary-computer)
+        pub sas_url: String = DEFAULT_SAS_URL.to_string(),
+    }
+}
+
+/// `sign` params that passed validation: the provider, and the SAS endpoint as an http(s) URL
+/// without a trailing `/`.
+#[derive(Debug, Clone)]
+pub struct ValidSignParams {
+    provider: Provider,
     sas_url: String,
 }
 
-fn default_sas_url() -> String {
-    DEFAULT_SAS_URL.into()
+impl SignParams {
+    /// Checks the params.
+    ///
+    /// # Errors
+    /// A [`ParamError`] on `sas_url` when it is not an http(s) URL.
+    pub fn validate(self) -> Result<ValidSignParams, ParamError> {
+        let sas_url = self.sas_url.trim().trim_end_matches('/').to_string();
+        match url::Url::parse(&sas_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => {
+                return Err(ParamError::new(
+                    "sas_url",
+                    format!("`{sas_url}` is not an http(s) URL"),
+                ))
+            }
+        }
+        Ok(ValidSignParams {
+            provider: self.provider,
+            sas_url,
+        })
+    }
 }
 
-/// How hrefs are signed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Provider {
-    PlanetaryComputer,
-    None,
+impl ValidSignParams {
+    /// Who signs the hrefs.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// The SAS token endpoint, without a trailing `/`.
+    pub fn sas_url(&self) -> &str {
+        &self.sas_url
+    }
 }
 
 impl NodeKind for SignKind {
@@ -111,43 +156,11 @@ impl NodeKind for SignKind {
     }
 
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::required(
-                "provider",
-                ParamType::one_of(&["planetary-computer", "none"]),
-                "who signs the hrefs",
-            ),
-            ParamSpec::with_default(
-                "sas_url",
-                ParamType::String,
-                DEFAULT_SAS_URL,
-                "SAS token endpoint (planetary-computer)",
-            ),
-        ]
+        SignParams::specs()
     }
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
-        let raw: RawParams = schema::parse(params)?;
-        let provider = match raw.provider.as_str() {
-            "planetary-computer" => Provider::PlanetaryComputer,
-            "none" => Provider::None,
-            other => {
-                return Err(ParamError::new(
-                    "provider",
-                    format!("unknown provider `{other}`: \"planetary-computer\" or \"none\""),
-                ))
-            }
-        };
-        let sas_url = raw.sas_url.trim().trim_end_matches('/').to_string();
-        match url::Url::parse(&sas_url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => {
-                return Err(ParamError::new(
-                    "sas_url",
-                    format!("`{sas_url}` is not an http(s) URL"),
-                ))
-            }
-        }
+        let params = SignParams::parse(params)?.validate()?;
         let subscription_key = match &self.key {
             KeySource::Env => std::env::var(SUBSCRIPTION_KEY_ENV)
                 .ok()
@@ -155,8 +168,7 @@ impl NodeKind for SignKind {
             KeySource::Fixed(k) => k.clone(),
         };
         Ok(Box::new(SignNode {
-            provider,
-            sas_url,
+            params,
             subscription_key,
             tokens: Mutex::new(HashMap::new()),
         }))
@@ -166,18 +178,16 @@ impl NodeKind for SignKind {
 /// A SAS token and when it expires.
 struct Token {
     token: String,
-    /// Nanoseconds since the epoch.
-    expiry: i128,
+    expiry: Timestamp,
     /// As the server wrote it.
     expiry_text: String,
-    /// When it was fetched, nanoseconds since the epoch.
-    fetched: i128,
+    /// When it was fetched.
+    fetched: Timestamp,
 }
 
 /// A built `sign` node; it keeps the tokens it fetched.
 struct SignNode {
-    provider: Provider,
-    sas_url: String,
+    params: ValidSignParams,
     subscription_key: Option<String>,
     tokens: Mutex<HashMap<(String, String), Token>>,
 }
@@ -228,29 +238,29 @@ fn append_token(href: &str, token: &str) -> String {
 
 impl SignNode {
     /// A valid token for `account/container`, fetched when there is none or it expires within
-    /// [`REFRESH_MARGIN_SECS`] (a token fetched during this run, since `run_started`, serves
-    /// the rest of the run while it has not expired, so short-lived tokens are not fetched once
-    /// per asset). Returns `(token, expiry ns, expiry text)`.
+    /// [`REFRESH_MARGIN`] (a token fetched during this run, since `run_started`, serves the rest
+    /// of the run while it has not expired, so short-lived tokens are not fetched once per
+    /// asset). Returns `(token, expiry, expiry text)`.
     fn token(
         &self,
         client: &HttpClient,
         account: &str,
         container: &str,
         ctx: &RunContext,
-        run_started: i128,
-    ) -> Result<(String, i128, String), NodeError> {
+        run_started: Timestamp,
+    ) -> Result<(String, Timestamp, String), NodeError> {
         let key = (account.to_string(), container.to_string());
-        let now = datetime::now_nanos();
+        let now = Timestamp::now();
         if let Ok(tokens) = self.tokens.lock() {
             if let Some(t) = tokens.get(&key) {
-                let fresh_enough = t.expiry - now >= REFRESH_MARGIN_SECS * 1_000_000_000;
+                let fresh_enough = t.expiry.duration_since(now) >= REFRESH_MARGIN;
                 let fetched_this_run = t.fetched >= run_started && t.expiry > now;
                 if fresh_enough || fetched_this_run {
                     return Ok((t.token.clone(), t.expiry, t.expiry_text.clone()));
                 }
             }
         }
-        let url = format!("{}/{account}/{container}", self.sas_url);
+        let url = format!("{}/{account}/{container}", self.params.sas_url());
         let mut request = Request::get(&url);
         if let Some(k) = &self.subscription_key {
             request = request.header("Ocp-Apim-Subscription-Key", k);
@@ -286,14 +296,14 @@ impl SignNode {
             .and_then(Json::as_str)
             .ok_or_else(|| bad("the SAS response has no `msft:expiry` string"))?
             .to_string();
-        let expiry = datetime::parse_rfc3339(&expiry_text).ok_or_else(|| {
+        let expiry = datetime::parse_instant(&expiry_text).ok_or_else(|| {
             bad(&format!(
                 "`msft:expiry` = `{expiry_text}` is not an RFC 3339 date-time"
             ))
         })?;
         tracing::debug!(account, container, expiry = %expiry_text, "got a SAS token");
         if let Ok(mut tokens) = self.tokens.lock() {
-            let fetched = datetime::now_nanos();
+            let fetched = Timestamp::now();
             tokens.insert(
                 key,
                 Token {
@@ -312,16 +322,16 @@ impl Node for SignNode {
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
         let items = inputs.items("input")?;
         let mut out = items.clone();
-        if self.provider == Provider::None {
+        if self.params.provider() == Provider::None {
             return Ok(Value::Items(out));
         }
-        let run_started = datetime::now_nanos();
+        let run_started = Timestamp::now();
         let mut client: Option<HttpClient> = None;
         let mut signed_assets = 0usize;
         if let Some(features) = out.features_mut() {
             for item in features.iter_mut() {
                 ctx.check_cancelled()?;
-                let mut earliest: Option<(i128, String)> = None;
+                let mut earliest: Option<(Timestamp, String)> = None;
                 if let Some(assets) = item.get_mut("assets").and_then(Json::as_object_mut) {
                     for asset in assets.values_mut() {
                         let Some(Json::String(href)) = asset.get_mut("href") else {

@@ -5,7 +5,14 @@
 //! (`{"property": "eo:cloud_cover"}`), numbers, strings, booleans, `{"timestamp": ...}`,
 //! `{"date": ...}`, `{"interval": [a, b]}`, GeoJSON geometries and `{"bbox": [...]}`.
 //! Logic is three-valued: a comparison with a missing property is unknown, and only `true`
-//! selects an item.
+//! selects an item. `datetime` is the item's temporal extent (`datetime`, or
+//! `start_datetime`..`end_datetime`), as STAC API servers such as pgstac read it.
+//!
+//! Evaluated here rather than with the `cql2` crate (0.6): that crate has no features to leave
+//! out its SQL parser (`sqlparser`), its JSON-schema validator (`jsonschema`, with two regex
+//! engines) and its WKT stack (`geozero`, `wkt`), which would add some 70 crates and several
+//! CPU-minutes to a cold build of this crate; and its evaluator reads `datetime` as the bare
+//! property, so an item with only `start_datetime`/`end_datetime` would be unknown.
 
 use std::cmp::Ordering;
 
@@ -14,7 +21,7 @@ use serde_json::Value as Json;
 
 use super::filter::{compare, item_value, Scalar};
 use crate::datetime::{self, Interval};
-use crate::geojson;
+use crate::geometry;
 
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +109,7 @@ fn operand(v: &Json) -> Result<Operand, String> {
                     .as_array()
                     .filter(|a| a.len() == 2)
                     .ok_or("`interval` takes two strings")?;
-                let end = |v: &Json, first: bool| -> Result<Option<i128>, String> {
+                let end = |v: &Json, first: bool| -> Result<Option<jiff::Timestamp>, String> {
                     match v {
                         Json::String(s) if s == ".." => Ok(None),
                         Json::String(s) => {
@@ -129,9 +136,9 @@ fn operand(v: &Json) -> Result<Operand, String> {
                     .iter()
                     .map(|x| x.as_f64().ok_or("`bbox` must hold numbers"))
                     .collect::<Result<_, _>>()?;
-                Operand::Literal(Scalar::Geom(Box::new(geojson::bbox_geometry(&b)?)))
+                Operand::Literal(Scalar::Geom(Box::new(geometry::bbox_geometry(&b)?)))
             } else if o.contains_key("type") {
-                Operand::Literal(Scalar::Geom(Box::new(geojson::to_geometry(v)?)))
+                Operand::Literal(Scalar::Geom(Box::new(geometry::to_geometry(v)?)))
             } else if let Some(op) = o.get("op").and_then(Json::as_str) {
                 return Err(format!(
                     "`{op}` is not supported as an operand in this CQL2 subset"

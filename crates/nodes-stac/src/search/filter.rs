@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 
 use super::cql2;
 use crate::datetime::{self, Interval};
-use crate::geojson;
+use crate::geometry;
 
 /// A scalar seen by a comparison.
 #[derive(Debug, Clone)]
@@ -45,7 +45,7 @@ impl Scalar {
     fn as_time(&self) -> Option<Interval> {
         match self {
             Scalar::Time(t) => Some(*t),
-            Scalar::Str(s) => datetime::parse_rfc3339(s).map(|t| Interval {
+            Scalar::Str(s) => datetime::parse_instant(s).map(|t| Interval {
                 start: Some(t),
                 end: Some(t),
             }),
@@ -79,7 +79,7 @@ pub fn item_value(item: &Json, name: &str) -> Scalar {
     match name {
         "id" | "collection" => item.get(name).map_or(Scalar::Null, Scalar::from_json),
         "geometry" => {
-            geojson::item_footprint(item).map_or(Scalar::Null, |g| Scalar::Geom(Box::new(g)))
+            geometry::item_footprint(item).map_or(Scalar::Null, |g| Scalar::Geom(Box::new(g)))
         }
         "datetime" => datetime::item_interval(item).map_or(Scalar::Null, Scalar::Time),
         _ => item
@@ -143,11 +143,8 @@ pub struct QueryClause {
     pub value: Json,
 }
 
-/// Parses a query-extension object (`{"eo:cloud_cover": {"lt": 5}}`).
-///
-/// # Errors
-/// A message naming the bad property or operator.
-pub fn parse_query(q: &Json) -> Result<Vec<QueryClause>, String> {
+/// Parses the clauses of a query-extension object (`{"eo:cloud_cover": {"lt": 5}}`).
+fn parse_query(q: &Json) -> Result<Vec<QueryClause>, String> {
     let obj = q.as_object().ok_or("query must be a table")?;
     let mut clauses = Vec::new();
     for (property, ops) in obj {
@@ -171,6 +168,76 @@ pub fn parse_query(q: &Json) -> Result<Vec<QueryClause>, String> {
         }
     }
     Ok(clauses)
+}
+
+/// A query-extension object: as written (sent to an API) and parsed (evaluated on static
+/// catalogs).
+#[derive(Debug, Clone)]
+pub struct Query {
+    json: Json,
+    clauses: Vec<QueryClause>,
+}
+
+impl Query {
+    /// Parses a query-extension object (`{"eo:cloud_cover": {"lt": 5}}`).
+    ///
+    /// # Errors
+    /// A message naming the bad property or operator.
+    pub fn parse(json: Json) -> Result<Query, String> {
+        let clauses = parse_query(&json)?;
+        Ok(Query { json, clauses })
+    }
+
+    /// The object as written.
+    pub fn json(&self) -> &Json {
+        &self.json
+    }
+
+    /// Whether `item` satisfies every clause.
+    pub fn matches(&self, item: &Json) -> bool {
+        self.clauses.iter().all(|c| c.matches(item))
+    }
+}
+
+/// A CQL2-JSON filter: as written (sent to an API) and, when it is within the subset evaluated
+/// here, parsed (evaluated on static catalogs).
+#[derive(Debug, Clone)]
+pub struct Cql2Filter {
+    json: Json,
+    expr: Option<cql2::Expr>,
+}
+
+impl Cql2Filter {
+    /// Parses a CQL2-JSON filter. For a live API (`for_api`) a filter outside the local subset
+    /// is kept as written, since the server may know more of CQL2.
+    ///
+    /// # Errors
+    /// A message naming the unsupported or malformed part, when the filter is for a static
+    /// catalog.
+    pub fn parse(json: Json, for_api: bool) -> Result<Cql2Filter, String> {
+        let expr = match cql2::parse(&json) {
+            Ok(e) => Some(e),
+            Err(e) if for_api => {
+                tracing::debug!("filter not evaluable locally ({e}); sent to the API as is");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Cql2Filter { json, expr })
+    }
+
+    /// The filter as written.
+    pub fn json(&self) -> &Json {
+        &self.json
+    }
+
+    /// Whether `item` satisfies the filter (only a true result does); a filter that is not
+    /// evaluated here (only for APIs) lets every item through.
+    pub fn matches(&self, item: &Json) -> bool {
+        self.expr
+            .as_ref()
+            .is_none_or(|e| e.eval(item) == Some(true))
+    }
 }
 
 impl QueryClause {
@@ -310,55 +377,42 @@ pub fn sort_items(items: &mut [Json], keys: &[SortKey]) {
 
 /// Every filter of a search, evaluated against items of a static catalog.
 #[derive(Debug, Clone, Default)]
-pub struct LocalFilter {
+pub struct LocalFilter<'a> {
     /// Allowed collection ids.
-    pub collections: Option<Vec<String>>,
+    pub collections: Option<&'a [String]>,
     /// Allowed item ids.
-    pub ids: Option<Vec<String>>,
+    pub ids: Option<&'a [String]>,
     /// The area the footprint must intersect (bbox or intersects).
     pub spatial: Option<Geometry<f64>>,
     /// The interval the item's extent must overlap.
     pub datetime: Option<Interval>,
     /// Query-extension clauses, all of which must hold.
-    pub query: Vec<QueryClause>,
-    /// A CQL2 expression that must be true.
-    pub cql2: Option<cql2::Expr>,
+    pub query: Option<&'a Query>,
+    /// A CQL2 filter that must be true.
+    pub cql2: Option<&'a Cql2Filter>,
 }
 
-impl LocalFilter {
+impl LocalFilter<'_> {
     /// Whether `item` passes every filter.
     pub fn matches(&self, item: &Json) -> bool {
-        if let Some(c) = &self.collections {
-            let coll = item.get("collection").and_then(Json::as_str);
-            if !coll.is_some_and(|coll| c.iter().any(|x| x == coll)) {
-                return false;
-            }
-        }
-        if let Some(ids) = &self.ids {
-            let id = item.get("id").and_then(Json::as_str);
-            if !id.is_some_and(|id| ids.iter().any(|x| x == id)) {
-                return false;
-            }
-        }
-        if let Some(area) = &self.spatial {
-            match geojson::item_footprint(item) {
-                Some(fp) if fp.intersects(area) => {}
-                _ => return false,
-            }
-        }
-        if let Some(dt) = &self.datetime {
-            match datetime::item_interval(item) {
-                Some(t) if t.overlaps(dt) => {}
-                _ => return false,
-            }
-        }
-        if !self.query.iter().all(|q| q.matches(item)) {
-            return false;
-        }
-        match &self.cql2 {
-            Some(e) => e.eval(item) == Some(true),
-            None => true,
-        }
+        let member = |allowed: Option<&[String]>, key: &str| {
+            allowed.is_none_or(|allowed| {
+                item.get(key)
+                    .and_then(Json::as_str)
+                    .is_some_and(|v| allowed.iter().any(|x| x == v))
+            })
+        };
+        member(self.collections, "collection")
+            && member(self.ids, "id")
+            && self.spatial.as_ref().is_none_or(|area| {
+                geometry::item_footprint(item).is_some_and(|fp| fp.intersects(area))
+            })
+            && self
+                .datetime
+                .as_ref()
+                .is_none_or(|dt| datetime::item_interval(item).is_some_and(|t| t.overlaps(dt)))
+            && self.query.is_none_or(|q| q.matches(item))
+            && self.cql2.is_none_or(|f| f.matches(item))
     }
 }
 
@@ -375,7 +429,7 @@ mod tests {
     #[test]
     fn query_ops() {
         let i = item("a", 3.0, "2021-07-01T00:00:00Z");
-        let m = |q: Json| parse_query(&q).unwrap().iter().all(|c| c.matches(&i));
+        let m = |q: Json| Query::parse(q).unwrap().matches(&i);
         assert!(m(json!({"eo:cloud_cover": {"lt": 5}})));
         assert!(!m(json!({"eo:cloud_cover": {"gt": 5}})));
         assert!(m(json!({"eo:cloud_cover": {"gte": 3, "lte": 3}})));
@@ -386,8 +440,9 @@ mod tests {
         assert!(!m(
             json!({"datetime": {"gte": "2021-06-30T23:00:00-02:00"}})
         ));
-        assert!(parse_query(&json!({"a": {"like": 1}})).is_err());
-        assert!(parse_query(&json!({"a": 1})).is_err());
+        assert!(Query::parse(json!({"a": {"like": 1}})).is_err());
+        assert!(Query::parse(json!({"a": 1})).is_err());
+        assert!(Query::parse(json!({"a": {"in": 1}})).is_err());
     }
 
     #[test]

@@ -10,62 +10,61 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use flow_core::atomic;
+use flow_core::declare::DeclaredParams;
 use flow_core::{
-    schema, Caching, Inputs, Items, Node, NodeError, NodeKind, ParamError, ParamSpec, ParamType,
-    Params, RunContext, Signature, Value, ValueType,
+    schema, Caching, Inputs, Items, Node, NodeError, NodeKind, ParamError, ParamSpec, Params,
+    RunContext, Signature, Value, ValueType,
 };
-use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
 use crate::datetime::{self, Interval};
 use crate::error::StacError;
-use crate::geojson;
+use crate::geometry;
 use crate::http::{HttpClient, HttpConfig};
 use crate::items::normalize_proj;
-use filter::{LocalFilter, QueryClause, SortKey};
+use filter::{Cql2Filter, LocalFilter, Query, SortKey};
 
 /// The `stac-search` kind.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StacSearchKind;
 
-/// The params as written in the recipe (after the schema check and defaults).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawParams {
-    catalog: String,
-    collections: Option<Vec<String>>,
-    bbox: Option<Vec<f64>>,
-    intersects: Option<toml::Value>,
-    #[serde(default)]
-    envelope: bool,
-    datetime: Option<String>,
-    query: Option<toml::Table>,
-    filter: Option<toml::Table>,
-    sortby: Option<Vec<toml::Value>>,
-    limit: Option<i64>,
-    max_items: Option<i64>,
-    ids: Option<Vec<String>>,
-    #[serde(default = "default_ttl")]
-    ttl: i64,
-    #[serde(default = "default_max_pages")]
-    max_pages: i64,
-    #[serde(default = "default_retries")]
-    retries: i64,
-    #[serde(default = "default_timeout")]
-    timeout: f64,
-}
-
-fn default_ttl() -> i64 {
-    86_400
-}
-fn default_max_pages() -> i64 {
-    1000
-}
-fn default_retries() -> i64 {
-    3
-}
-fn default_timeout() -> f64 {
-    30.0
+flow_core::params! {
+    /// `stac-search` params as written in the recipe.
+    pub struct SearchParams {
+        /// http(s) STAC API root; local ItemCollection / catalog.json path or file:// URL; or builtin:NAME
+        pub catalog: String,
+        /// collection ids
+        pub collections: Option<Vec<String>>,
+        /// [west, south, east, north] in WGS84
+        pub bbox: Option<Vec<f64>>,
+        /// GeoJSON geometry (inline table) or the path of a GeoJSON file
+        pub intersects: Option<toml::Value>,
+        /// search the bbox of `intersects` instead of the geometry
+        pub envelope: bool = false,
+        /// an instant or date, `a/b`, `../b` or `a/..`
+        pub datetime: Option<String>,
+        /// query extension: { "eo:cloud_cover" = { lt = 5 } }
+        pub query: Option<toml::Table>,
+        /// CQL2-JSON filter
+        pub filter: Option<toml::Table>,
+        /// sort keys: "-eo:cloud_cover" or { field, direction }
+        pub sortby: Option<Vec<toml::Value>>,
+        /// page size asked of the API
+        pub limit: Option<i64>,
+        /// stop after this many items
+        pub max_items: Option<i64>,
+        /// item ids
+        pub ids: Option<Vec<String>>,
+        /// seconds a live search result stays cached
+        pub ttl: i64 = 86_400,
+        /// fetch at most this many pages
+        pub max_pages: i64 = 1000,
+        /// retries on 429, 5xx and transport errors
+        pub retries: i64 = 3,
+        /// connect and read timeout, seconds
+        pub timeout: f64 = 30.0,
+    }
 }
 
 /// Where items come from.
@@ -80,9 +79,11 @@ pub enum Catalog {
 }
 
 /// The area of interest.
-#[derive(Debug, Clone)]
-enum Area {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Area {
+    /// No spatial filter.
     None,
+    /// A STAC bbox, already checked.
     Bbox(Vec<f64>),
     /// A GeoJSON geometry, already checked.
     Geometry(Json),
@@ -90,23 +91,82 @@ enum Area {
     File(String),
 }
 
-/// Params that passed validation.
+/// `stac-search` params that passed validation; made only by [`SearchParams::validate`].
 #[derive(Debug, Clone)]
-struct ValidParams {
+pub struct ValidSearchParams {
     catalog: Catalog,
     collections: Option<Vec<String>>,
     ids: Option<Vec<String>>,
     area: Area,
     envelope: bool,
     datetime: Option<Interval>,
-    query: Option<(Json, Vec<QueryClause>)>,
-    filter: Option<(Json, Option<cql2::Expr>)>,
+    query: Option<Query>,
+    filter: Option<Cql2Filter>,
     sortby: Vec<SortKey>,
     limit: Option<u64>,
     max_items: Option<usize>,
     ttl: u64,
     max_pages: usize,
     http: HttpConfig,
+}
+
+impl ValidSearchParams {
+    /// Where items come from.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+    /// Allowed collection ids (never empty).
+    pub fn collections(&self) -> Option<&[String]> {
+        self.collections.as_deref()
+    }
+    /// Allowed item ids (never empty).
+    pub fn ids(&self) -> Option<&[String]> {
+        self.ids.as_deref()
+    }
+    /// The area of interest.
+    pub fn area(&self) -> &Area {
+        &self.area
+    }
+    /// Search the bbox of the geometry instead of the geometry (only with a geometry).
+    pub fn envelope(&self) -> bool {
+        self.envelope
+    }
+    /// The time interval items must overlap.
+    pub fn datetime(&self) -> Option<Interval> {
+        self.datetime
+    }
+    /// The query-extension filter.
+    pub fn query(&self) -> Option<&Query> {
+        self.query.as_ref()
+    }
+    /// The CQL2 filter.
+    pub fn filter(&self) -> Option<&Cql2Filter> {
+        self.filter.as_ref()
+    }
+    /// Sort keys, first to last.
+    pub fn sortby(&self) -> &[SortKey] {
+        &self.sortby
+    }
+    /// The page size asked of an API.
+    pub fn limit(&self) -> Option<u64> {
+        self.limit
+    }
+    /// Stop after this many items.
+    pub fn max_items(&self) -> Option<usize> {
+        self.max_items
+    }
+    /// Seconds a live result stays cached.
+    pub fn ttl(&self) -> u64 {
+        self.ttl
+    }
+    /// Fetch at most this many pages.
+    pub fn max_pages(&self) -> usize {
+        self.max_pages
+    }
+    /// Retries and timeout of the HTTP client.
+    pub fn http(&self) -> HttpConfig {
+        self.http
+    }
 }
 
 /// Converts TOML to JSON (datetimes become strings, non-finite floats null).
@@ -124,6 +184,10 @@ pub(crate) fn toml_to_json(v: &toml::Value) -> Json {
                 .collect(),
         ),
     }
+}
+
+fn table_to_json(t: toml::Table) -> Json {
+    toml_to_json(&toml::Value::Table(t))
 }
 
 fn parse_catalog(s: &str) -> Result<Catalog, ParamError> {
@@ -163,86 +227,92 @@ fn parse_catalog(s: &str) -> Result<Catalog, ParamError> {
     Ok(Catalog::File(s.into()))
 }
 
-fn positive(param: &str, v: i64, max: i64) -> Result<i64, ParamError> {
+/// `v` as a count between 1 and `max`.
+fn count(param: &str, v: i64, max: i64) -> Result<u64, ParamError> {
     if v < 1 || v > max {
         Err(ParamError::new(
             param,
             format!("{param} must be between 1 and {max}, not {v}"),
         ))
     } else {
-        Ok(v)
+        Ok(v.unsigned_abs())
     }
 }
 
-impl RawParams {
-    fn validate(self) -> Result<ValidParams, ParamError> {
+fn parse_area(bbox: Option<Vec<f64>>, intersects: Option<toml::Value>) -> Result<Area, ParamError> {
+    Ok(match (bbox, intersects) {
+        (Some(_), Some(_)) => {
+            return Err(ParamError::new(
+                "intersects",
+                "give either bbox or intersects, not both",
+            ))
+        }
+        (Some(b), None) => {
+            // 4 numbers (6 with heights are accepted too), south <= north
+            geometry::bbox_geometry(&b).map_err(|e| ParamError::new("bbox", e))?;
+            Area::Bbox(b)
+        }
+        (None, Some(toml::Value::Table(t))) => {
+            let g = geometry::document_geometry(&table_to_json(t))
+                .map_err(|e| ParamError::new("intersects", e))?;
+            Area::Geometry(g)
+        }
+        (None, Some(toml::Value::String(path))) if !path.trim().is_empty() => Area::File(path),
+        (None, Some(_)) => {
+            return Err(ParamError::new(
+                "intersects",
+                "intersects is an inline GeoJSON geometry table or the path of a GeoJSON file",
+            ))
+        }
+        (None, None) => Area::None,
+    })
+}
+
+fn non_empty(
+    param: &str,
+    v: Option<Vec<String>>,
+    what: &str,
+) -> Result<Option<Vec<String>>, ParamError> {
+    match v {
+        Some(v) if v.is_empty() => Err(ParamError::new(
+            param,
+            format!("{param} is empty: leave it out to search all {what}"),
+        )),
+        v => Ok(v),
+    }
+}
+
+impl SearchParams {
+    /// Checks the params and parses what they hold (catalog, area, datetime, query, CQL2 filter,
+    /// sort keys).
+    ///
+    /// # Errors
+    /// A [`ParamError`] naming the param at fault.
+    pub fn validate(self) -> Result<ValidSearchParams, ParamError> {
         let catalog = parse_catalog(&self.catalog)?;
         let is_api = matches!(catalog, Catalog::Api(_));
-        let area = match (self.bbox, self.intersects) {
-            (Some(_), Some(_)) => {
-                return Err(ParamError::new(
-                    "intersects",
-                    "give either bbox or intersects, not both",
-                ))
-            }
-            (Some(b), None) => {
-                // 4 numbers (6 with heights are accepted too), south <= north
-                geojson::bbox_geometry(&b).map_err(|e| ParamError::new("bbox", e))?;
-                Area::Bbox(b)
-            }
-            (None, Some(toml::Value::Table(t))) => {
-                let doc = toml_to_json(&toml::Value::Table(t));
-                let g = geojson::document_geometry(&doc)
-                    .map_err(|e| ParamError::new("intersects", e))?;
-                geojson::to_geometry(&g).map_err(|e| ParamError::new("intersects", e))?;
-                Area::Geometry(g)
-            }
-            (None, Some(toml::Value::String(path))) if !path.trim().is_empty() => Area::File(path),
-            (None, Some(_)) => {
-                return Err(ParamError::new(
-                    "intersects",
-                    "intersects is an inline GeoJSON geometry table or the path of a GeoJSON file",
-                ))
-            }
-            (None, None) => Area::None,
-        };
+        let area = parse_area(self.bbox, self.intersects)?;
         if self.envelope && !matches!(area, Area::Geometry(_) | Area::File(_)) {
             return Err(ParamError::new(
                 "envelope",
                 "envelope = true needs an intersects geometry",
             ));
         }
-        let datetime = match self.datetime {
-            Some(d) => {
-                Some(datetime::parse_interval(&d).map_err(|e| ParamError::new("datetime", e))?)
-            }
-            None => None,
-        };
-        let query = match self.query {
-            Some(q) => {
-                let j = toml_to_json(&toml::Value::Table(q));
-                let clauses = filter::parse_query(&j).map_err(|e| ParamError::new("query", e))?;
-                Some((j, clauses))
-            }
-            None => None,
-        };
-        let filter = match self.filter {
-            Some(f) => {
-                let j = toml_to_json(&toml::Value::Table(f));
-                match cql2::parse(&j) {
-                    Ok(e) => Some((j, Some(e))),
-                    // A live API may support more of CQL2 than we evaluate locally.
-                    Err(e) if is_api => {
-                        tracing::debug!(
-                            "filter not evaluable locally ({e}); sent to the API as is"
-                        );
-                        Some((j, None))
-                    }
-                    Err(e) => return Err(ParamError::new("filter", e)),
-                }
-            }
-            None => None,
-        };
+        let datetime = self
+            .datetime
+            .map(|d| datetime::parse_interval(&d).map_err(|e| ParamError::new("datetime", e)))
+            .transpose()?;
+        let query = self
+            .query
+            .map(|q| Query::parse(table_to_json(q)).map_err(|e| ParamError::new("query", e)))
+            .transpose()?;
+        let filter = self
+            .filter
+            .map(|f| {
+                Cql2Filter::parse(table_to_json(f), is_api)
+                    .map_err(|e| ParamError::new("filter", e))
+            })
+            .transpose()?;
         let sortby = match self.sortby {
             Some(s) => {
                 let j: Vec<Json> = s.iter().map(toml_to_json).collect();
@@ -250,29 +320,28 @@ impl RawParams {
             }
             None => Vec::new(),
         };
-        let limit = self
-            .limit
-            .map(|l| positive("limit", l, 100_000))
-            .transpose()?
-            .map(|l| l as u64);
+        let limit = self.limit.map(|l| count("limit", l, 100_000)).transpose()?;
         let max_items = self
             .max_items
-            .map(|m| positive("max_items", m, i64::MAX))
+            .map(|m| count("max_items", m, i64::MAX))
             .transpose()?
-            .map(|m| m as usize);
-        if self.ttl < 0 {
-            return Err(ParamError::new(
+            .map(|m| usize::try_from(m).unwrap_or(usize::MAX));
+        let ttl = u64::try_from(self.ttl).map_err(|_| {
+            ParamError::new(
                 "ttl",
                 format!("ttl must be 0 or more seconds, not {}", self.ttl),
-            ));
-        }
-        let max_pages = positive("max_pages", self.max_pages, 1_000_000)? as usize;
-        if !(0..=20).contains(&self.retries) {
-            return Err(ParamError::new(
-                "retries",
-                format!("retries must be between 0 and 20, not {}", self.retries),
-            ));
-        }
+            )
+        })?;
+        let max_pages = count("max_pages", self.max_pages, 1_000_000)? as usize;
+        let retries = u32::try_from(self.retries)
+            .ok()
+            .filter(|r| *r <= 20)
+            .ok_or_else(|| {
+                ParamError::new(
+                    "retries",
+                    format!("retries must be between 0 and 20, not {}", self.retries),
+                )
+            })?;
         if !(self.timeout > 0.0 && self.timeout <= 3600.0) {
             return Err(ParamError::new(
                 "timeout",
@@ -282,26 +351,10 @@ impl RawParams {
                 ),
             ));
         }
-        if let Some(ids) = &self.ids {
-            if ids.is_empty() {
-                return Err(ParamError::new(
-                    "ids",
-                    "ids is empty: leave it out to search all ids",
-                ));
-            }
-        }
-        if let Some(c) = &self.collections {
-            if c.is_empty() {
-                return Err(ParamError::new(
-                    "collections",
-                    "collections is empty: leave it out to search all collections",
-                ));
-            }
-        }
-        Ok(ValidParams {
+        Ok(ValidSearchParams {
             catalog,
-            collections: self.collections,
-            ids: self.ids,
+            collections: non_empty("collections", self.collections, "collections")?,
+            ids: non_empty("ids", self.ids, "ids")?,
             area,
             envelope: self.envelope,
             datetime,
@@ -310,10 +363,10 @@ impl RawParams {
             sortby,
             limit,
             max_items,
-            ttl: self.ttl as u64,
+            ttl,
             max_pages,
             http: HttpConfig {
-                retries: self.retries as u32,
+                retries,
                 timeout: Duration::from_secs_f64(self.timeout),
             },
         })
@@ -349,34 +402,11 @@ impl NodeKind for StacSearchKind {
     }
 
     fn params(&self) -> Vec<ParamSpec> {
-        use ParamType as T;
-        vec![
-            ParamSpec::required(
-                "catalog",
-                T::String,
-                "http(s) STAC API root; local ItemCollection / catalog.json path or file:// URL; or builtin:NAME",
-            ),
-            ParamSpec::optional("collections", T::array(T::String), "collection ids"),
-            ParamSpec::optional("bbox", T::array(T::Float), "[west, south, east, north] in WGS84"),
-            ParamSpec::optional("intersects", T::Any, "GeoJSON geometry (inline table) or the path of a GeoJSON file"),
-            ParamSpec::with_default("envelope", T::Bool, false, "search the bbox of `intersects` instead of the geometry"),
-            ParamSpec::optional("datetime", T::String, "an instant or date, `a/b`, `../b` or `a/..`"),
-            ParamSpec::optional("query", T::Table, "query extension: { \"eo:cloud_cover\" = { lt = 5 } }"),
-            ParamSpec::optional("filter", T::Table, "CQL2-JSON filter"),
-            ParamSpec::optional("sortby", T::array(T::Any), "sort keys: \"-eo:cloud_cover\" or { field, direction }"),
-            ParamSpec::optional("limit", T::Integer, "page size asked of the API"),
-            ParamSpec::optional("max_items", T::Integer, "stop after this many items"),
-            ParamSpec::optional("ids", T::array(T::String), "item ids"),
-            ParamSpec::with_default("ttl", T::Integer, 86_400, "seconds a live search result stays cached"),
-            ParamSpec::with_default("max_pages", T::Integer, 1000, "fetch at most this many pages"),
-            ParamSpec::with_default("retries", T::Integer, 3, "retries on 429, 5xx and transport errors"),
-            ParamSpec::with_default("timeout", T::Float, 30.0, "connect and read timeout, seconds"),
-        ]
+        SearchParams::specs()
     }
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
-        let raw: RawParams = schema::parse(params)?;
-        let params = raw.validate()?;
+        let params = SearchParams::parse(params)?.validate()?;
         Ok(Box::new(SearchNode {
             params,
             stash: Mutex::new(None),
@@ -386,7 +416,7 @@ impl NodeKind for StacSearchKind {
 
 /// A built `stac-search` node.
 struct SearchNode {
-    params: ValidParams,
+    params: ValidSearchParams,
     /// A local catalog read by `key_material`, reused by `run`.
     stash: Mutex<Option<(PathBuf, static_catalog::Loaded)>>,
 }
@@ -459,8 +489,9 @@ fn unknown_dataset(ctx: &RunContext, name: &str) -> NodeError {
 }
 
 /// Materializes builtin dataset `name` once into `data_dir/NAME-VERSION` and returns the file to
-/// read. Safe against concurrent runs: each generates into its own temporary directory and
-/// renames it into place; a loser of the race uses the winner's directory.
+/// read. Safe against concurrent runs: each generates into its own temporary directory, writes
+/// the marker synced, and renames the directory into place with [`atomic::commit`]; a loser of
+/// the race uses the winner's directory.
 pub fn materialize_dataset(ctx: &RunContext, name: &str) -> Result<PathBuf, NodeError> {
     let provider = ctx
         .datasets
@@ -488,8 +519,9 @@ pub fn materialize_dataset(ctx: &RunContext, name: &str) -> Result<PathBuf, Node
         .unwrap_or(path);
     let marker = tmp.path().join(DATASET_MARKER);
     let text = json!({"path": rel.to_string_lossy(), "version": provider.version()}).to_string();
-    std::fs::write(&marker, text).map_err(|e| NodeError::io(&marker, e))?;
-    match std::fs::rename(tmp.path(), &target) {
+    atomic::write_synced(&marker, text.as_bytes()).map_err(|e| NodeError::io(&marker, e))?;
+    atomic::sync_dir(tmp.path());
+    match atomic::commit(tmp.path(), &target) {
         Ok(()) => {
             let _ = tmp.keep();
         }
@@ -521,10 +553,7 @@ impl SearchNode {
                 let doc: Json = serde_json::from_slice(&bytes).map_err(|e| {
                     NodeError::InvalidData(format!("intersects: {}: not JSON: {e}", path.display()))
                 })?;
-                let g = geojson::document_geometry(&doc).map_err(|e| {
-                    NodeError::InvalidData(format!("intersects: {}: {e}", path.display()))
-                })?;
-                geojson::to_geometry(&g).map_err(|e| {
+                let g = geometry::document_geometry(&doc).map_err(|e| {
                     NodeError::InvalidData(format!("intersects: {}: {e}", path.display()))
                 })?;
                 Some(g)
@@ -540,8 +569,8 @@ impl SearchNode {
         }
         match g {
             Some(g) if self.params.envelope => {
-                let geom = geojson::to_geometry(&g).map_err(NodeError::InvalidData)?;
-                let env = geojson::envelope(&geom).ok_or_else(|| {
+                let geom = geometry::to_geometry(&g).map_err(NodeError::InvalidData)?;
+                let env = geometry::envelope(&geom).ok_or_else(|| {
                     NodeError::InvalidData("intersects: the geometry is empty".into())
                 })?;
                 Ok((Some(env.to_vec()), None))
@@ -569,11 +598,11 @@ impl SearchNode {
         if let Some(d) = &p.datetime {
             body.insert("datetime".into(), Json::String(d.to_api_string()));
         }
-        if let Some((q, _)) = &p.query {
-            body.insert("query".into(), q.clone());
+        if let Some(q) = &p.query {
+            body.insert("query".into(), q.json().clone());
         }
-        if let Some((f, _)) = &p.filter {
-            body.insert("filter".into(), f.clone());
+        if let Some(f) = &p.filter {
+            body.insert("filter".into(), f.json().clone());
             body.insert("filter-lang".into(), Json::String("cql2-json".into()));
         }
         if !p.sortby.is_empty() {
@@ -585,21 +614,21 @@ impl SearchNode {
         Ok(Json::Object(body))
     }
 
-    fn local_filter(&self, ctx: &RunContext) -> Result<LocalFilter, NodeError> {
+    fn local_filter(&self, ctx: &RunContext) -> Result<LocalFilter<'_>, NodeError> {
         let p = &self.params;
         let (bbox, intersects) = self.spatial(ctx)?;
         let spatial = match (bbox, intersects) {
-            (Some(b), _) => Some(geojson::bbox_geometry(&b).map_err(NodeError::InvalidData)?),
-            (None, Some(g)) => Some(geojson::to_geometry(&g).map_err(NodeError::InvalidData)?),
+            (Some(b), _) => Some(geometry::bbox_geometry(&b).map_err(NodeError::InvalidData)?),
+            (None, Some(g)) => Some(geometry::to_geometry(&g).map_err(NodeError::InvalidData)?),
             (None, None) => None,
         };
         Ok(LocalFilter {
-            collections: p.collections.clone(),
-            ids: p.ids.clone(),
+            collections: p.collections(),
+            ids: p.ids(),
             spatial,
             datetime: p.datetime,
-            query: p.query.as_ref().map(|(_, c)| c.clone()).unwrap_or_default(),
-            cql2: p.filter.as_ref().and_then(|(_, e)| e.clone()),
+            query: p.query(),
+            cql2: p.filter(),
         })
     }
 

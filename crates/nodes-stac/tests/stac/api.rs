@@ -423,3 +423,40 @@ fn bad_params_name_the_param() {
     )
     .is_ok());
 }
+
+#[test]
+fn bad_params_say_what_is_wrong() {
+    let message = |src: &str| {
+        build(&StacSearchKind, src)
+            .err()
+            .unwrap_or_else(|| panic!("{src} was accepted"))
+            .to_string()
+    };
+    let m = message("catalog = 'items.json'\nfilter = { op = 'a_contains', args = [1, 2] }");
+    assert!(
+        m.contains("`a_contains`") && m.contains("not supported"),
+        "{m}"
+    );
+    let m = message("catalog = 'items.json'\nfilter = { op = '=', args = [1] }");
+    assert!(m.contains("`=` takes 2 arguments, not 1"), "{m}");
+    let m = message("catalog = 'http://h'\ndatetime = '2021-13-01'");
+    assert!(
+        m.contains("`2021-13-01` is not an RFC 3339 date-time"),
+        "{m}"
+    );
+    let m = message("catalog = 'http://h'\ndatetime = '2021-08-01/2021-07-01'");
+    assert!(m.contains("ends before it starts"), "{m}");
+    let m = message(
+        "catalog = 'http://h'\nintersects = { type = 'Polygon', coordinates = [[[0, 0], [1, 1]]] }",
+    );
+    assert!(
+        m.contains("a Polygon ring needs at least 4 positions"),
+        "{m}"
+    );
+    let m = message(
+        "catalog = 'http://h'\nintersects = { type = 'LineString', coordinates = [[0], [1, 1]] }",
+    );
+    assert!(m.contains("two numbers"), "{m}");
+    let m = message("catalog = 'http://h'\nintersects = { type = 'Circle', coordinates = [0, 0] }");
+    assert!(m.contains("Circle"), "{m}");
+}

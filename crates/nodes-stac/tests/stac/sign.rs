@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use flow_core::{Caching, Inputs, Items, NodeError, Value};
-use flow_nodes_stac::datetime::{format_rfc3339, now_nanos};
 use flow_nodes_stac::SignKind;
 use serde_json::json;
 
@@ -12,12 +11,13 @@ use crate::support::{build, ctx, Reply, Server};
 const TOKEN: &str = "st=2021-01-01T00%3A00%3A00Z&se=2021-01-02T00%3A00%3A00Z&sp=rl&sv=2021-06-08&sr=c&skoid=x&sig=SECRETSIGNATURE%3D";
 
 /// A SAS endpoint whose tokens live `life_secs` seconds.
-fn token_server(life_secs: i128) -> Server {
+fn token_server(life_secs: i64) -> Server {
     Server::start(move |r, _| {
         if !r.path().starts_with("/api/sas/v1/token/") {
             return Reply::text(404, "not found");
         }
-        let expiry = format_rfc3339(now_nanos() + life_secs * 1_000_000_000);
+        let expiry = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(life_secs);
+        let expiry = expiry.to_string();
         Reply::json(200, &json!({"msft:expiry": expiry, "token": TOKEN}))
     })
 }
