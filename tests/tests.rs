@@ -30,3 +30,7 @@ mod plugins;
 
 /// Unreadable assets: exit 3 with item, asset and href.
 mod raster_errors;
+
+/// Damaged tiles, checksums, HTTP errors and timeouts, cubes larger than memory, full disks and
+/// stale temporary files: exit codes and messages that name what failed.
+mod raster_trust;

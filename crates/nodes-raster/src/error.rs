@@ -23,6 +23,19 @@ pub enum RasterError {
         /// What GDAL said.
         message: String,
     },
+    /// A remote asset could not be read: the server timed out, could not be reached or failed
+    /// (429, 5xx) after the retries.
+    #[error("item `{item}`, asset `{asset}` ({href}): {message}")]
+    Remote {
+        /// The item id.
+        item: String,
+        /// The asset key.
+        asset: String,
+        /// The href that was read (without its query string).
+        href: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A local file could not be written or read.
     #[error("{}: {source}", path.display())]
     Io {
@@ -69,6 +82,15 @@ impl From<RasterError> for NodeError {
             RasterError::InvalidData(_) | RasterError::Asset { .. } => {
                 NodeError::InvalidData(e.to_string())
             }
+            RasterError::Remote {
+                item,
+                asset,
+                href,
+                message,
+            } => NodeError::Remote {
+                url: href,
+                message: format!("item `{item}`, asset `{asset}`: {message}"),
+            },
             RasterError::Io { path, source } => NodeError::Io { path, source },
             RasterError::Gdal { .. } => NodeError::Failed(e.to_string()),
             RasterError::Cancelled => NodeError::Cancelled,

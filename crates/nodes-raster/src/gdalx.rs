@@ -1,47 +1,219 @@
-//! Small helpers over GDAL: thread-local error capture, opening hrefs, raw calls the `gdal` crate
-//! does not wrap.
+//! Small helpers over GDAL: its messages routed to flow (never printed by GDAL) and captured per
+//! thread, opening hrefs, raw file reads, raw calls the `gdal` crate does not wrap.
 
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::sync::Once;
 
 use flow_core::Grid;
 
 use gdal::{Dataset, DatasetOptions, GdalOpenFlags};
 
-/// While alive, GDAL messages of this thread are silenced and recorded as the thread's last error;
-/// [`ErrorCapture::failure`] tells whether a failure happened, even in a call that returned success.
-pub(crate) struct ErrorCapture(());
+/// GDAL's error numbers (`CPLE_*` in cpl_error.h) that flow tells apart.
+pub(crate) mod errno {
+    /// CPLE_FileIO: a read, write or seek failed.
+    pub(crate) const FILE_IO: i32 = 3;
+    /// CPLE_OpenFailed: a file could not be opened or created.
+    pub(crate) const OPEN_FAILED: i32 = 4;
+}
+
+/// One message GDAL emitted (through `CPLError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GdalMessage {
+    /// `CPLErr`: CE_Debug, CE_Warning, CE_Failure or CE_Fatal.
+    pub class: gdal_sys::CPLErr::Type,
+    /// The `CPLE_*` number.
+    pub number: i32,
+    /// The text.
+    pub text: String,
+}
+
+/// Words of GDAL and libtiff warnings that mean the pixels just read are not what the file holds
+/// (a codec that could not decode a block, a truncated strip), lower case.
+const DATA_WARNINGS: [&str; 10] = [
+    "decod",
+    "decompress",
+    "corrupt",
+    "checksum",
+    "premature end",
+    "not terminated",
+    "truncat",
+    "unexpected end",
+    "ireadblock",
+    "read error",
+];
+
+impl GdalMessage {
+    /// True for a failure: CE_Failure or worse, or a warning that the data read is damaged.
+    pub(crate) fn is_failure(&self) -> bool {
+        if self.class >= gdal_sys::CPLErr::CE_Failure {
+            return true;
+        }
+        if self.class != gdal_sys::CPLErr::CE_Warning {
+            return false;
+        }
+        let text = self.text.to_ascii_lowercase();
+        DATA_WARNINGS.iter().any(|w| text.contains(w))
+    }
+}
+
+/// The most messages one capture keeps (a broken file can emit one per block).
+const MAX_CAPTURED: usize = 64;
+
+/// The messages of one open capture.
+#[derive(Default)]
+struct Frame {
+    messages: Vec<GdalMessage>,
+    /// Messages already handed out by [`take_failures`].
+    seen: usize,
+}
+
+impl Frame {
+    fn push(&mut self, m: GdalMessage) {
+        if self.messages.len() < MAX_CAPTURED && !self.messages.contains(&m) {
+            self.messages.push(m);
+        }
+    }
+}
+
+thread_local! {
+    /// The open captures of this thread, innermost last.
+    static CAPTURES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The one GDAL error handler of the process: inside an [`ErrorCapture`] a message is recorded
+/// for it; elsewhere (GDAL's worker threads, calls outside a capture) it goes to the log, at
+/// debug level (the failures that matter reach the user through the call's result).
+unsafe extern "C" fn route(class: gdal_sys::CPLErr::Type, number: c_int, msg: *const c_char) {
+    let text = if msg.is_null() {
+        String::new()
+    } else {
+        // SAFETY: GDAL passes a NUL-terminated message valid for the duration of the call.
+        unsafe { CStr::from_ptr(msg) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    // Never unwind into C.
+    let _ = std::panic::catch_unwind(move || {
+        let message = GdalMessage {
+            class,
+            number,
+            text,
+        };
+        let kept = CAPTURES
+            .try_with(|c| match c.try_borrow_mut() {
+                Ok(mut stack) => match stack.last_mut() {
+                    Some(top) => {
+                        top.push(message.clone());
+                        true
+                    }
+                    None => false,
+                },
+                Err(_) => false,
+            })
+            .unwrap_or(false);
+        if !kept {
+            log(&message);
+        }
+    });
+}
+
+fn log(m: &GdalMessage) {
+    match m.class {
+        gdal_sys::CPLErr::CE_Debug => tracing::trace!(target: "gdal", "{}", m.text),
+        gdal_sys::CPLErr::CE_Warning => {
+            tracing::debug!(target: "gdal", "warning {}: {}", m.number, m.text)
+        }
+        _ => tracing::debug!(target: "gdal", "error {}: {}", m.number, m.text),
+    }
+}
+
+/// The failures ([`GdalMessage::is_failure`]) the innermost capture of this thread recorded
+/// since it started or since the last call, joined with `; `, if any; with them, a failure GDAL
+/// set as the thread's last error without reporting it (`CPLErrorSetState`, as `/vsicurl/` does
+/// for the HTTP status of a URL). The last error is reset.
+pub(crate) fn take_failures() -> Option<String> {
+    // SAFETY: thread-local error state; the message is copied before any other GDAL call.
+    let last = unsafe {
+        let failed = gdal_sys::CPLGetLastErrorType() >= gdal_sys::CPLErr::CE_Failure;
+        let msg = gdal_sys::CPLGetLastErrorMsg();
+        let text = (failed && !msg.is_null())
+            .then(|| CStr::from_ptr(msg).to_string_lossy().into_owned())
+            .filter(|t| !t.is_empty());
+        gdal_sys::CPLErrorReset();
+        text
+    };
+    CAPTURES.with(|c| {
+        let mut stack = c.borrow_mut();
+        let top = stack.last_mut()?;
+        let new = top.messages.get(top.seen..).unwrap_or_default();
+        let mut failures: Vec<&str> = new
+            .iter()
+            .filter(|m| m.is_failure())
+            .map(|m| m.text.as_str())
+            .collect();
+        if let Some(last) = last.as_deref() {
+            if !failures.contains(&last) {
+                failures.push(last);
+            }
+        }
+        let text = (!failures.is_empty()).then(|| failures.join("; "));
+        top.seen = top.messages.len();
+        text
+    })
+}
+
+/// Why a GDAL step failed: the failures GDAL reported during it (see [`take_failures`]), else
+/// the error the `gdal` crate made of it.
+pub(crate) fn why(e: impl std::fmt::Display) -> String {
+    take_failures().unwrap_or_else(|| e.to_string())
+}
+
+/// The result of a GDAL step, failed when GDAL reported a failure during it even if the call
+/// returned success; `what` says what the step did ("reading band 1, pixels x 0..10, y 0..10").
+pub(crate) fn step<T, E: std::fmt::Display>(
+    what: impl FnOnce() -> String,
+    result: Result<T, E>,
+) -> Result<T, String> {
+    match (result, take_failures()) {
+        (Ok(v), None) => Ok(v),
+        (_, Some(failures)) => Err(format!("{}: {failures}", what())),
+        (Err(e), None) => Err(format!("{}: {e}", what())),
+    }
+}
+
+/// While alive, GDAL messages of this thread are recorded, not printed, and a failure is seen
+/// even in a call that returned success ([`take_failures`], [`step`]). Captures nest: an inner
+/// capture's messages are handed to the outer one when it ends.
+pub(crate) struct ErrorCapture {
+    /// Not `Send`: the capture belongs to the thread that started it.
+    _thread: std::marker::PhantomData<*const ()>,
+}
 
 impl ErrorCapture {
     /// Starts capturing on this thread.
     pub(crate) fn start() -> Self {
-        // SAFETY: plain GDAL calls on thread-local state.
+        configure_process();
+        CAPTURES.with(|c| c.borrow_mut().push(Frame::default()));
+        // SAFETY: plain GDAL calls on thread-local state; `route` has the handler's signature and
+        // is popped in Drop on this same thread.
         unsafe {
-            gdal_sys::CPLPushErrorHandler(Some(gdal_sys::CPLQuietErrorHandler));
+            gdal_sys::CPLPushErrorHandler(Some(route));
             gdal_sys::CPLErrorReset();
         }
-        ErrorCapture(())
+        ErrorCapture {
+            _thread: std::marker::PhantomData,
+        }
     }
 
-    /// The message of a failure (CE_Failure or worse) seen since [`ErrorCapture::start`] or the
-    /// last call of this function, if any.
-    pub(crate) fn failure(&self) -> Option<String> {
-        // SAFETY: thread-local error state; the message pointer is valid until the next GDAL call.
-        unsafe {
-            let ty = gdal_sys::CPLGetLastErrorType();
-            if ty >= gdal_sys::CPLErr::CE_Failure {
-                let msg = gdal_sys::CPLGetLastErrorMsg();
-                let text = if msg.is_null() {
-                    "GDAL error".to_string()
-                } else {
-                    CStr::from_ptr(msg).to_string_lossy().into_owned()
-                };
-                gdal_sys::CPLErrorReset();
-                Some(text)
-            } else {
-                None
-            }
-        }
+    /// Every message recorded so far.
+    pub(crate) fn messages(&self) -> Vec<GdalMessage> {
+        CAPTURES.with(|c| {
+            c.borrow()
+                .last()
+                .map(|f| f.messages.clone())
+                .unwrap_or_default()
+        })
     }
 }
 
@@ -49,6 +221,23 @@ impl Drop for ErrorCapture {
     fn drop(&mut self) {
         // SAFETY: pops the handler pushed in `start` on the same thread.
         unsafe { gdal_sys::CPLPopErrorHandler() }
+        CAPTURES.with(|c| {
+            let mut stack = c.borrow_mut();
+            if let Some(done) = stack.pop() {
+                if let Some(outer) = stack.last_mut() {
+                    done.messages.into_iter().for_each(|m| outer.push(m));
+                }
+            }
+        });
+    }
+}
+
+/// Installs [`route`] as GDAL's process-wide error handler, so that no message reaches stderr
+/// through GDAL's default handler.
+fn install_handler() {
+    // SAFETY: `route` has the handler's signature, never unwinds, and lives for the process.
+    unsafe {
+        gdal_sys::CPLSetErrorHandler(Some(route));
     }
 }
 
@@ -91,11 +280,13 @@ fn percent_decode(s: &str) -> String {
 /// memory.
 const CACHE_MAX_BYTES: i64 = 256 << 20;
 
-/// Process-wide GDAL settings, applied once: the block cache bound ([`CACHE_MAX_BYTES`]) unless
-/// `GDAL_CACHEMAX` is set in the environment or GDAL's configuration.
+/// Process-wide GDAL settings, applied once: flow's error handler (GDAL never prints), and the
+/// block cache bound ([`CACHE_MAX_BYTES`]) unless `GDAL_CACHEMAX` is set in the environment or
+/// GDAL's configuration.
 pub(crate) fn configure_process() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        install_handler();
         let set = gdal::config::get_config_option("GDAL_CACHEMAX", "")
             .map(|v| !v.is_empty())
             .unwrap_or(false);
@@ -106,14 +297,33 @@ pub(crate) fn configure_process() {
     });
 }
 
-/// Sets the GDAL behaviour of this (reader) thread: HTTP retries, timeouts, no directory listing,
-/// and `threads` for GDAL's own multi-threading (GeoTIFF block decoding, the warp kernel) unless
-/// `GDAL_NUM_THREADS` is set process-wide.
-pub(crate) fn set_thread_options(threads: usize) {
+/// How reads over HTTP (`/vsicurl/`) behave.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct HttpOptions {
+    /// Seconds one request may take, connecting included.
+    pub timeout: f64,
+    /// Retries of a request that timed out or was answered 429 or 5xx.
+    pub retries: u32,
+}
+
+impl HttpOptions {
+    /// The defaults: 30 s per request, 3 retries.
+    pub(crate) const DEFAULT: HttpOptions = HttpOptions {
+        timeout: 30.0,
+        retries: 3,
+    };
+}
+
+/// Sets the GDAL behaviour of this (reader) thread: HTTP timeouts and retries, no directory
+/// listing, and `threads` for GDAL's own multi-threading (GeoTIFF block decoding, the warp
+/// kernel) unless `GDAL_NUM_THREADS` is set process-wide.
+pub(crate) fn set_thread_options(threads: usize, http: HttpOptions) {
+    let timeout = format!("{}", http.timeout);
     for (k, v) in [
-        ("GDAL_HTTP_MAX_RETRY", "3"),
+        ("GDAL_HTTP_MAX_RETRY", http.retries.to_string().as_str()),
         ("GDAL_HTTP_RETRY_DELAY", "1"),
-        ("GDAL_HTTP_TIMEOUT", "60"),
+        ("GDAL_HTTP_TIMEOUT", timeout.as_str()),
+        ("GDAL_HTTP_CONNECTTIMEOUT", timeout.as_str()),
         ("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR"),
     ] {
         let _ = gdal::config::set_thread_local_config_option(k, v);
@@ -129,12 +339,91 @@ pub(crate) fn set_thread_options(threads: usize) {
     }
 }
 
+/// Forgets what GDAL's network file systems (`/vsicurl/`, `/vsis3/`, ...) cached about `path`
+/// (its size, that it does not exist), so that the next read asks the server again.
+pub(crate) fn forget_remote(path: &str) {
+    if let Ok(c) = CString::new(path) {
+        // SAFETY: a NUL-terminated path; GDAL only reads it.
+        unsafe { gdal_sys::VSICurlPartialClearCache(c.as_ptr()) }
+    }
+}
+
+/// A file opened read-only through GDAL's virtual file systems (local files, `/vsicurl/`,
+/// `/vsis3/`, ...): the bytes GDAL itself reads, through the same caches.
+pub(crate) struct VsiFile {
+    handle: *mut gdal_sys::VSILFILE,
+}
+
+impl VsiFile {
+    /// Opens `path`.
+    pub(crate) fn open(path: &str) -> Result<Self, String> {
+        let c = CString::new(path).map_err(|e| e.to_string())?;
+        // SAFETY: NUL-terminated path and mode; a null handle is checked below.
+        let handle = unsafe { gdal_sys::VSIFOpenL(c.as_ptr(), c"rb".as_ptr()) };
+        if handle.is_null() {
+            return Err(format!("opening the file: {}", why("cannot open the file")));
+        }
+        Ok(VsiFile { handle })
+    }
+
+    /// Reads into `buf` from byte `offset`; returns how many bytes were read (fewer than
+    /// `buf.len()` when the file ends first).
+    pub(crate) fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, String> {
+        // SAFETY: `handle` is open until Drop; `buf` is writable for `buf.len()` bytes.
+        unsafe {
+            if gdal_sys::VSIFSeekL(self.handle, offset, 0) != 0 {
+                return Err(format!("cannot seek to byte {offset}"));
+            }
+            Ok(gdal_sys::VSIFReadL(
+                buf.as_mut_ptr().cast::<c_void>(),
+                1,
+                buf.len(),
+                self.handle,
+            ))
+        }
+    }
+}
+
+impl Drop for VsiFile {
+    fn drop(&mut self) {
+        // SAFETY: closes the handle opened in `open`, once.
+        unsafe {
+            gdal_sys::VSIFCloseL(self.handle);
+        }
+    }
+}
+
+/// Inflates the zlib stream `data` into `out` with GDAL's inflater (libdeflate or zlib), which
+/// checks the stream's Adler-32; returns the number of bytes written, or None when the stream is
+/// damaged, fails its check or does not fit in `out`.
+pub(crate) fn zlib_inflate(data: &[u8], out: &mut [u8]) -> Option<usize> {
+    if out.is_empty() {
+        return None;
+    }
+    let mut written = 0usize;
+    // SAFETY: `data` is readable and `out` writable for their lengths; GDAL writes at most
+    // `out.len()` bytes into `out` and returns it (or null), never a pointer it allocated, since
+    // `out` is not null.
+    let rv = unsafe {
+        gdal_sys::CPLZLibInflate(
+            data.as_ptr().cast::<c_void>(),
+            data.len(),
+            out.as_mut_ptr().cast::<c_void>(),
+            out.len(),
+            &mut written,
+        )
+    };
+    (!rv.is_null() && written <= out.len()).then_some(written)
+}
+
 /// Opens a raster read-only.
 pub(crate) fn open_raster(path: &str) -> gdal::errors::Result<Dataset> {
     Dataset::open_ex(
         path,
         DatasetOptions {
-            open_flags: GdalOpenFlags::GDAL_OF_RASTER | GdalOpenFlags::GDAL_OF_READONLY,
+            open_flags: GdalOpenFlags::GDAL_OF_RASTER
+                | GdalOpenFlags::GDAL_OF_READONLY
+                | GdalOpenFlags::GDAL_OF_VERBOSE_ERROR,
             ..Default::default()
         },
     )

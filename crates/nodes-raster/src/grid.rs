@@ -44,12 +44,16 @@ pub(crate) fn snap_outward(b: Bounds, res: f64, origin: (f64, f64)) -> Bounds {
     ]
 }
 
+/// The most columns or rows of a grid: GDAL sizes rasters with C ints.
+const MAX_SIDE: f64 = i32::MAX as f64;
+
 /// The north-up grid of `res`-metre pixels whose upper-left corner is the upper-left of `b`,
-/// covering `b` (a partial last pixel counts as one).
+/// covering `b` (a partial last pixel counts as one). Whether its pixels fit in memory is for
+/// the node that allocates them to say.
 pub(crate) fn grid_of(crs: String, b: Bounds, res: f64) -> Result<Grid> {
     let cols = ((b[2] - b[0]) / res - 1e-9).ceil();
     let rows = ((b[3] - b[1]) / res - 1e-9).ceil();
-    if !(cols >= 1.0 && rows >= 1.0) || cols * rows > 4.0e9 {
+    if !(cols >= 1.0 && rows >= 1.0 && cols <= MAX_SIDE && rows <= MAX_SIDE) {
         return Err(RasterError::InvalidData(format!(
             "bounds {b:?} at resolution {res} give an unusable grid of {cols} x {rows} pixels"
         )));

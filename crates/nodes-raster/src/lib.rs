@@ -9,6 +9,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod alloc;
 mod error;
 mod gdalx;
 mod grid;
@@ -17,6 +18,7 @@ mod read;
 pub mod scene;
 mod stac;
 mod stack;
+mod verify;
 mod write;
 
 use std::sync::Arc;
@@ -28,10 +30,13 @@ pub use scene::{generate_timberlea, TimberleaProvider, TIMBERLEA_VERSION};
 pub use stack::StackKind;
 pub use write::WriteKind;
 
-/// Registers `stack`, `mask-nodata` and `write`, and the `timberlea` dataset.
+/// Registers `stack`, `mask-nodata` and `write`, and the `timberlea` dataset, and installs flow's
+/// GDAL error handler for the process.
 ///
 /// A kind that is already registered (a plugin registered first, say) is left as it is.
 pub fn register(registry: &mut flow_core::Registry) {
+    // From here on GDAL's messages go to flow (its errors and log), never straight to stderr.
+    gdalx::configure_process();
     for kind in [
         Arc::new(StackKind) as Arc<dyn flow_core::NodeKind>,
         Arc::new(MaskKind),

@@ -5,8 +5,10 @@ use flow_core::{
     DeclaredParams, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port, Raster,
     RunContext, Signature, Value, ValueType,
 };
-use ndarray::{Array2, Axis};
+use ndarray::Array2;
 use rayon::prelude::*;
+
+use crate::alloc::{self, AllocError};
 
 /// The `mask-nodata` node kind.
 #[derive(Debug, Default, Clone, Copy)]
@@ -143,27 +145,32 @@ struct MaskNode {
 }
 
 /// Grows a mask by `r` pixels (a square structuring element).
-fn dilate(mask: &Array2<bool>, r: usize) -> Array2<bool> {
+fn dilate(mask: Array2<bool>, r: usize) -> Result<Array2<bool>, AllocError> {
     if r == 0 {
-        return mask.clone();
+        return Ok(mask);
     }
     let (h, w) = mask.dim();
     // Separable: rows then columns.
-    let mut tmp = Array2::from_elem((h, w), false);
+    let mut tmp = alloc::array2((h, w), false)?;
     for y in 0..h {
         for x in 0..w {
             let (a, b) = (x.saturating_sub(r), (x + r).min(w - 1));
             tmp[[y, x]] = (a..=b).any(|i| mask[[y, i]]);
         }
     }
-    let mut out = Array2::from_elem((h, w), false);
+    let mut out = alloc::array2((h, w), false)?;
     for y in 0..h {
         let (a, b) = (y.saturating_sub(r), (y + r).min(h - 1));
         for x in 0..w {
             out[[y, x]] = (a..=b).any(|j| tmp[[j, x]]);
         }
     }
-    out
+    Ok(out)
+}
+
+/// The error of a buffer of `what` that cannot be allocated.
+fn too_large(what: String, e: AllocError) -> NodeError {
+    NodeError::InvalidData(format!("mask-nodata: {what} {e}"))
 }
 
 impl MaskNode {
@@ -182,7 +189,21 @@ impl MaskNode {
         let keep: Vec<usize> = (0..input.bands.len())
             .filter(|&b| Some(b) != scl_index)
             .collect();
-        let mut data = input.data.select(Axis(1), &keep);
+        let (nt, _, h, w) = input.data.dim();
+        let shape = (nt, keep.len(), h, w);
+        let mut data = alloc::array4(shape, f32::NAN).map_err(|e| {
+            too_large(
+                format!(
+                    "the output of {nt} time(s) x {} band(s) x {h} x {w} pixels (f32)",
+                    keep.len()
+                ),
+                e,
+            )
+        })?;
+        for (k, &b) in keep.iter().enumerate() {
+            data.slice_mut(ndarray::s![.., k, .., ..])
+                .assign(&input.data.slice(ndarray::s![.., b, .., ..]));
+        }
         // Values: nodata and range.
         if p.nodata.is_some() || p.valid_range.is_some() {
             let (nodata, range) = (p.nodata, p.valid_range);
@@ -203,9 +224,12 @@ impl MaskNode {
         if let Some(si) = scl_index {
             for (t, mut cube) in data.outer_iter_mut().enumerate() {
                 let scl = input.data.slice(ndarray::s![t, si, .., ..]);
-                let hit =
-                    scl.map(|&v| v.is_finite() && p.scl_classes.contains(&(v.round() as i64)));
-                let hit = dilate(&hit, p.dilate);
+                let plane = || format!("the SCL mask of {h} x {w} pixels");
+                let mut hit = alloc::array2((h, w), false).map_err(|e| too_large(plane(), e))?;
+                ndarray::Zip::from(&mut hit).and(&scl).for_each(|m, &v| {
+                    *m = v.is_finite() && p.scl_classes.contains(&(v.round() as i64));
+                });
+                let hit = dilate(hit, p.dilate).map_err(|e| too_large(plane(), e))?;
                 for mut band in cube.outer_iter_mut() {
                     ndarray::Zip::from(&mut band).and(&hit).for_each(|v, &m| {
                         if m {

@@ -4,8 +4,10 @@
 use flow_core::Grid;
 use gdal::Dataset;
 
-use crate::gdalx::{self, ErrorCapture};
+use crate::alloc;
+use crate::gdalx::{self, ErrorCapture, GdalMessage, HttpOptions};
 use crate::stac::AssetRef;
+use crate::verify::{Checker, Window};
 
 flow_core::param_enum! {
     /// Resampling methods of `stack`.
@@ -116,29 +118,73 @@ fn same_crs(ds: &Dataset, epsg: u32, stac_epsg: Option<u32>) -> bool {
     }
 }
 
+/// Why reading an asset failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReadError {
+    /// The asset cannot be used — missing, refused, damaged, or too large to hold: exit 3.
+    Data(String),
+    /// The server did not answer in time, or failed after the retries: exit 4.
+    Remote(String),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Data(m) | ReadError::Remote(m) => f.write_str(m),
+        }
+    }
+}
+
+/// How `stack` reads its assets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ReadOptions {
+    /// The resampling method.
+    pub resampling: Resampling,
+    /// GDAL_NUM_THREADS of the read (block decoding, warp kernel).
+    pub gdal_threads: usize,
+    /// Timeouts and retries of HTTP reads.
+    pub http: HttpOptions,
+}
+
 /// Reads `asset` onto `grid` (whose CRS is `EPSG:epsg`) into `out` (row-major, `grid.len()`
 /// values, pre-filled with NaN): raw values, nodata as NaN, then `value * scale + offset`.
-/// `gdal_threads` is the GDAL_NUM_THREADS of this read (block decoding, warp kernel).
+///
+/// Before any pixel is read, the stored blocks under the window are checked ([`Checker`]), and
+/// a file read whole is checked against the asset's `file:checksum`. Any failure GDAL reports
+/// while reading counts, even from a call that returned success.
 ///
 /// # Errors
-/// GDAL's message when the file cannot be opened or any GDAL failure happens while reading.
+/// [`ReadError::Remote`] when the server timed out or failed (429, 5xx, unreachable) after the
+/// retries; [`ReadError::Data`] for anything else (a missing or refused file, a damaged block,
+/// a window too large to hold). The message says what was being read (band, block or window)
+/// and what GDAL said.
 pub(crate) fn read_asset(
     asset: &AssetRef,
     grid: &Grid,
     epsg: u32,
-    resampling: Resampling,
-    gdal_threads: usize,
+    options: ReadOptions,
     out: &mut [f32],
-) -> Result<ReadPath, String> {
-    gdalx::configure_process();
+) -> Result<ReadPath, ReadError> {
     let capture = ErrorCapture::start();
-    gdalx::set_thread_options(gdal_threads);
-    let result = read_inner(asset, grid, epsg, resampling, out);
-    // A failure reported by GDAL counts even when the call said it succeeded.
-    let path = match (result, capture.failure()) {
-        (Err(e), _) => return Err(e),
-        (Ok(_), Some(msg)) => return Err(msg),
-        (Ok(p), None) => p,
+    gdalx::set_thread_options(options.gdal_threads, options.http);
+    let path = gdalx::gdal_path(&asset.href);
+    let result = read_inner(&path, asset, grid, epsg, options.resampling, out).and_then(|p| {
+        match gdalx::take_failures() {
+            Some(f) => Err(format!("reading band 1: {f}")),
+            None => Ok(p),
+        }
+    });
+    let read = match result {
+        Ok(p) => p,
+        Err(message) => {
+            let messages = capture.messages();
+            drop(capture);
+            let remote = REMOTE_PREFIXES.iter().any(|p| path.starts_with(p));
+            if remote {
+                gdalx::forget_remote(&path);
+            }
+            return Err(classify(message, &messages, options.http, remote));
+        }
     };
     if asset.scale != 1.0 || asset.offset != 0.0 {
         let (scale, offset) = (asset.scale as f32, asset.offset as f32);
@@ -146,40 +192,169 @@ pub(crate) fn read_asset(
             *v = *v * scale + offset;
         }
     }
-    Ok(path)
+    Ok(read)
+}
+
+/// GDAL's virtual file systems that read over HTTP.
+const REMOTE_PREFIXES: [&str; 5] = ["/vsicurl/", "/vsis3/", "/vsigs/", "/vsiaz/", "/vsiadls/"];
+
+/// The HTTP status in a GDAL message: "HTTP response code: 404", "HTTP response code on URL: 0",
+/// "HTTP error code: 503 - URL. Retrying ...", "HTTP error code : 502", "response_code=503".
+fn http_status(text: &str) -> Option<u16> {
+    let lower = text.to_ascii_lowercase();
+    for marker in ["http response code", "http error code", "response_code"] {
+        let Some(i) = lower.find(marker) else {
+            continue;
+        };
+        let rest = &text[i + marker.len()..];
+        let rest = match rest.strip_prefix(" on ") {
+            // The status follows the URL.
+            Some(url_and_status) => url_and_status.rsplit_once(": ")?.1,
+            None => rest.trim_start_matches([' ', ':', '=']),
+        };
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if !digits.is_empty() {
+            return digits.parse().ok();
+        }
+    }
+    None
+}
+
+/// The reason phrase of common HTTP statuses.
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 => " Bad Request",
+        401 => " Unauthorized",
+        403 => " Forbidden",
+        404 => " Not Found",
+        408 => " Request Timeout",
+        410 => " Gone",
+        429 => " Too Many Requests",
+        500 => " Internal Server Error",
+        502 => " Bad Gateway",
+        503 => " Service Unavailable",
+        504 => " Gateway Timeout",
+        _ => "",
+    }
+}
+
+/// Sorts a failed read into bad data and remote failures by what GDAL reported over HTTP: a
+/// timeout, no connection, 408, 429 or 5xx (after GDAL's retries) is the server's failure; any
+/// other 4xx says the asset cannot be had (missing, expired signature).
+fn classify(
+    message: String,
+    messages: &[GdalMessage],
+    http: HttpOptions,
+    remote: bool,
+) -> ReadError {
+    if !remote {
+        return ReadError::Data(message);
+    }
+    let failures: Vec<&GdalMessage> = messages
+        .iter()
+        .filter(|m| m.class >= gdal_sys::CPLErr::CE_Failure)
+        .collect();
+    let timed_out = failures.iter().any(|m| {
+        let t = m.text.to_ascii_lowercase();
+        t.contains("timed out") || t.contains("timeout was reached") || t.contains("too slow")
+    });
+    let retries = match http.retries {
+        1 => "1 retry".to_string(),
+        n => format!("{n} retries"),
+    };
+    if timed_out {
+        return ReadError::Remote(format!(
+            "timed out: no answer within the {} s timeout ({retries}): {message}",
+            http.timeout
+        ));
+    }
+    let status = failures
+        .iter()
+        .filter_map(|m| http_status(&m.text))
+        .max_by_key(|&s| (s != 0, s));
+    match status {
+        Some(s @ (408 | 429 | 500..=599)) => {
+            ReadError::Remote(format!("HTTP {s}{} after {retries}: {message}", reason(s)))
+        }
+        Some(0) => ReadError::Remote(format!(
+            "the server could not be reached ({retries}): {message}"
+        )),
+        Some(s @ 400..=499) => ReadError::Data(format!("HTTP {s}{}: {message}", reason(s))),
+        _ => ReadError::Data(message),
+    }
 }
 
 fn read_inner(
+    path: &str,
     asset: &AssetRef,
     grid: &Grid,
     epsg: u32,
     resampling: Resampling,
     out: &mut [f32],
 ) -> Result<ReadPath, String> {
-    let path = gdalx::gdal_path(&asset.href);
-    let ds = gdalx::open_raster(&path).map_err(|e| e.to_string())?;
+    // The full URL of a signed href, whose query the item's href in messages leaves out: the
+    // engine redacts its secrets (`sig`, tokens) in every message it reports.
+    let opening = || match asset.href != asset.public_href() {
+        true => format!("opening `{}`", asset.href),
+        false => "opening the file".to_string(),
+    };
+    let ds = gdalx::step(opening, gdalx::open_raster(path))?;
     if ds.raster_count() < 1 {
         return Err("the file has no raster band".into());
     }
-    let gt = ds
-        .geo_transform()
-        .map_err(|e| format!("no geotransform: {e}"))?;
-    let band = ds.rasterband(1).map_err(|e| e.to_string())?;
+    let gt = gdalx::step(|| "no geotransform".into(), ds.geo_transform())?;
+    let band = gdalx::step(|| "opening band 1".into(), ds.rasterband(1))?;
     let validity = Validity::of(&band, asset)?;
-    if same_crs(&ds, epsg, asset.epsg) {
+    let mut source = Source {
+        band: &band,
+        validity: &validity,
+        checker: Checker::new(path),
+        checksum: asset.checksum.as_deref(),
+    };
+    let same = same_crs(&ds, epsg, asset.epsg);
+    // Probing the file's CRS for an EPSG code may report failures that only mean "no code".
+    let _ = gdalx::take_failures();
+    if same {
         if let Some((col_off, row_off)) = aligned_offset(&gt, &grid.transform) {
-            window_read(&band, &validity, (col_off, row_off), grid, out)?;
+            window_read(&mut source, (col_off, row_off), grid, out)?;
             return Ok(ReadPath::Window);
         }
         if resampling == Resampling::Nearest {
             if let Some(rep) = replication(&gt, &grid.transform) {
-                replicate_read(&band, &validity, rep, grid, out)?;
+                replicate_read(&mut source, rep, grid, out)?;
                 return Ok(ReadPath::Replicate);
             }
         }
     }
-    warp_read(&ds, asset, grid, epsg, resampling, &validity, out)?;
+    warp_read(&ds, &mut source, asset, grid, epsg, resampling, out)?;
     Ok(ReadPath::Warp)
+}
+
+/// Band 1 of an open file, how its invalid pixels are marked, and the checks of its bytes.
+struct Source<'a> {
+    band: &'a gdal::raster::RasterBand<'a>,
+    validity: &'a Validity<'a>,
+    checker: Checker,
+    /// The asset's `file:checksum`.
+    checksum: Option<&'a str>,
+}
+
+impl Source<'_> {
+    /// Checks the stored blocks of band 1 (and of its mask) under `window` at full resolution,
+    /// and the whole file against the asset's checksum when the window is all of it.
+    fn check(&mut self, window: Window) -> Result<(), String> {
+        self.checker.check_blocks(self.band, "band 1", window)?;
+        if let Some(mask) = &self.validity.mask {
+            self.checker
+                .check_blocks(mask, "the mask of band 1", window)?;
+        }
+        if let Some(sum) = self.checksum {
+            if window.covers(self.band.size()) {
+                self.checker.check_file(sum)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How band 1 marks invalid pixels: its nodata value (else the asset's), and the file's mask
@@ -192,11 +367,17 @@ struct Validity<'a> {
 
 impl<'a> Validity<'a> {
     fn of(band: &'a gdal::raster::RasterBand<'a>, asset: &AssetRef) -> Result<Self, String> {
-        let flags = band.mask_flags().map_err(|e| e.to_string())?;
+        let flags = gdalx::step(
+            || "reading the mask flags of band 1".into(),
+            band.mask_flags(),
+        )?;
         let mask = if flags.is_all_valid() || flags.is_nodata() {
             None
         } else {
-            Some(band.open_mask_band().map_err(|e| e.to_string())?)
+            Some(gdalx::step(
+                || "opening the mask of band 1".into(),
+                band.open_mask_band(),
+            )?)
         };
         Ok(Validity {
             nodata: band.no_data_value().or(asset.nodata),
@@ -220,8 +401,7 @@ impl<'a> Validity<'a> {
                 .for_each(|v| *v = f32::NAN);
         }
         if let Some(mask) = &self.mask {
-            let valid = read_window::<u8>(mask, (c0, r0), (nw, nh))
-                .map_err(|e| format!("reading the mask band: {e}"))?;
+            let valid = read_window::<u8>(mask, "the mask of band 1", (c0, r0), (nw, nh))?;
             for (v, &m) in values.iter_mut().zip(&valid) {
                 if m == 0 {
                     *v = f32::NAN;
@@ -233,12 +413,12 @@ impl<'a> Validity<'a> {
 }
 
 fn window_read(
-    band: &gdal::raster::RasterBand,
-    validity: &Validity,
+    source: &mut Source,
     (col_off, row_off): (i64, i64),
     grid: &Grid,
     out: &mut [f32],
 ) -> Result<(), String> {
+    let band = source.band;
     let (sw, sh) = band.size();
     let (w, h) = (grid.width as i64, grid.height as i64);
     // Source columns col_off .. col_off + w, clipped to the file.
@@ -249,14 +429,18 @@ fn window_read(
     }
     let (nw, nh) = ((c1 - c0) as usize, (r1 - r0) as usize);
     let (dc, dr) = ((c0 - col_off) as usize, (r0 - row_off) as usize);
+    let window = Window::of((c0, r0), (nw, nh));
+    source.check(window)?;
     if nw == grid.width && nh == grid.height {
         // The whole plane: straight into the output.
-        band.read_into_slice::<f32>((c0 as isize, r0 as isize), (nw, nh), (nw, nh), out, None)
-            .map_err(|e| e.to_string())?;
-        validity.apply(out, (c0, r0), (nw, nh))?;
+        gdalx::step(
+            || format!("reading band 1, {window}"),
+            band.read_into_slice::<f32>((c0 as isize, r0 as isize), (nw, nh), (nw, nh), out, None),
+        )?;
+        source.validity.apply(out, (c0, r0), (nw, nh))?;
     } else {
-        let mut buf = read_window::<f32>(band, (c0, r0), (nw, nh))?;
-        validity.apply(&mut buf, (c0, r0), (nw, nh))?;
+        let mut buf = read_window::<f32>(band, "band 1", (c0, r0), (nw, nh))?;
+        source.validity.apply(&mut buf, (c0, r0), (nw, nh))?;
         for (r, row) in buf.chunks_exact(nw).enumerate() {
             let start = (dr + r) * grid.width + dc;
             out[start..start + nw].copy_from_slice(row);
@@ -265,33 +449,42 @@ fn window_read(
     Ok(())
 }
 
-/// The `nw x nh` source pixels from column `c0`, row `r0`, row-major, with one RasterIO.
+/// The `nw x nh` source pixels of `band` (named `what` in messages) from column `c0`, row `r0`,
+/// row-major, with one RasterIO.
 fn read_window<T: gdal::raster::GdalType + Copy + Default>(
     band: &gdal::raster::RasterBand,
+    what: &str,
     (c0, r0): (i64, i64),
     (nw, nh): (usize, usize),
 ) -> Result<Vec<T>, String> {
-    let mut buf = vec![T::default(); nw * nh];
-    band.read_into_slice::<T>(
-        (c0 as isize, r0 as isize),
-        (nw, nh),
-        (nw, nh),
-        &mut buf,
-        None,
-    )
-    .map_err(|e| e.to_string())?;
+    let window = Window::of((c0, r0), (nw, nh));
+    let len = nw
+        .checked_mul(nh)
+        .ok_or_else(|| format!("reading {what}, {window}: too many pixels"))?;
+    let mut buf = alloc::filled(len, T::default())
+        .map_err(|e| format!("reading {what}, {window}: the buffer {e}"))?;
+    gdalx::step(
+        || format!("reading {what}, {window}"),
+        band.read_into_slice::<T>(
+            (c0 as isize, r0 as isize),
+            (nw, nh),
+            (nw, nh),
+            &mut buf,
+            None,
+        ),
+    )?;
     Ok(buf)
 }
 
 /// Reads the source pixels covering `grid` with one RasterIO and replicates each onto the
 /// `factor.0 x factor.1` target pixels it covers; target pixels outside the source are NaN.
 fn replicate_read(
-    band: &gdal::raster::RasterBand,
-    validity: &Validity,
+    source: &mut Source,
     rep: Replication,
     grid: &Grid,
     out: &mut [f32],
 ) -> Result<(), String> {
+    let band = source.band;
     let (sw, sh) = band.size();
     let ((fx, fy), (ox, oy)) = (rep.factor, rep.offset);
     let (w, h) = (grid.width as i64, grid.height as i64);
@@ -309,8 +502,9 @@ fn replicate_read(
         return Ok(()); // no overlap: all nodata
     }
     let (nw, nh) = ((c1 - c0 + 1) as usize, (r1 - r0 + 1) as usize);
-    let mut buf = read_window::<f32>(band, (c0, r0), (nw, nh))?;
-    validity.apply(&mut buf, (c0, r0), (nw, nh))?;
+    source.check(Window::of((c0, r0), (nw, nh)))?;
+    let mut buf = read_window::<f32>(band, "band 1", (c0, r0), (nw, nh))?;
+    source.validity.apply(&mut buf, (c0, r0), (nw, nh))?;
     // Target columns covered by source columns c0..=c1, and target rows by rows r0..=r1.
     let (tc0, tc1) = ((ox + c0 * fx).max(0), (ox + (c1 + 1) * fx).min(w));
     let (tr0, tr1) = ((oy + r0 * fy).max(0), (oy + (r1 + 1) * fy).min(h));
@@ -343,19 +537,170 @@ fn replicate_read(
 /// GDAL's warp working memory per reader, in MB (`-wm`): the warp goes chunk by chunk within it.
 const WARP_MEMORY_MB: u32 = 16;
 
+/// The full-resolution source pixels a warp onto `grid` reads — the grid's bounds in the file's
+/// CRS, in pixels, grown by a margin for the kernel and clipped to the file — and the size of a
+/// target pixel in source pixels. None when unknown (a rotated geotransform, a CRS that does not
+/// transform) or when the grid misses the file.
+fn warp_window(
+    ds: &Dataset,
+    gt: &[f64; 6],
+    asset: &AssetRef,
+    grid: &Grid,
+    epsg: u32,
+) -> Option<(Window, f64)> {
+    if gt[2] != 0.0 || gt[4] != 0.0 || gt[1] == 0.0 || gt[5] == 0.0 {
+        return None;
+    }
+    let (sw, sh) = ds.raster_size();
+    let src_srs = match ds.spatial_ref() {
+        Ok(mut s) => {
+            s.set_axis_mapping_strategy(
+                gdal::spatial_ref::AxisMappingStrategy::TraditionalGisOrder,
+            );
+            s
+        }
+        Err(_) => crate::grid::srs(asset.epsg?).ok()?,
+    };
+    let t = gdal::spatial_ref::CoordTransform::new(&crate::grid::srs(epsg).ok()?, &src_srs).ok()?;
+    let g = &grid.transform;
+    let (x1, y1) = (
+        g[0] + grid.width as f64 * g[1],
+        g[3] + grid.height as f64 * g[5],
+    );
+    let b = t
+        .transform_bounds(
+            &[g[0].min(x1), g[3].min(y1), g[0].max(x1), g[3].max(y1)],
+            21,
+        )
+        .ok()?;
+    let cols = [(b[0] - gt[0]) / gt[1], (b[2] - gt[0]) / gt[1]];
+    let rows = [(b[1] - gt[3]) / gt[5], (b[3] - gt[3]) / gt[5]];
+    let (cmin, cmax) = (cols[0].min(cols[1]), cols[0].max(cols[1]));
+    let (rmin, rmax) = (rows[0].min(rows[1]), rows[0].max(rows[1]));
+    if !(cmin.is_finite() && cmax.is_finite() && rmin.is_finite() && rmax.is_finite()) {
+        return None;
+    }
+    let ratio = ((cmax - cmin) / grid.width as f64).min((rmax - rmin) / grid.height as f64);
+    let margin = 2.0 + ratio.ceil().max(1.0);
+    let clip = |v: f64, n: usize| v.clamp(0.0, n as f64) as usize;
+    let (c0, c1) = (
+        clip((cmin - margin).floor(), sw),
+        clip((cmax + margin).ceil(), sw),
+    );
+    let (r0, r1) = (
+        clip((rmin - margin).floor(), sh),
+        clip((rmax + margin).ceil(), sh),
+    );
+    (c0 < c1 && r0 < r1).then_some((
+        Window {
+            col: c0,
+            row: r0,
+            width: c1 - c0,
+            height: r1 - r0,
+        },
+        ratio,
+    ))
+}
+
+/// The overview a warp reads when each target pixel spans `ratio` source pixels (None: full
+/// resolution) — GDAL's own choice for `-ovr AUTO`: the overview whose reduction is the closest
+/// to the ratio without being coarser (within 0.1).
+fn overview_for(band: &gdal::raster::RasterBand, ratio: f64) -> Option<usize> {
+    let n = band.overview_count().ok().filter(|&n| n > 0)? as isize;
+    if ratio.is_nan() || ratio <= 1.0 {
+        return None;
+    }
+    let width = band.size().0 as f64;
+    let reduction = |i: isize| -> f64 {
+        if i < 0 {
+            return 1.0;
+        }
+        band.overview(i as usize)
+            .map(|o| width / o.size().0.max(1) as f64)
+            .unwrap_or(f64::INFINITY)
+    };
+    let mut i = -1;
+    while i < n - 1 {
+        let (r, next) = (reduction(i), reduction(i + 1));
+        if (r < ratio && next > ratio) || (r - ratio).abs() < 0.1 {
+            break;
+        }
+        i += 1;
+    }
+    usize::try_from(i).ok()
+}
+
+/// Checks what a warp reads: the blocks of band 1 (and its mask) under `window` at the chosen
+/// level — the full resolution, or overview `level` with the window scaled onto it.
+fn check_warp_source(
+    source: &mut Source,
+    window: Window,
+    level: Option<usize>,
+) -> Result<(), String> {
+    let Some(level) = level else {
+        return source.check(window);
+    };
+    let band = source.band;
+    let overview = gdalx::step(
+        || format!("opening overview {level} of band 1"),
+        band.overview(level),
+    )?;
+    let (w, h) = band.size();
+    let (ow, oh) = overview.size();
+    let scale = |v: usize, from: usize, to: usize, up: bool| {
+        let x = v as f64 * to as f64 / from.max(1) as f64;
+        (if up { x.ceil() } else { x.floor() }).clamp(0.0, to as f64) as usize
+    };
+    let (c0, c1) = (
+        scale(window.col, w, ow, false),
+        scale(window.col + window.width, w, ow, true),
+    );
+    let (r0, r1) = (
+        scale(window.row, h, oh, false),
+        scale(window.row + window.height, h, oh, true),
+    );
+    let scaled = Window {
+        col: c0,
+        row: r0,
+        width: c1.saturating_sub(c0),
+        height: r1.saturating_sub(r0),
+    };
+    let what = format!("band 1, overview {level}");
+    source.checker.check_blocks(&overview, &what, scaled)?;
+    if source.validity.mask.is_some() {
+        let mask = gdalx::step(
+            || format!("opening the mask of {what}"),
+            overview.open_mask_band(),
+        )?;
+        source
+            .checker
+            .check_blocks(&mask, &format!("the mask of {what}"), scaled)?;
+    }
+    Ok(())
+}
+
 fn warp_read(
     ds: &Dataset,
+    source: &mut Source,
     asset: &AssetRef,
     grid: &Grid,
     epsg: u32,
     resampling: Resampling,
-    validity: &Validity,
     out: &mut [f32],
 ) -> Result<(), String> {
+    let validity = source.validity;
     let wkt = crate::grid::srs(epsg)
         .map_err(|e| e.to_string())?
         .to_wkt()
         .map_err(|e| e.to_string())?;
+    let gt = gdalx::step(|| "no geotransform".into(), ds.geo_transform())?;
+    let planned = warp_window(ds, &gt, asset, grid, epsg);
+    // Transforming bounds may report failures that only mean "not transformable".
+    let _ = gdalx::take_failures();
+    let level = planned.and_then(|(_, ratio)| overview_for(source.band, ratio));
+    if let Some((window, _)) = planned {
+        check_warp_source(source, window, level)?;
+    }
     let mut args: Vec<String> = vec![
         "-r".into(),
         resampling.gdalwarp_name().into(),
@@ -365,12 +710,16 @@ fn warp_read(
         "INIT_DEST=NO_DATA".into(),
         "-dstnodata".into(),
         "nan".into(),
+        // The level checked above (GDAL's AUTO would choose the same).
+        "-ovr".into(),
+        level.map_or("NONE".to_string(), |l| l.to_string()),
     ];
     if ds.spatial_ref().is_err() {
         if let Some(e) = asset.epsg {
             args.extend(["-s_srs".into(), format!("EPSG:{e}")]);
         }
     }
+    let _ = gdalx::take_failures();
     // GDAL's warp uses either the nodata value or the file's mask band, not both: with a mask
     // band, the warp follows the mask and the nodata values are turned into NaN afterwards
     // (exact with nearest; with other kernels a nodata pixel outside the mask is averaged in).
@@ -379,7 +728,12 @@ fn warp_read(
         (Some(nd), None) => args.extend(["-srcnodata".into(), format!("{nd}")]),
         (None, _) => {}
     }
-    gdalx::warp_into(ds, &args, grid, &wkt, out)?;
+    let what = || match planned {
+        Some((window, _)) => format!("warping band 1 ({window}) onto the grid"),
+        None => "warping band 1 onto the grid".to_string(),
+    };
+    let warped = gdalx::warp_into(ds, &args, grid, &wkt, out);
+    gdalx::step(what, warped)?;
     if let (Some(nd), Some(_)) = (validity.nodata, &validity.mask) {
         let nd = nd as f32;
         out.iter_mut()
@@ -459,19 +813,35 @@ mod tests {
                 .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
     }
 
+    /// Options of a read with `resampling` and `threads` GDAL threads.
+    fn options(resampling: Resampling, threads: usize) -> ReadOptions {
+        ReadOptions {
+            resampling,
+            gdal_threads: threads,
+            http: HttpOptions::DEFAULT,
+        }
+    }
+
     /// The nearest warp of `asset` onto `grid`, as the read would do without replication.
     fn warped(asset: &AssetRef, grid: &Grid) -> Vec<f32> {
-        let ds = gdalx::open_raster(&gdalx::gdal_path(&asset.href)).unwrap();
+        let path = gdalx::gdal_path(&asset.href);
+        let ds = gdalx::open_raster(&path).unwrap();
         let band = ds.rasterband(1).unwrap();
         let validity = Validity::of(&band, asset).unwrap();
+        let mut source = Source {
+            band: &band,
+            validity: &validity,
+            checker: Checker::new(&path),
+            checksum: None,
+        };
         let mut out = vec![f32::NAN; grid.len()];
         warp_read(
             &ds,
+            &mut source,
             asset,
             grid,
             32618,
             Resampling::Nearest,
-            &validity,
             &mut out,
         )
         .unwrap();
@@ -500,8 +870,14 @@ mod tests {
         for grid in &grids {
             for asset in &assets {
                 let mut out = vec![f32::NAN; grid.len()];
-                let path =
-                    read_asset(asset, grid, 32618, Resampling::Nearest, 1, &mut out).unwrap();
+                let path = read_asset(
+                    asset,
+                    grid,
+                    32618,
+                    options(Resampling::Nearest, 1),
+                    &mut out,
+                )
+                .unwrap();
                 let native = asset.transform.unwrap()[1];
                 let expected = if native == grid.transform[1] {
                     ReadPath::Window
@@ -534,7 +910,14 @@ mod tests {
         // Other resampling methods still warp.
         let grid = &grids[0];
         let mut out = vec![f32::NAN; grid.len()];
-        let path = read_asset(&assets[1], grid, 32618, Resampling::Bilinear, 2, &mut out).unwrap();
+        let path = read_asset(
+            &assets[1],
+            grid,
+            32618,
+            options(Resampling::Bilinear, 2),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(path, ReadPath::Warp);
     }
     /// A 4 x 4 GeoTIFF at `pixel` m (values 1..=16) with, when `mask` is given, an internal
@@ -600,6 +983,7 @@ mod tests {
             offset: 0.0,
             nodata: None,
             band: Default::default(),
+            checksum: None,
         };
         for (name, m, alpha) in [
             ("plain.tif", None, false),
@@ -623,8 +1007,7 @@ mod tests {
                     &asset(&file),
                     &grid,
                     32618,
-                    Resampling::Nearest,
-                    1,
+                    options(Resampling::Nearest, 1),
                     &mut out,
                 )
                 .unwrap();
@@ -650,5 +1033,274 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A 1024 x 1024 UInt16 COG at 10 m (DEFLATE, 256-pixel tiles, two overviews, an internal
+    /// mask that hides the first row) at `path`.
+    fn cog_with_overviews_and_mask(dir: &std::path::Path, path: &std::path::Path) {
+        let tiff = dir.join("source.tif");
+        let driver = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
+        let options =
+            gdal::raster::RasterCreationOptions::from_iter(["TILED=YES", "COMPRESS=DEFLATE"]);
+        let mut ds = driver
+            .create_with_band_type_with_options::<u16, _>(&tiff, 1024, 1024, 1, &options)
+            .unwrap();
+        ds.set_geo_transform(&[585000.0, 10.0, 0.0, 5033000.0, 0.0, -10.0])
+            .unwrap();
+        ds.set_spatial_ref(&crate::grid::srs(32618).unwrap())
+            .unwrap();
+        let values: Vec<u16> = (0..1024 * 1024)
+            .map(|i| (i % 1024 + i / 1024) as u16)
+            .collect();
+        let mut band = ds.rasterband(1).unwrap();
+        band.write(
+            (0, 0),
+            (1024, 1024),
+            &mut gdal::raster::Buffer::new((1024, 1024), values),
+        )
+        .unwrap();
+        gdal::config::set_thread_local_config_option("GDAL_TIFF_INTERNAL_MASK", "YES").unwrap();
+        band.create_mask_band(true).unwrap();
+        let mut mask = band.open_mask_band().unwrap();
+        let valid: Vec<u8> = (0..1024 * 1024)
+            .map(|i| if i < 1024 { 0 } else { 255 })
+            .collect();
+        mask.write(
+            (0, 0),
+            (1024, 1024),
+            &mut gdal::raster::Buffer::new((1024, 1024), valid),
+        )
+        .unwrap();
+        let cog = gdal::DriverManager::get_driver_by_name("COG").unwrap();
+        let options = gdal::raster::RasterCreationOptions::from_iter([
+            "COMPRESS=DEFLATE",
+            "BLOCKSIZE=256",
+            "OVERVIEWS=AUTO",
+        ]);
+        ds.create_copy(&cog, path, &options).unwrap();
+    }
+
+    /// Flips 4 bytes in the middle of block (0, 0) of `band`.
+    fn damage_first_block(path: &std::path::Path, band: &gdal::raster::RasterBand) {
+        // SAFETY: a live band handle, only read through.
+        let handle = unsafe { band.c_rasterband() };
+        let item = |key: &str| -> u64 {
+            let (k, d) = (std::ffi::CString::new(key).unwrap(), c"TIFF");
+            // SAFETY: NUL-terminated key and domain; the value is copied at once.
+            unsafe {
+                let v = gdal_sys::GDALGetMetadataItem(handle.cast(), k.as_ptr(), d.as_ptr());
+                assert!(!v.is_null(), "{key}");
+                std::ffi::CStr::from_ptr(v)
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            }
+        };
+        let (offset, size) = (item("BLOCK_OFFSET_0_0"), item("BLOCK_SIZE_0_0"));
+        let mut bytes = std::fs::read(path).unwrap();
+        let at = (offset + size / 2) as usize;
+        for b in &mut bytes[at..at + 4] {
+            *b ^= 0xff;
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn damaged_blocks_of_overviews_and_masks_fail_the_reads_that_use_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let asset = |path: &std::path::Path| AssetRef {
+            href: path.to_string_lossy().into_owned(),
+            epsg: Some(32618),
+            transform: None,
+            shape: None,
+            scale: 1.0,
+            offset: 0.0,
+            nodata: None,
+            band: Default::default(),
+            checksum: None,
+        };
+        // The full-resolution window (aligned), and a 20 m grid, which GDAL warps from overview 0.
+        let fine = Grid::north_up("EPSG:32618", 585000.0, 5033000.0, 10.0, 300, 300);
+        let coarse = Grid::north_up("EPSG:32618", 585000.0, 5033000.0, 20.0, 150, 150);
+        let read = |path: &std::path::Path, grid: &Grid| {
+            let mut out = vec![f32::NAN; grid.len()];
+            read_asset(
+                &asset(path),
+                grid,
+                32618,
+                options(Resampling::Nearest, 1),
+                &mut out,
+            )
+            .map(|p| (p, out))
+        };
+        let clean = dir.path().join("clean.tif");
+        cog_with_overviews_and_mask(dir.path(), &clean);
+        let (path, out) = read(&clean, &fine).unwrap();
+        assert_eq!(path, ReadPath::Window);
+        assert!(
+            out[..300].iter().all(|v| v.is_nan()),
+            "the mask hides row 0"
+        );
+        assert_eq!(out[300 + 5], 6.0);
+        let (path, out) = read(&clean, &coarse).unwrap();
+        assert_eq!(path, ReadPath::Warp);
+        assert!(out[150..].iter().all(|v| v.is_finite()));
+
+        // A damaged tile of overview 0: the coarse read fails, naming it; the fine one is fine.
+        let ovr = dir.path().join("overview.tif");
+        std::fs::copy(&clean, &ovr).unwrap();
+        {
+            let ds = gdalx::open_raster(&ovr.to_string_lossy()).unwrap();
+            let band = ds.rasterband(1).unwrap();
+            damage_first_block(&ovr, &band.overview(0).unwrap());
+        }
+        let err = read(&ovr, &coarse).unwrap_err();
+        let ReadError::Data(message) = &err else {
+            panic!("{err:?}")
+        };
+        for needle in ["band 1, overview 0", "block (0, 0)", "Adler-32"] {
+            assert!(message.contains(needle), "`{needle}` in {message}");
+        }
+        assert!(read(&ovr, &fine).is_ok());
+
+        // A damaged tile of the mask: the full-resolution read fails, naming the mask.
+        let masked = dir.path().join("mask.tif");
+        std::fs::copy(&clean, &masked).unwrap();
+        {
+            let ds = gdalx::open_raster(&masked.to_string_lossy()).unwrap();
+            let band = ds.rasterband(1).unwrap();
+            damage_first_block(&masked, &band.open_mask_band().unwrap());
+        }
+        let err = read(&masked, &fine).unwrap_err().to_string();
+        assert!(err.contains("the mask of band 1, block (0, 0)"), "{err}");
+    }
+
+    #[test]
+    fn a_file_read_whole_is_checked_against_its_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut asset = scene_assets(dir.path(), &["B01"]).remove(0);
+        let bytes = std::fs::read(&asset.href).unwrap();
+        // B01 is 60 m: the whole scene on a 60 m grid reads all of it.
+        let t = asset.transform.unwrap();
+        let (rows, cols) = asset.shape.unwrap();
+        let whole = Grid::north_up("EPSG:32618", t[0], t[3], 60.0, cols, rows);
+        let part = Grid::north_up("EPSG:32618", t[0] + 60.0, t[3], 60.0, cols - 1, rows);
+        let read = |asset: &AssetRef, grid: &Grid| {
+            let mut out = vec![f32::NAN; grid.len()];
+            read_asset(
+                asset,
+                grid,
+                32618,
+                options(Resampling::Nearest, 1),
+                &mut out,
+            )
+        };
+        use ring::digest::{digest, SHA256};
+        let sha = |b: &[u8]| -> String {
+            digest(&SHA256, b)
+                .as_ref()
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect()
+        };
+        for good in [
+            format!("1220{}", sha(&bytes)),
+            format!("1e20{}", blake3::hash(&bytes).to_hex()),
+        ] {
+            asset.checksum = Some(good);
+            assert_eq!(read(&asset, &whole), Ok(ReadPath::Window));
+        }
+        for bad in [
+            format!("1220{}", sha(b"another file")),
+            format!("1e20{}", blake3::hash(b"another file").to_hex()),
+        ] {
+            asset.checksum = Some(bad);
+            let err = read(&asset, &whole).unwrap_err();
+            assert!(
+                matches!(&err, ReadError::Data(m) if m.contains("file:checksum")),
+                "{err:?}"
+            );
+            // A window of the file does not read it whole: nothing to check it against.
+            assert_eq!(read(&asset, &part), Ok(ReadPath::Window));
+        }
+    }
+
+    #[test]
+    fn http_failures_are_told_apart_by_status_and_timeout() {
+        let msg = |class, number, text: &str| GdalMessage {
+            class,
+            number,
+            text: text.into(),
+        };
+        let failure = gdal_sys::CPLErr::CE_Failure;
+        let warning = gdal_sys::CPLErr::CE_Warning;
+        assert_eq!(http_status("HTTP response code: 404"), Some(404));
+        assert_eq!(
+            http_status("HTTP response code on http://127.0.0.1:80/a.tif: 0"),
+            Some(0)
+        );
+        assert_eq!(
+            http_status("HTTP error code: 503 - http://h/a.tif. Retrying again in 1.0 secs"),
+            Some(503)
+        );
+        assert_eq!(http_status("HTTP error code : 502"), Some(502));
+        assert_eq!(
+            http_status("DownloadRegion(http://h/a.tif): response_code=429, msg=slow down"),
+            Some(429)
+        );
+        assert_eq!(http_status("IReadBlock failed at X offset 0"), None);
+        let http = HttpOptions {
+            timeout: 2.0,
+            retries: 1,
+        };
+        let classify = |messages: &[GdalMessage], remote| {
+            classify("opening the file".into(), messages, http, remote)
+        };
+        let e = classify(&[msg(failure, 11, "HTTP response code: 404")], true);
+        assert_eq!(
+            e,
+            ReadError::Data("HTTP 404 Not Found: opening the file".into())
+        );
+        let e = classify(&[msg(failure, 11, "HTTP response code: 503")], true);
+        assert!(
+            matches!(&e, ReadError::Remote(m) if m.starts_with("HTTP 503 Service Unavailable after 1 retry")),
+            "{e:?}"
+        );
+        let e = classify(
+            &[
+                msg(
+                    warning,
+                    1,
+                    "HTTP error code: 0 - http://h/a.tif. Retrying again in 1.0 secs",
+                ),
+                msg(
+                    failure,
+                    11,
+                    "CURL error: Operation timed out after 2000 milliseconds",
+                ),
+            ],
+            true,
+        );
+        assert!(
+            matches!(&e, ReadError::Remote(m) if m.contains("timed out") && m.contains("2 s")),
+            "{e:?}"
+        );
+        let e = classify(
+            &[
+                msg(failure, 11, "CURL error: Couldn't connect to server"),
+                msg(failure, 11, "HTTP response code on http://h/a.tif: 0"),
+            ],
+            true,
+        );
+        assert!(
+            matches!(&e, ReadError::Remote(m) if m.contains("could not be reached")),
+            "{e:?}"
+        );
+        // A retried warning is not the failure; local files are never remote.
+        let e = classify(&[msg(warning, 1, "HTTP error code: 503 - retrying")], true);
+        assert_eq!(e, ReadError::Data("opening the file".into()));
+        let e = classify(&[msg(failure, 11, "HTTP response code: 503")], false);
+        assert_eq!(e, ReadError::Data("opening the file".into()));
     }
 }

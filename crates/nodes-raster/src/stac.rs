@@ -27,6 +27,8 @@ pub(crate) struct AssetRef {
     pub nodata: Option<f64>,
     /// Name, common name and wavelength from `eo:bands` (or STAC 1.1 `bands`).
     pub band: BandInfo,
+    /// `file:checksum`: a hex multihash of the whole file.
+    pub checksum: Option<String>,
 }
 
 impl AssetRef {
@@ -201,6 +203,10 @@ pub(crate) fn item_ref(item: &Json, keys: &[String], fallback_dir: &Path) -> Ite
                 offset: num("offset").unwrap_or(0.0),
                 nodata: num("nodata"),
                 band: band_info(key, asset),
+                checksum: asset
+                    .get("file:checksum")
+                    .and_then(Json::as_str)
+                    .map(String::from),
             })
         })
         .collect();
@@ -222,7 +228,7 @@ mod tests {
         let item = json!({
             "id": "a", "properties": {"datetime": "2021-08-03T15:49:09Z", "proj:epsg": 32618},
             "assets": {"B04": {"href": "x/B04.tif", "proj:transform": [10, 0, 500000, 0, -10, 5000000],
-                "proj:shape": [2, 3], "proj:code": "EPSG:32619",
+                "proj:shape": [2, 3], "proj:code": "EPSG:32619", "file:checksum": "1220ab",
                 "raster:bands": [{"scale": 0.0001, "offset": -0.1, "nodata": 0}],
                 "eo:bands": [{"name": "B04", "common_name": "red", "center_wavelength": 0.665}]}}
         });
@@ -237,6 +243,7 @@ mod tests {
         assert_eq!(a.bounds(), Some([500000.0, 4999980.0, 500030.0, 5000000.0]));
         assert_eq!((a.scale, a.offset, a.nodata), (0.0001, -0.1, Some(0.0)));
         assert_eq!(a.band.common_name.as_deref(), Some("red"));
+        assert_eq!(a.checksum.as_deref(), Some("1220ab"));
         assert!(r.assets[1].is_none());
         assert_eq!(public_href("https://h/a.tif?sig=secret"), "https://h/a.tif");
     }

@@ -11,9 +11,11 @@ use flow_core::{
 use ndarray::Array4;
 use rayon::prelude::*;
 
+use crate::alloc;
 use crate::error::RasterError;
+use crate::gdalx::HttpOptions;
 use crate::grid::{self, Bounds};
-use crate::read::{read_asset, Resampling};
+use crate::read::{read_asset, ReadError, ReadOptions, Resampling};
 use crate::stac::{self, ItemRef};
 
 /// The `stack` node kind.
@@ -53,6 +55,10 @@ flow_core::params! {
         on_missing: OnMissing = OnMissing::Error,
         /// assets read at once
         max_parallel: i64 = 4,
+        /// seconds each HTTP request for a remote asset may take, connecting included (default 30)
+        timeout: Option<f64>,
+        /// retries of an HTTP request that timed out or got 429 / 5xx (default 3)
+        retries: Option<i64>,
     }
 }
 
@@ -75,6 +81,7 @@ struct ValidStack {
     resampling: Vec<Resampling>,
     missing_as_nodata: bool,
     max_parallel: usize,
+    http: HttpOptions,
 }
 
 fn four(name: &str, v: &[f64]) -> Result<Bounds, ParamError> {
@@ -193,6 +200,27 @@ impl StackParams {
                 ))
             }
         };
+        let mut http = HttpOptions::DEFAULT;
+        if let Some(t) = self.timeout {
+            if !(t.is_finite() && t > 0.0 && t <= 3600.0) {
+                return Err(ParamError::new(
+                    "timeout",
+                    format!("`timeout` must be 0 < seconds <= 3600, got {t}"),
+                ));
+            }
+            http.timeout = t;
+        }
+        if let Some(r) = self.retries {
+            http.retries = match u32::try_from(r) {
+                Ok(r) if r <= 10 => r,
+                _ => {
+                    return Err(ParamError::new(
+                        "retries",
+                        format!("`retries` must be 0..=10, got {r}"),
+                    ))
+                }
+            };
+        }
         Ok(ValidStack {
             assets: self.assets,
             resolution: self.resolution,
@@ -202,6 +230,7 @@ impl StackParams {
             resampling,
             missing_as_nodata,
             max_parallel,
+            http,
         })
     }
 }
@@ -219,7 +248,9 @@ impl NodeKind for StackKind {
         "Reads the chosen assets of every item onto one grid (resolution, bounds or bounds_latlon, CRS; \
          snapped outward to the resolution like stackstac) as a time x band x y x x f32 cube: nodata -> NaN, \
          raster:bands scale/offset applied, items ordered by datetime, assets read in parallel \
-         (GDAL /vsicurl/ for http(s))."
+         (GDAL /vsicurl/ for http(s)). Stored blocks are checked before they are trusted (DEFLATE \
+         checksums, sizes, COG leaders and trailers), and a file read whole against its \
+         file:checksum."
     }
 
     fn signature(&self) -> Signature {
@@ -235,6 +266,11 @@ impl NodeKind for StackKind {
 
     fn params(&self) -> Vec<ParamSpec> {
         StackParams::specs()
+    }
+
+    fn unkeyed_params(&self) -> &[&str] {
+        // How patiently remote files are read does not change the cube.
+        &["timeout", "retries"]
     }
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
@@ -379,7 +415,14 @@ impl Node for StackNode {
         let (nt, nb) = (items.len(), self.params.assets.len());
         let plane = grid.len();
         tracing::debug!(node = %ctx.node_id, times = nt, bands = nb, width = grid.width, height = grid.height, "stack");
-        let mut data = Array4::<f32>::from_elem((nt, nb, grid.height, grid.width), f32::NAN);
+        let shape = (nt, nb, grid.height, grid.width);
+        let mut data: Array4<f32> = alloc::array4(shape, f32::NAN).map_err(|e| {
+            NodeError::InvalidData(format!(
+                "stack: the cube of {nt} time(s) x {nb} band(s) x {} x {} pixels (f32) {e}; \
+                 use a coarser `resolution` or smaller bounds",
+                grid.height, grid.width
+            ))
+        })?;
         let slice = data
             .as_slice_memory_order_mut()
             .ok_or_else(|| NodeError::Failed("stack: the output array is not contiguous".into()))?;
@@ -408,24 +451,35 @@ impl Node for StackNode {
                             message: "the item has no such asset".into(),
                         });
                     };
-                    read_asset(
-                        asset,
-                        &grid,
-                        epsg,
-                        self.params.resampling[b],
+                    let options = ReadOptions {
+                        resampling: self.params.resampling[b],
                         gdal_threads,
-                        out,
-                    )
-                    .map(|_| ())
-                    .map_err(|message| {
-                        out.fill(f32::NAN);
-                        RasterError::Asset {
-                            item: item.id.clone(),
-                            asset: key.clone(),
-                            href: asset.public_href().to_string(),
-                            message,
-                        }
-                    })
+                        http: self.params.http,
+                    };
+                    read_asset(asset, &grid, epsg, options, out)
+                        .map(|_| ())
+                        .map_err(|e| {
+                            out.fill(f32::NAN);
+                            let (item, asset_key, href) = (
+                                item.id.clone(),
+                                key.clone(),
+                                asset.public_href().to_string(),
+                            );
+                            match e {
+                                ReadError::Data(message) => RasterError::Asset {
+                                    item,
+                                    asset: asset_key,
+                                    href,
+                                    message,
+                                },
+                                ReadError::Remote(message) => RasterError::Remote {
+                                    item,
+                                    asset: asset_key,
+                                    href,
+                                    message,
+                                },
+                            }
+                        })
                 })
                 .collect()
         });
@@ -487,6 +541,16 @@ mod tests {
         .unwrap();
         assert_eq!(v.resampling, [Resampling::Cubic, Resampling::Average]);
         assert!(v.missing_as_nodata);
+        assert_eq!(v.http, HttpOptions::DEFAULT);
+        let v = valid("assets = [\"B04\"]\nresolution = 10\ntimeout = 2.5\nretries = 0").unwrap();
+        assert_eq!(
+            v.http,
+            HttpOptions {
+                timeout: 2.5,
+                retries: 0
+            }
+        );
+        assert_eq!(StackKind.unkeyed_params(), ["timeout", "retries"]);
     }
 
     #[test]
@@ -506,6 +570,10 @@ mod tests {
             ),
             ("on_missing = \"skip\"", "on_missing"),
             ("max_parallel = 0", "max_parallel"),
+            ("timeout = 0", "timeout"),
+            ("timeout = 1e9", "timeout"),
+            ("retries = -1", "retries"),
+            ("retries = 11", "retries"),
         ] {
             assert_eq!(
                 param(&format!("{base}{extra}")).as_deref(),

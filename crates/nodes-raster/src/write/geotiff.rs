@@ -55,7 +55,8 @@ pub(crate) fn copy_out(mem: &Dataset, path: &Path, cog: bool, predictor: &str) -
 }
 
 /// Copies `src` into a new `path` with GDAL driver `driver` and creation `options`; a failure
-/// GDAL only reports (not in the return value) counts too.
+/// GDAL only reports (not in the return value) counts too. A failure to write the file (no
+/// space left, an I/O or permission error) is [`RasterError::Io`].
 pub(crate) fn create_copy<S: ToString>(
     src: &Dataset,
     driver: &str,
@@ -67,15 +68,74 @@ pub(crate) fn create_copy<S: ToString>(
     let driver = DriverManager::get_driver_by_name(driver).map_err(err)?;
     let options = RasterCreationOptions::from_iter(options.into_iter().map(|o| o.to_string()));
     let capture = gdalx::ErrorCapture::start();
-    let out = src.create_copy(&driver, path, &options).map_err(err)?;
-    out.close().map_err(err)?;
-    if let Some(msg) = capture.failure() {
+    let written = src
+        .create_copy(&driver, path, &options)
+        .and_then(|out| out.close());
+    let failures: Vec<gdalx::GdalMessage> = capture
+        .messages()
+        .into_iter()
+        .filter(gdalx::GdalMessage::is_failure)
+        .collect();
+    if let Some(source) = io_failure(&failures) {
+        return Err(RasterError::io(path, source));
+    }
+    if !failures.is_empty() {
+        let text: Vec<&str> = failures.iter().map(|m| m.text.as_str()).collect();
         return Err(RasterError::Gdal {
             context: what,
-            message: msg,
+            message: text.join("; "),
         });
     }
-    Ok(())
+    written.map_err(err)
+}
+
+/// Words of GDAL and libtiff messages about a file that could not be written.
+const IO_WORDS: [&str; 8] = [
+    "no space left",
+    "disk full",
+    "quota exceeded",
+    "write error",
+    "seek error",
+    "io error",
+    "i/o error",
+    "read-only file system",
+];
+
+/// The I/O error that GDAL's `failures` while writing a file describe, if they do: one
+/// numbered CPLE_FileIO or CPLE_OpenFailed, or worded like one. No space left on the device is
+/// [`std::io::ErrorKind::StorageFull`].
+pub(crate) fn io_failure(failures: &[gdalx::GdalMessage]) -> Option<std::io::Error> {
+    let lower: Vec<String> = failures
+        .iter()
+        .map(|m| m.text.to_ascii_lowercase())
+        .collect();
+    let io = failures
+        .iter()
+        .any(|m| matches!(m.number, gdalx::errno::FILE_IO | gdalx::errno::OPEN_FAILED))
+        || lower.iter().any(|t| IO_WORDS.iter().any(|w| t.contains(w)));
+    if !io {
+        return None;
+    }
+    let full = lower
+        .iter()
+        .any(|t| t.contains("no space left") || t.contains("disk full"));
+    let kind = if full {
+        std::io::ErrorKind::StorageFull
+    } else {
+        std::io::ErrorKind::Other
+    };
+    // The first message that names the cause, else the first one.
+    let first = failures
+        .iter()
+        .zip(&lower)
+        .find(|(_, t)| IO_WORDS.iter().any(|w| t.contains(w)))
+        .map(|(m, _)| m)
+        .or(failures.first())?;
+    let mut text = first.text.clone();
+    if full && !lower.iter().any(|t| t.contains("no space left on device")) {
+        text.push_str(" (no space left on device)");
+    }
+    Some(std::io::Error::new(kind, text))
 }
 
 /// Writes a raster as Float32 with NaN nodata: one band per (time, band), described by the band

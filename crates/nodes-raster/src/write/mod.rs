@@ -261,17 +261,101 @@ fn sync_file(path: &Path) -> Result<()> {
         .map_err(|e| RasterError::io(path, e))
 }
 
+/// The process id in the name of a temporary file of `target` ([`atomic::temp_path_for`]:
+/// `.<name>.tmp-<pid>-<n>`, possibly followed by a suffix GDAL added, such as `.aux.xml` or
+/// `.ovr.tmp`), or None for any other name.
+fn temp_owner(target_name: &str, file_name: &str) -> Option<u32> {
+    let rest = file_name.strip_prefix(&format!(".{target_name}.tmp-"))?;
+    let (pid, rest) = rest.split_once('-')?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let suffix = &rest[digits..];
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) || digits == 0 {
+        return None;
+    }
+    if !(suffix.is_empty() || suffix.starts_with('.')) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// True unless process `pid` is known to be gone (`/proc/<pid>` missing while `/proc/self`
+/// exists): without /proc, every process counts as alive.
+fn alive(pid: u32) -> bool {
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Removes the temporary files of `target` that processes which are gone left behind (a run
+/// killed, interrupted or out of space in the middle of a write), with GDAL's files beside
+/// them; the files of live processes, this one included, are kept. Returns the files removed.
+fn remove_stale_temps(target: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return Vec::new();
+    };
+    let name = name.to_string_lossy();
+    let Ok(entries) = std::fs::read_dir(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = temp_owner(&name, &file_name) else {
+            continue;
+        };
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && !alive(pid) && std::fs::remove_file(entry.path()).is_ok() {
+            tracing::info!(file = %entry.path().display(), pid, "removed a stale temporary file");
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
+/// An error of writing `tmp` (or its sidecar) told as one of writing `target`.
+fn about_target(e: RasterError, tmp: &Path, target: &Path) -> RasterError {
+    match e {
+        RasterError::Io { path, source } => RasterError::Io {
+            path: if path == aux(tmp) {
+                aux(target)
+            } else {
+                target.to_path_buf()
+            },
+            source,
+        },
+        RasterError::Gdal { context, message } => RasterError::Gdal {
+            context: context.replace(&tmp.display().to_string(), &target.display().to_string()),
+            message,
+        },
+        other => other,
+    }
+}
+
 /// Writes `target` through `fill(tmp)`, `tmp` a temporary file beside it
 /// ([`atomic::temp_path_for`]); fsyncs it and GDAL's `.aux.xml` sidecar if one was made, then
 /// renames them into place and fsyncs the directory ([`atomic::commit`]). On any failure the
-/// temporary files are removed and the target is left as it was. Returns the files now in place.
+/// temporary files are removed and the target is left as it was; temporary files of `target`
+/// that dead processes left are removed first ([`remove_stale_temps`]). Returns the files now in
+/// place.
 fn write_atomically(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<Vec<PathBuf>> {
     let dir = target.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| RasterError::io(dir, e))?;
+    remove_stale_temps(target);
     let tmp = atomic::temp_path_for(target);
     let cleanup = |tmp: &Path| {
         let _ = std::fs::remove_file(tmp);
         let _ = std::fs::remove_file(aux(tmp));
+        // What GDAL's COG driver writes beside its output while building overviews.
+        for suffix in [".ovr.tmp", ".msk.ovr.tmp"] {
+            let mut s = tmp.as_os_str().to_owned();
+            s.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(s));
+        }
     };
     let staged = fill(&tmp).and_then(|()| {
         sync_file(&tmp)?;
@@ -282,7 +366,7 @@ fn write_atomically(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Re
     });
     if let Err(e) = staged {
         cleanup(&tmp);
-        return Err(e);
+        return Err(about_target(e, &tmp, target));
     }
     let mut files = vec![target.to_path_buf()];
     let result = (|| {
@@ -573,5 +657,104 @@ mod tests {
         });
         assert!(matches!(e, Err(RasterError::Io { .. })), "{e:?}");
         assert_eq!(names(dir.path()), ["a.json", "busy"]);
+    }
+
+    /// The id of a process that has exited.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn temporary_names_are_recognised_with_their_gdal_suffixes() {
+        assert_eq!(temp_owner("a.tif", ".a.tif.tmp-123-0"), Some(123));
+        assert_eq!(temp_owner("a.tif", ".a.tif.tmp-123-45.aux.xml"), Some(123));
+        assert_eq!(temp_owner("a.tif", ".a.tif.tmp-9-1.ovr.tmp"), Some(9));
+        for other in [
+            "a.tif",
+            ".b.tif.tmp-123-0",
+            ".a.tif.tmp-x-0",
+            ".a.tif.tmp-123-",
+            ".a.tif.tmp-123-0x",
+            ".a.tif.tmp--0",
+        ] {
+            assert_eq!(temp_owner("a.tif", other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn stale_temporary_files_of_dead_processes_are_removed_by_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.tif");
+        let dead = dead_pid();
+        let me = std::process::id();
+        let stale = [
+            format!(".a.tif.tmp-{dead}-0"),
+            format!(".a.tif.tmp-{dead}-0.aux.xml"),
+            format!(".a.tif.tmp-{dead}-3.ovr.tmp"),
+        ];
+        // A live process's write in progress, another target's temporary file, a user's file.
+        let kept = [
+            format!(".a.tif.tmp-{me}-99"),
+            ".a.tif.tmp-1-0".to_string(),
+            format!(".b.tif.tmp-{dead}-0"),
+            "notes.txt".to_string(),
+        ];
+        for name in stale.iter().chain(&kept) {
+            std::fs::write(dir.path().join(name), vec![0u8; 1000]).unwrap();
+        }
+        let files = write_atomically(&target, |tmp| {
+            std::fs::write(tmp, "new").map_err(|e| RasterError::io(tmp, e))
+        })
+        .unwrap();
+        assert_eq!(files, std::slice::from_ref(&target));
+        let mut want: Vec<String> = kept.to_vec();
+        want.push("a.tif".into());
+        want.sort();
+        assert_eq!(names(dir.path()), want);
+    }
+
+    #[test]
+    fn gdal_write_failures_that_are_io_become_io_errors() {
+        let msg = |number, text: &str| crate::gdalx::GdalMessage {
+            class: gdal_sys::CPLErr::CE_Failure,
+            number,
+            text: text.into(),
+        };
+        let full = geotiff::io_failure(&[
+            msg(1, "_tiffWriteProc:No space left on device"),
+            msg(1, "TIFFAppendToStrip:Write error at scanline 0"),
+        ])
+        .unwrap();
+        assert_eq!(full.kind(), std::io::ErrorKind::StorageFull);
+        assert!(
+            full.to_string().contains("No space left on device"),
+            "{full}"
+        );
+        let io = geotiff::io_failure(&[msg(4, "Attempt to create new tiff file failed")]).unwrap();
+        assert_eq!(io.kind(), std::io::ErrorKind::Other);
+        assert!(geotiff::io_failure(&[msg(1, "Invalid creation option")]).is_none());
+    }
+
+    #[test]
+    fn a_full_disk_is_an_io_error_naming_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.tif");
+        let e = write_atomically(&target, |tmp| {
+            std::fs::write(tmp, "half").unwrap();
+            Err(RasterError::io(
+                tmp,
+                std::io::Error::from(std::io::ErrorKind::StorageFull),
+            ))
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&e, RasterError::Io { path, .. } if path == &target),
+            "{e:?}"
+        );
+        assert_eq!(NodeError::from(e).exit_code(), flow_core::ExitCode::Io);
+        assert!(names(dir.path()).is_empty());
     }
 }
