@@ -30,3 +30,7 @@ mod plugins;
 
 /// Unreadable assets: exit 3 with item, asset and href.
 mod raster_errors;
+
+/// Every file of the fuzz corpus (fuzz/corpus/recipe_validate) and a few generated extremes
+/// through `flow::fuzzing::check_recipe`, so that CI covers the corpus without cargo-fuzz.
+mod fuzz_corpus;
