@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod fuzzing;
 pub mod progress;
 pub mod registry;
 pub mod report;
