@@ -255,3 +255,61 @@ fn cache_clear_during_a_run_does_not_fail_it() {
         0
     );
 }
+
+#[test]
+fn a_changed_local_cog_behind_an_unchanged_catalog_is_a_miss() {
+    const ITEM: &str = "S2B_MSIL2A_20210803T154909_R054_T18TWR_20210804T003227";
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("scene");
+    let (code, _, stderr) = output(
+        flow(cache.path())
+            .args(["fixture", "timberlea", "--out"])
+            .arg(&scene),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "name = \"local\"\n[nodes.items]\nkind = \"stac-search\"\ncatalog = {:?}\nids = [\"{ITEM}\"]\n\
+             [nodes.stack]\nkind = \"stack\"\ninput = \"items\"\nassets = [\"B04\"]\nresolution = 10\n",
+            scene.join("items.json").display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let out = dir.path().join("out");
+        let (code, _, stderr) = output(
+            flow(cache.path())
+                .arg("run")
+                .arg(&recipe)
+                .arg("--out")
+                .arg(&out),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+        let stack = report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == "stack")
+            .unwrap()
+            .clone();
+        (
+            stack["status"].as_str().unwrap().to_string(),
+            stack["output"]["values"].clone(),
+        )
+    };
+    let (status, before) = run();
+    assert_eq!(status, "computed");
+    assert_eq!(run().0, "cached");
+    // The catalog stays as it is; the file behind B04 is replaced by another band's.
+    let item_dir = scene.join(ITEM);
+    std::fs::copy(item_dir.join("B08.tif"), item_dir.join("B04.tif")).unwrap();
+    let (status, after) = run();
+    assert_eq!(status, "computed");
+    assert_ne!(before, after);
+    assert_eq!(run().0, "cached");
+}

@@ -31,9 +31,9 @@ mod plugins;
 /// Unreadable assets: exit 3 with item, asset and href.
 mod raster_errors;
 
-/// Damaged tiles, checksums, HTTP errors and timeouts, cubes larger than memory, full disks and
-/// stale temporary files: exit codes and messages that name what failed.
-mod raster_trust;
 /// Every file of the fuzz corpus (fuzz/corpus/recipe_validate) and a few generated extremes
 /// through `flow::fuzzing::check_recipe`, so that CI covers the corpus without cargo-fuzz.
 mod fuzz_corpus;
+/// Damaged tiles, checksums, HTTP errors and timeouts, cubes larger than memory, full disks and
+/// stale temporary files: exit codes and messages that name what failed.
+mod raster_trust;

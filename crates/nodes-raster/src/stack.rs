@@ -489,9 +489,21 @@ impl Node for StackNode {
                 Ok(()) => {}
                 Err(RasterError::Cancelled) => return Err(NodeError::Cancelled),
                 Err(e) if self.params.missing_as_nodata => {
-                    ctx.warn(format!("{e}; filled with NaN"))
+                    ctx.warn(format!("{e}; filled with NaN"));
+                    // A band filled with NaN for a failed read is not the data: never cached.
+                    ctx.mark_incomplete(format!("{e}"));
                 }
                 Err(e) => return Err(e.into()),
+            }
+        }
+        // The versions of the local files read, so that a changed file is a miss next time
+        // (remote assets are identified by the items that name them).
+        for asset in items.iter().flat_map(|i| i.assets.iter().flatten()) {
+            let path = std::path::Path::new(&asset.href);
+            if !asset.href.contains("://") && !asset.href.starts_with("/vsi") {
+                if let Ok(source) = flow_core::Source::local_file(path) {
+                    ctx.record_source(source);
+                }
             }
         }
         let bands = self
