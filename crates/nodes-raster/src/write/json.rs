@@ -16,7 +16,8 @@ fn class_stats(
 ) -> Result<Vec<Json>, NodeError> {
     let classes = super::classes_of(l, names);
     let counts = l.class_counts();
-    let pixel_ha = l.grid.pixel_area() / 10_000.0;
+    // True ground areas (flow_core::area); none where the CRS is not measured.
+    let areas = l.class_areas_m2();
     let means = match spectra {
         None => None,
         Some(r) => {
@@ -58,7 +59,10 @@ fn class_stats(
                 "name": c.name,
                 "color": c.color,
                 "pixels": pixels,
-                "area_ha": round(pixels as f64 * pixel_ha),
+                "area_ha": areas
+                    .as_ref()
+                    .and_then(|a| a.get(c.id as usize))
+                    .map(|m2| round(m2 / 10_000.0)),
             });
             if let Some((sums, names)) = &means {
                 let m: Map<String, Json> = names

@@ -142,7 +142,8 @@ impl NodeKind for WriteKind {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: model JSON areas are true ground areas.
+        2
     }
 
     fn doc(&self) -> &str {
