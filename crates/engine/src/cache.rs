@@ -410,9 +410,15 @@ impl Cache {
             &["objects", "tmp"]
         };
         for sub in subs {
+            // Moved aside in one rename, then deleted: a run writing entries meanwhile writes
+            // into the new, empty directory (or fails to cache, which it survives) and never
+            // makes the removal fail with "directory not empty".
             let p = self.root.join(sub);
             if p.exists() {
-                fs::remove_dir_all(&p).map_err(|e| CacheError::io(&p, e))?;
+                let trash = self.root.join(format!(".clear-{sub}-{}", unique_suffix()));
+                fs::rename(&p, &trash).map_err(|e| CacheError::io(&p, e))?;
+                fs::create_dir_all(&p).map_err(|e| CacheError::io(&p, e))?;
+                fs::remove_dir_all(&trash).map_err(|e| CacheError::io(&trash, e))?;
             }
             fs::create_dir_all(&p).map_err(|e| CacheError::io(&p, e))?;
         }

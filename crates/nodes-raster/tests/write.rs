@@ -298,10 +298,13 @@ fn model_json_has_centroids_and_class_statistics() {
     let classes = doc["classes"].as_array().unwrap();
     let total: u64 = classes.iter().map(|c| c["pixels"].as_u64().unwrap()).sum();
     assert_eq!(total, 23);
-    assert_eq!(
+    // 10 m UTM pixels: 0.01 ha each on the map, a little more on the ground (the projection's
+    // scale factor is below 1 near the central meridian).
+    let (area, map) = (
         classes[0]["area_ha"].as_f64().unwrap(),
-        classes[0]["pixels"].as_f64().unwrap() * 0.01
+        classes[0]["pixels"].as_f64().unwrap() * 0.01,
     );
+    assert!(area >= map && (area - map) / map < 1e-3, "{area} vs {map}");
     // Class 1 pixels: (x + y) % 3 == 1; band B02 = (y * 6 + x) / 1000, minus the NaN at (1, 1)? (1+1)%3 = 2, so no.
     let mut sum = 0.0;
     let mut n = 0.0;
