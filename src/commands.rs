@@ -37,24 +37,34 @@ pub fn init_logging(verbose: u8) {
 /// Lines longer than this are not drawn with carets: miette's graphical handler cannot pad past
 /// column 65,535 (it panics), so such recipes get the narrated form, which still names
 /// file:line:col.
-const MAX_DRAWN_LINE: usize = 4096;
+pub const MAX_DRAWN_LINE: usize = 4096;
 
-fn render_diagnostic(diag: &dyn miette::Diagnostic, source: &str) -> String {
-    let mut out = String::new();
-    if source.lines().any(|l| l.len() > MAX_DRAWN_LINE) {
-        let _ = miette::NarratableReportHandler::new().render_report(&mut out, diag);
-        return out;
-    }
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+/// True when diagnostics on `source` are drawn with carets (no line longer than
+/// [`MAX_DRAWN_LINE`]); otherwise they are narrated.
+pub fn draws_carets(source: &str) -> bool {
+    !source.lines().any(|l| l.len() > MAX_DRAWN_LINE)
+}
+
+/// miette's graphical handler as the CLI configures it (Unicode, width 100, no links).
+pub fn graphical_handler(color: bool) -> miette::GraphicalReportHandler {
     let theme = if color {
         miette::GraphicalTheme::unicode()
     } else {
         miette::GraphicalTheme::unicode_nocolor()
     };
-    let handler = miette::GraphicalReportHandler::new_themed(theme)
+    miette::GraphicalReportHandler::new_themed(theme)
         .with_width(100)
-        .with_links(false);
-    let _ = handler.render_report(&mut out, diag);
+        .with_links(false)
+}
+
+fn render_diagnostic(diag: &dyn miette::Diagnostic, source: &str) -> String {
+    let mut out = String::new();
+    if !draws_carets(source) {
+        let _ = miette::NarratableReportHandler::new().render_report(&mut out, diag);
+        return out;
+    }
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = graphical_handler(color).render_report(&mut out, diag);
     out
 }
 

@@ -21,10 +21,7 @@ use miette::Diagnostic;
 /// The name the recipe is validated under; diagnostics in the recipe carry it.
 pub const RECIPE_FILE: &str = "recipe.toml";
 
-/// Lines longer than this are not drawn with carets. This is the value and the rule of
-/// `commands::render_diagnostic` (miette's graphical handler cannot pad past column 65,535): the
-/// check renders exactly as the CLI does, so a change there must be made here too.
-pub const MAX_DRAWN_LINE: usize = 4096;
+pub use crate::commands::MAX_DRAWN_LINE;
 
 /// What [`check_recipe`] found, when it found no violation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,9 +236,9 @@ fn check_labels(diag: &dyn Diagnostic, source: &str, what: &str, args: &[String]
     }
 }
 
-/// Renders `diags` with both of miette's handlers, configured as in `commands::render_diagnostic`
-/// (graphical: Unicode theme, width 100, no links; narrated for recipes with a line longer than
-/// [`MAX_DRAWN_LINE`]). The graphical form is drawn only when the CLI would draw it.
+/// Renders `diags` with both of miette's handlers as the CLI configures them
+/// ([`crate::commands::graphical_handler`]); the graphical form only where the CLI draws it
+/// ([`crate::commands::draws_carets`]).
 fn render(diags: &Diagnostics, text: &str, args: &[String]) -> Rendered {
     let mut narrated = String::new();
     let status = miette::NarratableReportHandler::new().render_report(&mut narrated, diags);
@@ -249,15 +246,11 @@ fn render(diags: &Diagnostics, text: &str, args: &[String]) -> Rendered {
         status.is_ok(),
         "the narrated report failed to render (args {args:?}):\n{narrated}"
     );
-    let graphical = (!text.lines().any(|l| l.len() > MAX_DRAWN_LINE)).then(|| {
+    let graphical = crate::commands::draws_carets(text).then(|| {
         // The CLI picks the colored theme on a terminal; both draw the same layout, and the
         // uncolored one keeps the check independent of where it runs.
-        let handler =
-            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-                .with_width(100)
-                .with_links(false);
         let mut out = String::new();
-        let status = handler.render_report(&mut out, diags);
+        let status = crate::commands::graphical_handler(false).render_report(&mut out, diags);
         assert!(
             status.is_ok(),
             "the graphical report failed to render (args {args:?}):\n{out}"

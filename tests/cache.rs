@@ -2,7 +2,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{flow, output};
+use crate::support::{flow, output, write_scene};
 
 const RECIPE: &str = "recipes/timberlea_kmeans.toml";
 
@@ -262,12 +262,7 @@ fn a_changed_local_cog_behind_an_unchanged_catalog_is_a_miss() {
     let cache = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let scene = dir.path().join("scene");
-    let (code, _, stderr) = output(
-        flow(cache.path())
-            .args(["fixture", "timberlea", "--out"])
-            .arg(&scene),
-    );
-    assert_eq!(code, 0, "{stderr}");
+    write_scene(cache.path(), &scene);
     let recipe = dir.path().join("r.toml");
     std::fs::write(
         &recipe,

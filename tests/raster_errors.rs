@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 
-use crate::support::{flow, output};
+use crate::support::{cached_kind, flow, output, write_scene};
 
 const CLEAR_ITEM: &str = "S2B_MSIL2A_20210803T154909_R054_T18TWR_20210804T003227";
 
@@ -22,31 +22,12 @@ fn recipe(dir: &Path, catalog: &Path) -> std::path::PathBuf {
     path
 }
 
-/// True when some cache entry was made by a node of `kind`.
-fn cached_kind(cache: &Path, kind: &str) -> bool {
-    let Ok(shards) = std::fs::read_dir(cache.join("objects")) else {
-        return false;
-    };
-    shards
-        .flatten()
-        .flat_map(|s| std::fs::read_dir(s.path()).into_iter().flatten().flatten())
-        .any(|e| {
-            std::fs::read_to_string(e.path().join("manifest.json"))
-                .is_ok_and(|m| m.contains(&format!("\"kind\": \"{kind}\"")))
-        })
-}
-
 #[test]
 fn a_truncated_cog_is_bad_data_naming_item_asset_and_href() {
     let cache = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let scene = dir.path().join("scene");
-    let (code, _, stderr) = output(
-        flow(cache.path())
-            .args(["fixture", "timberlea", "--out"])
-            .arg(&scene),
-    );
-    assert_eq!(code, 0, "{stderr}");
+    write_scene(cache.path(), &scene);
     let b04 = scene.join(CLEAR_ITEM).join("B04.tif");
     let bytes = std::fs::read(&b04).unwrap();
     std::fs::write(&b04, &bytes[..bytes.len() / 3]).unwrap();
@@ -100,12 +81,7 @@ fn answering(status: &'static str) -> String {
 /// the catalog file.
 fn items_on(cache: &Path, dir: &Path, base: &str, query: &str) -> std::path::PathBuf {
     let scene = dir.join("scene");
-    let (code, _, stderr) = output(
-        flow(cache)
-            .args(["fixture", "timberlea", "--out"])
-            .arg(&scene),
-    );
-    assert_eq!(code, 0, "{stderr}");
+    write_scene(cache, &scene);
     let mut items: serde_json::Value =
         serde_json::from_slice(&std::fs::read(scene.join("items.json")).unwrap()).unwrap();
     for item in items["features"].as_array_mut().unwrap() {

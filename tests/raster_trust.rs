@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use gdal::Metadata;
 
-use crate::support::{flow, output};
+use crate::support::{cached_kind, flow, output, write_scene};
 
 const CLEAR_ITEM: &str = "S2B_MSIL2A_20210803T154909_R054_T18TWR_20210804T003227";
 const AOI: &str = "[-73.9120245, 45.4263471, -73.883357, 45.4445361]";
@@ -19,12 +19,7 @@ const AOI: &str = "[-73.9120245, 45.4263471, -73.883357, 45.4445361]";
 /// Generates the offline scene into `dir/scene`; returns its catalog.
 fn scene(cache: &Path, dir: &Path) -> PathBuf {
     let scene = dir.join("scene");
-    let (code, _, stderr) = output(
-        flow(cache)
-            .args(["fixture", "timberlea", "--out"])
-            .arg(&scene),
-    );
-    assert_eq!(code, 0, "{stderr}");
+    write_scene(cache, &scene);
     scene.join("items.json")
 }
 
@@ -55,20 +50,6 @@ fn run(cache: &Path, recipe: &Path, out: &Path, args: &[&str]) -> (i32, String) 
             .args(args),
     );
     (code, stderr)
-}
-
-/// True when some cache entry was made by a node of `kind`.
-fn cached_kind(cache: &Path, kind: &str) -> bool {
-    let Ok(shards) = std::fs::read_dir(cache.join("objects")) else {
-        return false;
-    };
-    shards
-        .flatten()
-        .flat_map(|s| std::fs::read_dir(s.path()).into_iter().flatten().flatten())
-        .any(|e| {
-            std::fs::read_to_string(e.path().join("manifest.json"))
-                .is_ok_and(|m| m.contains(&format!("\"kind\": \"{kind}\"")))
-        })
 }
 
 /// No line of GDAL's own handler ("ERROR 1: ...", "Warning 1: ...") in `stderr`.

@@ -45,3 +45,24 @@ pub fn fixture_args(path: &Path) -> Vec<String> {
 pub fn relative(path: &Path) -> String {
     path.strip_prefix(root()).unwrap().display().to_string()
 }
+
+/// Writes the offline Timberlea scene into `dir` with `flow fixture` (its catalog is
+/// `dir/items.json`).
+pub fn write_scene(cache: &Path, dir: &Path) {
+    let (code, _, stderr) = output(flow(cache).args(["fixture", "timberlea", "--out"]).arg(dir));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// True when some cache entry was made by a node of `kind`.
+pub fn cached_kind(cache: &Path, kind: &str) -> bool {
+    let Ok(shards) = std::fs::read_dir(cache.join("objects")) else {
+        return false;
+    };
+    shards
+        .flatten()
+        .flat_map(|s| std::fs::read_dir(s.path()).into_iter().flatten().flatten())
+        .any(|e| {
+            std::fs::read_to_string(e.path().join("manifest.json"))
+                .is_ok_and(|m| m.contains(&format!("\"kind\": \"{kind}\"")))
+        })
+}

@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use crate::support::{flow, output};
+use crate::support::{flow, output, write_scene};
 
 const RECIPE: &str = "recipes/timberlea_kmeans.toml";
 
@@ -137,12 +137,7 @@ fn offline_run_makes_the_notebooks_map_and_reruns_from_the_cache() {
     );
 
     // Quality against the scene's ground truth.
-    let (code, _, stderr) = output(
-        flow(cache.path())
-            .args(["fixture", "timberlea", "--out"])
-            .arg(scene.path()),
-    );
-    assert_eq!(code, 0, "{stderr}");
+    write_scene(cache.path(), scene.path());
     let ari = ari_against_truth(&out.path().join("timberlea_classes.tif"), scene.path());
     println!("Timberlea offline, k = 4: adjusted Rand index {ari:.4}");
     assert!(
@@ -285,12 +280,7 @@ fn offline_ari(recipe: &str, extra: &[&str]) -> (f64, serde_json::Value) {
             .arg(out.path()),
     );
     assert_eq!(code, 0, "{stderr}");
-    let (code, _, stderr) = output(
-        flow(cache.path())
-            .args(["fixture", "timberlea", "--out"])
-            .arg(scene.path()),
-    );
-    assert_eq!(code, 0, "{stderr}");
+    write_scene(cache.path(), scene.path());
     (
         ari_against_truth(&out.path().join("timberlea_classes.tif"), scene.path()),
         run_json(out.path()),

@@ -56,20 +56,6 @@ impl ExitCode {
     pub fn from_code(code: i32) -> Option<ExitCode> {
         Self::ALL.into_iter().find(|c| c.code() == code)
     }
-
-    /// What the code means, in a few words (the README's table).
-    pub fn meaning(self) -> &'static str {
-        match self {
-            ExitCode::Ok => "success",
-            ExitCode::NodeFailed => "a node failed",
-            ExitCode::Usage => "recipe or usage error; nothing was fetched or written",
-            ExitCode::BadData => "bad input data",
-            ExitCode::Remote => "a remote service failed after retries",
-            ExitCode::Io => "local I/O or cache failure",
-            ExitCode::Plugin => "a plugin failed to load or to run",
-            ExitCode::Interrupted => "interrupted",
-        }
-    }
 }
 
 impl From<ExitCode> for i32 {

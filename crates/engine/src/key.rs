@@ -44,6 +44,21 @@ impl fmt::Display for Key {
     }
 }
 
+/// BLAKE3 over length-prefixed fields, so that no two field lists hash alike.
+#[derive(Default)]
+struct Fields(blake3::Hasher);
+
+impl Fields {
+    fn field(&mut self, bytes: &[u8]) {
+        self.0.update(&(bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+    }
+
+    fn key(&self) -> Key {
+        Key(*self.0.finalize().as_bytes())
+    }
+}
+
 /// Version of the key scheme itself; bump it to invalidate every cache entry.
 const SCHEME: &str = "flow-cache-key-v1";
 
@@ -91,11 +106,8 @@ pub fn node_key(
     material: Option<&[u8]>,
     inputs: &[(String, Key)],
 ) -> Key {
-    let mut h = blake3::Hasher::new();
-    let mut field = |bytes: &[u8]| {
-        h.update(&(bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    };
+    let mut h = Fields::default();
+    let mut field = |bytes: &[u8]| h.field(bytes);
     field(SCHEME.as_bytes());
     field(kind.name().as_bytes());
     field(&kind.version().to_le_bytes());
@@ -133,7 +145,7 @@ pub fn node_key(
         field(port.as_bytes());
         field(&key.0);
     }
-    Key(*h.finalize().as_bytes())
+    h.key()
 }
 
 /// Version of the content-identity scheme.
@@ -144,18 +156,15 @@ const CONTENT_SCHEME: &str = "flow-content-v1";
 /// of the search's key, so their keys change exactly when the search returns something else.
 pub fn content_identity(value: &flow_core::Value) -> Key {
     let parts = flow_core::store::to_parts(value);
-    let mut h = blake3::Hasher::new();
-    let mut field = |bytes: &[u8]| {
-        h.update(&(bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    };
+    let mut h = Fields::default();
+    let mut field = |bytes: &[u8]| h.field(bytes);
     field(CONTENT_SCHEME.as_bytes());
     field(parts.meta.to_string().as_bytes());
     for (name, bytes) in &parts.arrays {
         field(name.as_bytes());
         field(bytes);
     }
-    Key(*h.finalize().as_bytes())
+    h.key()
 }
 
 /// Version of the source-identity scheme.
@@ -168,11 +177,8 @@ pub fn with_sources(key: &Key, sources: &[flow_core::Source]) -> Key {
     if sources.is_empty() {
         return *key;
     }
-    let mut h = blake3::Hasher::new();
-    let mut field = |bytes: &[u8]| {
-        h.update(&(bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    };
+    let mut h = Fields::default();
+    let mut field = |bytes: &[u8]| h.field(bytes);
     field(SOURCES_SCHEME.as_bytes());
     field(&key.0);
     for s in sources {
@@ -180,7 +186,7 @@ pub fn with_sources(key: &Key, sources: &[flow_core::Source]) -> Key {
         field(&s.size.unwrap_or(u64::MAX).to_le_bytes());
         field(s.version.as_deref().unwrap_or("").as_bytes());
     }
-    Key(*h.finalize().as_bytes())
+    h.key()
 }
 
 #[cfg(test)]

@@ -499,9 +499,9 @@ impl Node for StackNode {
         // The versions of the local files read, so that a changed file is a miss next time
         // (remote assets are identified by the items that name them).
         for asset in items.iter().flat_map(|i| i.assets.iter().flatten()) {
-            let path = std::path::Path::new(&asset.href);
-            if !asset.href.contains("://") && !asset.href.starts_with("/vsi") {
-                if let Ok(source) = flow_core::Source::local_file(path) {
+            let path = crate::gdalx::gdal_path(&asset.href);
+            if !path.starts_with("/vsi") {
+                if let Ok(source) = flow_core::Source::local_file(std::path::Path::new(&path)) {
                     ctx.record_source(source);
                 }
             }

@@ -79,26 +79,9 @@ impl Job {
 
     fn load(&self, cache: &Cache) -> Outcome {
         match cache.get(&self.key, ttl_of(self.caching)) {
-            Lookup::Hit(_, manifest)
-                if manifest.sources.iter().any(|s| s.changed() == Some(true)) =>
-            {
-                let changed = manifest
-                    .sources
-                    .iter()
-                    .filter(|s| s.changed() == Some(true))
-                    .map(|s| s.location.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                // The entry no longer describes what its key stands for: make room for the new one.
-                cache.remove(&self.key);
-                Outcome::Stale {
-                    reason: format!("its input changed since it was cached: {changed}"),
-                    warn: false,
-                }
-            }
             Lookup::Hit(v, _) if self.node.node.is_fresh(&self.ctx, &v) => Outcome::Loaded(v),
             Lookup::Hit(..) => Outcome::Stale {
-                reason: "its files in the output directory are missing or were replaced".into(),
+                reason: "what it wrote outside the cache is missing or was replaced".into(),
                 warn: false,
             },
             Lookup::Miss => Outcome::Stale {
