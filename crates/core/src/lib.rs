@@ -38,6 +38,7 @@ pub mod npy;
 pub mod redact;
 pub mod registry;
 pub mod schema;
+pub mod signer;
 pub mod store;
 pub mod summary;
 pub mod value;

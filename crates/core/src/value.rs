@@ -128,6 +128,27 @@ impl Items {
             .get_mut("features")
             .and_then(|f| f.as_array_mut())
     }
+
+    /// Where the items came from: the catalog's URL or local path, as the search recorded it in
+    /// the collection's [`Items::CATALOG_FIELD`] member.
+    pub fn catalog(&self) -> Option<&str> {
+        self.collection
+            .get(Self::CATALOG_FIELD)
+            .and_then(|c| c.as_str())
+    }
+
+    /// Records where the items came from (see [`Items::catalog`]).
+    pub fn set_catalog(&mut self, catalog: &str) {
+        if let Some(obj) = self.collection.as_object_mut() {
+            obj.insert(
+                Self::CATALOG_FIELD.into(),
+                serde_json::Value::String(catalog.to_string()),
+            );
+        }
+    }
+
+    /// The collection member naming the catalog the items came from.
+    pub const CATALOG_FIELD: &'static str = "flow:catalog";
 }
 
 /// What is known of one band of a raster.
