@@ -8,10 +8,11 @@ mod hyperparams;
 mod stats;
 
 use flow_core::{
-    DeclaredParams, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port, Raster,
-    RunContext, Signature, Value, ValueType,
+    BandInfo, DeclaredParams, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, Params,
+    Port, Raster, RunContext, Signature, Value, ValueType,
 };
-use ndarray::{s, Axis};
+use ndarray::{s, ArrayView4, Axis};
+use rayon::prelude::*;
 
 pub use hyperparams::{Method, NormalizeParams, NormalizeValidParams, Number, Scope};
 
@@ -63,6 +64,80 @@ impl NodeKind for NormalizeKind {
 /// `v -> v * scale + offset`, then an optional clamp.
 type Affine = (f64, f64, Option<(f64, f64)>);
 
+/// Statistics of a raster being gathered for `normalize`, one set per group of bands (all bands
+/// together, or one band each), piece by piece: a whole raster is one piece, a windowed run gives
+/// one piece per window. The statistics are exact and do not depend on how the raster was cut or
+/// in which order the pieces came, so both give bit-identical results.
+#[derive(Debug, Clone)]
+pub struct Fitting {
+    groups: Vec<Vec<usize>>,
+    stats: Vec<stats::GroupStats>,
+}
+
+impl Fitting {
+    /// How many passes over the pieces the statistics need (1 for minmax, 2 otherwise).
+    pub fn passes(&self) -> usize {
+        self.stats.first().map_or(1, stats::GroupStats::passes)
+    }
+
+    /// An empty accumulator for the current pass, to fill from one piece and merge back.
+    pub fn partial(&self) -> Fitting {
+        Fitting {
+            groups: self.groups.clone(),
+            stats: self.stats.iter().map(stats::GroupStats::partial).collect(),
+        }
+    }
+
+    /// Adds one piece of the raster (`[time, band, row, col]`, every band) to the current pass.
+    pub fn add(&mut self, piece: &ArrayView4<'_, f32>) {
+        for (g, bands) in self.stats.iter_mut().zip(&self.groups) {
+            g.add(piece, bands);
+        }
+    }
+
+    /// Adds a partial accumulator of the current pass.
+    pub fn merge(&mut self, other: &Fitting) {
+        for (a, b) in self.stats.iter_mut().zip(&other.stats) {
+            a.merge(b);
+        }
+    }
+
+    /// Ends the current pass.
+    pub fn next_pass(&mut self) {
+        for g in &mut self.stats {
+            g.next_pass();
+        }
+    }
+
+    /// Runs every pass over a raster held whole, in parallel over blocks of rows.
+    fn over(mut self, data: &ArrayView4<'_, f32>, threads: usize) -> Fitting {
+        let rows = data.len_of(Axis(2));
+        let block = rows.div_ceil(threads.max(1) * 4).max(64);
+        for _ in 0..self.passes() {
+            let starts: Vec<usize> = (0..rows).step_by(block).collect();
+            let partials: Vec<Fitting> = starts
+                .par_iter()
+                .map(|&r0| {
+                    let mut p = self.partial();
+                    p.add(&data.slice(s![.., .., r0..(r0 + block).min(rows), ..]));
+                    p
+                })
+                .collect();
+            for p in &partials {
+                self.merge(p);
+            }
+            self.next_pass();
+        }
+        self
+    }
+}
+
+/// The affine map `normalize` applies to each group of bands, once its statistics are known.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    groups: Vec<(Vec<usize>, Option<Affine>)>,
+}
+
 /// A built `normalize` node.
 #[derive(Debug, Clone)]
 pub struct NormalizeNode {
@@ -75,33 +150,50 @@ impl NormalizeNode {
         NormalizeNode { params }
     }
 
-    /// Rescales `raster`; warnings go to `warn`.
-    pub fn apply(&self, raster: &Raster, warn: &dyn Fn(String)) -> Raster {
+    /// An empty [`Fitting`] for a raster of `nbands` bands.
+    pub fn fitting(&self, nbands: usize) -> Fitting {
         let p = &self.params;
-        let nbands = raster.data.len_of(Axis(1));
         let groups: Vec<Vec<usize>> = match p.scope() {
             Scope::Global => vec![(0..nbands).collect()],
             Scope::Band => (0..nbands).map(|b| vec![b]).collect(),
         };
-        let mut out = raster.data.as_standard_layout().into_owned();
+        let wanted = match p.method() {
+            Method::Minmax => stats::Wanted::MinMax,
+            Method::Zscore => stats::Wanted::MeanStd,
+            Method::Percentile => {
+                let (lo, hi) = p.percentiles();
+                stats::Wanted::Percentiles(lo, hi)
+            }
+        };
+        Fitting {
+            stats: groups
+                .iter()
+                .map(|_| stats::GroupStats::new(wanted))
+                .collect(),
+            groups,
+        }
+    }
+
+    /// The maps that the gathered statistics give; warnings (constant data, no finite value) go
+    /// to `warn`.
+    pub fn mapping(&self, fitting: &Fitting, bands: &[BandInfo], warn: &dyn Fn(String)) -> Mapping {
+        let p = &self.params;
         let (lo, hi) = p.range();
-        for group in groups {
+        let mut groups = Vec::new();
+        for (group, g) in fitting.groups.iter().zip(&fitting.stats) {
             let what = match p.scope() {
                 Scope::Global => "the raster".to_string(),
                 Scope::Band => format!(
                     "band {}",
-                    raster.bands.get(group[0]).map_or("?", |b| b.name.as_str())
+                    bands.get(group[0]).map_or("?", |b| b.name.as_str())
                 ),
             };
-            let mut values = stats::finite_values(&raster.data.view(), &group);
-            // The affine map v -> v * scale + offset, and the clamp, for this group.
             let map: Option<Affine> = match p.method() {
                 Method::Minmax | Method::Percentile => {
                     let bounds = if p.method() == Method::Minmax {
-                        stats::min_max(&values)
+                        g.min_max()
                     } else {
-                        let (plo, phi) = p.percentiles();
-                        stats::percentiles(&mut values, plo, phi)
+                        g.percentiles()
                     };
                     match bounds {
                         None => None,
@@ -115,7 +207,7 @@ impl NormalizeNode {
                         }
                     }
                 }
-                Method::Zscore => match stats::mean_std(&values) {
+                Method::Zscore => match g.mean_std() {
                     None => None,
                     Some((mean, std)) if std > 0.0 && std.is_finite() => {
                         Some((1.0 / std, -mean / std, None))
@@ -126,14 +218,24 @@ impl NormalizeNode {
                     }
                 },
             };
-            drop(values);
-            let Some((scale, offset, clamp)) = map else {
+            if map.is_none() {
                 warn(format!(
                     "normalize: {what} has no finite value; left as NaN"
                 ));
+            }
+            groups.push((group.clone(), map));
+        }
+        Mapping { groups }
+    }
+
+    /// Applies `mapping` to `raster` (the whole raster or one window of it).
+    pub fn apply_mapping(&self, raster: &Raster, mapping: &Mapping) -> Raster {
+        let mut out = raster.data.as_standard_layout().into_owned();
+        for (group, map) in &mapping.groups {
+            let Some((scale, offset, clamp)) = *map else {
                 continue;
             };
-            for &b in &group {
+            for &b in group {
                 let mut band = out.slice_mut(s![.., b, .., ..]);
                 band.par_mapv_inplace(|v| {
                     if !v.is_finite() {
@@ -153,6 +255,16 @@ impl NormalizeNode {
             bands: raster.bands.clone(),
             times: raster.times.clone(),
         }
+    }
+
+    /// Rescales `raster` by statistics of its own values; warnings go to `warn`.
+    pub fn apply(&self, raster: &Raster, warn: &dyn Fn(String)) -> Raster {
+        let threads = rayon::current_num_threads();
+        let fitting = self
+            .fitting(raster.data.len_of(Axis(1)))
+            .over(&raster.data.view(), threads);
+        let mapping = self.mapping(&fitting, &raster.bands, warn);
+        self.apply_mapping(raster, &mapping)
     }
 }
 
@@ -282,6 +394,70 @@ mod tests {
         let (out, _) = run(&node(""), &r);
         for (i, &v) in out.iter().enumerate() {
             assert!((v - i as f32).abs() < 1e-3, "{i}: {v}");
+        }
+    }
+
+    /// A raster fed window by window (in reverse order) to the same fitting and mapping gives
+    /// exactly what the whole raster gives, for every method and scope.
+    #[test]
+    fn windows_give_bit_identical_results_to_the_whole_raster() {
+        let (t, b, h, w) = (2, 3, 150, 130);
+        let data = Array4::from_shape_fn((t, b, h, w), |(ti, bi, y, x)| {
+            let i = ((ti * 7 + bi * 13 + y * 31 + x * 17) % 97) as f32;
+            if (y * w + x) % 23 == 0 {
+                f32::NAN
+            } else {
+                (i * 0.37 + bi as f32).sin() * 1000.0 + y as f32
+            }
+        });
+        let r = raster(data, &["B02", "B03", "B04"]);
+        for params in [
+            "",
+            "scope = \"band\"",
+            "method = \"zscore\"",
+            "method = \"zscore\"\nscope = \"band\"",
+            "method = \"percentile\"",
+            "method = \"percentile\"\nscope = \"band\"\npercentiles = [5, 95]",
+        ] {
+            let n = node(params);
+            let whole = n.apply(&r, &|_| {});
+            for size in [64, 37] {
+                let mut fitting = n.fitting(b);
+                let windows: Vec<(usize, usize)> = (0..h)
+                    .step_by(size)
+                    .flat_map(|y| (0..w).step_by(size).map(move |x| (y, x)))
+                    .collect();
+                for _ in 0..fitting.passes() {
+                    for &(y, x) in windows.iter().rev() {
+                        let piece =
+                            r.data
+                                .slice(s![.., .., y..(y + size).min(h), x..(x + size).min(w)]);
+                        let mut p = fitting.partial();
+                        p.add(&piece);
+                        fitting.merge(&p);
+                    }
+                    fitting.next_pass();
+                }
+                let mapping = n.mapping(&fitting, &r.bands, &|_| {});
+                for &(y, x) in &windows {
+                    let (y1, x1) = ((y + size).min(h), (x + size).min(w));
+                    let piece = Raster {
+                        data: r.data.slice(s![.., .., y..y1, x..x1]).to_owned(),
+                        grid: r.grid.window(x, y, x1 - x, y1 - y),
+                        bands: r.bands.clone(),
+                        times: r.times.clone(),
+                    };
+                    let out = n.apply_mapping(&piece, &mapping);
+                    let want = whole.data.slice(s![.., .., y..y1, x..x1]);
+                    assert!(
+                        out.data
+                            .iter()
+                            .zip(want.iter())
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{params:?}, windows of {size}, at ({x}, {y})"
+                    );
+                }
+            }
         }
     }
 
