@@ -13,6 +13,7 @@ pub mod assign;
 mod hyperparams;
 pub mod init;
 pub mod kernel;
+pub mod sample;
 
 use flow_core::{
     DeclaredParams, Inputs, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec,
@@ -29,8 +30,6 @@ use kernel::Prepared;
 
 pub use hyperparams::{InitMethod, KMeansParams, KMeansValidParams, Sample, SampleParam};
 
-/// Mixed into the seed for the `sample` draw, so that it is independent of the init stream.
-const SAMPLE_STREAM: u64 = 0x5A4D_504C_455F_5354;
 /// Mixed into the seed for the rows that initialization sees when there are more than
 /// [`INIT_SAMPLE`].
 const INIT_SAMPLE_STREAM: u64 = 0x494E_4954_5F53_4D50;
@@ -54,9 +53,11 @@ impl NodeKind for KMeansFitKind {
 
     fn doc(&self) -> &str {
         "K-Means (Lloyd, f64 sums; k-means++, random or k-means|| init; n_init runs, lowest inertia \
-         kept) on a matrix's rows, optionally on a seeded sample of them. Classes are numbered by \
-         ascending centroid brightness (sum of features) so colours are stable. Same seed, same \
-         model, whatever the thread count."
+         kept) on a matrix's rows, optionally on a seeded sample of them (the valid pixels with the \
+         smallest seeded hash of their grid position: spread over the scene, and the same whether \
+         it is held whole or streamed in windows). Classes are numbered by ascending centroid \
+         brightness (sum of features) so colours are stable. Same seed, same model, whatever the \
+         thread count."
     }
 
     fn signature(&self) -> Signature {
@@ -122,9 +123,13 @@ impl KMeansFitNode {
         }
         let m = p.sample().map_or(n, |s| s.size(n));
         let sampled: Option<Array2<f32>> = (m < n).then(|| {
-            let mut rng = Xoshiro256Plus::seed_from_u64(p.seed() ^ SAMPLE_STREAM);
-            let mut idx = rand::seq::index::sample(&mut rng, n, m).into_vec();
-            idx.sort_unstable();
+            let pixels = sample::valid_pixels(&matrix.valid.view(), 0, 0, matrix.valid.ncols());
+            let idx = if pixels.len() == n {
+                sample::choose(p.seed(), &pixels, m)
+            } else {
+                // A matrix whose mask does not describe its rows: number the rows instead.
+                sample::choose(p.seed(), &(0..n as u64).collect::<Vec<_>>(), m)
+            };
             matrix.data.select(Axis(0), &idx)
         });
         if p.k() > m {
