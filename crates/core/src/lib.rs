@@ -42,6 +42,7 @@ pub mod signer;
 pub mod store;
 pub mod summary;
 pub mod value;
+pub mod window;
 
 pub use declare::{DeclaredParams, ParamKind};
 pub use error::{NodeError, ParamError};
