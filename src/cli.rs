@@ -102,6 +102,10 @@ pub struct RunArgs {
     /// Do not print the summary table.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Compute rasters window by window, in windows of at most N x N pixels, instead of whole
+    /// (the results are the same; memory follows the window, not the area).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: Option<u32>,
 }
 
 /// `flow validate`.

@@ -206,6 +206,8 @@ fn run_options(
         datasets: registry.datasets.clone(),
         cancel: Arc::new(AtomicBool::new(false)),
         progress: None,
+        registry: Some(Arc::new(registry.clone())),
+        window: None,
     }
 }
 
@@ -247,6 +249,7 @@ pub fn run(args: RunArgs, plugins: &[PathBuf]) -> CommandResult {
         &registry,
     );
     options.progress = Some(progress.sink());
+    options.window = args.window.map(|w| w as usize);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -29,6 +29,7 @@
 pub mod area;
 pub mod atomic;
 pub mod declare;
+pub mod deferred;
 pub mod error;
 pub mod exit;
 pub mod grid;

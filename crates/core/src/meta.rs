@@ -285,6 +285,9 @@ impl Value {
                 vec![],
             ),
             Value::Json(v) => (ValueMeta::Json { value: v.clone() }, vec![]),
+            // A deferred value has no pixels to split; its template (empty arrays, whole grid)
+            // does not assemble back, so it never passes for the value itself.
+            Value::Deferred(d) => d.template.split(),
             Value::Raster(r) => (
                 ValueMeta::Raster {
                     grid: r.grid.clone(),

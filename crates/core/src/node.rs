@@ -149,6 +149,13 @@ pub trait Node: Send + Sync {
         Ok(None)
     }
 
+    /// True when the node handles deferred inputs itself ([`crate::deferred`]): it reads them
+    /// window by window (gathering statistics or a sample, writing a file). Other nodes that
+    /// are not pixel-local get deferred inputs computed whole first.
+    fn takes_deferred(&self) -> bool {
+        false
+    }
+
     /// The files this node writes, relative to the output directory (`write`'s path and its
     /// sidecars). A recipe in which two nodes write the same file does not validate.
     fn writes(&self) -> Vec<PathBuf> {
@@ -365,6 +372,9 @@ pub struct RunContext {
     progress: Option<ProgressSink>,
     sources: Arc<Mutex<Vec<Source>>>,
     incomplete: Arc<Mutex<Option<String>>>,
+    window: Option<crate::window::Window>,
+    registry: Option<Arc<crate::Registry>>,
+    window_size: Option<usize>,
 }
 
 impl RunContext {
@@ -383,7 +393,46 @@ impl RunContext {
             progress: None,
             sources: Arc::default(),
             incomplete: Arc::default(),
+            window: None,
+            registry: None,
+            window_size: None,
         }
+    }
+
+    /// The window of its grid a source node (`stack`) produces, when the node runs as part of a
+    /// windowed evaluation; `None` for the whole grid.
+    pub fn window(&self) -> Option<crate::window::Window> {
+        self.window
+    }
+
+    /// This context for one window of a windowed evaluation (see [`RunContext::window`]).
+    pub fn for_window(&self, window: crate::window::Window) -> RunContext {
+        let mut c = self.clone();
+        c.window = Some(window);
+        c
+    }
+
+    /// The kinds known to this run, which windowed evaluation rebuilds nodes from.
+    pub fn registry(&self) -> Option<&Arc<crate::Registry>> {
+        self.registry.as_ref()
+    }
+
+    /// Gives the context the run's kinds (see [`RunContext::registry`]).
+    pub fn with_registry(mut self, registry: Arc<crate::Registry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The window side the user asked for (`--window`), if any: a source node whose output is
+    /// larger than one window hands out a deferred value computed window by window.
+    pub fn window_size(&self) -> Option<usize> {
+        self.window_size
+    }
+
+    /// Sets the window side (see [`RunContext::window_size`]).
+    pub fn with_window_size(mut self, size: Option<usize>) -> Self {
+        self.window_size = size;
+        self
     }
 
     /// Records a file or URL this node read (see [`Source`]).

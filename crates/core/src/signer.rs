@@ -59,7 +59,10 @@ mod tests {
             if renew || *n == 0 {
                 *n += 1;
             }
-            Ok(format!("{}?sig=t{n}", href.split('?').next().unwrap_or(href)))
+            Ok(format!(
+                "{}?sig=t{n}",
+                href.split('?').next().unwrap_or(href)
+            ))
         }
     }
 
@@ -67,9 +70,18 @@ mod tests {
     fn a_registered_signer_is_found_by_its_id_and_renews_on_request() {
         register("test:counting", Arc::new(Counting(Mutex::new(0))));
         let s = lookup("test:counting").expect("registered");
-        assert_eq!(s.sign("https://h/a.tif", false).unwrap(), "https://h/a.tif?sig=t1");
-        assert_eq!(s.sign("https://h/a.tif?sig=t1", false).unwrap(), "https://h/a.tif?sig=t1");
-        assert_eq!(s.sign("https://h/a.tif?sig=t1", true).unwrap(), "https://h/a.tif?sig=t2");
+        assert_eq!(
+            s.sign("https://h/a.tif", false).unwrap(),
+            "https://h/a.tif?sig=t1"
+        );
+        assert_eq!(
+            s.sign("https://h/a.tif?sig=t1", false).unwrap(),
+            "https://h/a.tif?sig=t1"
+        );
+        assert_eq!(
+            s.sign("https://h/a.tif?sig=t1", true).unwrap(),
+            "https://h/a.tif?sig=t2"
+        );
         assert!(lookup("test:absent").is_none());
     }
 }

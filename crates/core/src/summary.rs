@@ -94,6 +94,15 @@ pub enum Summary {
         /// The data.
         value: serde_json::Value,
     },
+    /// A value computed window by window when needed (its pixels are not held).
+    Deferred {
+        /// The type of the value.
+        of: String,
+        /// Its shape, as the value itself would have it (rows unknown for a matrix: 0).
+        shape: Vec<usize>,
+        /// How many windows it is computed in.
+        windows: usize,
+    },
 }
 
 impl Summary {
@@ -108,6 +117,12 @@ impl Summary {
             Summary::Labels { shape: s, .. } => format!("Labels {}", shape(s)),
             Summary::Model { k, inertia, .. } => format!("Model k={k} inertia={inertia:?}"),
             Summary::Json { .. } => "Json".into(),
+            Summary::Deferred {
+                of,
+                shape: s,
+                windows,
+                ..
+            } => format!("{of} {} in {windows} windows", shape(s)),
         }
     }
 }
@@ -198,6 +213,24 @@ pub fn summarize(value: &Value) -> Summary {
             nodata_pixels: l.data.iter().filter(|&&v| v == l.nodata).count(),
         },
         Value::Json(v) => Summary::Json { value: v.clone() },
+        Value::Deferred(d) => {
+            let g = d.grid();
+            let shape = match d.template.as_ref() {
+                Value::Raster(r) => vec![
+                    r.data.len_of(ndarray::Axis(0)),
+                    r.data.len_of(ndarray::Axis(1)),
+                    g.height,
+                    g.width,
+                ],
+                Value::Matrix(m) => vec![0, m.features.len()],
+                _ => vec![g.height, g.width],
+            };
+            Summary::Deferred {
+                of: d.template.value_type().to_string(),
+                shape,
+                windows: d.windows().len(),
+            }
+        }
     }
 }
 

@@ -82,6 +82,9 @@ pub enum Value {
     Labels(Labels),
     /// Small structured data.
     Json(serde_json::Value),
+    /// A Raster, Matrix or Labels computed window by window when needed (see
+    /// [`crate::deferred`]); its type is its template's.
+    Deferred(crate::deferred::Deferred),
 }
 
 impl Value {
@@ -94,6 +97,7 @@ impl Value {
             Value::Model(_) => ValueType::Model,
             Value::Labels(_) => ValueType::Labels,
             Value::Json(_) => ValueType::Json,
+            Value::Deferred(d) => d.template.value_type(),
         }
     }
 }

@@ -92,7 +92,7 @@ mod tests {
             }
         );
         assert_eq!(w[5].height, 3);
-        let mut seen = vec![0u8; 70];
+        let mut seen = [0u8; 70];
         for win in &w {
             for y in 0..win.height {
                 for x in 0..win.width {

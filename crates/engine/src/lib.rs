@@ -12,6 +12,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod cache;
+mod deferred;
 pub mod error;
 pub mod executor;
 pub mod key;

@@ -353,6 +353,8 @@ fn options(cache: Option<&Path>, jobs: usize) -> RunOptions {
         datasets: Default::default(),
         cancel: Arc::new(AtomicBool::new(false)),
         progress: None,
+        registry: None,
+        window: None,
     }
 }
 

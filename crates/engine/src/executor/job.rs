@@ -7,6 +7,7 @@ use flow_core::{Caching, Inputs, NodeError, RunContext, Value};
 use flow_recipe::PlanNode;
 
 use crate::cache::{Cache, Lookup};
+use crate::deferred;
 use crate::key::Key;
 
 /// Everything one node needs to load or run, moved onto a blocking thread.
@@ -97,14 +98,17 @@ impl Job {
 
     fn compute(&self) -> Outcome {
         tracing::debug!("running");
-        match self.node.node.run(&self.ctx, &self.inputs) {
+        match self.run() {
             Ok(value) => {
                 let mut warnings = self.ctx.warnings();
                 let incomplete = self.ctx.incomplete();
                 if let Some(why) = &incomplete {
                     warnings.push(format!("not cached: the output is incomplete ({why})"));
                 }
+                // A deferred value is a description, cheap to make again; what is worth storing
+                // is what nodes gather from it (statistics, a model) and what they write.
                 let store = self.caching != Caching::Never
+                    && !matches!(value, Value::Deferred(_))
                     && !self.ctx.is_cancelled()
                     && incomplete.is_none();
                 let sources = self.ctx.sources();
@@ -123,6 +127,39 @@ impl Job {
             }
             Err(e) => Outcome::Failed(e, self.ctx.warnings()),
         }
+    }
+}
+
+impl Job {
+    /// Runs the node on its inputs. Deferred inputs (values computed window by window) go to a
+    /// pixel-local node as a larger deferred value, to a node that takes them as they are, and
+    /// otherwise are computed whole first.
+    fn run(&self) -> Result<Value, NodeError> {
+        let deferred = self.inputs.iter().find_map(|(_, v)| match v {
+            Value::Deferred(d) => Some(d.clone()),
+            _ => None,
+        });
+        let Some(first) = deferred else {
+            return self.node.node.run(&self.ctx, &self.inputs);
+        };
+        if self.node.kind.pixel_local() {
+            return deferred::apply(&self.node, &self.ctx, &self.inputs, &first);
+        }
+        if self.node.node.takes_deferred() {
+            return self.node.node.run(&self.ctx, &self.inputs);
+        }
+        let mut whole = Vec::new();
+        for (port, v) in self.inputs.iter() {
+            let v = match v {
+                Value::Deferred(d) => {
+                    tracing::info!(input = port, "computing a windowed input whole");
+                    d.materialize(&self.ctx)?
+                }
+                other => other.clone(),
+            };
+            whole.push((port.to_string(), Arc::new(v)));
+        }
+        self.node.node.run(&self.ctx, &Inputs::new(whole))
     }
 }
 

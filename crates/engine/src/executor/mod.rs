@@ -46,6 +46,10 @@ pub struct RunOptions {
     pub cancel: Arc<AtomicBool>,
     /// Where nodes report their progress (a progress bar), if anywhere.
     pub progress: Option<ProgressSink>,
+    /// The kinds of the run, from which deferred values rebuild their nodes window by window.
+    pub registry: Option<Arc<flow_core::Registry>>,
+    /// The window side asked for (`--window`); `None` lets source nodes decide.
+    pub window: Option<usize>,
 }
 
 impl RunOptions {
@@ -62,6 +66,10 @@ impl RunOptions {
         ctx.threads = self.jobs;
         ctx.refresh = self.refresh;
         ctx.datasets = self.datasets.clone();
+        let mut ctx = ctx.with_window_size(self.window);
+        if let Some(registry) = &self.registry {
+            ctx = ctx.with_registry(registry.clone());
+        }
         match &self.progress {
             Some(sink) => ctx.with_progress(sink.clone()),
             None => ctx,

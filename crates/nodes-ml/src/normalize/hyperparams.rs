@@ -69,6 +69,10 @@ flow_core::params! {
         pub percentiles: Vec<Number> = vec![Number::Int(2), Number::Int(98)],
         /// clamp the output to range
         pub clip: bool = true,
+        /// given statistics instead of computing them, one [a, b] pair per group (one for scope
+        /// = "global", one per band for "band"): [min, max] for minmax, the two percentile values
+        /// for percentile, [mean, std] for zscore
+        pub statistics: Option<Vec<Vec<Number>>>,
     }
 }
 
@@ -80,6 +84,7 @@ pub struct NormalizeValidParams {
     range: (f64, f64),
     percentiles: (f64, f64),
     clip: bool,
+    statistics: Option<Vec<(f64, f64)>>,
 }
 
 impl NormalizeValidParams {
@@ -107,6 +112,11 @@ impl NormalizeValidParams {
     pub fn clip(&self) -> bool {
         self.clip
     }
+
+    /// Given statistics, one `(a, b)` pair per group, each finite.
+    pub fn statistics(&self) -> Option<&[(f64, f64)]> {
+        self.statistics.as_deref()
+    }
 }
 
 /// The values of a `[lo, hi]` param as `f64`s.
@@ -129,12 +139,38 @@ impl NormalizeParams {
                 "`percentiles` must lie within [0, 100]",
             ));
         }
+        let statistics = match &self.statistics {
+            None => None,
+            Some(groups) => {
+                let mut out = Vec::with_capacity(groups.len());
+                for g in groups {
+                    let v = numbers(g);
+                    match v[..] {
+                        [a, b] if a.is_finite() && b.is_finite() => out.push((a, b)),
+                        _ => {
+                            return Err(ParamError::new(
+                                "statistics",
+                                "`statistics` must be a list of [a, b] pairs of finite numbers",
+                            ))
+                        }
+                    }
+                }
+                if out.is_empty() {
+                    return Err(ParamError::new(
+                        "statistics",
+                        "`statistics` must hold at least one [a, b] pair",
+                    ));
+                }
+                Some(out)
+            }
+        };
         Ok(NormalizeValidParams {
             method: self.method,
             scope: self.scope,
             range,
             percentiles,
             clip: self.clip,
+            statistics,
         })
     }
 }

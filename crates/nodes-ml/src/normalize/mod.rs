@@ -7,6 +7,7 @@
 mod hyperparams;
 mod stats;
 
+use flow_core::deferred::{Deferred, Expr, Operand};
 use flow_core::{
     BandInfo, DeclaredParams, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, Params,
     Port, Raster, RunContext, Signature, Value, ValueType,
@@ -51,8 +52,9 @@ impl NodeKind for NormalizeKind {
     }
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
+        let written = params.clone();
         let params = NormalizeParams::parse(params)?.validate()?;
-        Ok(Box::new(NormalizeNode { params }))
+        Ok(Box::new(NormalizeNode { params, written }))
     }
 
     /// Statistics come from the whole raster, so the output of one window depends on the others.
@@ -142,21 +144,23 @@ pub struct Mapping {
 #[derive(Debug, Clone)]
 pub struct NormalizeNode {
     params: NormalizeValidParams,
+    /// The params as the recipe gave them, which a windowed run's expression repeats.
+    written: Params,
 }
 
 impl NormalizeNode {
     /// A node with these parameters.
     pub fn new(params: NormalizeValidParams) -> Self {
-        NormalizeNode { params }
+        NormalizeNode {
+            params,
+            written: Params::new(),
+        }
     }
 
     /// An empty [`Fitting`] for a raster of `nbands` bands.
     pub fn fitting(&self, nbands: usize) -> Fitting {
         let p = &self.params;
-        let groups: Vec<Vec<usize>> = match p.scope() {
-            Scope::Global => vec![(0..nbands).collect()],
-            Scope::Band => (0..nbands).map(|b| vec![b]).collect(),
-        };
+        let groups = self.groups(nbands);
         let wanted = match p.method() {
             Method::Minmax => stats::Wanted::MinMax,
             Method::Zscore => stats::Wanted::MeanStd,
@@ -174,13 +178,45 @@ impl NormalizeNode {
         }
     }
 
+    /// The groups of bands that share statistics, for a raster of `nbands` bands.
+    fn groups(&self, nbands: usize) -> Vec<Vec<usize>> {
+        match self.params.scope() {
+            Scope::Global => vec![(0..nbands).collect()],
+            Scope::Band => (0..nbands).map(|b| vec![b]).collect(),
+        }
+    }
+
+    /// The statistics gathered, one `(a, b)` pair per group as the `statistics` param writes
+    /// them; `None` for a group without a finite value.
+    pub fn statistics_of(&self, fitting: &Fitting) -> Vec<Option<(f64, f64)>> {
+        fitting
+            .stats
+            .iter()
+            .map(|g| match self.params.method() {
+                Method::Minmax => g.min_max(),
+                Method::Percentile => g.percentiles(),
+                Method::Zscore => g.mean_std(),
+            })
+            .collect()
+    }
+
     /// The maps that the gathered statistics give; warnings (constant data, no finite value) go
     /// to `warn`.
     pub fn mapping(&self, fitting: &Fitting, bands: &[BandInfo], warn: &dyn Fn(String)) -> Mapping {
+        self.mapping_from(&self.statistics_of(fitting), bands, warn)
+    }
+
+    /// The maps that statistics (one pair per group) give.
+    fn mapping_from(
+        &self,
+        statistics: &[Option<(f64, f64)>],
+        bands: &[BandInfo],
+        warn: &dyn Fn(String),
+    ) -> Mapping {
         let p = &self.params;
         let (lo, hi) = p.range();
         let mut groups = Vec::new();
-        for (group, g) in fitting.groups.iter().zip(&fitting.stats) {
+        for (group, bounds) in self.groups(bands.len()).into_iter().zip(statistics) {
             let what = match p.scope() {
                 Scope::Global => "the raster".to_string(),
                 Scope::Band => format!(
@@ -188,44 +224,143 @@ impl NormalizeNode {
                     bands.get(group[0]).map_or("?", |b| b.name.as_str())
                 ),
             };
-            let map: Option<Affine> = match p.method() {
-                Method::Minmax | Method::Percentile => {
-                    let bounds = if p.method() == Method::Minmax {
-                        g.min_max()
+            let map: Option<Affine> = match (p.method(), *bounds) {
+                (_, None) => None,
+                (Method::Minmax | Method::Percentile, Some((a, b))) => {
+                    if b > a && (b - a).is_finite() {
+                        let scale = (hi - lo) / (b - a);
+                        Some((scale, lo - a * scale, p.clip().then_some((lo, hi))))
                     } else {
-                        g.percentiles()
-                    };
-                    match bounds {
-                        None => None,
-                        Some((a, b)) if b > a && (b - a).is_finite() => {
-                            let scale = (hi - lo) / (b - a);
-                            Some((scale, lo - a * scale, p.clip().then_some((lo, hi))))
-                        }
-                        Some(_) => {
-                            warn(format!("normalize: {what} is constant; mapped to {lo}"));
-                            Some((0.0, lo, None))
-                        }
+                        warn(format!("normalize: {what} is constant; mapped to {lo}"));
+                        Some((0.0, lo, None))
                     }
                 }
-                Method::Zscore => match g.mean_std() {
-                    None => None,
-                    Some((mean, std)) if std > 0.0 && std.is_finite() => {
+                (Method::Zscore, Some((mean, std))) => {
+                    if std > 0.0 && std.is_finite() {
                         Some((1.0 / std, -mean / std, None))
-                    }
-                    Some(_) => {
+                    } else {
                         warn(format!("normalize: {what} is constant; z-scores set to 0"));
                         Some((0.0, 0.0, None))
                     }
-                },
+                }
             };
             if map.is_none() {
                 warn(format!(
                     "normalize: {what} has no finite value; left as NaN"
                 ));
             }
-            groups.push((group.clone(), map));
+            groups.push((group, map));
         }
         Mapping { groups }
+    }
+
+    /// The given `statistics` as a mapping for a raster of these bands.
+    ///
+    /// # Errors
+    /// When the number of pairs is not the number of groups.
+    fn given_mapping(
+        &self,
+        given: &[(f64, f64)],
+        bands: &[BandInfo],
+        warn: &dyn Fn(String),
+    ) -> Result<Mapping, NodeError> {
+        let groups = self.groups(bands.len()).len();
+        if given.len() != groups {
+            return Err(NodeError::InvalidData(format!(
+                "normalize: `statistics` has {} pair(s) but this raster needs {groups} (scope = \"{}\", {} band(s))",
+                given.len(),
+                match self.params.scope() {
+                    Scope::Global => "global",
+                    Scope::Band => "band",
+                },
+                bands.len()
+            )));
+        }
+        let bounds: Vec<Option<(f64, f64)>> = given.iter().copied().map(Some).collect();
+        Ok(self.mapping_from(&bounds, bands, warn))
+    }
+
+    /// Gathers the statistics of a deferred raster window by window (in parallel, one pass per
+    /// statistic's need) and returns the deferred raster rescaled by them: the same expression
+    /// plus this node with the statistics as its `statistics` param.
+    fn run_deferred(
+        &self,
+        ctx: &RunContext,
+        params: &Params,
+        input: &Deferred,
+    ) -> Result<Value, NodeError> {
+        let Value::Raster(template) = input.template.as_ref() else {
+            return Err(NodeError::Input {
+                port: "input".into(),
+                message: "expected a Raster".into(),
+            });
+        };
+        let bands = template.bands.clone();
+        let statistics: Vec<Option<(f64, f64)>> = match self.params.statistics() {
+            Some(given) => {
+                self.given_mapping(given, &bands, &|m| ctx.warn(m))?;
+                given.iter().copied().map(Some).collect()
+            }
+            None => {
+                let registry = ctx.registry().cloned().ok_or_else(|| {
+                    NodeError::Failed("normalize: no registry to compute windows with".into())
+                })?;
+                let prepared = input.expr.prepare(&registry)?;
+                let windows = input.windows();
+                let mut fitting = self.fitting(bands.len());
+                let passes = fitting.passes();
+                for pass in 0..passes {
+                    let done = std::sync::atomic::AtomicU64::new(0);
+                    let total = (windows.len() * passes) as u64;
+                    let partials: Vec<Fitting> = windows
+                        .par_iter()
+                        .map(|w| {
+                            let v = prepared.window(ctx, *w)?;
+                            let Value::Raster(r) = v else {
+                                return Err(NodeError::Failed(
+                                    "normalize: a window of the input is not a Raster".into(),
+                                ));
+                            };
+                            let mut p = fitting.partial();
+                            p.add(&r.data.view());
+                            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                            ctx.progress((pass * windows.len()) as u64 + n, total);
+                            Ok(p)
+                        })
+                        .collect::<Result<_, NodeError>>()?;
+                    for p in &partials {
+                        fitting.merge(p);
+                    }
+                    fitting.next_pass();
+                }
+                // Warnings once, here, rather than once per window later.
+                self.mapping(&fitting, &bands, &|m| ctx.warn(m));
+                self.statistics_of(&fitting)
+            }
+        };
+        // A group without a finite value has only NaN to map; any pair maps NaN to NaN.
+        let pairs: Vec<toml::Value> = statistics
+            .iter()
+            .map(|s| {
+                let (a, b) = s.unwrap_or((0.0, 0.0));
+                toml::Value::Array(vec![toml::Value::Float(a), toml::Value::Float(b)])
+            })
+            .collect();
+        let mut step_params = params.clone();
+        step_params.insert("statistics".into(), toml::Value::Array(pairs));
+        let expr = Expr {
+            node_id: ctx.node_id.clone(),
+            kind: "normalize".into(),
+            params: step_params,
+            inputs: vec![("input".into(), Operand::Windowed(input.expr.clone()))],
+        };
+        let mut out_template = template.clone();
+        out_template.grid = input.grid().clone();
+        Ok(Value::Deferred(Deferred::new(
+            Value::Raster(out_template),
+            input.window,
+            std::sync::Arc::new(expr),
+        )?))
     }
 
     /// Applies `mapping` to `raster` (the whole raster or one window of it).
@@ -233,6 +368,10 @@ impl NormalizeNode {
         let mut out = raster.data.as_standard_layout().into_owned();
         for (group, map) in &mapping.groups {
             let Some((scale, offset, clamp)) = *map else {
+                // No finite value in the group: nothing but NaN to give.
+                for &b in group {
+                    out.slice_mut(s![.., b, .., ..]).fill(f32::NAN);
+                }
                 continue;
             };
             for &b in group {
@@ -257,6 +396,21 @@ impl NormalizeNode {
         }
     }
 
+    /// Rescales `raster` by statistics of its own values (or the given ones); warnings go to
+    /// `warn`.
+    ///
+    /// # Errors
+    /// When given statistics do not fit the raster's bands.
+    pub fn rescale(&self, raster: &Raster, warn: &dyn Fn(String)) -> Result<Raster, NodeError> {
+        match self.params.statistics() {
+            Some(given) => {
+                let mapping = self.given_mapping(given, &raster.bands, warn)?;
+                Ok(self.apply_mapping(raster, &mapping))
+            }
+            None => Ok(self.apply(raster, warn)),
+        }
+    }
+
     /// Rescales `raster` by statistics of its own values; warnings go to `warn`.
     pub fn apply(&self, raster: &Raster, warn: &dyn Fn(String)) -> Raster {
         let threads = rayon::current_num_threads();
@@ -270,8 +424,22 @@ impl NormalizeNode {
 
 impl Node for NormalizeNode {
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
+        if let Some(Value::Deferred(d)) = inputs.get("input") {
+            return self.run_deferred(ctx, &self.written, d);
+        }
         let raster = inputs.raster("input")?;
-        Ok(Value::Raster(self.apply(raster, &|m| ctx.warn(m))))
+        // A window of a windowed run: its warnings were given when the statistics were gathered.
+        let quiet = ctx.window().is_some();
+        let warn = |m: String| {
+            if !quiet {
+                ctx.warn(m)
+            }
+        };
+        Ok(Value::Raster(self.rescale(raster, &warn)?))
+    }
+
+    fn takes_deferred(&self) -> bool {
+        true
     }
 }
 
@@ -459,6 +627,50 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn given_statistics_rescale_as_the_gathered_ones() {
+        let r = sample();
+        for (params, given) in [
+            ("", "statistics = [[0, 1000]]"),
+            (
+                "scope = \"band\"",
+                "scope = \"band\"\nstatistics = [[0, 1000], [50, 550]]",
+            ),
+            (
+                "method = \"zscore\"",
+                "method = \"zscore\"\nstatistics = [[2, 0.5]]",
+            ),
+        ] {
+            let computed = node(params);
+            let fitting = computed.fitting(2).over(&r.data.view(), 1);
+            let stats: Vec<(f64, f64)> = computed
+                .statistics_of(&fitting)
+                .into_iter()
+                .map(Option::unwrap)
+                .collect();
+            let from_stats = node(given).rescale(&r, &|_| {}).unwrap();
+            let (want, _) = run(&computed, &r);
+            if params.contains("zscore") {
+                // Different statistics: check the map itself.
+                let v = from_stats.data[[0, 0, 0, 1]];
+                assert_eq!(v, ((100.0 - 2.0) / 0.5) as f32);
+            } else {
+                assert_eq!(stats.len(), if params.is_empty() { 1 } else { 2 });
+                let got: Vec<f32> = from_stats.data.iter().copied().collect();
+                assert_eq!(format!("{got:?}"), format!("{want:?}"), "{params}");
+            }
+        }
+        let e = node("scope = \"band\"\nstatistics = [[0, 1]]")
+            .rescale(&r, &|_| {})
+            .unwrap_err();
+        assert!(e.to_string().contains("needs 2"), "{e}");
+        let params: Params = toml::from_str("statistics = [[0, 1, 2]]").unwrap();
+        assert_eq!(
+            NormalizeKind.build(&params).err().unwrap().param.as_deref(),
+            Some("statistics")
+        );
     }
 
     #[test]

@@ -1,0 +1,346 @@
+//! Deferred values: rasters, matrices and class maps described by how to compute them, window by
+//! window, instead of by their pixels.
+//!
+//! A source node (`stack`) whose output would be larger than one window hands out a
+//! [`Deferred`] value: a template (the value's type, grid, bands, times or features, with no
+//! pixels) and an [`Expr`], the node and params that compute any window of it. A pixel-local node
+//! given a deferred input does not run on it: the engine wraps it into a larger expression (the
+//! node applied to each window of its inputs). Nodes that need the whole scene read it window by
+//! window ([`Deferred::evaluate`]) and gather what they need (statistics, a sample), and sinks
+//! write it window by window; a node that knows nothing of windows gets the value materialized
+//! ([`Deferred::materialize`]), which needs the memory of the whole.
+//!
+//! Each node in an expression is rebuilt from its kind and params through the run's
+//! [`Registry`], so an expression is plain data: kind names, params and whole values (items, a
+//! model) that windows share.
+
+use std::sync::Arc;
+
+use ndarray::{s, Array2, Array4, Axis};
+
+use crate::window::{windows, Window};
+use crate::{Inputs, Labels, Matrix, Node, NodeError, Params, Raster, Registry, RunContext, Value};
+
+/// A value computed window by window when it is needed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deferred {
+    /// What the value is besides its pixels: a [`Value`] of the right type whose grid is the whole
+    /// grid and whose pixel arrays are empty (a Raster with no rows, a Matrix with no rows and no
+    /// mask, Labels with no rows).
+    pub template: Box<Value>,
+    /// The side of the windows it is computed in.
+    pub window: usize,
+    /// How to compute one window of it.
+    pub expr: Arc<Expr>,
+}
+
+/// A node applied to each window of its inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr {
+    /// The node's id in the recipe (for messages and progress).
+    pub node_id: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its params, as validated for the recipe.
+    pub params: Params,
+    /// Its inputs by port.
+    pub inputs: Vec<(String, Operand)>,
+}
+
+/// An input of an [`Expr`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operand {
+    /// A value that every window gets whole (items, a model).
+    Whole(Arc<Value>),
+    /// A deferred value, of which each window gets the same window.
+    Windowed(Arc<Expr>),
+}
+
+/// An [`Expr`] with its nodes built, ready to compute windows.
+pub struct Prepared {
+    node_id: String,
+    node: Box<dyn Node>,
+    inputs: Vec<(String, PreparedOperand)>,
+}
+
+enum PreparedOperand {
+    Whole(Arc<Value>),
+    Windowed(Prepared),
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Expr {
+    /// Builds every node of the expression from `registry`.
+    ///
+    /// # Errors
+    /// A kind that is not registered or params it refuses (which the recipe already passed, so
+    /// this only happens when kinds changed under a cached expression).
+    pub fn prepare(&self, registry: &Registry) -> Result<Prepared, NodeError> {
+        let kind = registry.get(&self.kind).ok_or_else(|| {
+            NodeError::Failed(format!(
+                "node `{}`: kind `{}` is not registered",
+                self.node_id, self.kind
+            ))
+        })?;
+        let node = kind
+            .build(&self.params)
+            .map_err(|e| NodeError::Failed(format!("node `{}`: {e}", self.node_id)))?;
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|(port, op)| {
+                Ok((
+                    port.clone(),
+                    match op {
+                        Operand::Whole(v) => PreparedOperand::Whole(v.clone()),
+                        Operand::Windowed(e) => PreparedOperand::Windowed(e.prepare(registry)?),
+                    },
+                ))
+            })
+            .collect::<Result<_, NodeError>>()?;
+        Ok(Prepared {
+            node_id: self.node_id.clone(),
+            node,
+            inputs,
+        })
+    }
+}
+
+impl Prepared {
+    /// Computes `window` of the value: each windowed input for the same window, then the node.
+    ///
+    /// # Errors
+    /// What a node on the way fails with.
+    pub fn window(&self, ctx: &RunContext, window: Window) -> Result<Value, NodeError> {
+        ctx.check_cancelled()?;
+        let mut values = Vec::with_capacity(self.inputs.len());
+        for (port, op) in &self.inputs {
+            let v = match op {
+                PreparedOperand::Whole(v) => v.clone(),
+                PreparedOperand::Windowed(p) => Arc::new(p.window(ctx, window)?),
+            };
+            values.push((port.clone(), v));
+        }
+        let mut node_ctx = ctx.for_window(window);
+        node_ctx.node_id.clone_from(&self.node_id);
+        self.node.run(&node_ctx, &Inputs::new(values))
+    }
+}
+
+impl Deferred {
+    /// The value's whole grid.
+    pub fn grid(&self) -> &crate::Grid {
+        match self.template.as_ref() {
+            Value::Raster(r) => &r.grid,
+            Value::Matrix(m) => &m.grid,
+            Value::Labels(l) => &l.grid,
+            // Only rasters, matrices and labels are deferred; a template of another type has no
+            // grid of its own, and `Deferred::new` refuses it.
+            _ => unreachable_grid(),
+        }
+    }
+
+    /// A deferred value of `template`'s type and shape computed by `expr` in windows of `window`.
+    ///
+    /// # Errors
+    /// When `template` is not a Raster, Matrix or Labels.
+    pub fn new(template: Value, window: usize, expr: Arc<Expr>) -> Result<Self, NodeError> {
+        let template = match template {
+            Value::Raster(mut r) => {
+                let (t, b) = (r.data.len_of(Axis(0)), r.data.len_of(Axis(1)));
+                r.data = Array4::zeros((t, b, 0, 0));
+                Value::Raster(r)
+            }
+            Value::Matrix(mut m) => {
+                m.data = Array2::zeros((0, m.features.len()));
+                m.valid = Array2::from_elem((0, 0), false);
+                Value::Matrix(m)
+            }
+            Value::Labels(mut l) => {
+                l.data = Array2::zeros((0, 0));
+                Value::Labels(l)
+            }
+            other => {
+                return Err(NodeError::Failed(format!(
+                    "a {} cannot be computed window by window",
+                    other.value_type()
+                )))
+            }
+        };
+        Ok(Deferred {
+            template: Box::new(template),
+            window: window.max(1),
+            expr,
+        })
+    }
+
+    /// The windows the value is computed in, row by row from the top left.
+    pub fn windows(&self) -> Vec<Window> {
+        let g = self.grid();
+        windows(g.width, g.height, self.window)
+    }
+
+    /// The whole value, computed window by window and assembled: needs the memory of the whole
+    /// value, for nodes that know nothing of windows.
+    ///
+    /// # Errors
+    /// What a node computing a window fails with, or a window of another shape than the template
+    /// says.
+    pub fn materialize(&self, ctx: &RunContext) -> Result<Value, NodeError> {
+        let registry = ctx.registry().cloned().ok_or_else(|| {
+            NodeError::Failed("a deferred value needs the run's registry to be computed".into())
+        })?;
+        let prepared = self.expr.prepare(&registry)?;
+        let wins = self.windows();
+        let grid = self.grid().clone();
+        let mismatch = |w: &Window, got: &Value| {
+            NodeError::Failed(format!(
+                "node `{}` gave a {} for window {}x{}+{}+{} that does not fit its grid",
+                self.expr.node_id,
+                got.value_type(),
+                w.width,
+                w.height,
+                w.col,
+                w.row
+            ))
+        };
+        match self.template.as_ref() {
+            Value::Raster(t) => {
+                let (nt, nb) = (t.data.len_of(Axis(0)), t.data.len_of(Axis(1)));
+                let mut data =
+                    Array4::<f32>::from_elem((nt, nb, grid.height, grid.width), f32::NAN);
+                for (i, w) in wins.iter().enumerate() {
+                    let v = prepared.window(ctx, *w)?;
+                    let Value::Raster(r) = &v else {
+                        return Err(mismatch(w, &v));
+                    };
+                    if r.data.dim() != (nt, nb, w.height, w.width) {
+                        return Err(mismatch(w, &v));
+                    }
+                    data.slice_mut(s![.., .., w.row..w.row + w.height, w.col..w.col + w.width])
+                        .assign(&r.data);
+                    ctx.progress(i as u64 + 1, wins.len() as u64);
+                }
+                Ok(Value::Raster(Raster {
+                    data,
+                    grid,
+                    bands: t.bands.clone(),
+                    times: t.times.clone(),
+                }))
+            }
+            Value::Labels(t) => {
+                let mut data = Array2::<u16>::from_elem((grid.height, grid.width), t.nodata);
+                for (i, w) in wins.iter().enumerate() {
+                    let v = prepared.window(ctx, *w)?;
+                    let Value::Labels(l) = &v else {
+                        return Err(mismatch(w, &v));
+                    };
+                    if l.data.dim() != (w.height, w.width) {
+                        return Err(mismatch(w, &v));
+                    }
+                    data.slice_mut(s![w.row..w.row + w.height, w.col..w.col + w.width])
+                        .assign(&l.data);
+                    ctx.progress(i as u64 + 1, wins.len() as u64);
+                }
+                Ok(Value::Labels(Labels {
+                    data,
+                    nodata: t.nodata,
+                    classes: t.classes.clone(),
+                    grid,
+                }))
+            }
+            Value::Matrix(t) => {
+                // Rows are the valid pixels in row-major order of the whole grid, so each window's
+                // rows go where their pixels fall in that order.
+                let f = t.features.len();
+                let mut valid = Array2::from_elem((grid.height, grid.width), false);
+                let mut parts = Vec::with_capacity(wins.len());
+                for (i, w) in wins.iter().enumerate() {
+                    let v = prepared.window(ctx, *w)?;
+                    let Value::Matrix(m) = v else {
+                        return Err(mismatch(w, &v));
+                    };
+                    let rows = m.valid.iter().filter(|&&b| b).count();
+                    if m.valid.dim() != (w.height, w.width) || m.data.dim() != (rows, f) {
+                        return Err(mismatch(w, &Value::Matrix(m)));
+                    }
+                    valid
+                        .slice_mut(s![w.row..w.row + w.height, w.col..w.col + w.width])
+                        .assign(&m.valid);
+                    parts.push((*w, m));
+                    ctx.progress(i as u64 + 1, wins.len() as u64);
+                }
+                // The row of each valid pixel: how many valid pixels come before it.
+                let mut row_of = Array2::<usize>::zeros((grid.height, grid.width));
+                let mut n = 0usize;
+                for ((y, x), &b) in valid.indexed_iter() {
+                    if b {
+                        row_of[[y, x]] = n;
+                        n += 1;
+                    }
+                }
+                let mut data = Array2::<f32>::zeros((n, f));
+                for (w, m) in parts {
+                    let mut r = 0usize;
+                    for ((y, x), &b) in m.valid.indexed_iter() {
+                        if b {
+                            data.row_mut(row_of[[w.row + y, w.col + x]])
+                                .assign(&m.data.row(r));
+                            r += 1;
+                        }
+                    }
+                }
+                Ok(Value::Matrix(Matrix {
+                    data,
+                    features: t.features.clone(),
+                    valid,
+                    grid,
+                }))
+            }
+            other => Err(NodeError::Failed(format!(
+                "a deferred {} cannot be materialized",
+                other.value_type()
+            ))),
+        }
+    }
+}
+
+/// The grid of a template that has none: never reached, since [`Deferred::new`] only accepts
+/// rasters, matrices and labels; answers with an empty grid rather than panicking.
+fn unreachable_grid() -> &'static crate::Grid {
+    static EMPTY: std::sync::OnceLock<crate::Grid> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| crate::Grid::north_up("", 0.0, 0.0, 1.0, 0, 0))
+}
+
+/// The template of a value that comes out of `node` applied to deferred inputs: the node is run
+/// on the top-left pixel of every windowed input, and its output is given the whole grid.
+///
+/// # Errors
+/// What the node fails with on that pixel.
+pub fn probe(
+    prepared: &Prepared,
+    ctx: &RunContext,
+    grid: &crate::Grid,
+) -> Result<Value, NodeError> {
+    let pixel = Window {
+        col: 0,
+        row: 0,
+        width: 1.min(grid.width),
+        height: 1.min(grid.height),
+    };
+    let mut v = prepared.window(ctx, pixel)?;
+    match &mut v {
+        Value::Raster(r) => r.grid = grid.clone(),
+        Value::Matrix(m) => m.grid = grid.clone(),
+        Value::Labels(l) => l.grid = grid.clone(),
+        _ => {}
+    }
+    Ok(v)
+}
