@@ -37,3 +37,5 @@ mod fuzz_corpus;
 /// Damaged tiles, checksums, HTTP errors and timeouts, cubes larger than memory, full disks and
 /// stale temporary files: exit codes and messages that name what failed.
 mod raster_trust;
+/// The same recipe computed whole and window by window: byte-identical outputs.
+mod windowed;

@@ -236,7 +236,11 @@ impl Deferred {
                 }))
             }
             Value::Labels(t) => {
-                let mut data = Array2::<u16>::from_elem((grid.height, grid.width), t.nodata);
+                let mut data = Array2::from_shape_vec(
+                    (grid.height, grid.width),
+                    filled(grid.len(), t.nodata)?,
+                )
+                .map_err(|e| NodeError::Failed(e.to_string()))?;
                 for (i, w) in wins.iter().enumerate() {
                     let v = prepared.window(ctx, *w)?;
                     let Value::Labels(l) = &v else {
@@ -260,7 +264,9 @@ impl Deferred {
                 // Rows are the valid pixels in row-major order of the whole grid, so each window's
                 // rows go where their pixels fall in that order.
                 let f = t.features.len();
-                let mut valid = Array2::from_elem((grid.height, grid.width), false);
+                let mut valid =
+                    Array2::from_shape_vec((grid.height, grid.width), filled(grid.len(), false)?)
+                        .map_err(|e| NodeError::Failed(e.to_string()))?;
                 let mut parts = Vec::with_capacity(wins.len());
                 for (i, w) in wins.iter().enumerate() {
                     let v = prepared.window(ctx, *w)?;
@@ -278,7 +284,9 @@ impl Deferred {
                     ctx.progress(i as u64 + 1, wins.len() as u64);
                 }
                 // The row of each valid pixel: how many valid pixels come before it.
-                let mut row_of = Array2::<usize>::zeros((grid.height, grid.width));
+                let mut row_of =
+                    Array2::from_shape_vec((grid.height, grid.width), filled(grid.len(), 0usize)?)
+                        .map_err(|e| NodeError::Failed(e.to_string()))?;
                 let mut n = 0usize;
                 for ((y, x), &b) in valid.indexed_iter() {
                     if b {
@@ -286,7 +294,8 @@ impl Deferred {
                         n += 1;
                     }
                 }
-                let mut data = Array2::<f32>::zeros((n, f));
+                let mut data = Array2::from_shape_vec((n, f), filled(n * f, 0f32)?)
+                    .map_err(|e| NodeError::Failed(e.to_string()))?;
                 for (w, m) in parts {
                     let mut r = 0usize;
                     for ((y, x), &b) in m.valid.indexed_iter() {
@@ -310,6 +319,20 @@ impl Deferred {
             ))),
         }
     }
+}
+
+/// A vector of `n` copies of `v`, or a clear error when memory cannot hold it.
+fn filled<T: Copy>(n: usize, v: T) -> Result<Vec<T>, NodeError> {
+    let mut out = Vec::new();
+    out.try_reserve_exact(n).map_err(|_| {
+        NodeError::InvalidData(format!(
+            "computing a windowed value whole needs {} MB, more than memory allows; \
+             the node that needs it whole cannot run window by window",
+            (n as u128 * std::mem::size_of::<T>() as u128) / 1_000_000
+        ))
+    })?;
+    out.resize(n, v);
+    Ok(out)
 }
 
 /// The grid of a template that has none: never reached, since [`Deferred::new`] only accepts

@@ -438,7 +438,10 @@ impl RunContext {
     /// Records a file or URL this node read (see [`Source`]).
     pub fn record_source(&self, source: Source) {
         if let Ok(mut s) = self.sources.lock() {
-            s.push(source);
+            // A windowed run reads a file once per window: it is one source.
+            if !s.contains(&source) {
+                s.push(source);
+            }
         }
     }
 

@@ -106,6 +106,12 @@ impl NodeKind for FlattenKind {
             .validate()?;
         Ok(Box::new(FlattenNode { time }))
     }
+
+    /// A pixel's row depends on that pixel alone (a window's rows are its valid pixels in
+    /// row-major order).
+    fn pixel_local(&self) -> bool {
+        true
+    }
 }
 
 /// A built `flatten` node.

@@ -277,6 +277,7 @@ impl NodeKind for StackKind {
         let p = StackParams::parse(params)?;
         Ok(Box::new(StackNode {
             params: p.validate()?,
+            written: params.clone(),
         }))
     }
 }
@@ -305,6 +306,8 @@ fn reader_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, rayon::ThreadPo
 /// A built `stack` node.
 struct StackNode {
     params: ValidStack,
+    /// The params as the recipe gave them, which a windowed run's expression repeats.
+    written: Params,
 }
 
 impl StackNode {
@@ -411,7 +414,14 @@ impl Node for StackNode {
             .collect();
         items.sort_by(|a, b| a.datetime.cmp(&b.datetime));
         let epsg = self.crs(&items)?;
-        let grid = self.grid(&items, epsg)?;
+        let whole = self.grid(&items, epsg)?;
+        if let Some(deferred) = self.deferred(ctx, inputs, &items, &whole)? {
+            return Ok(deferred);
+        }
+        let grid = match ctx.window() {
+            Some(w) => w.grid_of(&whole),
+            None => whole,
+        };
         let (nt, nb) = (items.len(), self.params.assets.len());
         let plane = grid.len();
         tracing::debug!(node = %ctx.node_id, times = nt, bands = nb, width = grid.width, height = grid.height, "stack");
@@ -506,6 +516,22 @@ impl Node for StackNode {
                 }
             }
         }
+        let (bands, times) = self.bands_and_times(&items);
+        Ok(Value::Raster(Raster {
+            data,
+            grid,
+            bands,
+            times,
+        }))
+    }
+}
+
+/// Cubes larger than this are computed window by window even without `--window`.
+const AUTO_WINDOW_BYTES: u128 = 1 << 30;
+
+impl StackNode {
+    /// Band descriptions and time labels of the cube, from the items alone.
+    fn bands_and_times(&self, items: &[ItemRef]) -> (Vec<BandInfo>, Vec<String>) {
         let bands = self
             .params
             .assets
@@ -522,12 +548,55 @@ impl Node for StackNode {
             })
             .collect();
         let times = items.iter().map(|i| i.datetime.clone()).collect();
-        Ok(Value::Raster(Raster {
-            data,
-            grid,
+        (bands, times)
+    }
+
+    /// The cube as a deferred value, read window by window by whatever needs it, when it spans
+    /// more than one window: of the size asked for (`--window`), or of
+    /// [`flow_core::window::DEFAULT_WINDOW`] when the whole cube would exceed
+    /// [`AUTO_WINDOW_BYTES`]. `None` reads it now (a cube within one window, or a window of a
+    /// windowed run).
+    fn deferred(
+        &self,
+        ctx: &RunContext,
+        inputs: &Inputs,
+        items: &[ItemRef],
+        grid: &flow_core::Grid,
+    ) -> Result<Option<Value>, NodeError> {
+        if ctx.window().is_some() {
+            return Ok(None);
+        }
+        let bytes = items.len() as u128 * self.params.assets.len() as u128 * grid.len() as u128 * 4;
+        let size = match ctx.window_size() {
+            Some(size) => size,
+            None if bytes > AUTO_WINDOW_BYTES => flow_core::window::DEFAULT_WINDOW,
+            None => return Ok(None),
+        };
+        if grid.width <= size && grid.height <= size {
+            return Ok(None);
+        }
+        let (bands, times) = self.bands_and_times(items);
+        let template = Raster {
+            data: Array4::zeros((items.len(), self.params.assets.len(), 0, 0)),
+            grid: grid.clone(),
             bands,
             times,
-        }))
+        };
+        let expr = flow_core::deferred::Expr {
+            node_id: ctx.node_id.clone(),
+            kind: "stack".into(),
+            params: self.written.clone(),
+            inputs: vec![(
+                "input".into(),
+                flow_core::deferred::Operand::Whole(Arc::new(inputs.value("input")?.clone())),
+            )],
+        };
+        tracing::info!(node = %ctx.node_id, width = grid.width, height = grid.height, window = size, "the cube is read window by window");
+        Ok(Some(Value::Deferred(flow_core::deferred::Deferred::new(
+            Value::Raster(template),
+            size,
+            Arc::new(expr),
+        )?)))
     }
 }
 

@@ -15,6 +15,7 @@ pub mod init;
 pub mod kernel;
 pub mod sample;
 
+use flow_core::deferred::Deferred;
 use flow_core::{
     DeclaredParams, Inputs, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec,
     Params, Port, RunContext, Signature, Value, ValueType,
@@ -22,6 +23,7 @@ use flow_core::{
 use ndarray::{Array2, Axis};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256Plus;
+use rayon::prelude::*;
 use serde_json::json;
 
 use crate::error::MlError;
@@ -132,6 +134,25 @@ impl KMeansFitNode {
             };
             matrix.data.select(Axis(0), &idx)
         });
+        let chosen = sampled.as_ref().map_or(matrix.data.view(), |s| s.view());
+        self.fit_rows(chosen, n, &matrix.features, warn, cancelled)
+    }
+
+    /// Fits the model on `chosen`, the rows picked (all of them, or the sample) out of `n` valid
+    /// pixels.
+    ///
+    /// # Errors
+    /// As [`KMeansFitNode::fit`].
+    pub fn fit_rows(
+        &self,
+        chosen: ndarray::ArrayView2<'_, f32>,
+        n: usize,
+        features: &[String],
+        warn: &dyn Fn(String),
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Model, MlError> {
+        let p = &self.params;
+        let (m, f) = chosen.dim();
         if p.k() > m {
             let context = if m < n {
                 format!(" in the sample (of {n} valid pixels)")
@@ -144,7 +165,7 @@ impl KMeansFitNode {
                 context,
             });
         }
-        let rows = Rows::new(sampled.as_ref().map_or(matrix.data.view(), |s| s.view()));
+        let rows = Rows::new(chosen);
         let mut info = json!({
             "algorithm": "lloyd",
             "init": p.init().name(),
@@ -253,7 +274,7 @@ impl KMeansFitNode {
         info["converged"] = json!(converged);
         Ok(Model {
             centroids,
-            features: matrix.features.clone(),
+            features: features.to_vec(),
             inertia: st.inertia,
             iterations,
             seed: p.seed(),
@@ -263,8 +284,96 @@ impl KMeansFitNode {
     }
 }
 
+impl KMeansFitNode {
+    /// Fits on the sample of a deferred matrix, gathered window by window in parallel: memory
+    /// holds the sample and one window per thread, never the whole matrix.
+    fn fit_deferred(&self, ctx: &RunContext, input: &Deferred) -> Result<Model, NodeError> {
+        let Some(sample) = self.params.sample() else {
+            return Err(NodeError::Failed(
+                "kmeans-fit: a windowed matrix is fitted on a sample; set `sample`".into(),
+            ));
+        };
+        let Value::Matrix(template) = input.template.as_ref() else {
+            return Err(NodeError::Input {
+                port: "input".into(),
+                message: "expected a Matrix".into(),
+            });
+        };
+        let registry = ctx.registry().cloned().ok_or_else(|| {
+            NodeError::Failed("kmeans-fit: no registry to compute windows with".into())
+        })?;
+        let prepared = input.expr.prepare(&registry)?;
+        let width = input.grid().width;
+        let windows = input.windows();
+        let f = template.features.len();
+        let mut sampling = sample::Sampling::new(self.params.seed(), sample, f);
+        let passes = sampling.passes();
+        let total = (windows.len() * passes) as u64;
+        for pass in 0..passes {
+            let done = std::sync::atomic::AtomicU64::new(0);
+            let partials: Vec<sample::Sampling> = windows
+                .par_iter()
+                .map(|w| {
+                    let Value::Matrix(m) = prepared.window(ctx, *w)? else {
+                        return Err(NodeError::Failed(
+                            "kmeans-fit: a window of the input is not a Matrix".into(),
+                        ));
+                    };
+                    let pixels = sample::valid_pixels(&m.valid.view(), w.row, w.col, width);
+                    if pixels.len() != m.data.nrows() || m.data.ncols() != f {
+                        return Err(NodeError::Failed(format!(
+                            "kmeans-fit: a window's matrix has {} rows of {} features for {} valid pixels of {f} features",
+                            m.data.nrows(),
+                            m.data.ncols(),
+                            pixels.len()
+                        )));
+                    }
+                    if let Some(i) = m.data.iter().position(|v| !v.is_finite()) {
+                        return Err(MlError::Shape(format!(
+                            "pixel {} of the matrix has a non-finite value; flatten keeps only finite pixels",
+                            pixels[i / f]
+                        ))
+                        .into());
+                    }
+                    let mut part = sampling.partial();
+                    part.offer(&pixels, &m.data.view());
+                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    ctx.progress((pass * windows.len()) as u64 + n, total);
+                    Ok(part)
+                })
+                .collect::<Result<_, NodeError>>()?;
+            for part in &partials {
+                sampling.merge(part);
+            }
+            sampling.next_pass();
+        }
+        let n = sampling.count() as usize;
+        if n == 0 {
+            return Err(MlError::NoValidRows(
+                "the matrix has no rows (every pixel is masked or NaN); nothing to cluster".into(),
+            )
+            .into());
+        }
+        let (_, chosen) = sampling.finish();
+        Ok(self.fit_rows(
+            chosen.view(),
+            n,
+            &template.features,
+            &|m| ctx.warn(m),
+            &|| ctx.is_cancelled(),
+        )?)
+    }
+}
+
 impl Node for KMeansFitNode {
+    fn takes_deferred(&self) -> bool {
+        self.params.sample().is_some()
+    }
+
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
+        if let Some(Value::Deferred(d)) = inputs.get("input") {
+            return Ok(Value::Model(self.fit_deferred(ctx, d)?));
+        }
         let matrix = inputs.matrix("input")?;
         Ok(Value::Model(
             self.fit(matrix, &|m| ctx.warn(m), &|| ctx.is_cancelled())?,
