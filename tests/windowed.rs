@@ -88,3 +88,53 @@ fn z_scores_and_a_sample_of_a_count_give_the_same_outputs_in_windows() {
         ],
     );
 }
+
+/// The ids of the nodes of a run report with `status`.
+fn with_status(report: &str, status: &str) -> Vec<String> {
+    let report: serde_json::Value = serde_json::from_str(report).unwrap();
+    report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["status"] == status)
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn windowed_values_are_cached_with_what_was_gathered_for_them() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = |args: &[&str]| {
+        let (code, stdout, stderr) = output(
+            flow(cache.path())
+                .arg("run")
+                .arg("recipes/timberlea_kmeans.toml")
+                .args(["--profile", "offline", "--window", "64", "--out"])
+                .arg(&out)
+                .args(args),
+        );
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        std::fs::read_to_string(out.join("run.json")).unwrap()
+    };
+    let first = run(&[]);
+    assert!(with_status(&first, "computed").contains(&"normalize".to_string()));
+    let second = run(&[]);
+    assert_eq!(with_status(&second, "computed"), Vec::<String>::new());
+    // A new k reuses the statistics gathered for normalize: only the fit and after run.
+    let third = run(&["--set", "k=5"]);
+    let mut computed = with_status(&third, "computed");
+    computed.sort();
+    assert_eq!(
+        computed,
+        [
+            "classes",
+            "classes_tif",
+            "fit",
+            "model_json",
+            "predict",
+            "quicklook"
+        ]
+    );
+}

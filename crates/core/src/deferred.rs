@@ -335,6 +335,133 @@ fn filled<T: Copy>(n: usize, v: T) -> Result<Vec<T>, NodeError> {
     Ok(out)
 }
 
+/// An [`Expr`] as JSON: the cache's form of a deferred value.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ExprRepr {
+    node_id: String,
+    kind: String,
+    params: Params,
+    inputs: Vec<(String, OperandRepr)>,
+}
+
+/// An [`Operand`] as JSON: whole values that are small and have a JSON form.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum OperandRepr {
+    Windowed(ExprRepr),
+    Items(serde_json::Value),
+    Json(serde_json::Value),
+    Model(crate::Model),
+}
+
+impl ExprRepr {
+    fn of(expr: &Expr) -> Option<ExprRepr> {
+        let inputs = expr
+            .inputs
+            .iter()
+            .map(|(port, op)| {
+                let repr = match op {
+                    Operand::Windowed(e) => OperandRepr::Windowed(ExprRepr::of(e)?),
+                    Operand::Whole(v) => match v.as_ref() {
+                        Value::Items(i) => OperandRepr::Items(i.collection.clone()),
+                        Value::Json(j) => OperandRepr::Json(j.clone()),
+                        Value::Model(m) => OperandRepr::Model(m.clone()),
+                        _ => return None,
+                    },
+                };
+                Some((port.clone(), repr))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(ExprRepr {
+            node_id: expr.node_id.clone(),
+            kind: expr.kind.clone(),
+            params: expr.params.clone(),
+            inputs,
+        })
+    }
+
+    fn expr(self) -> Expr {
+        Expr {
+            node_id: self.node_id,
+            kind: self.kind,
+            params: self.params,
+            inputs: self
+                .inputs
+                .into_iter()
+                .map(|(port, op)| {
+                    let op = match op {
+                        OperandRepr::Windowed(e) => Operand::Windowed(Arc::new(e.expr())),
+                        OperandRepr::Items(c) => {
+                            Operand::Whole(Arc::new(Value::Items(crate::Items { collection: c })))
+                        }
+                        OperandRepr::Json(j) => Operand::Whole(Arc::new(Value::Json(j))),
+                        OperandRepr::Model(m) => Operand::Whole(Arc::new(Value::Model(m))),
+                    };
+                    (port, op)
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Deferred {
+    /// The expression as JSON, for the cache; `None` when it holds a whole raster, matrix or
+    /// class map, which have no JSON form (such a value is not stored).
+    pub fn expr_json(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(ExprRepr::of(&self.expr)?).ok()
+    }
+
+    /// Whether the value can be stored ([`Deferred::expr_json`]).
+    pub fn storable(&self) -> bool {
+        ExprRepr::of(&self.expr).is_some()
+    }
+
+    /// Rebuilds a deferred value from the metadata of its template, its window and its
+    /// expression as JSON.
+    ///
+    /// # Errors
+    /// When the template is not a Raster, Matrix or Labels, or the expression does not parse.
+    pub fn from_parts(
+        template: crate::ValueMeta,
+        window: usize,
+        expr: &serde_json::Value,
+    ) -> Result<Deferred, String> {
+        let template = match template {
+            crate::ValueMeta::Raster { grid, bands, times } => Value::Raster(Raster {
+                data: Array4::zeros((times.len(), bands.len(), 0, 0)),
+                grid,
+                bands,
+                times,
+            }),
+            crate::ValueMeta::Matrix { grid, features } => Value::Matrix(Matrix {
+                data: Array2::zeros((0, features.len())),
+                features,
+                valid: Array2::from_elem((0, 0), false),
+                grid,
+            }),
+            crate::ValueMeta::Labels {
+                grid,
+                nodata,
+                classes,
+            } => Value::Labels(Labels {
+                data: Array2::zeros((0, 0)),
+                nodata,
+                classes,
+                grid,
+            }),
+            other => {
+                return Err(format!(
+                    "a deferred {} cannot be computed window by window",
+                    other.value_type()
+                ))
+            }
+        };
+        let repr: ExprRepr = serde_json::from_value(expr.clone())
+            .map_err(|e| format!("the deferred value's expression does not parse: {e}"))?;
+        Deferred::new(template, window, Arc::new(repr.expr())).map_err(|e| e.to_string())
+    }
+}
+
 /// The grid of a template that has none: never reached, since [`Deferred::new`] only accepts
 /// rasters, matrices and labels; answers with an empty grid rather than panicking.
 fn unreachable_grid() -> &'static crate::Grid {

@@ -78,6 +78,16 @@ pub enum ValueMeta {
         /// The classes, in id order.
         classes: Vec<ClassInfo>,
     },
+    /// A value computed window by window ([`crate::deferred`]); it has no arrays.
+    Deferred {
+        /// The value's own metadata (its type, grid, bands or features).
+        template: Box<ValueMeta>,
+        /// The window side.
+        window: usize,
+        /// How each window is computed ([`crate::deferred::Deferred::expr_json`]); `null` when
+        /// it holds values that cannot be written as JSON (such a value is never stored).
+        expr: serde_json::Value,
+    },
 }
 
 impl ValueMeta {
@@ -90,13 +100,14 @@ impl ValueMeta {
             ValueMeta::Matrix { .. } => ValueType::Matrix,
             ValueMeta::Model { .. } => ValueType::Model,
             ValueMeta::Labels { .. } => ValueType::Labels,
+            ValueMeta::Deferred { template, .. } => template.value_type(),
         }
     }
 
     /// The arrays a value of this type holds: `(name, element type, number of dimensions)`.
     pub fn array_layout(&self) -> &'static [(&'static str, Dtype, usize)] {
         match self {
-            ValueMeta::Items { .. } | ValueMeta::Json { .. } => &[],
+            ValueMeta::Items { .. } | ValueMeta::Json { .. } | ValueMeta::Deferred { .. } => &[],
             ValueMeta::Raster { .. } => &[("data", Dtype::F32, 4)],
             ValueMeta::Matrix { .. } => &[("data", Dtype::F32, 2), ("valid", Dtype::Bool, 2)],
             ValueMeta::Model { .. } => &[("centroids", Dtype::F32, 2)],
@@ -285,9 +296,14 @@ impl Value {
                 vec![],
             ),
             Value::Json(v) => (ValueMeta::Json { value: v.clone() }, vec![]),
-            // A deferred value has no pixels to split; its template (empty arrays, whole grid)
-            // does not assemble back, so it never passes for the value itself.
-            Value::Deferred(d) => d.template.split(),
+            Value::Deferred(d) => (
+                ValueMeta::Deferred {
+                    template: Box::new(d.template.split().0),
+                    window: d.window,
+                    expr: d.expr_json().unwrap_or(serde_json::Value::Null),
+                },
+                vec![],
+            ),
             Value::Raster(r) => (
                 ValueMeta::Raster {
                     grid: r.grid.clone(),
@@ -329,6 +345,14 @@ impl Value {
     ) -> Result<Value, AssembleError> {
         Ok(match meta {
             ValueMeta::Items { collection } => Value::Items(Items { collection }),
+            ValueMeta::Deferred {
+                template,
+                window,
+                expr,
+            } => Value::Deferred(
+                crate::deferred::Deferred::from_parts(*template, window, &expr)
+                    .map_err(AssembleError)?,
+            ),
             ValueMeta::Json { value } => Value::Json(value),
             ValueMeta::Raster { grid, bands, times } => {
                 let data = take::<f32, Ix4, _>(source, "data")?;

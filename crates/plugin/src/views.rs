@@ -203,6 +203,11 @@ impl<'a> ValueView<'a> {
                 classes,
                 grid,
             }),
+            ValueMeta::Deferred { .. } => {
+                return Err(
+                    "a value computed window by window reaches a plugin only as its windows".into(),
+                )
+            }
             meta @ ValueMeta::Model { .. } => {
                 match Value::assemble(meta, &mut OwnedArrays::from_views(&arrays))
                     .map_err(|e| e.to_string())?

@@ -105,10 +105,10 @@ impl Job {
                 if let Some(why) = &incomplete {
                     warnings.push(format!("not cached: the output is incomplete ({why})"));
                 }
-                // A deferred value is a description, cheap to make again; what is worth storing
-                // is what nodes gather from it (statistics, a model) and what they write.
+                // A deferred value is stored as its expression (with the statistics or model
+                // gathered for it), unless it holds a whole array that has no JSON form.
                 let store = self.caching != Caching::Never
-                    && !matches!(value, Value::Deferred(_))
+                    && !matches!(&value, Value::Deferred(d) if !d.storable())
                     && !self.ctx.is_cancelled()
                     && incomplete.is_none();
                 let sources = self.ctx.sources();
