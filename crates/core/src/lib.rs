@@ -31,6 +31,7 @@ pub mod atomic;
 pub mod declare;
 pub mod deferred;
 pub mod error;
+pub mod exact;
 pub mod exit;
 pub mod grid;
 pub mod meta;
