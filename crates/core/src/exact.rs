@@ -5,8 +5,8 @@
 //! not depend on how a scene was cut into windows or how many threads added it up.
 
 /// An exact sum of `f64` values: each value's 53-bit significand is added, as an integer, to a
-/// bin for its binary exponent. Adding is exact and commutative; the total is rounded once, when
-/// read, always in the same way.
+/// bin for its binary exponent. Adding is exact and commutative; the total is read from the exact
+/// bins, always in the same way, so it depends only on the values added.
 #[derive(Clone, Default)]
 pub struct ExactSum {
     /// Empty until the first value is added.
