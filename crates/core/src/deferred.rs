@@ -321,6 +321,99 @@ impl Deferred {
     }
 }
 
+impl Deferred {
+    /// Every `step`-th pixel of every `step`-th row of the value (a Raster or Labels), computed
+    /// window by window: a picture-sized version of a large value, on a grid whose pixels are
+    /// `step` times larger. `step` 1 is [`Deferred::materialize`].
+    ///
+    /// # Errors
+    /// As [`Deferred::materialize`]; a Matrix cannot be thinned out.
+    pub fn materialize_every(&self, ctx: &RunContext, step: usize) -> Result<Value, NodeError> {
+        let step = step.max(1);
+        if step == 1 {
+            return self.materialize(ctx);
+        }
+        let registry = ctx.registry().cloned().ok_or_else(|| {
+            NodeError::Failed("a deferred value needs the run's registry to be computed".into())
+        })?;
+        let prepared = self.expr.prepare(&registry)?;
+        let grid = self.grid();
+        let (h, w) = (grid.height.div_ceil(step), grid.width.div_ceil(step));
+        let t = &grid.transform;
+        let small = crate::Grid {
+            crs: grid.crs.clone(),
+            transform: [
+                t[0],
+                t[1] * step as f64,
+                t[2] * step as f64,
+                t[3],
+                t[4] * step as f64,
+                t[5] * step as f64,
+            ],
+            width: w,
+            height: h,
+        };
+        // The first sampled row and column inside a window starting at `off`.
+        let first = |off: usize| off.div_ceil(step) * step;
+        let wins = self.windows();
+        match self.template.as_ref() {
+            Value::Raster(tpl) => {
+                let (nt, nb) = (tpl.data.len_of(Axis(0)), tpl.data.len_of(Axis(1)));
+                let mut data =
+                    Array4::from_shape_vec((nt, nb, h, w), filled(nt * nb * h * w, f32::NAN)?)
+                        .map_err(|e| NodeError::Failed(e.to_string()))?;
+                for (i, win) in wins.iter().enumerate() {
+                    let Value::Raster(r) = prepared.window(ctx, *win)? else {
+                        return Err(NodeError::Failed("a window is not a Raster".into()));
+                    };
+                    for y in (first(win.row)..win.row + win.height).step_by(step) {
+                        for x in (first(win.col)..win.col + win.width).step_by(step) {
+                            for ti in 0..nt {
+                                for b in 0..nb {
+                                    data[[ti, b, y / step, x / step]] =
+                                        r.data[[ti, b, y - win.row, x - win.col]];
+                                }
+                            }
+                        }
+                    }
+                    ctx.progress(i as u64 + 1, wins.len() as u64);
+                }
+                Ok(Value::Raster(Raster {
+                    data,
+                    grid: small,
+                    bands: tpl.bands.clone(),
+                    times: tpl.times.clone(),
+                }))
+            }
+            Value::Labels(tpl) => {
+                let mut data = Array2::from_shape_vec((h, w), filled(h * w, tpl.nodata)?)
+                    .map_err(|e| NodeError::Failed(e.to_string()))?;
+                for (i, win) in wins.iter().enumerate() {
+                    let Value::Labels(l) = prepared.window(ctx, *win)? else {
+                        return Err(NodeError::Failed("a window is not Labels".into()));
+                    };
+                    for y in (first(win.row)..win.row + win.height).step_by(step) {
+                        for x in (first(win.col)..win.col + win.width).step_by(step) {
+                            data[[y / step, x / step]] = l.data[[y - win.row, x - win.col]];
+                        }
+                    }
+                    ctx.progress(i as u64 + 1, wins.len() as u64);
+                }
+                Ok(Value::Labels(Labels {
+                    data,
+                    nodata: tpl.nodata,
+                    classes: tpl.classes.clone(),
+                    grid: small,
+                }))
+            }
+            other => Err(NodeError::Failed(format!(
+                "a deferred {} cannot be thinned out",
+                other.value_type()
+            ))),
+        }
+    }
+}
+
 /// A vector of `n` copies of `v`, or a clear error when memory cannot hold it.
 fn filled<T: Copy>(n: usize, v: T) -> Result<Vec<T>, NodeError> {
     let mut out = Vec::new();
@@ -493,4 +586,169 @@ pub fn probe(
         _ => {}
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NodeKind, ParamError, ParamSpec, Port, Signature, ValueType};
+
+    /// A source whose pixel value is its index on a 7 x 5 grid (two bands: the index and its
+    /// negative), reading only the window it is asked for.
+    struct Ramp;
+    struct RampNode;
+    /// Doubles every value (pixel-local).
+    struct Double;
+    struct DoubleNode;
+
+    fn grid() -> crate::Grid {
+        crate::Grid::north_up("EPSG:32618", 0.0, 50.0, 10.0, 7, 5)
+    }
+
+    impl NodeKind for Ramp {
+        fn name(&self) -> &str {
+            "ramp"
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn doc(&self) -> &str {
+            "test source"
+        }
+        fn signature(&self) -> Signature {
+            Signature {
+                inputs: vec![],
+                output: ValueType::Raster,
+            }
+        }
+        fn params(&self) -> Vec<ParamSpec> {
+            vec![]
+        }
+        fn build(&self, _: &Params) -> Result<Box<dyn Node>, ParamError> {
+            Ok(Box::new(RampNode))
+        }
+    }
+
+    impl Node for RampNode {
+        fn run(&self, ctx: &RunContext, _: &Inputs) -> Result<Value, NodeError> {
+            let g = grid();
+            let w = ctx.window().unwrap_or(Window::whole(g.width, g.height));
+            let data = Array4::from_shape_fn((1, 2, w.height, w.width), |(_, b, y, x)| {
+                let i = w.pixel_index(y, x, g.width) as f32;
+                if b == 0 {
+                    i
+                } else {
+                    -i
+                }
+            });
+            Ok(Value::Raster(Raster {
+                data,
+                grid: w.grid_of(&g),
+                bands: vec![Default::default(); 2],
+                times: vec!["t".into()],
+            }))
+        }
+    }
+
+    impl NodeKind for Double {
+        fn name(&self) -> &str {
+            "double"
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn doc(&self) -> &str {
+            "test map"
+        }
+        fn signature(&self) -> Signature {
+            Signature {
+                inputs: vec![Port::required("input", ValueType::Raster, "in")],
+                output: ValueType::Raster,
+            }
+        }
+        fn params(&self) -> Vec<ParamSpec> {
+            vec![]
+        }
+        fn build(&self, _: &Params) -> Result<Box<dyn Node>, ParamError> {
+            Ok(Box::new(DoubleNode))
+        }
+    }
+
+    impl Node for DoubleNode {
+        fn run(&self, _: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
+            let mut r = inputs.raster("input")?.clone();
+            r.data.mapv_inplace(|v| v * 2.0);
+            Ok(Value::Raster(r))
+        }
+    }
+
+    fn context() -> RunContext {
+        let mut registry = Registry::new();
+        registry.register(Arc::new(Ramp)).unwrap();
+        registry.register(Arc::new(Double)).unwrap();
+        RunContext::new("t", ".".into(), ".".into(), ".".into()).with_registry(Arc::new(registry))
+    }
+
+    fn doubled_ramp(window: usize) -> Deferred {
+        let ramp = Arc::new(Expr {
+            node_id: "ramp".into(),
+            kind: "ramp".into(),
+            params: Params::new(),
+            inputs: vec![],
+        });
+        let expr = Arc::new(Expr {
+            node_id: "double".into(),
+            kind: "double".into(),
+            params: Params::new(),
+            inputs: vec![("input".into(), Operand::Windowed(ramp))],
+        });
+        let template = Value::Raster(Raster {
+            data: Array4::zeros((1, 2, 5, 7)),
+            grid: grid(),
+            bands: vec![Default::default(); 2],
+            times: vec!["t".into()],
+        });
+        Deferred::new(template, window, expr).unwrap()
+    }
+
+    #[test]
+    fn a_deferred_value_materializes_as_the_whole_computation_would() {
+        let ctx = context();
+        let whole = RampNode.run(&ctx, &Inputs::default()).unwrap();
+        let Value::Raster(mut want) = whole else {
+            unreachable!()
+        };
+        want.data.mapv_inplace(|v| v * 2.0);
+        for window in [1, 2, 3, 7, 100] {
+            let d = doubled_ramp(window);
+            assert_eq!(d.windows().len(), 5usize.div_ceil(window) * 7usize.div_ceil(window));
+            assert_eq!(d.materialize(&ctx).unwrap(), Value::Raster(want.clone()));
+        }
+    }
+
+    #[test]
+    fn every_nth_pixel_lands_on_a_coarser_grid() {
+        let ctx = context();
+        let Value::Raster(small) = doubled_ramp(2).materialize_every(&ctx, 3).unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(small.data.dim(), (1, 2, 2, 3));
+        // Pixel (row 1, col 2) of the small grid is pixel (3, 6) of the 7-wide grid: index 27.
+        assert_eq!(small.data[[0, 0, 1, 2]], 54.0);
+        assert_eq!(small.data[[0, 1, 1, 2]], -54.0);
+        assert_eq!(small.grid.transform[1], 30.0);
+        assert_eq!((small.grid.width, small.grid.height), (3, 2));
+    }
+
+    #[test]
+    fn a_deferred_value_survives_its_json_form() {
+        let d = doubled_ramp(3);
+        let value = Value::Deferred(d.clone());
+        let (meta, arrays) = value.split();
+        assert!(arrays.is_empty());
+        let text = serde_json::to_string(&meta).unwrap();
+        let back: crate::ValueMeta = serde_json::from_str(&text).unwrap();
+        let v = Value::assemble(back, &mut crate::meta::OwnedArrays::default()).unwrap();
+        assert_eq!(v, Value::Deferred(d));
+    }
 }
