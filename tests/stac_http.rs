@@ -301,3 +301,147 @@ fn live_search_is_cached_until_refresh_or_ttl() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     assert_eq!(status(&[]), "computed");
 }
+
+/// A loopback server that reads each request's head and hands the connection to `answer`, with
+/// the connection's index (0-based). Returns its URL.
+fn raw_server(answer: impl Fn(std::net::TcpStream, usize) + Send + Sync + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let answer = Arc::new(answer);
+    let count = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                let mut length = 0usize;
+                while reader.read_line(&mut line).map(|b| b > 0).unwrap_or(false) {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0u8; length];
+                let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                answer(stream, n);
+            });
+        }
+    });
+    url
+}
+
+fn search_recipe(dir: &Path, catalog: &str, extra: &str) -> std::path::PathBuf {
+    let recipe = dir.join("search.toml");
+    std::fs::write(
+        &recipe,
+        format!("name = \"search\"\n[nodes.search]\nkind = \"stac-search\"\ncatalog = \"{catalog}\"\n{extra}\n"),
+    )
+    .unwrap();
+    recipe
+}
+
+fn run_search(recipe: &Path) -> (i32, String) {
+    let cache = tempfile::tempdir().unwrap();
+    let out = recipe.parent().unwrap().join("out");
+    let (code, _, stderr) = output(
+        flow(cache.path())
+            .arg("run")
+            .arg(recipe)
+            .arg("--out")
+            .arg(&out),
+    );
+    (code, stderr)
+}
+
+/// A STAC API whose answer never ends fails the run with exit 4 (a remote failure) once the
+/// body passes the 64 MiB cap, naming the URL and the cap; the client hangs up instead of
+/// reading on.
+#[test]
+fn an_endless_stac_response_fails_the_run_at_the_response_cap() {
+    let hung_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = hung_up.clone();
+    let api = raw_server(move |mut s, _| {
+        let chunk = format!("{:x}\r\n{}\r\n", 256 * 1024, " ".repeat(256 * 1024));
+        let mut ok = s
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/geo+json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n")
+            .is_ok();
+        while ok {
+            ok = s.write_all(chunk.as_bytes()).is_ok();
+        }
+        h.store(true, Ordering::SeqCst);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = run_search(&search_recipe(dir.path(), &api, ""));
+    assert_eq!(code, 4, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{api}/search"))
+            && stderr.contains("larger than the 64 MiB limit"),
+        "{stderr}"
+    );
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !hung_up.load(Ordering::SeqCst) && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        hung_up.load(Ordering::SeqCst),
+        "the server is still being read"
+    );
+}
+
+fn reply(s: &mut std::net::TcpStream, status: &str, body: &str) {
+    let _ = write!(
+        s,
+        "HTTP/1.1 {status}\r\nContent-Type: application/geo+json\r\nRetry-After: 0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// Retries show on stderr at the default log level, each with its attempt number, the URL and
+/// the status; a failure that outlasts them says how many attempts were made.
+#[test]
+fn retries_are_logged_and_counted() {
+    let page = serde_json::json!({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "stac_version": "1.0.0", "id": "x", "collection": "c",
+        "geometry": {"type": "Point", "coordinates": [0.0, 0.0]}, "bbox": [0.0, 0.0, 0.0, 0.0],
+        "properties": {"datetime": "2021-08-03T15:49:09Z"}, "links": [], "assets": {}
+    }], "links": []})
+    .to_string();
+    let api = raw_server(move |mut s, n| {
+        if n < 2 {
+            reply(&mut s, "503 Service Unavailable", "busy");
+        } else {
+            reply(&mut s, "200 OK", &page);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = run_search(&search_recipe(dir.path(), &api, ""));
+    assert_eq!(code, 0, "{stderr}");
+    for n in [1, 2] {
+        assert!(
+            stderr.contains(&format!(
+                "POST {api}/search: attempt {n} of 4 failed: HTTP 503: busy; retrying in 0.0 s"
+            )),
+            "{stderr}"
+        );
+    }
+    assert!(!stderr.contains("attempt 3 of 4"), "{stderr}");
+
+    let api = raw_server(|mut s, _| reply(&mut s, "503 Service Unavailable", "down"));
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = run_search(&search_recipe(dir.path(), &api, "retries = 2"));
+    assert_eq!(code, 4, "{stderr}");
+    assert!(
+        stderr.contains("attempt 2 of 3 failed") && !stderr.contains("attempt 3 of 3 failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{api}/search"))
+            && stderr.contains("HTTP 503: down (gave up after 3 attempts)"),
+        "{stderr}"
+    );
+}

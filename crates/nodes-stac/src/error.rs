@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use flow_core::NodeError;
 
-/// Why a STAC node failed. Converted into [`NodeError`] (remote failures exit 4, bad local
-/// catalogs 3, local I/O 5). URLs and bodies in it are already redacted.
+/// Why a STAC node failed. Converted into [`NodeError`] (remote failures, oversized responses
+/// included, exit 4; bad local catalogs 3; local I/O 5). URLs and bodies in it are already
+/// redacted.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StacError {
@@ -39,6 +40,25 @@ pub enum StacError {
         /// The first characters of the body (redacted).
         body: String,
     },
+    /// The response body is larger than the client's cap
+    /// ([`crate::http::HttpConfig::max_response_bytes`]); reading stopped there.
+    #[error("the response body is larger than the {} limit on responses{}; stopped reading", size_text(*limit), announced_suffix(*announced))]
+    TooLarge {
+        /// The request URL (redacted).
+        url: String,
+        /// The cap, in bytes.
+        limit: u64,
+        /// The length the server announced (`Content-Length`), when it did.
+        announced: Option<u64>,
+    },
+    /// A retryable failure that persisted through every try.
+    #[error("{last} (gave up after {attempts} attempt{})", if *attempts == 1 { "" } else { "s" })]
+    GaveUp {
+        /// How many tries were made (the first one and the retries).
+        attempts: u32,
+        /// The failure of the last try.
+        last: Box<StacError>,
+    },
     /// A local file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -64,6 +84,20 @@ pub enum StacError {
     Cancelled,
 }
 
+/// `n` bytes as MiB when it is a whole number of them, else in bytes.
+fn size_text(n: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else {
+        format!("{n}-byte")
+    }
+}
+
+fn announced_suffix(announced: Option<u64>) -> String {
+    announced.map_or_else(String::new, |n| format!(" (Content-Length: {n})"))
+}
+
 fn snippet_suffix(body: &str) -> String {
     if body.is_empty() {
         String::new()
@@ -81,6 +115,18 @@ impl StacError {
         }
     }
 
+    /// The (redacted) URL of a failed request, when the error is about one.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            StacError::Status { url, .. }
+            | StacError::Transport { url, .. }
+            | StacError::BadResponse { url, .. }
+            | StacError::TooLarge { url, .. } => Some(url),
+            StacError::GaveUp { last, .. } => last.url(),
+            _ => None,
+        }
+    }
+
     /// A malformed local catalog file.
     pub fn catalog(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         StacError::Catalog {
@@ -93,10 +139,12 @@ impl StacError {
 impl From<StacError> for NodeError {
     fn from(e: StacError) -> Self {
         match e {
-            StacError::Status { ref url, .. }
-            | StacError::Transport { ref url, .. }
-            | StacError::BadResponse { ref url, .. } => NodeError::Remote {
-                url: url.clone(),
+            StacError::Status { .. }
+            | StacError::Transport { .. }
+            | StacError::BadResponse { .. }
+            | StacError::TooLarge { .. }
+            | StacError::GaveUp { .. } => NodeError::Remote {
+                url: e.url().unwrap_or_default().to_string(),
                 message: e.to_string(),
             },
             StacError::Io { path, source } => NodeError::Io { path, source },

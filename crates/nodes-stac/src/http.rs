@@ -2,9 +2,15 @@
 //!
 //! - 429 and 5xx answers and transport failures (connection refused, timeouts, cut bodies) are
 //!   retried with exponential backoff, honouring `Retry-After` given in seconds;
+//! - each retry is logged at warn level (attempt `n` of `m`, the redacted URL, the status or
+//!   error, the delay), and an error that outlasted them says how many attempts were made;
 //! - other 4xx answers are returned at once;
+//! - bodies are read up to a cap ([`DEFAULT_MAX_RESPONSE_BYTES`], 64 MiB, unless configured):
+//!   a larger body, announced or streamed, fails the request at once ([`StacError::TooLarge`],
+//!   not retried) without reading the rest;
 //! - every error names the (redacted) URL, the status and the start of the body.
 
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
@@ -16,6 +22,10 @@ use crate::error::{body_snippet, redact_url, StacError};
 const BASE_DELAY: Duration = Duration::from_millis(500);
 /// The longest wait between two tries, whatever the server asks.
 const MAX_DELAY: Duration = Duration::from_secs(120);
+/// The largest response body read by default: 64 MiB, well above any STAC page or token answer
+/// (a Sentinel-2 item is some 20 KB, so even a page of 1000 items stays near 20 MB), small
+/// enough that an endless body cannot exhaust memory.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 << 20;
 
 /// The HTTP method of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,6 +132,8 @@ pub struct HttpConfig {
     pub retries: u32,
     /// Connect and read timeout.
     pub timeout: Duration,
+    /// The largest response body read, in bytes; default [`DEFAULT_MAX_RESPONSE_BYTES`].
+    pub max_response_bytes: u64,
 }
 
 impl Default for HttpConfig {
@@ -129,6 +141,7 @@ impl Default for HttpConfig {
         HttpConfig {
             retries: 3,
             timeout: Duration::from_secs(30),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -178,15 +191,18 @@ impl HttpClient {
 
     /// Sends `request`, retrying 429, 5xx and transport failures. Returns the first answer that
     /// is neither, whatever its status (callers decide what a 4xx means); `cancelled` is polled
-    /// while waiting between tries.
+    /// while waiting between tries. Each retry is logged at warn level.
     ///
     /// # Errors
-    /// The last failure once the retries are spent; [`StacError::Cancelled`] when cancelled.
+    /// [`StacError::GaveUp`] (the last failure and the number of attempts) once the retries are
+    /// spent; [`StacError::TooLarge`] for a body over the cap; [`StacError::Cancelled`] when
+    /// cancelled.
     pub fn send(
         &self,
         request: &Request,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<Response, StacError> {
+        let attempts = self.config.retries.saturating_add(1);
         let mut tries = 0u32;
         loop {
             if cancelled() {
@@ -197,16 +213,19 @@ impl HttpClient {
                 Attempt::Done(r) => return Ok(r),
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Retry { error, after } => {
-                    if tries > self.config.retries {
-                        return Err(error);
+                    if tries >= attempts {
+                        return Err(StacError::GaveUp {
+                            attempts: tries,
+                            last: Box::new(error),
+                        });
                     }
                     let backoff = BASE_DELAY.saturating_mul(1u32 << (tries - 1).min(16));
                     let wait = after.unwrap_or(backoff).min(MAX_DELAY);
                     tracing::warn!(
-                        url = %redact_url(&request.url),
-                        attempt = tries,
-                        wait_ms = wait.as_millis() as u64,
-                        "{error}; retrying"
+                        "{} {}: attempt {tries} of {attempts} failed: {error}; retrying in {:.1} s",
+                        request.method.as_str(),
+                        redact_url(&request.url),
+                        wait.as_secs_f64(),
                     );
                     sleep_unless_cancelled(wait, cancelled)?;
                 }
@@ -237,23 +256,6 @@ impl HttpClient {
 
     fn try_once(&self, request: &Request) -> Attempt {
         let shown = redact_url(&request.url);
-        let transport = |e: reqwest::Error| {
-            let kind = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "connection failed"
-            } else if e.is_body() || e.is_decode() {
-                "response body could not be read"
-            } else {
-                "request failed"
-            };
-            // reqwest's own message may quote the URL: redact it.
-            let detail = crate::error::redact_text(&error_chain(&e));
-            StacError::Transport {
-                url: shown.clone(),
-                message: format!("{kind}: {detail}"),
-            }
-        };
         let mut headers = HeaderMap::new();
         for (k, v) in &request.headers {
             match (
@@ -289,7 +291,7 @@ impl HttpClient {
             Ok(r) => r,
             Err(e) => {
                 return Attempt::Retry {
-                    error: transport(e),
+                    error: transport_error(&shown, &e),
                     after: None,
                 }
             }
@@ -301,11 +303,12 @@ impl HttpClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = match resp.bytes() {
-            Ok(b) => b.to_vec(),
+        let body = match read_capped(resp, self.config.max_response_bytes, &shown) {
+            Ok(b) => b,
+            Err(e @ StacError::TooLarge { .. }) => return Attempt::Fail(e),
             Err(e) => {
                 return Attempt::Retry {
-                    error: transport(e),
+                    error: e,
                     after: None,
                 }
             }
@@ -332,6 +335,68 @@ impl HttpClient {
         } else {
             Attempt::Done(response)
         }
+    }
+}
+
+/// A transport failure of a request to `shown` (a redacted URL).
+fn transport_error(shown: &str, e: &reqwest::Error) -> StacError {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "response body could not be read"
+    } else {
+        "request failed"
+    };
+    // reqwest's own message may quote the URL: redact it.
+    let detail = crate::error::redact_text(&error_chain(e));
+    StacError::Transport {
+        url: shown.to_string(),
+        message: format!("{kind}: {detail}"),
+    }
+}
+
+/// Reads the body of `resp`, at most `cap` bytes: an announced length over the cap fails before
+/// reading anything, a streamed body fails as soon as it passes the cap.
+///
+/// # Errors
+/// [`StacError::TooLarge`] past the cap, [`StacError::Transport`] when the body cannot be read.
+fn read_capped(
+    mut resp: reqwest::blocking::Response,
+    cap: u64,
+    shown: &str,
+) -> Result<Vec<u8>, StacError> {
+    let too_large = |announced| StacError::TooLarge {
+        url: shown.to_string(),
+        limit: cap,
+        announced,
+    };
+    let announced = resp.content_length();
+    if let Some(n) = announced.filter(|n| *n > cap) {
+        return Err(too_large(Some(n)));
+    }
+    // room for what was announced, never more than the cap up front
+    let initial = announced.unwrap_or(0).min(cap).min(1 << 20);
+    let mut body = Vec::with_capacity(usize::try_from(initial).unwrap_or(0));
+    let read = Read::by_ref(&mut resp)
+        .take(cap.saturating_add(1))
+        .read_to_end(&mut body);
+    match read {
+        Ok(_) if body.len() as u64 > cap => Err(too_large(announced)),
+        Ok(_) => Ok(body),
+        Err(e) => Err(
+            match e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>()) {
+                Some(re) => transport_error(shown, re),
+                None => StacError::Transport {
+                    url: shown.to_string(),
+                    message: format!(
+                        "response body could not be read: {}",
+                        crate::error::redact_text(&error_chain(&e))
+                    ),
+                },
+            },
+        ),
     }
 }
 

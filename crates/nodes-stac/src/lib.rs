@@ -1,9 +1,12 @@
 //! STAC node kinds of flow.
 //!
 //! - `stac-search`: item search against a live STAC API (POST with GET fallback, `next` pages
-//!   followed safely, retries with backoff) or the same filters applied to a local
-//!   ItemCollection, a static `catalog.json` tree or a `builtin:NAME` dataset.
-//! - `sign`: makes asset hrefs readable (`planetary-computer` SAS tokens, or `none`).
+//!   followed safely, logged retries with backoff, responses capped at 64 MiB) or the same
+//!   filters applied to a local ItemCollection, a static `catalog.json` tree or a `builtin:NAME`
+//!   dataset; the output names its catalog (`flow:catalog`).
+//! - `sign`: makes asset hrefs readable (`planetary-computer` SAS tokens, or `none`); signed
+//!   assets name a [`flow_core::signer::HrefSigner`] (`flow:signer`) that readers ask to re-sign
+//!   an href whose token expired or was refused.
 //!
 //! Items stay plain `serde_json` STAC items inside [`flow_core::Items`], so every extension field
 //! survives.

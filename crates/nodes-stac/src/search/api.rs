@@ -1,5 +1,11 @@
 //! Item search against a live STAC API: POST `/search` (GET when the server answers 405),
-//! following `next` links safely.
+//! following `next` links safely. Paging stops, with a warning, at the first of:
+//!
+//! - a `next` link that repeats an earlier request (a loop);
+//! - an empty page;
+//! - a page that adds no item not already seen (a server that answers every page with the same
+//!   items, whatever the link);
+//! - the page cap (`max_pages`).
 
 use std::collections::HashSet;
 
@@ -33,7 +39,7 @@ pub struct Outcome {
     pub items: Vec<Json>,
     /// Pages fetched.
     pub pages: usize,
-    /// Why paging stopped early, when it did (loop, empty page, page cap).
+    /// Why paging stopped early, when it did (loop, empty page, a page of duplicates, page cap).
     pub warnings: Vec<String>,
 }
 
@@ -261,6 +267,7 @@ pub fn search(
             }
             break;
         }
+        let before = out.items.len();
         for f in features {
             if !f.is_object() || !f.get("id").is_some_and(Json::is_string) {
                 return Err(bad("an item without a string `id`"));
@@ -278,6 +285,16 @@ pub fn search(
             if seen_items.insert(key) {
                 out.items.push(f.clone());
             }
+        }
+        if out.items.len() == before {
+            // Page 1 cannot repeat anything; a later page of nothing but known items means the
+            // server ignores the paging token, and every further page would be the same.
+            out.warnings.push(format!(
+                "page {page} of {} added no new item (all {} were already seen); stopped paging",
+                response.url,
+                features.len()
+            ));
+            break;
         }
         if let Some(max) = limits.max_items {
             if out.items.len() >= max {

@@ -1,5 +1,11 @@
 //! The `stac-search` node kind: item search against a live STAC API, or the same filters over a
 //! local ItemCollection / static catalog / `builtin:` dataset.
+//!
+//! The output records where its items came from ([`flow_core::Items::set_catalog`], the
+//! `flow:catalog` member): the API root URL (redacted like every URL flow shows), or the absolute
+//! path of the local file read (for `builtin:` datasets, the materialized file). Readers use it to
+//! tell items of a remote catalog from those of a local one. It is the same on every run against
+//! the same catalog, so the content identity of a live result still follows its items only.
 
 pub mod api;
 pub mod cql2;
@@ -19,7 +25,7 @@ use flow_core::{
 use serde_json::{json, Value as Json};
 
 use crate::datetime::{self, Interval};
-use crate::error::StacError;
+use crate::error::{redact_url, StacError};
 use crate::geometry;
 use crate::http::{HttpClient, HttpConfig};
 use crate::items::normalize_proj;
@@ -368,6 +374,7 @@ impl SearchParams {
             http: HttpConfig {
                 retries,
                 timeout: Duration::from_secs_f64(self.timeout),
+                ..HttpConfig::default()
             },
         })
     }
@@ -389,9 +396,12 @@ impl NodeKind for StacSearchKind {
 
     fn doc(&self) -> &str {
         "Searches STAC items: POST {catalog}/search on a live STAC API (GET when POST is refused), \
-         following `next` links safely; or the same filters over a local ItemCollection, a static \
-         catalog.json tree, or a builtin:NAME dataset. Results are ordered by datetime then id; \
-         proj:epsg and proj:code are both filled in. Live results are cached for `ttl` seconds."
+         following `next` links safely (paging stops at a repeated link, an empty page, or a page \
+         with no item not seen before; each retry is logged; a response over 64 MiB fails); or \
+         the same filters over a local ItemCollection, a static catalog.json tree, or a \
+         builtin:NAME dataset. Results are ordered by datetime then id; proj:epsg and proj:code \
+         are both filled in; the output records the catalog's URL or local path (`flow:catalog`). \
+         Live results are cached for `ttl` seconds."
     }
 
     fn signature(&self) -> Signature {
@@ -658,7 +668,8 @@ impl SearchNode {
         Ok(outcome.items)
     }
 
-    fn run_static(&self, ctx: &RunContext) -> Result<Vec<Json>, NodeError> {
+    /// The items of a static search, and the file they were read from.
+    fn run_static(&self, ctx: &RunContext) -> Result<(Vec<Json>, PathBuf), NodeError> {
         let path = self.static_path(ctx)?;
         let stashed = self
             .stash
@@ -689,25 +700,33 @@ impl SearchNode {
             items.truncate(m);
         }
         tracing::info!(node = %ctx.node_id, items = items.len(), catalog = %path.display(), "stac-search (static)");
-        Ok(items)
+        Ok((items, path))
     }
 }
 
 impl Node for SearchNode {
     fn run(&self, ctx: &RunContext, _inputs: &Inputs) -> Result<Value, NodeError> {
-        let mut items = match &self.params.catalog {
+        let (mut items, catalog) = match &self.params.catalog {
             Catalog::Api(root) => {
                 let mut items = self.run_api(ctx, root)?;
                 for i in &mut items {
                     normalize_proj(i);
                 }
                 filter::sort_items(&mut items, &self.params.sortby);
-                items
+                // the root as written (normalized by URL parsing), the same on every run, so
+                // that the content identity of a live result depends on its items only
+                (items, redact_url(root.as_str()))
             }
-            Catalog::File(_) | Catalog::Builtin(_) => self.run_static(ctx)?,
+            Catalog::File(_) | Catalog::Builtin(_) => {
+                let (items, path) = self.run_static(ctx)?;
+                let path = static_catalog::absolute(&path);
+                (items, path.to_string_lossy().into_owned())
+            }
         };
         items.shrink_to_fit();
-        Ok(Value::Items(Items::from_features(items)))
+        let mut items = Items::from_features(items);
+        items.set_catalog(&catalog);
+        Ok(Value::Items(items))
     }
 
     fn caching(&self) -> Caching {

@@ -28,7 +28,7 @@ struct Walker {
 }
 
 /// The absolute, lexically normalized form of `path`.
-fn absolute(path: &Path) -> PathBuf {
+pub(crate) fn absolute(path: &Path) -> PathBuf {
     let p = if path.is_absolute() {
         path.to_path_buf()
     } else {

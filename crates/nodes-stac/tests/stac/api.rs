@@ -64,7 +64,24 @@ fn persistent_500_fails_after_the_configured_tries() {
         m.contains("HTTP 500") && m.contains("database on fire") && m.contains(&s.url),
         "{m}"
     );
+    assert!(m.contains("gave up after 3 attempts"), "{m}");
     assert_eq!(s.requests().len(), 3);
+
+    // without retries, the one attempt is counted too
+    let s = Server::scripted(vec![Reply::text(503, "busy")]);
+    let m = remote_message(run(&format!("catalog = '{}'\nretries = 0", s.url)).0);
+    assert!(
+        m.contains("HTTP 503") && m.contains("gave up after 1 attempt)"),
+        "{m}"
+    );
+    assert_eq!(s.requests().len(), 1);
+}
+
+#[test]
+fn a_4xx_answer_is_not_counted_as_attempts() {
+    let s = Server::scripted(vec![Reply::text(400, "bad bbox")]);
+    let m = remote_message(run(&format!("catalog = '{}'", s.url)).0);
+    assert!(m.contains("HTTP 400") && !m.contains("attempt"), "{m}");
 }
 
 #[test]
@@ -126,6 +143,72 @@ fn a_repeating_next_link_stops_with_pagination_loop() {
     assert!(
         w.iter().any(|w| w.contains("pagination loop at page 3")),
         "{w:?}"
+    );
+}
+
+#[test]
+fn a_server_answering_every_page_with_the_same_items_stops_after_the_second_page() {
+    // every page: the same two items, and a link to a page never asked before
+    let s = Server::start(|r, _| {
+        let p: usize = r
+            .query_param("page")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1);
+        let next = json!({"rel": "next", "href": format!("/search?page={}", p + 1)});
+        Reply::json(200, &page(&five()[..2], Some(next)))
+    });
+    let (r, c) = run(&format!("catalog = '{}'", s.url));
+    assert_eq!(ids(&r.unwrap()), ["i1", "i2"]);
+    assert_eq!(
+        s.requests().len(),
+        2,
+        "no page after the first page of duplicates"
+    );
+    let w = c.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("page 2")
+            && w[0].contains(&format!("{}/search?page=2", s.url))
+            && w[0].contains("no new item"),
+        "{w:?}"
+    );
+
+    // a page mixing seen and new items goes on
+    let s = Server::start(|r, _| {
+        let p: usize = r
+            .query_param("page")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1);
+        let all = five();
+        let items = &all[p.saturating_sub(2)..p.min(5)];
+        let next =
+            (p < 5).then(|| json!({"rel": "next", "href": format!("/search?page={}", p + 1)}));
+        Reply::json(200, &page(items, next))
+    });
+    let (r, c) = run(&format!("catalog = '{}'", s.url));
+    assert_eq!(ids(&r.unwrap()), ["i1", "i2", "i3", "i4", "i5"]);
+    assert_eq!(s.requests().len(), 5);
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+}
+
+#[test]
+fn the_output_names_its_catalog_the_same_on_every_run() {
+    let s = Server::scripted(vec![Reply::json(200, &page(&five()[..2], None))]);
+    let src = format!("catalog = '{}/api/stac/v1'", s.url);
+    let (first, _) = run(&src);
+    let first = first.unwrap();
+    let flow_core::Value::Items(items) = &first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(
+        items.catalog(),
+        Some(format!("{}/api/stac/v1", s.url).as_str())
+    );
+    let (second, _) = run(&src);
+    assert_eq!(
+        second.unwrap(),
+        first,
+        "the same answer gives the same output, so the same content identity"
     );
 }
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use flow_core::signer::{self, HrefSigner, SIGNER_FIELD};
 use flow_core::{Caching, Inputs, Items, NodeError, Value};
 use flow_nodes_stac::SignKind;
 use serde_json::json;
@@ -10,15 +11,25 @@ use crate::support::{build, ctx, Reply, Server};
 
 const TOKEN: &str = "st=2021-01-01T00%3A00%3A00Z&se=2021-01-02T00%3A00%3A00Z&sp=rl&sv=2021-06-08&sr=c&skoid=x&sig=SECRETSIGNATURE%3D";
 
-/// A SAS endpoint whose tokens live `life_secs` seconds.
+/// The token a token server hands out to its `n`-th request (0-based): [`TOKEN`] first, then
+/// the same with the signature `SECRETSIGNATURE{n}%3D`.
+fn token(n: usize) -> String {
+    if n == 0 {
+        TOKEN.to_string()
+    } else {
+        TOKEN.replace("SECRETSIGNATURE%3D", &format!("SECRETSIGNATURE{n}%3D"))
+    }
+}
+
+/// A SAS endpoint whose tokens live `life_secs` seconds; its n-th answer is `token(n)`.
 fn token_server(life_secs: i64) -> Server {
-    Server::start(move |r, _| {
+    Server::start(move |r, n| {
         if !r.path().starts_with("/api/sas/v1/token/") {
             return Reply::text(404, "not found");
         }
         let expiry = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(life_secs);
         let expiry = expiry.to_string();
-        Reply::json(200, &json!({"msft:expiry": expiry, "token": TOKEN}))
+        Reply::json(200, &json!({"msft:expiry": expiry, "token": token(n)}))
     })
 }
 
@@ -206,5 +217,159 @@ fn bad_params() {
             .param
             .as_deref(),
         Some("sas_url")
+    );
+}
+
+/// The signer named by the asset `key` of the first item, and that asset's href.
+fn signer_of(items: &Items, key: &str) -> (Arc<dyn HrefSigner>, String) {
+    let asset = &items.features()[0]["assets"][key];
+    let id = asset[SIGNER_FIELD]
+        .as_str()
+        .expect("a signed asset names its signer");
+    let signer = signer::lookup(id).expect("the sign node registered its signer");
+    (signer, asset["href"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn signed_assets_name_a_registered_signer() {
+    let s = token_server(3600);
+    let node = build(
+        &SignKind::with_subscription_key(None),
+        &format!("provider = 'planetary-computer'\nsas_url = '{}'", sas(&s)),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = node
+        .run(&ctx(dir.path()), &inputs(items(3, 2, "c")))
+        .unwrap();
+    let id = format!("sas:{}", sas(&s));
+    for f in signed(&out).features() {
+        for (k, a) in f["assets"].as_object().unwrap() {
+            if k == "preview" {
+                assert!(
+                    a.get(SIGNER_FIELD).is_none(),
+                    "unsigned assets name no signer"
+                );
+            } else {
+                assert_eq!(a[SIGNER_FIELD], id.as_str(), "{a}");
+            }
+        }
+    }
+    assert!(signer::lookup(&id).is_some());
+
+    // provider = none signs nothing and names no signer
+    let node = build(&SignKind::new(), "provider = 'none'").unwrap();
+    let out = node
+        .run(&ctx(dir.path()), &inputs(items(1, 1, "c")))
+        .unwrap();
+    assert!(signed(&out).features()[0]["assets"]["B00"]
+        .get(SIGNER_FIELD)
+        .is_none());
+}
+
+#[test]
+fn the_registered_signer_renews_on_request_and_keeps_the_href_own_query() {
+    let s = token_server(3600);
+    let node = build(
+        &SignKind::with_subscription_key(Some("my-key".into())),
+        &format!("provider = 'planetary-computer'\nsas_url = '{}'", sas(&s)),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = items(1, 1, "c");
+    let own = "https://sentinel2l2a01.blob.core.windows.net/c/tile0/B00.tif?version=3";
+    input.features_mut().unwrap()[0]["assets"]["B00"]["href"] = json!(own);
+    let out = node.run(&ctx(dir.path()), &inputs(input)).unwrap();
+    let (signer, href) = signer_of(signed(&out), "B00");
+    assert_eq!(href, format!("{own}&{}", token(0)));
+    assert_eq!(s.requests().len(), 1);
+
+    // a held token with time left is reused
+    assert_eq!(signer.sign(&href, false).unwrap(), href);
+    assert_eq!(s.requests().len(), 1);
+
+    // the server refused it: a new token replaces the old one, the href's own query stays
+    let renewed = signer.sign(&href, true).unwrap();
+    assert_eq!(s.requests().len(), 2, "the token server is asked again");
+    assert_eq!(renewed, format!("{own}&{}", token(1)));
+    assert!(
+        !renewed.contains("SECRETSIGNATURE%3D"),
+        "the old token is gone: {renewed}"
+    );
+    assert_eq!(
+        s.requests()[1].header("Ocp-Apim-Subscription-Key"),
+        Some("my-key"),
+        "the node's subscription key is shared"
+    );
+
+    // another reader refused with the old token gets the renewed one, without a third fetch
+    assert_eq!(signer.sign(&href, true).unwrap(), renewed);
+    assert_eq!(s.requests().len(), 2);
+    // and an unsigned href of the same container is signed with it
+    assert_eq!(signer.sign(own, false).unwrap(), renewed);
+    // hrefs that need no signing come back as they were
+    let public = "https://example.com/x.tif?a=1";
+    assert_eq!(signer.sign(public, true).unwrap(), public);
+    assert_eq!(s.requests().len(), 2);
+}
+
+#[test]
+fn the_registered_signer_refreshes_a_token_about_to_expire() {
+    let s = token_server(30);
+    let node = build(
+        &SignKind::with_subscription_key(None),
+        &format!("provider = 'planetary-computer'\nsas_url = '{}'", sas(&s)),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = node
+        .run(&ctx(dir.path()), &inputs(items(1, 1, "c")))
+        .unwrap();
+    let (signer, href) = signer_of(signed(&out), "B00");
+    assert!(href.ends_with(&token(0)), "{href}");
+    assert_eq!(s.requests().len(), 1);
+    let fresh = signer.sign(&href, false).unwrap();
+    assert_eq!(
+        s.requests().len(),
+        2,
+        "30 s left is less than the 60 s margin: a new token without being asked to renew"
+    );
+    assert_eq!(
+        fresh,
+        "https://sentinel2l2a01.blob.core.windows.net/c/tile0/B00.tif?".to_string() + &token(1)
+    );
+}
+
+#[test]
+fn a_signer_that_cannot_renew_says_why_without_the_token() {
+    // the first token is granted, every later request refused
+    let s = Server::start(|r, n| {
+        if n == 0 && r.path().starts_with("/api/sas/v1/token/") {
+            Reply::json(
+                200,
+                &json!({"msft:expiry": "2099-01-01T00:00:00Z", "token": TOKEN}),
+            )
+        } else {
+            Reply::text(403, &format!("denied: {{\"token\": \"{TOKEN}\"}}"))
+        }
+    });
+    let node = build(
+        &SignKind::with_subscription_key(None),
+        &format!("provider = 'planetary-computer'\nsas_url = '{}'", sas(&s)),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = node
+        .run(&ctx(dir.path()), &inputs(items(1, 1, "c")))
+        .unwrap();
+    let (signer, href) = signer_of(signed(&out), "B00");
+    let e = signer.sign(&href, true).unwrap_err();
+    assert!(
+        e.contains("HTTP 403") && e.contains(&sas(&s)) && e.contains("sentinel2l2a01/c"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("SECRETSIGNATURE") && !e.contains("sp=rl"),
+        "{e}"
     );
 }

@@ -206,6 +206,11 @@ fn proj_fields_hrefs_and_caching() {
         a["assets"]["B04"]["type"], "image/tiff",
         "other fields survive"
     );
+    assert_eq!(
+        items.catalog(),
+        Some(path.to_string_lossy().as_ref()),
+        "the output names the file it was read from"
+    );
 
     // the key follows the file's bytes
     assert_eq!(
@@ -225,7 +230,10 @@ fn proj_fields_hrefs_and_caching() {
     // file:// URLs and absolute paths
     let url = url::Url::from_file_path(&path).unwrap();
     let node = build(&StacSearchKind, &format!("catalog = '{url}'\nids = ['a']")).unwrap();
-    assert_eq!(ids(&node.run(&c, &Inputs::default()).unwrap()), ["a"]);
+    let out = node.run(&c, &Inputs::default()).unwrap();
+    assert_eq!(ids(&out), ["a"]);
+    let Value::Items(items) = out else { panic!() };
+    assert_eq!(items.catalog(), Some(path.to_string_lossy().as_ref()));
 }
 
 #[test]
@@ -415,6 +423,11 @@ fn builtin_datasets_materialize_once() {
         assert_eq!(
             items.features()[0]["assets"]["B04"]["href"],
             target.join("stac/cogs/B04.tif").to_string_lossy().as_ref()
+        );
+        assert_eq!(
+            items.catalog(),
+            Some(target.join("stac/items.json").to_string_lossy().as_ref()),
+            "a builtin dataset is named by the local file it was read from"
         );
         assert!(node.is_fresh(&c, r));
     }
