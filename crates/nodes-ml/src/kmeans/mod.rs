@@ -49,8 +49,9 @@ impl NodeKind for KMeansFitKind {
         "kmeans-fit"
     }
 
+    /// 2: the sample is chosen by a seeded hash of each pixel's grid position.
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn doc(&self) -> &str {

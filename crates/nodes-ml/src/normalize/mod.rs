@@ -26,8 +26,10 @@ impl NodeKind for NormalizeKind {
         "normalize"
     }
 
+    /// 2: exact, order-independent statistics (z-score means and deviations may differ from
+    /// version 1 in the last bit).
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn doc(&self) -> &str {
