@@ -37,3 +37,11 @@ mod fuzz_corpus;
 /// Damaged tiles, checksums, HTTP errors and timeouts, cubes larger than memory, full disks and
 /// stale temporary files: exit codes and messages that name what failed.
 mod raster_trust;
+
+/// A loopback file server with ranges, ETags and a request hook (shared with the raster crate's
+/// tests).
+mod http_files;
+
+/// Remote catalogs and files: the hrefs their items may name, the GDAL drivers that open files,
+/// remote files that change behind unchanged items.
+mod raster_remote;
