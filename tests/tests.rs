@@ -39,3 +39,11 @@ mod fuzz_corpus;
 mod raster_trust;
 /// The same recipe computed whole and window by window: byte-identical outputs.
 mod windowed;
+
+/// A loopback file server with ranges, ETags and a request hook (shared with the raster crate's
+/// tests).
+mod http_files;
+
+/// Remote catalogs and files: the hrefs their items may name, the GDAL drivers that open files,
+/// remote files that change behind unchanged items.
+mod raster_remote;

@@ -721,7 +721,10 @@ mod tests {
         want.data.mapv_inplace(|v| v * 2.0);
         for window in [1, 2, 3, 7, 100] {
             let d = doubled_ramp(window);
-            assert_eq!(d.windows().len(), 5usize.div_ceil(window) * 7usize.div_ceil(window));
+            assert_eq!(
+                d.windows().len(),
+                5usize.div_ceil(window) * 7usize.div_ceil(window)
+            );
             assert_eq!(d.materialize(&ctx).unwrap(), Value::Raster(want.clone()));
         }
     }

@@ -167,6 +167,18 @@ pub trait Node: Send + Sync {
     fn is_fresh(&self, _ctx: &RunContext, _cached: &Value) -> bool {
         true
     }
+
+    /// Whether `source`, which this node recorded when it computed a cached output (see
+    /// [`RunContext::record_source`]), differs now from what it read: `Some(true)` makes the
+    /// cached output a miss, `None` means it cannot tell (a server that refuses the question, no
+    /// network) and keeps the cached output. Called when keys are resolved, before the cache is
+    /// used; it may block (on a HEAD request, say), but briefly.
+    ///
+    /// The default checks local files ([`Source::changed`]) and cannot tell for remote ones;
+    /// nodes that read remote files override it to ask the server again.
+    fn source_changed(&self, source: &Source) -> Option<bool> {
+        source.changed()
+    }
 }
 
 /// The inputs of one node run, by port name.
@@ -279,8 +291,8 @@ impl std::fmt::Debug for Datasets {
 }
 
 /// A file or URL a node read, with what identifies the version it read. The engine stores a
-/// node's sources with its cached output; a cached output whose local source changed since is
-/// recomputed.
+/// node's sources with its cached output; a cached output whose source changed since (as
+/// [`Node::source_changed`] tells) is recomputed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Source {
     /// The local path or the URL (without secrets in it).
@@ -295,6 +307,11 @@ pub struct Source {
     /// True for a local file, whose version the engine can check again without a network.
     #[serde(default)]
     pub local: bool,
+    /// What reading `location` again takes when the URL read carried more than it (a signature
+    /// or token in its query, which `location` leaves out): `signer:ID` when a signer of
+    /// [`crate::signer`] made it, `query` otherwise. None when `location` itself was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<String>,
 }
 
 impl Source {
@@ -314,11 +331,13 @@ impl Source {
             size: Some(meta.len()),
             version: mtime,
             local: true,
+            credentials: None,
         })
     }
 
     /// For a local file: whether it differs now from when it was read (a missing file has
-    /// changed). `None` for a remote source, which is not checked again.
+    /// changed). `None` for a remote source: only the node that read it knows how to ask its
+    /// server again ([`Node::source_changed`]).
     pub fn changed(&self) -> Option<bool> {
         if !self.local {
             return None;

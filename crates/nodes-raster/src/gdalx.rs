@@ -242,7 +242,8 @@ fn install_handler() {
 }
 
 /// Turns a STAC href into something GDAL opens: local paths and `file://` URLs as paths,
-/// `http(s)://` through `/vsicurl/`, GDAL virtual paths unchanged.
+/// `http(s)://` through `/vsicurl/`, `s3://` and `gs://` through `/vsis3/` and `/vsigs/`, GDAL
+/// virtual paths unchanged.
 pub(crate) fn gdal_path(href: &str) -> String {
     if let Some(rest) = href.strip_prefix("file://") {
         // file:///abs/path or file://localhost/abs/path
@@ -252,9 +253,29 @@ pub(crate) fn gdal_path(href: &str) -> String {
         format!("/vsicurl/{href}")
     } else if let Some(rest) = href.strip_prefix("s3://") {
         format!("/vsis3/{rest}")
+    } else if let Some(rest) = href.strip_prefix("gs://") {
+        format!("/vsigs/{rest}")
     } else {
         href.to_string()
     }
+}
+
+/// The hrefs GDAL reads over the network (see [`gdal_path`]): http(s) and cloud-store URLs. An
+/// item of a remote catalog may name nothing else.
+pub(crate) const NETWORK_SCHEMES: [&str; 4] = ["http://", "https://", "s3://", "gs://"];
+
+/// True when `href` is read over the network ([`NETWORK_SCHEMES`]).
+pub(crate) fn is_network_href(href: &str) -> bool {
+    NETWORK_SCHEMES.iter().any(|s| href.starts_with(s))
+}
+
+/// GDAL's virtual file systems that read over the network.
+pub(crate) const NETWORK_PREFIXES: [&str; 5] =
+    ["/vsicurl/", "/vsis3/", "/vsigs/", "/vsiaz/", "/vsiadls/"];
+
+/// True when the GDAL path `path` is read over the network ([`NETWORK_PREFIXES`]).
+pub(crate) fn is_network_path(path: &str) -> bool {
+    NETWORK_PREFIXES.iter().any(|p| path.starts_with(p))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -416,17 +437,201 @@ pub(crate) fn zlib_inflate(data: &[u8], out: &mut [u8]) -> Option<usize> {
     (!rv.is_null() && written <= out.len()).then_some(written)
 }
 
-/// Opens a raster read-only.
-pub(crate) fn open_raster(path: &str) -> gdal::errors::Result<Dataset> {
+/// The GDAL driver that reads GeoTIFFs and COGs, the one `stack` always allows.
+pub(crate) const GTIFF: &str = "GTiff";
+
+/// Opens a raster read-only with one of `drivers` (GDAL short names such as `GTiff`): a file
+/// that needs another driver is not opened at all.
+pub(crate) fn open_raster(path: &str, drivers: &[&str]) -> gdal::errors::Result<Dataset> {
     Dataset::open_ex(
         path,
         DatasetOptions {
             open_flags: GdalOpenFlags::GDAL_OF_RASTER
                 | GdalOpenFlags::GDAL_OF_READONLY
                 | GdalOpenFlags::GDAL_OF_VERBOSE_ERROR,
+            allowed_drivers: Some(drivers),
             ..Default::default()
         },
     )
+}
+
+/// GDAL_OF_RASTER of gdal.h (the bindings leave the `GDAL_OF_*` macros out).
+const GDAL_OF_RASTER: std::ffi::c_uint = 0x02;
+
+/// The short name of the raster driver that would open `path` (`VRT`, `JP2OpenJPEG`), found
+/// from the file's first bytes and name without opening it (GDALIdentifyDriverEx), if any.
+pub(crate) fn identify_driver(path: &str) -> Option<String> {
+    let c = CString::new(path).ok()?;
+    // SAFETY: a NUL-terminated path; no driver or file list (null); the driver handle returned is
+    // owned by GDAL's driver manager and lives for the process; its name is copied at once.
+    unsafe {
+        let driver = gdal_sys::GDALIdentifyDriverEx(
+            c.as_ptr(),
+            GDAL_OF_RASTER,
+            std::ptr::null(),
+            std::ptr::null(),
+        );
+        if driver.is_null() {
+            return None;
+        }
+        let name = gdal_sys::GDALGetDriverShortName(driver);
+        (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().into_owned())
+    }
+}
+
+/// True when GDAL has a driver `name` that opens rasters.
+pub(crate) fn opens_rasters(name: &str) -> bool {
+    let Ok(driver) = gdal::DriverManager::get_driver_by_name(name) else {
+        return false;
+    };
+    let yes = |key: &str| {
+        gdal::Metadata::metadata_item(&driver, key, "")
+            .is_some_and(|v| v.eq_ignore_ascii_case("YES"))
+    };
+    yes("DCAP_RASTER") && yes("DCAP_OPEN")
+}
+
+// GDAL's error state of its virtual file systems (cpl_vsi_error.h), which the bindings leave out:
+// `/vsicurl/` reports the HTTP status of a failed HEAD there, not through CPLError.
+extern "C" {
+    fn VSIErrorReset();
+    fn VSIGetLastErrorMsg() -> *const c_char;
+}
+
+/// What a server says of a remote file (a HEAD request): its size and what names its version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RemoteStat {
+    /// `Content-Length`, or the total of a `Content-Range`.
+    pub size: Option<u64>,
+    /// `ETag`.
+    pub etag: Option<String>,
+    /// `Last-Modified`.
+    pub last_modified: Option<String>,
+}
+
+impl RemoteStat {
+    /// What names the file's version: its ETag, else its Last-Modified date.
+    pub(crate) fn version(&self) -> Option<String> {
+        self.etag.clone().or_else(|| self.last_modified.clone())
+    }
+
+    /// Reads the headers GDAL returns (`Name=value` strings, any case).
+    fn from_headers(headers: &[String]) -> RemoteStat {
+        let get = |name: &str| {
+            headers.iter().find_map(|h| {
+                let (k, v) = h.split_once(['=', ':'])?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+                    .filter(|v| !v.is_empty())
+            })
+        };
+        let size = get("Content-Range")
+            .and_then(|r| r.rsplit_once('/').and_then(|(_, t)| t.trim().parse().ok()))
+            .or_else(|| get("Content-Length").and_then(|l| l.parse().ok()));
+        RemoteStat {
+            size,
+            etag: get("ETag"),
+            last_modified: get("Last-Modified"),
+        }
+    }
+}
+
+/// Why a remote file could not be examined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProbeError {
+    /// The HTTP status, when the server answered (0: it could not be reached).
+    pub status: Option<u16>,
+    /// What GDAL said.
+    pub message: String,
+}
+
+/// Asks the server about the network file `path` (`/vsicurl/...`, `/vsis3/...`) with one HEAD
+/// request, through GDAL (its HTTP settings of this thread: timeout, retries, credentials), and
+/// reads its size, ETag and Last-Modified. Run it inside an [`ErrorCapture`].
+///
+/// # Errors
+/// When the server refuses or cannot be reached; [`ProbeError::status`] says how.
+pub(crate) fn remote_stat(path: &str) -> Result<RemoteStat, ProbeError> {
+    let c = CString::new(path).map_err(|e| ProbeError {
+        status: None,
+        message: e.to_string(),
+    })?;
+    // SAFETY: NUL-terminated path and domain, no options; the returned list is owned by the
+    // caller, copied into Strings and destroyed here once.
+    let headers = unsafe {
+        VSIErrorReset();
+        let list =
+            gdal_sys::VSIGetFileMetadata(c.as_ptr(), c"HEADERS".as_ptr(), std::ptr::null_mut());
+        if list.is_null() {
+            None
+        } else {
+            let mut out = Vec::new();
+            let mut i = 0;
+            loop {
+                let p = *list.add(i);
+                if p.is_null() {
+                    break;
+                }
+                out.push(CStr::from_ptr(p).to_string_lossy().into_owned());
+                i += 1;
+            }
+            gdal_sys::CSLDestroy(list);
+            Some(out)
+        }
+    };
+    // SAFETY: reads GDAL's thread-local VSI error message, copied at once.
+    let vsi_error = unsafe {
+        let msg = VSIGetLastErrorMsg();
+        let text = (!msg.is_null())
+            .then(|| CStr::from_ptr(msg).to_string_lossy().into_owned())
+            .filter(|t| !t.is_empty());
+        VSIErrorReset();
+        text
+    };
+    let failures = take_failures();
+    match headers {
+        Some(h) if !h.is_empty() && vsi_error.is_none() => Ok(RemoteStat::from_headers(&h)),
+        _ => {
+            let message = vsi_error
+                .into_iter()
+                .chain(failures)
+                .collect::<Vec<_>>()
+                .join("; ");
+            let message = if message.is_empty() {
+                "the server sent no headers".to_string()
+            } else {
+                message
+            };
+            Err(ProbeError {
+                status: http_status(&message),
+                message,
+            })
+        }
+    }
+}
+
+/// The HTTP status in a GDAL message: "HTTP response code: 404", "HTTP response code on URL: 0",
+/// "HTTP error code: 503 - URL. Retrying ...", "HTTP error code : 502", "response_code=503";
+/// 0 for a curl error (no answer).
+pub(crate) fn http_status(text: &str) -> Option<u16> {
+    let lower = text.to_ascii_lowercase();
+    for marker in ["http response code", "http error code", "response_code"] {
+        let Some(i) = lower.find(marker) else {
+            continue;
+        };
+        let rest = &text[i + marker.len()..];
+        let rest = match rest.strip_prefix(" on ") {
+            // The status follows the URL.
+            Some(url_and_status) => url_and_status.rsplit_once(": ")?.1,
+            None => rest.trim_start_matches([' ', ':', '=']),
+        };
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if !digits.is_empty() {
+            return digits.parse().ok();
+        }
+    }
+    lower.starts_with("curl error").then_some(0)
 }
 
 /// Runs GDAL's `gdalwarp` program logic on `src` with command-line `args` (resampling, nodata,
@@ -566,4 +771,51 @@ pub(crate) fn set_category_names(
         return Err(last_message("cannot set category names"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_stats_are_read_from_the_headers_gdal_returns() {
+        let h = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let stat = RemoteStat::from_headers(&h(&[
+            "Content-Length=6",
+            "ETag=\"6-18eda8b7\"",
+            "Last-Modified=Thu, 03 Dec 2026 05:55:34 GMT",
+        ]));
+        assert_eq!(stat.size, Some(6));
+        assert_eq!(stat.version().as_deref(), Some("\"6-18eda8b7\""));
+        let stat = RemoteStat::from_headers(&h(&[
+            "content-range=bytes 0-15/4096",
+            "content-length=16",
+            "last-modified=Thu, 03 Dec 2026 05:55:34 GMT",
+        ]));
+        assert_eq!(stat.size, Some(4096));
+        assert_eq!(
+            stat.version().as_deref(),
+            Some("Thu, 03 Dec 2026 05:55:34 GMT")
+        );
+        assert_eq!(
+            RemoteStat::from_headers(&h(&["Server=x"])),
+            RemoteStat::default()
+        );
+    }
+
+    #[test]
+    fn hrefs_map_onto_gdal_paths_and_network_ones_are_known() {
+        assert_eq!(gdal_path("https://h/a.tif"), "/vsicurl/https://h/a.tif");
+        assert_eq!(gdal_path("s3://b/a.tif"), "/vsis3/b/a.tif");
+        assert_eq!(gdal_path("gs://b/a.tif"), "/vsigs/b/a.tif");
+        assert_eq!(gdal_path("file:///data/a%20b.tif"), "/data/a b.tif");
+        assert!(is_network_path(&gdal_path("gs://b/a.tif")));
+        assert!(!is_network_path(&gdal_path("file:///data/a.tif")));
+        assert_eq!(
+            http_status("CURL error: Couldn't connect to server"),
+            Some(0)
+        );
+        assert!(opens_rasters("GTiff") && opens_rasters("VRT"));
+        assert!(!opens_rasters("COG") && !opens_rasters("ESRI Shapefile"));
+    }
 }

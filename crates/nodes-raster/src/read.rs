@@ -5,7 +5,7 @@ use flow_core::Grid;
 use gdal::Dataset;
 
 use crate::alloc;
-use crate::gdalx::{self, ErrorCapture, GdalMessage, HttpOptions};
+use crate::gdalx::{self, http_status, ErrorCapture, GdalMessage, HttpOptions};
 use crate::stac::AssetRef;
 use crate::verify::{Checker, Window};
 
@@ -121,8 +121,11 @@ fn same_crs(ds: &Dataset, epsg: u32, stac_epsg: Option<u32>) -> bool {
 /// Why reading an asset failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ReadError {
-    /// The asset cannot be used — missing, refused, damaged, or too large to hold: exit 3.
+    /// The asset cannot be used — missing, damaged, or too large to hold: exit 3.
     Data(String),
+    /// The server refused the request (HTTP 403: an expired or wrong signature, say): exit 3,
+    /// unless signing the href again helps.
+    Forbidden(String),
     /// The server did not answer in time, or failed after the retries: exit 4.
     Remote(String),
 }
@@ -130,34 +133,38 @@ pub(crate) enum ReadError {
 impl std::fmt::Display for ReadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ReadError::Data(m) | ReadError::Remote(m) => f.write_str(m),
+            ReadError::Data(m) | ReadError::Forbidden(m) | ReadError::Remote(m) => f.write_str(m),
         }
     }
 }
 
 /// How `stack` reads its assets.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct ReadOptions {
+pub(crate) struct ReadOptions<'a> {
     /// The resampling method.
     pub resampling: Resampling,
     /// GDAL_NUM_THREADS of the read (block decoding, warp kernel).
     pub gdal_threads: usize,
     /// Timeouts and retries of HTTP reads.
     pub http: HttpOptions,
+    /// The GDAL drivers a file may be opened with (short names: `GTiff`, ...).
+    pub drivers: &'a [&'a str],
 }
 
 /// Reads `asset` onto `grid` (whose CRS is `EPSG:epsg`) into `out` (row-major, `grid.len()`
 /// values, pre-filled with NaN): raw values, nodata as NaN, then `value * scale + offset`.
 ///
-/// Before any pixel is read, the stored blocks under the window are checked ([`Checker`]), and
-/// a file read whole is checked against the asset's `file:checksum`. Any failure GDAL reports
-/// while reading counts, even from a call that returned success.
+/// The file is opened with `options.drivers` only. Before any pixel is read, the stored blocks
+/// under the window are checked ([`Checker`]), and a file read whole is checked against the
+/// asset's `file:checksum`. Any failure GDAL reports while reading counts, even from a call that
+/// returned success. When a remote read fails and GDAL names no HTTP status (it names none for a
+/// range request refused mid-file), the server is asked once more (a HEAD) for it.
 ///
 /// # Errors
 /// [`ReadError::Remote`] when the server timed out or failed (429, 5xx, unreachable) after the
-/// retries; [`ReadError::Data`] for anything else (a missing or refused file, a damaged block,
-/// a window too large to hold). The message says what was being read (band, block or window)
-/// and what GDAL said.
+/// retries; [`ReadError::Forbidden`] for HTTP 403; [`ReadError::Data`] for anything else (a
+/// missing file, one no allowed driver opens, a damaged block, a window too large to hold). The
+/// message says what was being read (band, block or window) and what GDAL said.
 pub(crate) fn read_asset(
     asset: &AssetRef,
     grid: &Grid,
@@ -168,21 +175,36 @@ pub(crate) fn read_asset(
     let capture = ErrorCapture::start();
     gdalx::set_thread_options(options.gdal_threads, options.http);
     let path = gdalx::gdal_path(&asset.href);
-    let result = read_inner(&path, asset, grid, epsg, options.resampling, out).and_then(|p| {
-        match gdalx::take_failures() {
-            Some(f) => Err(format!("reading band 1: {f}")),
-            None => Ok(p),
-        }
-    });
+    let result =
+        read_inner(&path, asset, grid, epsg, &options, out).and_then(
+            |p| match gdalx::take_failures() {
+                Some(f) => Err(format!("reading band 1: {f}")),
+                None => Ok(p),
+            },
+        );
     let read = match result {
         Ok(p) => p,
-        Err(message) => {
-            let messages = capture.messages();
-            drop(capture);
-            let remote = REMOTE_PREFIXES.iter().any(|p| path.starts_with(p));
+        Err(mut message) => {
+            let mut messages = capture.messages();
+            let remote = gdalx::is_network_path(&path);
             if remote {
                 gdalx::forget_remote(&path);
+                // GDAL does not say why a range request failed mid-file (a 403 once a signature
+                // expired, say): the bytes are just missing. Ask the server once.
+                if failed_status(&messages).is_none() {
+                    if let Err(e) = gdalx::remote_stat(&path) {
+                        message =
+                            format!("{message} (asked again, the server says: {})", e.message);
+                        messages.push(GdalMessage {
+                            class: gdal_sys::CPLErr::CE_Failure,
+                            number: 0,
+                            text: e.message,
+                        });
+                    }
+                    gdalx::forget_remote(&path);
+                }
             }
+            drop(capture);
             return Err(classify(message, &messages, options.http, remote));
         }
     };
@@ -193,31 +215,6 @@ pub(crate) fn read_asset(
         }
     }
     Ok(read)
-}
-
-/// GDAL's virtual file systems that read over HTTP.
-const REMOTE_PREFIXES: [&str; 5] = ["/vsicurl/", "/vsis3/", "/vsigs/", "/vsiaz/", "/vsiadls/"];
-
-/// The HTTP status in a GDAL message: "HTTP response code: 404", "HTTP response code on URL: 0",
-/// "HTTP error code: 503 - URL. Retrying ...", "HTTP error code : 502", "response_code=503".
-fn http_status(text: &str) -> Option<u16> {
-    let lower = text.to_ascii_lowercase();
-    for marker in ["http response code", "http error code", "response_code"] {
-        let Some(i) = lower.find(marker) else {
-            continue;
-        };
-        let rest = &text[i + marker.len()..];
-        let rest = match rest.strip_prefix(" on ") {
-            // The status follows the URL.
-            Some(url_and_status) => url_and_status.rsplit_once(": ")?.1,
-            None => rest.trim_start_matches([' ', ':', '=']),
-        };
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        if !digits.is_empty() {
-            return digits.parse().ok();
-        }
-    }
-    None
 }
 
 /// The reason phrase of common HTTP statuses.
@@ -236,6 +233,33 @@ fn reason(status: u16) -> &'static str {
         504 => " Gateway Timeout",
         _ => "",
     }
+}
+
+/// When asking the server about a file (a HEAD, [`gdalx::remote_stat`]) failed the way a read
+/// would: no answer within the timeout, no connection, 408, 429 or 5xx after the retries (a
+/// remote failure, exit 4, that reading would only repeat). None for anything else (a 403, a
+/// server that refuses HEAD), which the read itself reports if it matters.
+pub(crate) fn probe_failure(e: &gdalx::ProbeError, http: HttpOptions) -> Option<ReadError> {
+    let messages = [GdalMessage {
+        class: gdal_sys::CPLErr::CE_Failure,
+        number: 0,
+        text: e.message.clone(),
+    }];
+    let what = format!("asking for its size and version: {}", e.message);
+    match classify(what, &messages, http, true) {
+        remote @ ReadError::Remote(_) => Some(remote),
+        _ => None,
+    }
+}
+
+/// The HTTP status of the failures among `messages` (the highest; 0 when the server could not
+/// be reached and answered nothing else).
+fn failed_status(messages: &[GdalMessage]) -> Option<u16> {
+    messages
+        .iter()
+        .filter(|m| m.class >= gdal_sys::CPLErr::CE_Failure)
+        .filter_map(|m| http_status(&m.text))
+        .max_by_key(|&s| (s != 0, s))
 }
 
 /// Sorts a failed read into bad data and remote failures by what GDAL reported over HTTP: a
@@ -268,17 +292,14 @@ fn classify(
             http.timeout
         ));
     }
-    let status = failures
-        .iter()
-        .filter_map(|m| http_status(&m.text))
-        .max_by_key(|&s| (s != 0, s));
-    match status {
+    match failed_status(messages) {
         Some(s @ (408 | 429 | 500..=599)) => {
             ReadError::Remote(format!("HTTP {s}{} after {retries}: {message}", reason(s)))
         }
         Some(0) => ReadError::Remote(format!(
             "the server could not be reached ({retries}): {message}"
         )),
+        Some(403) => ReadError::Forbidden(format!("HTTP 403{}: {message}", reason(403))),
         Some(s @ 400..=499) => ReadError::Data(format!("HTTP {s}{}: {message}", reason(s))),
         _ => ReadError::Data(message),
     }
@@ -289,16 +310,23 @@ fn read_inner(
     asset: &AssetRef,
     grid: &Grid,
     epsg: u32,
-    resampling: Resampling,
+    options: &ReadOptions,
     out: &mut [f32],
 ) -> Result<ReadPath, String> {
+    let resampling = options.resampling;
     // The full URL of a signed href, whose query the item's href in messages leaves out: the
     // engine redacts its secrets (`sig`, tokens) in every message it reports.
     let opening = || match asset.href != asset.public_href() {
         true => format!("opening `{}`", asset.href),
         false => "opening the file".to_string(),
     };
-    let ds = gdalx::step(opening, gdalx::open_raster(path))?;
+    let opened = gdalx::open_raster(path, options.drivers);
+    let ds = gdalx::step(opening, opened).map_err(|failed| {
+        match not_allowed(path, options.drivers) {
+            Some(why) => format!("{failed}; {why}"),
+            None => failed,
+        }
+    })?;
     if ds.raster_count() < 1 {
         return Err("the file has no raster band".into());
     }
@@ -411,6 +439,33 @@ impl<'a> Validity<'a> {
         Ok(())
     }
 }
+
+/// Why a file that did not open may not be read: it needs a driver other than `drivers`.
+fn not_allowed(path: &str, drivers: &[&str]) -> Option<String> {
+    let driver = gdalx::identify_driver(path)?;
+    // Identifying may report failures of its own; the open failure is the one that counts.
+    let _ = gdalx::take_failures();
+    if drivers.iter().any(|d| d.eq_ignore_ascii_case(&driver)) {
+        return None;
+    }
+    let indirect = if INDIRECT_DRIVERS
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(&driver))
+    {
+        " (it names other files to read, so it is never opened for an item of a remote catalog)"
+    } else {
+        ""
+    };
+    Some(format!(
+        "the file is for GDAL's {driver} driver{indirect}, and `stack` opens files with {} only \
+         (`drivers` opts into others)",
+        drivers.join(", ")
+    ))
+}
+
+/// GDAL drivers whose files name other files or datasets to read (a VRT can name any local
+/// file): never used for the items of a remote catalog.
+pub(crate) const INDIRECT_DRIVERS: [&str; 4] = ["VRT", "DERIVED", "GTI", "MEM"];
 
 fn window_read(
     source: &mut Source,
@@ -802,7 +857,7 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&items).unwrap()).unwrap();
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        let item = crate::stac::item_ref(&v["features"][0], &keys, items.parent().unwrap());
+        let item = crate::stac::item_ref(&v["features"][0], &keys, items.parent().unwrap(), None);
         item.assets.into_iter().map(Option::unwrap).collect()
     }
 
@@ -814,18 +869,19 @@ mod tests {
     }
 
     /// Options of a read with `resampling` and `threads` GDAL threads.
-    fn options(resampling: Resampling, threads: usize) -> ReadOptions {
+    fn options(resampling: Resampling, threads: usize) -> ReadOptions<'static> {
         ReadOptions {
             resampling,
             gdal_threads: threads,
             http: HttpOptions::DEFAULT,
+            drivers: &[gdalx::GTIFF],
         }
     }
 
     /// The nearest warp of `asset` onto `grid`, as the read would do without replication.
     fn warped(asset: &AssetRef, grid: &Grid) -> Vec<f32> {
         let path = gdalx::gdal_path(&asset.href);
-        let ds = gdalx::open_raster(&path).unwrap();
+        let ds = gdalx::open_raster(&path, &[gdalx::GTIFF]).unwrap();
         let band = ds.rasterband(1).unwrap();
         let validity = Validity::of(&band, asset).unwrap();
         let mut source = Source {
@@ -984,6 +1040,7 @@ mod tests {
             nodata: None,
             band: Default::default(),
             checksum: None,
+            signer: None,
         };
         for (name, m, alpha) in [
             ("plain.tif", None, false),
@@ -1119,6 +1176,7 @@ mod tests {
             nodata: None,
             band: Default::default(),
             checksum: None,
+            signer: None,
         };
         // The full-resolution window (aligned), and a 20 m grid, which GDAL warps from overview 0.
         let fine = Grid::north_up("EPSG:32618", 585000.0, 5033000.0, 10.0, 300, 300);
@@ -1151,7 +1209,7 @@ mod tests {
         let ovr = dir.path().join("overview.tif");
         std::fs::copy(&clean, &ovr).unwrap();
         {
-            let ds = gdalx::open_raster(&ovr.to_string_lossy()).unwrap();
+            let ds = gdalx::open_raster(&ovr.to_string_lossy(), &[gdalx::GTIFF]).unwrap();
             let band = ds.rasterband(1).unwrap();
             damage_first_block(&ovr, &band.overview(0).unwrap());
         }
@@ -1168,7 +1226,7 @@ mod tests {
         let masked = dir.path().join("mask.tif");
         std::fs::copy(&clean, &masked).unwrap();
         {
-            let ds = gdalx::open_raster(&masked.to_string_lossy()).unwrap();
+            let ds = gdalx::open_raster(&masked.to_string_lossy(), &[gdalx::GTIFF]).unwrap();
             let band = ds.rasterband(1).unwrap();
             damage_first_block(&masked, &band.open_mask_band().unwrap());
         }

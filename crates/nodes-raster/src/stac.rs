@@ -1,5 +1,12 @@
 //! What `stack` needs to know of STAC items and assets: ids, datetimes, CRS, native grid,
-//! scale / offset / nodata and band descriptions, read from the item JSON.
+//! scale / offset / nodata and band descriptions, read from the item JSON; where each item came
+//! from, and which hrefs an item may name ([`refusal`]).
+//!
+//! An item from a remote catalog (an http(s) STAC API, or an item whose own `self` link is
+//! http(s)) may only point at http(s) and cloud-store (`s3://`, `gs://`) URLs: a local path,
+//! a `file://` URL or a GDAL virtual path (`/vsicurl/...`, `/vsizip/...`) would let whoever
+//! serves the catalog make flow read the files of the machine it runs on. Items of local
+//! catalogs may name anything.
 
 use std::path::Path;
 
@@ -29,6 +36,8 @@ pub(crate) struct AssetRef {
     pub band: BandInfo,
     /// `file:checksum`: a hex multihash of the whole file.
     pub checksum: Option<String>,
+    /// The id of the signer that signed the href (`flow:signer`, see [`flow_core::signer`]).
+    pub signer: Option<String>,
 }
 
 impl AssetRef {
@@ -68,6 +77,51 @@ pub(crate) struct ItemRef {
     pub bbox: Option<Bounds>,
     /// The requested assets.
     pub assets: Vec<Option<AssetRef>>,
+    /// Where the item came from when that is remote: the catalog's URL, or the item's own
+    /// http(s) `self` link (without its query). None for an item of a local catalog.
+    pub remote: Option<String>,
+}
+
+/// True for an http(s) URL.
+fn is_http(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// The href of an item's `self` link.
+fn self_href(item: &Json) -> Option<&str> {
+    item.get("links")?
+        .as_array()?
+        .iter()
+        .find(|l| l.get("rel").and_then(Json::as_str) == Some("self"))?
+        .get("href")?
+        .as_str()
+}
+
+/// Where `item` came from when that is remote: `catalog` (the [`flow_core::Items::catalog`] of
+/// its collection) when it is an http(s) URL, else the item's own http(s) `self` link.
+pub(crate) fn remote_origin(item: &Json, catalog: Option<&str>) -> Option<String> {
+    catalog
+        .filter(|c| is_http(c))
+        .or_else(|| self_href(item).filter(|h| is_http(h)))
+        .map(|u| public_href(u).to_string())
+}
+
+/// Why an item of a remote catalog may not name `href`, or None when it may: only http(s) and
+/// cloud-store URLs ([`crate::gdalx::NETWORK_SCHEMES`]) are read for remote items.
+pub(crate) fn refusal(href: &str) -> Option<&'static str> {
+    if crate::gdalx::is_network_href(href) {
+        return None;
+    }
+    let lower = href.to_ascii_lowercase();
+    Some(if lower.starts_with("file:") {
+        "a file:// URL, which names a local file"
+    } else if lower.starts_with("/vsi") {
+        "a GDAL virtual file system path (/vsi...), which can name local files"
+    } else if href.contains("://") {
+        "a URL of another scheme"
+    } else {
+        "a local path"
+    })
 }
 
 /// Reads an EPSG code from an object holding `proj:code` and / or `proj:epsg`.
@@ -150,12 +204,7 @@ fn resolve_href(href: &str, base: Option<&Path>) -> String {
 
 /// The directory of an item's `self` link, when it is a local file.
 fn self_dir(item: &Json) -> Option<std::path::PathBuf> {
-    let links = item.get("links")?.as_array()?;
-    let href = links
-        .iter()
-        .find(|l| l.get("rel").and_then(Json::as_str) == Some("self"))?
-        .get("href")?
-        .as_str()?;
+    let href = self_href(item)?;
     let path = href.strip_prefix("file://").unwrap_or(href);
     if path.contains("://") {
         return None;
@@ -163,8 +212,30 @@ fn self_dir(item: &Json) -> Option<std::path::PathBuf> {
     Path::new(path).parent().map(Path::to_path_buf)
 }
 
-/// Reads one item. Relative hrefs are resolved against the item's `self` link, else `fallback_dir`.
-pub(crate) fn item_ref(item: &Json, keys: &[String], fallback_dir: &Path) -> ItemRef {
+/// A relative `href` of a remote item, resolved against its http(s) `self` link; unchanged (and
+/// so refused as a local path) when the item has none. An absolute path (`/data/B04.tif`) is
+/// left as it is too: it reads as a local file, and is refused as one.
+fn resolve_remote_href(href: &str, item: &Json) -> String {
+    let is_url = href.contains("://") || href.starts_with('/');
+    if is_url {
+        return href.to_string();
+    }
+    self_href(item)
+        .filter(|h| is_http(h))
+        .and_then(|base| url::Url::parse(base).ok())
+        .and_then(|base| base.join(href).ok())
+        .map_or_else(|| href.to_string(), String::from)
+}
+
+/// Reads one item. `remote` is where it came from when that is remote ([`remote_origin`]).
+/// Relative hrefs are resolved against the item's `self` link, else (local items only)
+/// `fallback_dir`.
+pub(crate) fn item_ref(
+    item: &Json,
+    keys: &[String],
+    fallback_dir: &Path,
+    remote: Option<String>,
+) -> ItemRef {
     let id = item
         .get("id")
         .and_then(Json::as_str)
@@ -194,8 +265,12 @@ pub(crate) fn item_ref(item: &Json, keys: &[String], fallback_dir: &Path) -> Ite
             let href = asset.get("href")?.as_str()?;
             let rb = raster_band(asset);
             let num = |k: &str| rb.as_ref().and_then(|b| b.get(k)).and_then(Json::as_f64);
+            let href = match remote {
+                Some(_) => resolve_remote_href(href, item),
+                None => resolve_href(href, Some(&base)),
+            };
             Some(AssetRef {
-                href: resolve_href(href, Some(&base)),
+                href,
                 epsg: epsg_of(asset).or(item_epsg),
                 transform: stac_transform(asset).or_else(|| stac_transform(&props)),
                 shape: stac_shape(asset).or_else(|| stac_shape(&props)),
@@ -207,6 +282,10 @@ pub(crate) fn item_ref(item: &Json, keys: &[String], fallback_dir: &Path) -> Ite
                     .get("file:checksum")
                     .and_then(Json::as_str)
                     .map(String::from),
+                signer: asset
+                    .get(flow_core::signer::SIGNER_FIELD)
+                    .and_then(Json::as_str)
+                    .map(String::from),
             })
         })
         .collect();
@@ -215,6 +294,7 @@ pub(crate) fn item_ref(item: &Json, keys: &[String], fallback_dir: &Path) -> Ite
         datetime,
         bbox,
         assets,
+        remote,
     }
 }
 
@@ -232,7 +312,12 @@ mod tests {
                 "raster:bands": [{"scale": 0.0001, "offset": -0.1, "nodata": 0}],
                 "eo:bands": [{"name": "B04", "common_name": "red", "center_wavelength": 0.665}]}}
         });
-        let r = item_ref(&item, &["B04".into(), "B99".into()], Path::new("/data"));
+        let r = item_ref(
+            &item,
+            &["B04".into(), "B99".into()],
+            Path::new("/data"),
+            None,
+        );
         let a = r.assets[0].as_ref().unwrap();
         assert_eq!(a.href, "/data/x/B04.tif");
         assert_eq!(a.epsg, Some(32619));
@@ -246,5 +331,70 @@ mod tests {
         assert_eq!(a.checksum.as_deref(), Some("1220ab"));
         assert!(r.assets[1].is_none());
         assert_eq!(public_href("https://h/a.tif?sig=secret"), "https://h/a.tif");
+        assert_eq!(r.remote, None);
+        assert_eq!(a.signer, None);
+    }
+
+    #[test]
+    fn remote_items_are_known_by_their_catalog_or_self_link_and_name_network_urls_only() {
+        let item = json!({
+            "id": "a", "properties": {},
+            "links": [{"rel": "self", "href": "https://api.example/collections/c/items/a?token=x"}],
+            "assets": {"B04": {"href": "../../data/B04.tif", "flow:signer": "pc"}}
+        });
+        let local = json!({"id": "b", "properties": {}, "assets": {"B04": {"href": "B04.tif"}}});
+        assert_eq!(
+            remote_origin(&item, None).as_deref(),
+            Some("https://api.example/collections/c/items/a")
+        );
+        assert_eq!(
+            remote_origin(&local, Some("http://127.0.0.1:8080/api")).as_deref(),
+            Some("http://127.0.0.1:8080/api")
+        );
+        assert_eq!(remote_origin(&local, Some("/data/items.json")), None);
+        assert_eq!(remote_origin(&local, None), None);
+        // A relative href of a remote item is a URL beside its self link, never a local path.
+        let keys = ["B04".to_string()];
+        let r = item_ref(&item, &keys, Path::new("/data"), remote_origin(&item, None));
+        let a = r.assets[0].as_ref().unwrap();
+        assert_eq!(a.href, "https://api.example/collections/data/B04.tif");
+        assert_eq!(a.signer.as_deref(), Some("pc"));
+        let r = item_ref(
+            &local,
+            &keys,
+            Path::new("/data"),
+            Some("http://h/api".into()),
+        );
+        assert_eq!(r.assets[0].as_ref().unwrap().href, "B04.tif");
+        let mut rooted = item.clone();
+        rooted["assets"]["B04"]["href"] = "/data/B04.tif".into();
+        let r = item_ref(
+            &rooted,
+            &keys,
+            Path::new("/x"),
+            remote_origin(&rooted, None),
+        );
+        assert_eq!(r.assets[0].as_ref().unwrap().href, "/data/B04.tif");
+        for ok in [
+            "https://h/a.tif",
+            "http://h/a.tif?sig=1",
+            "s3://b/a.tif",
+            "gs://b/a.tif",
+        ] {
+            assert_eq!(refusal(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("/etc/passwd", "a local path"),
+            ("B04.tif", "a local path"),
+            ("file:///etc/passwd", "file://"),
+            ("FILE:///etc/passwd", "file://"),
+            ("/vsicurl/http://h/a.tif", "/vsi"),
+            ("/vsizip//tmp/a.zip/a.tif", "/vsi"),
+            ("ftp://h/a.tif", "another scheme"),
+            ("<VRTDataset><VRTRasterBand/></VRTDataset>", "a local path"),
+        ] {
+            let got = refusal(bad).unwrap_or_else(|| panic!("{bad} is refused"));
+            assert!(got.contains(why), "{bad}: {got}");
+        }
     }
 }

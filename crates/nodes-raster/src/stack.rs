@@ -1,22 +1,45 @@
 //! The `stack` kind: every chosen asset of every item onto one grid, as a `time x band x y x x`
 //! f32 cube — stackstac's `stack`, without the float64.
+//!
+//! What it reads, and how:
+//!
+//! - **Where hrefs may point.** An item from a remote catalog (an http(s) STAC API, as the
+//!   search recorded in [`flow_core::Items::catalog`], or an item whose own `self` link is
+//!   http(s)) may only name http(s) and cloud-store URLs. A local path, a `file://` URL or a
+//!   GDAL virtual path (`/vsicurl/...`) in such an item fails the node before anything is read
+//!   (exit 3, naming item, asset, href and why). Items of local catalogs may name local files.
+//! - **Which formats.** Files are opened with GDAL's GTiff driver (GeoTIFF, COG) and the drivers
+//!   the `drivers` param opts into, never with any other: a VRT served over HTTP is not opened,
+//!   and drivers whose files name other files (VRT, ...) are refused for remote items.
+//! - **Which version.** Before a remote file is read, one HEAD request (through GDAL) records its
+//!   size and ETag (else Last-Modified) as a [`Source`] of the output, keyed by the href without
+//!   its query (never a token); local files record size and modification time. When the cached
+//!   cube is about to be reused, [`Node::source_changed`] asks again: a file that changed (or
+//!   is gone) makes the cube and everything after it a miss; a server that cannot tell (403 on
+//!   an unsigned URL, no network) keeps the cached cube.
+//! - **Signatures that expire.** An asset signed by a `sign` node names its signer
+//!   (`flow:signer`, [`flow_core::signer`]): the signer is asked for the href just before the
+//!   read (the same href while its token is valid), and once more, renewing, when the server
+//!   answers 403 mid-run; the read is then retried once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use flow_core::{
     BandInfo, DeclaredParams, Grid, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec,
-    Params, Port, Raster, RunContext, Signature, Value, ValueType,
+    Params, Port, Raster, RunContext, Signature, Source, Value, ValueType,
 };
 use ndarray::Array4;
 use rayon::prelude::*;
 
 use crate::alloc;
 use crate::error::RasterError;
-use crate::gdalx::HttpOptions;
+use crate::gdalx::{self, ErrorCapture, HttpOptions};
 use crate::grid::{self, Bounds};
-use crate::read::{read_asset, ReadError, ReadOptions, Resampling};
-use crate::stac::{self, ItemRef};
+use crate::read::{
+    probe_failure, read_asset, ReadError, ReadOptions, Resampling, INDIRECT_DRIVERS,
+};
+use crate::stac::{self, AssetRef, ItemRef};
 
 /// The `stack` node kind.
 #[derive(Debug, Default, Clone, Copy)]
@@ -59,6 +82,8 @@ flow_core::params! {
         timeout: Option<f64>,
         /// retries of an HTTP request that timed out or got 429 / 5xx (default 3)
         retries: Option<i64>,
+        /// GDAL drivers allowed besides GTiff (GeoTIFF / COG), e.g. ["JP2OpenJPEG"]; drivers whose files name other files (VRT) are refused for items of remote catalogs
+        drivers: Option<Vec<String>>,
     }
 }
 
@@ -82,6 +107,8 @@ struct ValidStack {
     missing_as_nodata: bool,
     max_parallel: usize,
     http: HttpOptions,
+    /// GDAL drivers files may be opened with: GTiff, then those the recipe opted into.
+    drivers: Vec<String>,
 }
 
 fn four(name: &str, v: &[f64]) -> Result<Bounds, ParamError> {
@@ -221,6 +248,26 @@ impl StackParams {
                 }
             };
         }
+        let mut drivers = vec![gdalx::GTIFF.to_string()];
+        for d in self.drivers.iter().flatten() {
+            if d.eq_ignore_ascii_case("COG") {
+                return Err(ParamError::new(
+                    "drivers",
+                    "COGs are read by the GTiff driver, which is always allowed",
+                )
+                .with_help("leave `COG` out of `drivers`"));
+            }
+            if !gdalx::opens_rasters(d) {
+                return Err(ParamError::new(
+                    "drivers",
+                    format!("`{d}` is not a GDAL driver that opens rasters"),
+                )
+                .with_help("use GDAL's short driver names, as `gdalinfo --formats` lists them (JP2OpenJPEG, netCDF, ...)"));
+            }
+            if !drivers.iter().any(|x| x.eq_ignore_ascii_case(d)) {
+                drivers.push(d.clone());
+            }
+        }
         Ok(ValidStack {
             assets: self.assets,
             resolution: self.resolution,
@@ -231,6 +278,7 @@ impl StackParams {
             missing_as_nodata,
             max_parallel,
             http,
+            drivers,
         })
     }
 }
@@ -250,7 +298,11 @@ impl NodeKind for StackKind {
          raster:bands scale/offset applied, items ordered by datetime, assets read in parallel \
          (GDAL /vsicurl/ for http(s)). Stored blocks are checked before they are trusted (DEFLATE \
          checksums, sizes, COG leaders and trailers), and a file read whole against its \
-         file:checksum."
+         file:checksum. Items of a remote (http) catalog may only point at http(s) and cloud-store \
+         URLs; files open with the GTiff driver and those `drivers` adds (never VRT for remote \
+         items). Each file's version (size and mtime; for remote files size and ETag or \
+         Last-Modified, from one HEAD) is recorded, and a cached cube whose files changed is \
+         recomputed. Hrefs signed by `sign` are signed again when the server answers 403 mid-run."
     }
 
     fn signature(&self) -> Signature {
@@ -400,19 +452,195 @@ impl StackNode {
     }
 }
 
+impl StackNode {
+    /// Refuses, before anything is read, what items of remote catalogs may not do: name hrefs
+    /// other than http(s) and cloud-store URLs ([`stac::refusal`]), or be opened with a driver
+    /// whose files name other files ([`INDIRECT_DRIVERS`]).
+    fn check_origins(&self, items: &[ItemRef]) -> Result<(), RasterError> {
+        let Some((first, origin)) = items
+            .iter()
+            .find_map(|i| i.remote.as_deref().map(|o| (i, o)))
+        else {
+            return Ok(());
+        };
+        let indirect = self
+            .params
+            .drivers
+            .iter()
+            .find(|d| INDIRECT_DRIVERS.iter().any(|x| x.eq_ignore_ascii_case(d)));
+        if let Some(d) = indirect {
+            return Err(RasterError::InvalidData(format!(
+                "stack: `drivers` opts into {d}, whose files name other files to read (local \
+                 ones too), and item `{}` comes from the remote catalog {origin}: {d} is never \
+                 used for the items of a remote catalog; leave it out of `drivers`",
+                first.id
+            )));
+        }
+        for item in items {
+            let Some(origin) = &item.remote else {
+                continue;
+            };
+            for (key, asset) in self.params.assets.iter().zip(&item.assets) {
+                let Some(asset) = asset else {
+                    continue;
+                };
+                if let Some(why) = stac::refusal(&asset.href) {
+                    return Err(RasterError::Asset {
+                        item: item.id.clone(),
+                        asset: key.clone(),
+                        href: asset.public_href().to_string(),
+                        message: format!(
+                            "refused, nothing read: the item comes from the remote catalog \
+                             {origin}, whose items may only point at http(s) or cloud-store \
+                             (s3://, gs://) URLs, and this href is {why}"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What reading an asset's public href again takes ([`Source::credentials`]): its signer, or
+/// the query the public href leaves out.
+fn credentials(asset: &AssetRef) -> Option<String> {
+    match &asset.signer {
+        Some(id) => Some(format!("signer:{id}")),
+        None if asset.public_href() != asset.href => Some("query".into()),
+        None => None,
+    }
+}
+
+/// The version of the file behind `asset` as it is now: a local file's size and modification
+/// time, or what one HEAD request tells of a remote one (size, ETag else Last-Modified), under
+/// the href without its query. A server that refuses the HEAD gives a source with no version
+/// (the read that follows says what is wrong, if anything).
+///
+/// # Errors
+/// [`ReadError::Remote`] when the server did not answer in time, could not be reached or
+/// failed after the retries (reading would only wait as long again).
+fn version_of(asset: &AssetRef, options: &ReadOptions) -> Result<Option<Source>, ReadError> {
+    let path = gdalx::gdal_path(&asset.href);
+    if !gdalx::is_network_path(&path) {
+        return Ok(Source::local_file(std::path::Path::new(&path)).ok());
+    }
+    let _capture = ErrorCapture::start();
+    gdalx::set_thread_options(options.gdal_threads, options.http);
+    let location = asset.public_href().to_string();
+    let credentials = credentials(asset);
+    match gdalx::remote_stat(&path) {
+        Ok(stat) => Ok(Some(Source {
+            location,
+            size: stat.size,
+            version: stat.version(),
+            local: false,
+            credentials,
+        })),
+        Err(e) => {
+            // GDAL remembers a failed HEAD: let the read ask again.
+            gdalx::forget_remote(&path);
+            if let Some(failure) = probe_failure(&e, options.http) {
+                return Err(failure);
+            }
+            tracing::debug!(href = %location, "no version known: {}", flow_core::redact::secrets(&e.message));
+            Ok(Some(Source {
+                location,
+                size: None,
+                version: None,
+                local: false,
+                credentials,
+            }))
+        }
+    }
+}
+
+/// Reads `asset` onto `grid` ([`read_asset`]) and returns the version of the file it read
+/// ([`version_of`], taken just before the read). An asset signed by a registered signer
+/// (`flow:signer`) is signed again just before the read (the same href while the signature is
+/// valid) and, when the server answers 403, once more with fresh credentials and read again,
+/// once.
+fn fetch(
+    asset: &AssetRef,
+    grid: &Grid,
+    epsg: u32,
+    options: ReadOptions,
+    out: &mut [f32],
+) -> Result<Option<Source>, ReadError> {
+    let signer = asset.signer.as_deref().and_then(|id| {
+        let signer = flow_core::signer::lookup(id);
+        if signer.is_none() {
+            tracing::debug!(
+                signer = id,
+                href = asset.public_href(),
+                "no such signer in this process: the href is read as it is"
+            );
+        }
+        signer
+    });
+    let mut current = asset.clone();
+    if let Some(s) = &signer {
+        current.href = s
+            .sign(&asset.href, false)
+            .map_err(|e| ReadError::Remote(format!("signing the href: {e}")))?;
+    }
+    let mut renewed = false;
+    loop {
+        let source = version_of(&current, &options)?;
+        let message = match read_asset(&current, grid, epsg, options, out) {
+            Ok(_) => return Ok(source),
+            Err(ReadError::Forbidden(message)) => message,
+            Err(e) => return Err(e),
+        };
+        let Some(s) = signer.as_ref().filter(|_| !renewed) else {
+            let again = if renewed { " (signed again)" } else { "" };
+            return Err(ReadError::Forbidden(format!("{message}{again}")));
+        };
+        renewed = true;
+        tracing::info!(
+            href = asset.public_href(),
+            "HTTP 403: signing the href again"
+        );
+        current.href = s.sign(&current.href, true).map_err(|e| {
+            ReadError::Forbidden(format!("{message}; signing it again failed: {e}"))
+        })?;
+        out.fill(f32::NAN);
+    }
+}
+
+/// Whether a remote file recorded as `then` differs from what its server says `now`: a
+/// different size, or a different ETag / Last-Modified; None when neither tells.
+fn remote_changed(then: &Source, now: &gdalx::RemoteStat) -> Option<bool> {
+    if let (Some(a), Some(b)) = (then.size, now.size) {
+        if a != b {
+            return Some(true);
+        }
+    }
+    match (&then.version, now.version()) {
+        (Some(a), Some(b)) => Some(*a != b),
+        _ => None,
+    }
+}
+
 impl Node for StackNode {
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
-        let features = inputs.items("input")?.features();
+        let input = inputs.items("input")?;
+        let features = input.features();
         if features.is_empty() {
             return Err(NodeError::InvalidData(
                 "stack: the input has no items".into(),
             ));
         }
+        let catalog = input.catalog();
         let mut items: Vec<ItemRef> = features
             .iter()
-            .map(|f| stac::item_ref(f, &self.params.assets, &ctx.recipe_dir))
+            .map(|f| {
+                let remote = stac::remote_origin(f, catalog);
+                stac::item_ref(f, &self.params.assets, &ctx.recipe_dir, remote)
+            })
             .collect();
         items.sort_by(|a, b| a.datetime.cmp(&b.datetime));
+        self.check_origins(&items)?;
         let epsg = self.crs(&items)?;
         let whole = self.grid(&items, epsg)?;
         if let Some(deferred) = self.deferred(ctx, inputs, &items, &whole)? {
@@ -442,7 +670,8 @@ impl Node for StackNode {
         let readers = self.params.max_parallel.min(nt * nb).max(1);
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         let gdal_threads = (cores / readers).max(1);
-        let results: Vec<Result<(), RasterError>> = pool.install(|| {
+        let drivers: Vec<&str> = self.params.drivers.iter().map(String::as_str).collect();
+        let results: Vec<Result<Option<Source>, RasterError>> = pool.install(|| {
             slice
                 .par_chunks_mut(plane)
                 .enumerate()
@@ -465,38 +694,42 @@ impl Node for StackNode {
                         resampling: self.params.resampling[b],
                         gdal_threads,
                         http: self.params.http,
+                        drivers: &drivers,
                     };
-                    read_asset(asset, &grid, epsg, options, out)
-                        .map(|_| ())
-                        .map_err(|e| {
-                            out.fill(f32::NAN);
-                            let (item, asset_key, href) = (
-                                item.id.clone(),
-                                key.clone(),
-                                asset.public_href().to_string(),
-                            );
-                            match e {
-                                ReadError::Data(message) => RasterError::Asset {
+                    fetch(asset, &grid, epsg, options, out).map_err(|e| {
+                        out.fill(f32::NAN);
+                        let (item, asset_key, href) = (
+                            item.id.clone(),
+                            key.clone(),
+                            asset.public_href().to_string(),
+                        );
+                        match e {
+                            ReadError::Data(message) | ReadError::Forbidden(message) => {
+                                RasterError::Asset {
                                     item,
                                     asset: asset_key,
                                     href,
                                     message,
-                                },
-                                ReadError::Remote(message) => RasterError::Remote {
-                                    item,
-                                    asset: asset_key,
-                                    href,
-                                    message,
-                                },
+                                }
                             }
-                        })
+                            ReadError::Remote(message) => RasterError::Remote {
+                                item,
+                                asset: asset_key,
+                                href,
+                                message,
+                            },
+                        }
+                    })
                 })
                 .collect()
         });
         ctx.check_cancelled()?;
+        // The versions of the files read, in item and asset order, so that a changed file is a
+        // miss next time.
+        let mut sources = Vec::new();
         for r in results {
             match r {
-                Ok(()) => {}
+                Ok(source) => sources.extend(source),
                 Err(RasterError::Cancelled) => return Err(NodeError::Cancelled),
                 Err(e) if self.params.missing_as_nodata => {
                     ctx.warn(format!("{e}; filled with NaN"));
@@ -506,15 +739,8 @@ impl Node for StackNode {
                 Err(e) => return Err(e.into()),
             }
         }
-        // The versions of the local files read, so that a changed file is a miss next time
-        // (remote assets are identified by the items that name them).
-        for asset in items.iter().flat_map(|i| i.assets.iter().flatten()) {
-            let path = crate::gdalx::gdal_path(&asset.href);
-            if !path.starts_with("/vsi") {
-                if let Ok(source) = flow_core::Source::local_file(std::path::Path::new(&path)) {
-                    ctx.record_source(source);
-                }
-            }
+        for source in sources {
+            ctx.record_source(source);
         }
         let (bands, times) = self.bands_and_times(&items);
         Ok(Value::Raster(Raster {
@@ -523,6 +749,70 @@ impl Node for StackNode {
             bands,
             times,
         }))
+    }
+
+    fn source_changed(&self, source: &Source) -> Option<bool> {
+        if source.local {
+            return source.changed();
+        }
+        // A signed URL is asked about signed again, when its signer is known in this process.
+        let signer = match source.credentials.as_deref() {
+            Some(c) => c.strip_prefix("signer:"),
+            None => None,
+        };
+        let href = match signer {
+            Some(id) => {
+                let Some(signer) = flow_core::signer::lookup(id) else {
+                    tracing::debug!(href = %source.location, signer = id, "its signer is not known in this process: cannot tell whether it changed; the cached output is kept");
+                    return None;
+                };
+                match signer.sign(&source.location, false) {
+                    Ok(href) => href,
+                    Err(e) => {
+                        tracing::debug!(href = %source.location, "cannot sign it ({e}): cannot tell whether it changed; the cached output is kept");
+                        return None;
+                    }
+                }
+            }
+            None => source.location.clone(),
+        };
+        let path = gdalx::gdal_path(&href);
+        if !gdalx::is_network_path(&path) {
+            return None;
+        }
+        let _capture = ErrorCapture::start();
+        // One HEAD, within the node's timeout; a server that fails it cannot tell.
+        let http = HttpOptions {
+            retries: 0,
+            ..self.params.http
+        };
+        gdalx::set_thread_options(1, http);
+        gdalx::forget_remote(&path);
+        match gdalx::remote_stat(&path) {
+            Ok(now) => {
+                let changed = remote_changed(source, &now);
+                if changed.is_none() {
+                    tracing::debug!(href = %source.location, "the server tells no version: the cached output is kept");
+                }
+                changed
+            }
+            // Gone, unless the URL asked about lacks the token it was read with (a private
+            // container answers 404 to a request without one).
+            Err(e)
+                if matches!(e.status, Some(404 | 410))
+                    && source.credentials.as_deref() != Some("query") =>
+            {
+                Some(true)
+            }
+            Err(e) => {
+                tracing::debug!(
+                    href = %source.location,
+                    "cannot tell whether it changed ({}): the cached output is kept",
+                    flow_core::redact::secrets(&e.message)
+                );
+                None
+            }
+        }
     }
 }
 
@@ -632,6 +922,89 @@ mod tests {
             }
         );
         assert_eq!(StackKind.unkeyed_params(), ["timeout", "retries"]);
+        assert_eq!(v.drivers, ["GTiff"]);
+        let v =
+            valid("assets = [\"B04\"]\nresolution = 10\ndrivers = [\"PNG\", \"GTiff\", \"VRT\"]")
+                .unwrap();
+        assert_eq!(v.drivers, ["GTiff", "PNG", "VRT"]);
+    }
+
+    #[test]
+    fn a_remote_file_changed_when_its_size_or_version_did() {
+        let then = Source {
+            location: "https://h/a.tif".into(),
+            size: Some(10),
+            version: Some("\"e1\"".into()),
+            local: false,
+            credentials: None,
+        };
+        let now =
+            |size: Option<u64>, etag: Option<&str>, modified: Option<&str>| gdalx::RemoteStat {
+                size,
+                etag: etag.map(String::from),
+                last_modified: modified.map(String::from),
+            };
+        assert_eq!(
+            remote_changed(&then, &now(Some(10), Some("\"e1\""), None)),
+            Some(false)
+        );
+        assert_eq!(
+            remote_changed(&then, &now(Some(10), Some("\"e2\""), None)),
+            Some(true)
+        );
+        assert_eq!(
+            remote_changed(&then, &now(Some(11), None, None)),
+            Some(true)
+        );
+        assert_eq!(remote_changed(&then, &now(Some(10), None, None)), None);
+        let unversioned = Source {
+            version: None,
+            ..then.clone()
+        };
+        assert_eq!(
+            remote_changed(&unversioned, &now(Some(10), Some("\"e1\""), None)),
+            None
+        );
+        assert_eq!(
+            remote_changed(&unversioned, &now(Some(9), Some("\"e1\""), None)),
+            Some(true)
+        );
+        // A local source is checked on disk: a missing file has changed.
+        let gone = Source {
+            location: "/nonexistent/flow/a.tif".into(),
+            local: true,
+            ..then
+        };
+        let node = StackKind
+            .build(&toml::from_str("assets = [\"B04\"]\nresolution = 10").unwrap())
+            .unwrap();
+        assert_eq!(node.source_changed(&gone), Some(true));
+        // A signed URL whose signer this process does not know cannot be asked about.
+        let signed = Source {
+            location: "http://127.0.0.1:9/a.tif".into(),
+            local: false,
+            credentials: Some("signer:test:unknown".into()),
+            ..gone
+        };
+        assert_eq!(node.source_changed(&signed), None);
+        let mut asset = crate::stac::AssetRef {
+            href: "https://h/a.tif?sig=x".into(),
+            epsg: None,
+            transform: None,
+            shape: None,
+            scale: 1.0,
+            offset: 0.0,
+            nodata: None,
+            band: Default::default(),
+            checksum: None,
+            signer: None,
+        };
+        assert_eq!(credentials(&asset).as_deref(), Some("query"));
+        asset.signer = Some("pc".into());
+        assert_eq!(credentials(&asset).as_deref(), Some("signer:pc"));
+        asset.signer = None;
+        asset.href = "https://h/a.tif".into();
+        assert_eq!(credentials(&asset), None);
     }
 
     #[test]
@@ -655,6 +1028,9 @@ mod tests {
             ("timeout = 1e9", "timeout"),
             ("retries = -1", "retries"),
             ("retries = 11", "retries"),
+            ("drivers = [\"NoSuchDriver\"]", "drivers"),
+            ("drivers = [\"COG\"]", "drivers"),
+            ("drivers = [\"ESRI Shapefile\"]", "drivers"),
         ] {
             assert_eq!(
                 param(&format!("{base}{extra}")).as_deref(),

@@ -142,6 +142,56 @@ fn reusable(caching: Caching, refresh: bool) -> bool {
     }
 }
 
+/// Sources checked at once by [`changed_source`] (each check of a remote file is a request).
+const SOURCE_CHECKS_AT_ONCE: usize = 8;
+
+/// The location of the first of `sources` (recorded by `node` with a cached output) that
+/// `node` says changed since ([`flow_core::Node::source_changed`]), if any. Local files are
+/// checked in turn; remote ones, which cost a request each, on up to
+/// [`SOURCE_CHECKS_AT_ONCE`] threads of their own, outside the async runtime's workers.
+fn changed_source(node: &dyn flow_core::Node, sources: &[Source]) -> Option<String> {
+    if sources.iter().all(|s| s.local) {
+        return sources
+            .iter()
+            .find(|s| node.source_changed(s) == Some(true))
+            .map(|s| s.location.clone());
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let found: std::sync::Mutex<Option<usize>> = std::sync::Mutex::new(None);
+    let check = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(source) = sources.get(i) else {
+            return;
+        };
+        if found.lock().map(|f| f.is_some()).unwrap_or(true) {
+            return;
+        }
+        if node.source_changed(source) == Some(true) {
+            if let Ok(mut f) = found.lock() {
+                let first = f.map_or(i, |j| j.min(i));
+                *f = Some(first);
+            }
+        }
+    };
+    let threads = sources.len().min(SOURCE_CHECKS_AT_ONCE);
+    let run = || {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(check);
+            }
+        })
+    };
+    // Blocking here would stall one of the runtime's workers: hand it over to the others.
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(run)
+        }
+        _ => run(),
+    }
+    let first = found.into_inner().ok().flatten()?;
+    sources.get(first).map(|s| s.location.clone())
+}
+
 /// Each node's extra key material (in plan order), and the first node whose material could not
 /// be read, with its error.
 type Materials = (Vec<Option<Vec<u8>>>, Option<(String, NodeError)>);
@@ -374,7 +424,8 @@ impl<'a> Scheduler<'a> {
                 (Caching::Never, _) => Some(key),
                 (Caching::Store, Some(cache)) if hit => {
                     let sources = cache.sources(&key).unwrap_or_default();
-                    if sources.iter().any(|s| s.changed() == Some(true)) {
+                    if let Some(changed) = changed_source(node.node.as_ref(), &sources) {
+                        tracing::info!(node = %node.id, source = %redact::secrets(&changed), "a file it read changed since it was cached; recomputing");
                         cache.remove(&key);
                         hit = false;
                         None
