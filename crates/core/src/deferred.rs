@@ -134,6 +134,83 @@ impl Prepared {
     }
 }
 
+impl Prepared {
+    /// Computes every window of `windows` and folds each into an accumulator: `threads` workers
+    /// (at least 1) each start from `init()` and take the next window until none is left, so at
+    /// most `threads` windows are in memory at once however many there are. Returns the
+    /// workers' accumulators; folding must not depend on the order of windows (workers take
+    /// them as they come). Progress goes to `ctx` as windows finish.
+    ///
+    /// Plain threads rather than rayon: a rayon worker that waits for a reader pool steals more
+    /// windows meanwhile, and then every window of the scene is in memory at once.
+    ///
+    /// # Errors
+    /// The first error of a window or of `step`; the other workers stop at their next window.
+    pub fn fold_windows<A: Send>(
+        &self,
+        ctx: &RunContext,
+        windows: &[Window],
+        threads: usize,
+        init: impl Fn() -> A + Sync,
+        step: impl Fn(&mut A, Window, Value) -> Result<(), NodeError> + Sync,
+    ) -> Result<Vec<A>, NodeError> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let next = AtomicUsize::new(0);
+        let done = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let workers = threads.max(1).min(windows.len().max(1));
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| -> Result<A, NodeError> {
+                        let mut acc = init();
+                        loop {
+                            if failed.load(Ordering::Relaxed) {
+                                return Err(NodeError::Cancelled);
+                            }
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(&w) = windows.get(i) else {
+                                return Ok(acc);
+                            };
+                            let result = self.window(ctx, w).and_then(|v| step(&mut acc, w, v));
+                            if let Err(e) = result {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                            ctx.progress(n as u64, windows.len() as u64);
+                        }
+                    })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(workers);
+            let mut first_error: Option<NodeError> = None;
+            for h in handles {
+                match h.join() {
+                    Ok(Ok(acc)) => out.push(acc),
+                    Ok(Err(e)) => {
+                        // A worker stopped because another failed reports `Cancelled`; keep the
+                        // error that caused it.
+                        if first_error.is_none()
+                            || matches!(first_error, Some(NodeError::Cancelled))
+                        {
+                            first_error = Some(e);
+                        }
+                    }
+                    Err(_) => {
+                        first_error
+                            .get_or_insert(NodeError::Failed("a window worker panicked".into()));
+                    }
+                }
+            }
+            match first_error {
+                Some(e) => Err(e),
+                None => Ok(out),
+            }
+        })
+    }
+}
+
 impl Deferred {
     /// The value's whole grid.
     pub fn grid(&self) -> &crate::Grid {
@@ -194,6 +271,39 @@ impl Deferred {
     /// What a node computing a window fails with, or a window of another shape than the template
     /// says.
     pub fn materialize(&self, ctx: &RunContext) -> Result<Value, NodeError> {
+        self.materialize_whole(ctx).map_err(|e| match e {
+            NodeError::InvalidData(m) => NodeError::InvalidData(format!(
+                "{} (node `{}`, computed window by window): {m}; it stays windowed only for nodes that read it window by window",
+                self.describe(),
+                self.expr.node_id
+            )),
+            other => other,
+        })
+    }
+
+    /// What the value is, with its shape: `the cube of T time(s) x B band(s) x H x W pixels
+    /// (f32)`.
+    pub fn describe(&self) -> String {
+        let g = self.grid();
+        match self.template.as_ref() {
+            Value::Raster(r) => format!(
+                "the cube of {} time(s) x {} band(s) x {} x {} pixels (f32)",
+                r.data.len_of(Axis(0)),
+                r.data.len_of(Axis(1)),
+                g.height,
+                g.width
+            ),
+            Value::Matrix(m) => format!(
+                "the matrix of {} feature(s) over {} x {} pixels (f32)",
+                m.features.len(),
+                g.height,
+                g.width
+            ),
+            _ => format!("the class map of {} x {} pixels (u16)", g.height, g.width),
+        }
+    }
+
+    fn materialize_whole(&self, ctx: &RunContext) -> Result<Value, NodeError> {
         let registry = ctx.registry().cloned().ok_or_else(|| {
             NodeError::Failed("a deferred value needs the run's registry to be computed".into())
         })?;
@@ -214,8 +324,8 @@ impl Deferred {
         match self.template.as_ref() {
             Value::Raster(t) => {
                 let (nt, nb) = (t.data.len_of(Axis(0)), t.data.len_of(Axis(1)));
-                let mut data =
-                    Array4::<f32>::from_elem((nt, nb, grid.height, grid.width), f32::NAN);
+                let shape = (nt, nb, grid.height, grid.width);
+                let mut data = crate::alloc::array4(shape, f32::NAN).map_err(too_large)?;
                 for (i, w) in wins.iter().enumerate() {
                     let v = prepared.window(ctx, *w)?;
                     let Value::Raster(r) = &v else {
@@ -359,9 +469,7 @@ impl Deferred {
         match self.template.as_ref() {
             Value::Raster(tpl) => {
                 let (nt, nb) = (tpl.data.len_of(Axis(0)), tpl.data.len_of(Axis(1)));
-                let mut data =
-                    Array4::from_shape_vec((nt, nb, h, w), filled(nt * nb * h * w, f32::NAN)?)
-                        .map_err(|e| NodeError::Failed(e.to_string()))?;
+                let mut data = crate::alloc::array4((nt, nb, h, w), f32::NAN).map_err(too_large)?;
                 for (i, win) in wins.iter().enumerate() {
                     let Value::Raster(r) = prepared.window(ctx, *win)? else {
                         return Err(NodeError::Failed("a window is not a Raster".into()));
@@ -414,18 +522,14 @@ impl Deferred {
     }
 }
 
-/// A vector of `n` copies of `v`, or a clear error when memory cannot hold it.
-fn filled<T: Copy>(n: usize, v: T) -> Result<Vec<T>, NodeError> {
-    let mut out = Vec::new();
-    out.try_reserve_exact(n).map_err(|_| {
-        NodeError::InvalidData(format!(
-            "computing a windowed value whole needs {} MB, more than memory allows; \
-             the node that needs it whole cannot run window by window",
-            (n as u128 * std::mem::size_of::<T>() as u128) / 1_000_000
-        ))
-    })?;
-    out.resize(n, v);
-    Ok(out)
+/// A vector of `n` copies of `v`, or a clear error naming the bytes and the limit they met.
+fn filled<T: Clone>(n: usize, v: T) -> Result<Vec<T>, NodeError> {
+    crate::alloc::filled(n, v).map_err(too_large)
+}
+
+/// The error of an allocation too large for memory.
+fn too_large(e: crate::alloc::AllocError) -> NodeError {
+    NodeError::InvalidData(format!("computing it whole {e}"))
 }
 
 /// An [`Expr`] as JSON: the cache's form of a deferred value.

@@ -26,6 +26,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod alloc;
 pub mod area;
 pub mod atomic;
 pub mod declare;

@@ -55,6 +55,17 @@ flow_core::param_enum! {
     }
 }
 
+flow_core::param_enum! {
+    /// How items become time steps.
+    enum Mosaic {
+        /// Items of the same UTC date are one time step: where they overlap, the first valid
+        /// pixel wins, items taken in order of datetime, then id (stackstac.mosaic).
+        Date = "date",
+        /// Every item is a time step of its own.
+        None = "none",
+    }
+}
+
 flow_core::params! {
     /// `stack` parameters as written in the recipe.
     struct StackParams {
@@ -82,6 +93,9 @@ flow_core::params! {
         timeout: Option<f64>,
         /// retries of an HTTP request that timed out or got 429 / 5xx (default 3)
         retries: Option<i64>,
+        /// items of one UTC date form one time step, first valid pixel first ("date"), or each
+        /// item is a time step ("none")
+        mosaic: Mosaic = Mosaic::Date,
         /// GDAL drivers allowed besides GTiff (GeoTIFF / COG), e.g. ["JP2OpenJPEG"]; drivers whose files name other files (VRT) are refused for items of remote catalogs
         drivers: Option<Vec<String>>,
     }
@@ -109,6 +123,7 @@ struct ValidStack {
     http: HttpOptions,
     /// GDAL drivers files may be opened with: GTiff, then those the recipe opted into.
     drivers: Vec<String>,
+    mosaic: Mosaic,
 }
 
 fn four(name: &str, v: &[f64]) -> Result<Bounds, ParamError> {
@@ -279,6 +294,7 @@ impl StackParams {
             max_parallel,
             http,
             drivers,
+            mosaic: self.mosaic,
         })
     }
 }
@@ -639,7 +655,7 @@ impl Node for StackNode {
                 stac::item_ref(f, &self.params.assets, &ctx.recipe_dir, remote)
             })
             .collect();
-        items.sort_by(|a, b| a.datetime.cmp(&b.datetime));
+        items.sort_by(|a, b| a.datetime.cmp(&b.datetime).then_with(|| a.id.cmp(&b.id)));
         self.check_origins(&items)?;
         let epsg = self.crs(&items)?;
         let whole = self.grid(&items, epsg)?;
@@ -650,7 +666,8 @@ impl Node for StackNode {
             Some(w) => w.grid_of(&whole),
             None => whole,
         };
-        let (nt, nb) = (items.len(), self.params.assets.len());
+        let groups = self.time_steps(&items);
+        let (nt, nb) = (groups.len(), self.params.assets.len());
         let plane = grid.len();
         tracing::debug!(node = %ctx.node_id, times = nt, bands = nb, width = grid.width, height = grid.height, "stack");
         let shape = (nt, nb, grid.height, grid.width);
@@ -671,55 +688,83 @@ impl Node for StackNode {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         let gdal_threads = (cores / readers).max(1);
         let drivers: Vec<&str> = self.params.drivers.iter().map(String::as_str).collect();
-        let results: Vec<Result<Option<Source>, RasterError>> = pool.install(|| {
+        // One asset of one item read onto the grid: its source, or what went wrong.
+        let read_one =
+            |item: &ItemRef, b: usize, out: &mut [f32]| -> Result<Option<Source>, RasterError> {
+                let key = &self.params.assets[b];
+                let Some(asset) = &item.assets[b] else {
+                    return Err(RasterError::Asset {
+                        item: item.id.clone(),
+                        asset: key.clone(),
+                        href: "-".into(),
+                        message: "the item has no such asset".into(),
+                    });
+                };
+                let options = ReadOptions {
+                    resampling: self.params.resampling[b],
+                    gdal_threads,
+                    http: self.params.http,
+                    drivers: &drivers,
+                };
+                fetch(asset, &grid, epsg, options, out).map_err(|e| {
+                    out.fill(f32::NAN);
+                    let (item, asset_key, href) = (
+                        item.id.clone(),
+                        key.clone(),
+                        asset.public_href().to_string(),
+                    );
+                    match e {
+                        ReadError::Data(message) | ReadError::Forbidden(message) => {
+                            RasterError::Asset {
+                                item,
+                                asset: asset_key,
+                                href,
+                                message,
+                            }
+                        }
+                        ReadError::Remote(message) => RasterError::Remote {
+                            item,
+                            asset: asset_key,
+                            href,
+                            message,
+                        },
+                    }
+                })
+            };
+        let results: Vec<Result<Vec<Source>, RasterError>> = pool.install(|| {
             slice
                 .par_chunks_mut(plane)
                 .enumerate()
                 .map(|(i, out)| {
                     let (t, b) = (i / nb, i % nb);
-                    let item = &items[t];
-                    let key = &self.params.assets[b];
-                    if ctx.is_cancelled() {
-                        return Err(RasterError::Cancelled);
-                    }
-                    let Some(asset) = &item.assets[b] else {
-                        return Err(RasterError::Asset {
-                            item: item.id.clone(),
-                            asset: key.clone(),
-                            href: "-".into(),
-                            message: "the item has no such asset".into(),
-                        });
-                    };
-                    let options = ReadOptions {
-                        resampling: self.params.resampling[b],
-                        gdal_threads,
-                        http: self.params.http,
-                        drivers: &drivers,
-                    };
-                    fetch(asset, &grid, epsg, options, out).map_err(|e| {
-                        out.fill(f32::NAN);
-                        let (item, asset_key, href) = (
-                            item.id.clone(),
-                            key.clone(),
-                            asset.public_href().to_string(),
-                        );
-                        match e {
-                            ReadError::Data(message) | ReadError::Forbidden(message) => {
-                                RasterError::Asset {
-                                    item,
-                                    asset: asset_key,
-                                    href,
-                                    message,
+                    let mut sources = Vec::new();
+                    let mut other: Vec<f32> = Vec::new();
+                    let mut first = true;
+                    for &it in &groups[t] {
+                        if ctx.is_cancelled() {
+                            return Err(RasterError::Cancelled);
+                        }
+                        let item = &items[it];
+                        if !first && !out.iter().any(|v| v.is_nan()) {
+                            break; // every pixel already has a value
+                        }
+                        if groups[t].len() > 1 && !overlaps(item, b, epsg, &grid) {
+                            continue;
+                        }
+                        if first {
+                            sources.extend(read_one(item, b, out)?);
+                            first = false;
+                        } else {
+                            other.resize(plane, f32::NAN);
+                            sources.extend(read_one(item, b, &mut other)?);
+                            for (o, v) in out.iter_mut().zip(&other) {
+                                if o.is_nan() {
+                                    *o = *v;
                                 }
                             }
-                            ReadError::Remote(message) => RasterError::Remote {
-                                item,
-                                asset: asset_key,
-                                href,
-                                message,
-                            },
                         }
-                    })
+                    }
+                    Ok(sources)
                 })
                 .collect()
         });
@@ -729,7 +774,7 @@ impl Node for StackNode {
         let mut sources = Vec::new();
         for r in results {
             match r {
-                Ok(source) => sources.extend(source),
+                Ok(read) => sources.extend(read),
                 Err(RasterError::Cancelled) => return Err(NodeError::Cancelled),
                 Err(e) if self.params.missing_as_nodata => {
                     ctx.warn(format!("{e}; filled with NaN"));
@@ -742,7 +787,7 @@ impl Node for StackNode {
         for source in sources {
             ctx.record_source(source);
         }
-        let (bands, times) = self.bands_and_times(&items);
+        let (bands, times) = self.bands_and_times(&items, &groups);
         Ok(Value::Raster(Raster {
             data,
             grid,
@@ -816,12 +861,56 @@ impl Node for StackNode {
     }
 }
 
+/// The UTC date (`YYYY-MM-DD`) of an RFC 3339 datetime.
+fn utc_date(datetime: &str) -> Option<jiff::civil::Date> {
+    let ts: jiff::Timestamp = datetime.parse().ok()?;
+    Some(ts.to_zoned(jiff::tz::TimeZone::UTC).date())
+}
+
+/// Whether asset `b` of `item` can cover part of `grid`: false only when its footprint, known in
+/// the grid's CRS, lies wholly outside (its read would give nothing but NaN).
+fn overlaps(item: &ItemRef, b: usize, epsg: u32, grid: &flow_core::Grid) -> bool {
+    let Some(asset) = &item.assets[b] else {
+        return true;
+    };
+    let (Some(bounds), Some(asset_epsg)) = (asset.bounds(), asset.epsg) else {
+        return true;
+    };
+    if asset_epsg != epsg {
+        return true;
+    }
+    let (x0, y0, x1, y1) = grid.bounds();
+    bounds[0] < x1 && bounds[2] > x0 && bounds[1] < y1 && bounds[3] > y0
+}
+
 /// Cubes larger than this are computed window by window even without `--window`.
 const AUTO_WINDOW_BYTES: u128 = 1 << 30;
 
 impl StackNode {
-    /// Band descriptions and time labels of the cube, from the items alone.
-    fn bands_and_times(&self, items: &[ItemRef]) -> (Vec<BandInfo>, Vec<String>) {
+    /// The items of each time step, in reading order: one step per UTC date with
+    /// `mosaic = "date"` (items already sorted by datetime, then id), else one per item.
+    fn time_steps(&self, items: &[ItemRef]) -> Vec<Vec<usize>> {
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let same_date = self.params.mosaic == Mosaic::Date
+                && i > 0
+                && utc_date(&items[i - 1].datetime) == utc_date(&item.datetime)
+                && utc_date(&item.datetime).is_some();
+            match groups.last_mut() {
+                Some(g) if same_date => g.push(i),
+                _ => groups.push(vec![i]),
+            }
+        }
+        groups
+    }
+
+    /// Band descriptions and time labels of the cube, from the items alone (a time step is
+    /// labelled by its first item's datetime).
+    fn bands_and_times(
+        &self,
+        items: &[ItemRef],
+        groups: &[Vec<usize>],
+    ) -> (Vec<BandInfo>, Vec<String>) {
         let bands = self
             .params
             .assets
@@ -837,7 +926,10 @@ impl StackNode {
                     })
             })
             .collect();
-        let times = items.iter().map(|i| i.datetime.clone()).collect();
+        let times = groups
+            .iter()
+            .map(|g| items[g[0]].datetime.clone())
+            .collect();
         (bands, times)
     }
 
@@ -856,7 +948,9 @@ impl StackNode {
         if ctx.window().is_some() {
             return Ok(None);
         }
-        let bytes = items.len() as u128 * self.params.assets.len() as u128 * grid.len() as u128 * 4;
+        let groups = self.time_steps(items);
+        let bytes =
+            groups.len() as u128 * self.params.assets.len() as u128 * grid.len() as u128 * 4;
         let size = match ctx.window_size() {
             Some(size) => size,
             None if bytes > AUTO_WINDOW_BYTES => flow_core::window::DEFAULT_WINDOW,
@@ -865,9 +959,9 @@ impl StackNode {
         if grid.width <= size && grid.height <= size {
             return Ok(None);
         }
-        let (bands, times) = self.bands_and_times(items);
+        let (bands, times) = self.bands_and_times(items, &groups);
         let template = Raster {
-            data: Array4::zeros((items.len(), self.params.assets.len(), 0, 0)),
+            data: Array4::zeros((groups.len(), self.params.assets.len(), 0, 0)),
             grid: grid.clone(),
             bands,
             times,

@@ -23,7 +23,6 @@ use flow_core::{
 use ndarray::{Array2, Axis};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256Plus;
-use rayon::prelude::*;
 use serde_json::json;
 
 use crate::error::MlError;
@@ -309,13 +308,14 @@ impl KMeansFitNode {
         let f = template.features.len();
         let mut sampling = sample::Sampling::new(self.params.seed(), sample, f);
         let passes = sampling.passes();
-        let total = (windows.len() * passes) as u64;
-        for pass in 0..passes {
-            let done = std::sync::atomic::AtomicU64::new(0);
-            let partials: Vec<sample::Sampling> = windows
-                .par_iter()
-                .map(|w| {
-                    let Value::Matrix(m) = prepared.window(ctx, *w)? else {
+        for _ in 0..passes {
+            let partials = prepared.fold_windows(
+                ctx,
+                &windows,
+                ctx.threads.max(1),
+                || sampling.partial(),
+                |part, w, v| {
+                    let Value::Matrix(m) = v else {
                         return Err(NodeError::Failed(
                             "kmeans-fit: a window of the input is not a Matrix".into(),
                         ));
@@ -336,13 +336,10 @@ impl KMeansFitNode {
                         ))
                         .into());
                     }
-                    let mut part = sampling.partial();
                     part.offer(&pixels, &m.data.view());
-                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    ctx.progress((pass * windows.len()) as u64 + n, total);
-                    Ok(part)
-                })
-                .collect::<Result<_, NodeError>>()?;
+                    Ok(())
+                },
+            )?;
             for part in &partials {
                 sampling.merge(part);
             }

@@ -311,25 +311,23 @@ impl NormalizeNode {
                 let windows = input.windows();
                 let mut fitting = self.fitting(bands.len());
                 let passes = fitting.passes();
-                for pass in 0..passes {
-                    let done = std::sync::atomic::AtomicU64::new(0);
-                    let total = (windows.len() * passes) as u64;
-                    let partials: Vec<Fitting> = windows
-                        .par_iter()
-                        .map(|w| {
-                            let v = prepared.window(ctx, *w)?;
+                for _ in 0..passes {
+                    let threads = ctx.threads.max(1);
+                    let partials = prepared.fold_windows(
+                        ctx,
+                        &windows,
+                        threads,
+                        || fitting.partial(),
+                        |acc, _, v| {
                             let Value::Raster(r) = v else {
                                 return Err(NodeError::Failed(
                                     "normalize: a window of the input is not a Raster".into(),
                                 ));
                             };
-                            let mut p = fitting.partial();
-                            p.add(&r.data.view());
-                            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                            ctx.progress((pass * windows.len()) as u64 + n, total);
-                            Ok(p)
-                        })
-                        .collect::<Result<_, NodeError>>()?;
+                            acc.add(&r.data.view());
+                            Ok(())
+                        },
+                    )?;
                     for p in &partials {
                         fitting.merge(p);
                     }
