@@ -15,6 +15,9 @@ mod readme;
 /// The Timberlea recipe end to end on the offline scene.
 mod timberlea;
 
+/// `composite`: the offline scene's dates combined per pixel, then classified.
+mod composite;
+
 /// stac-search against a real STAC API (stac-fastapi-pgstac on pgstac), started by scripts/test.
 mod stac_api;
 
