@@ -78,8 +78,14 @@ input = "fit"
 path = "model.json"
 "#;
 
-/// Every band of a GeoTIFF as f32, with the raster size and each band's `datetime` metadata.
-fn read_bands(path: &Path) -> (Vec<Vec<f32>>, (usize, usize), Vec<Option<String>>) {
+/// Every band of a GeoTIFF as f32, the raster size and each band's `datetime` metadata.
+struct Bands {
+    data: Vec<Vec<f32>>,
+    size: (usize, usize),
+    times: Vec<Option<String>>,
+}
+
+fn read_bands(path: &Path) -> Bands {
     let ds = gdal::Dataset::open(path).unwrap();
     let size = ds.raster_size();
     let mut bands = Vec::new();
@@ -94,11 +100,15 @@ fn read_bands(path: &Path) -> (Vec<Vec<f32>>, (usize, usize), Vec<Option<String>
         );
         times.push(band.metadata_item("datetime", ""));
     }
-    (bands, size, times)
+    Bands {
+        data: bands,
+        size,
+        times,
+    }
 }
 
 /// Adjusted Rand index of two labelings (Hubert & Arabie).
-fn adjusted_rand_index(a: &[u16], b: &[u16]) -> f64 {
+pub(crate) fn adjusted_rand_index(a: &[u16], b: &[u16]) -> f64 {
     use std::collections::HashMap;
     let mut table: HashMap<(u16, u16), u64> = HashMap::new();
     let mut rows: HashMap<u16, u64> = HashMap::new();
@@ -134,8 +144,16 @@ fn a_median_composite_of_the_offline_scenes_dates_is_classified() {
 
     // The masked cube: 2 dates x 6 bands, date-major; the composite: 6 bands, one time step
     // labelled with the span of the dates.
-    let (cube, size, cube_times) = read_bands(&out.join("mask.tif"));
-    let (comp, comp_size, comp_times) = read_bands(&out.join("composite.tif"));
+    let Bands {
+        data: cube,
+        size,
+        times: cube_times,
+    } = read_bands(&out.join("mask.tif"));
+    let Bands {
+        data: comp,
+        size: comp_size,
+        times: comp_times,
+    } = read_bands(&out.join("composite.tif"));
     assert_eq!((cube.len(), comp.len()), (12, 6));
     assert_eq!(size, comp_size);
     assert_eq!(

@@ -124,9 +124,9 @@ impl CompositeNode {
         };
         let plane = h * w;
         let mut out = vec![f32::NAN; nb * plane];
-        if w > 0 {
-            // Whole rows per work item (at least one), about CHUNK pixels each.
-            let rows_per_item = (CHUNK / w).max(1);
+        // Whole rows per work item (at least one), about CHUNK pixels each; nothing to do
+        // without columns.
+        if let Some(rows_per_item) = CHUNK.checked_div(w).map(|r| r.max(1)) {
             let method = self.method;
             out.par_chunks_mut(rows_per_item * w)
                 .enumerate()
