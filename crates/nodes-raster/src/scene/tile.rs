@@ -456,9 +456,8 @@ fn write_item(
             Ok(())
         };
         let following = y0 + STRIP;
-        let (written, computed) = rayon::join(write, || {
-            (following < size).then(|| compute(following))
-        });
+        let (written, computed) =
+            rayon::join(write, || (following < size).then(|| compute(following)));
         written?;
         next = computed;
         valid += groups.iter().map(|g| g.valid).sum::<usize>();
