@@ -51,8 +51,11 @@ pub enum Command {
         after_help = "Examples:\n  flow cache ls\n  flow cache verify\n  flow cache gc --older-than-days 30\n  flow cache clear"
     )]
     Cache(CacheArgs),
-    /// Write a built-in dataset (the offline Timberlea scene) to a directory.
-    #[command(after_help = "Example:\n  flow fixture timberlea --out scene/")]
+    /// Write a built-in dataset to a directory: the offline Timberlea scene, or a whole
+    /// synthetic Sentinel-2 tile or 2 x 2 mosaic of tiles for tests and benchmarks.
+    #[command(
+        after_help = "Examples:\n  flow fixture timberlea --out scene/\n  flow fixture tile --out tile/                 # 10980 x 10980 at 10 m, one date\n  flow fixture mosaic --size 516 --out mosaic/  # four adjacent 516 x 516 tiles\n  flow fixture tile --dates 2 --out tile2/      # a clear and a cloudy date"
+    )]
     Fixture(FixtureArgs),
 }
 
@@ -203,11 +206,20 @@ pub enum CacheAction {
 /// `flow fixture`.
 #[derive(Debug, Args)]
 pub struct FixtureArgs {
-    /// Dataset name (`timberlea`).
+    /// Dataset name: `timberlea` (the offline scene), `tile` (one whole tile) or `mosaic` (2 x 2
+    /// adjacent tiles of the same date).
     pub name: String,
     /// Directory to write into.
     #[arg(long)]
     pub out: PathBuf,
+    /// tile and mosaic: width and height of each tile in 10 m pixels, a multiple of 6 up to 10980
+    /// [default: 10980]
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// tile and mosaic: number of dates, 1 to 4; the first is nearly cloud-free, the second
+    /// cloudy [default: 1]
+    #[arg(long)]
+    pub dates: Option<usize>,
 }
 
 /// A number of days: finite and not negative (a negative age would select every entry).

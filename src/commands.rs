@@ -360,22 +360,55 @@ pub fn cache(args: CacheArgs) -> CommandResult {
     }
 }
 
-/// `flow fixture`.
+/// `flow fixture`: the registry's datasets (the offline scene), or the big `tile` and `mosaic`
+/// fixtures with their size and number of dates.
 pub fn fixture(args: FixtureArgs) -> CommandResult {
+    use flow_nodes_raster::scene::{BigFixture, Layout, TILE_SIZE};
     let registry = crate::registry::builtin();
-    let Some(provider) = registry.datasets.get(&args.name) else {
-        let known: Vec<&str> = registry.datasets.names().collect();
-        return Err(CommandError::usage(format!(
-            "no dataset `{}`; known: {}",
-            args.name,
-            known.join(", ")
-        )));
+    let layout = match args.name.as_str() {
+        "tile" => Some(Layout::Tile),
+        "mosaic" => Some(Layout::Mosaic),
+        _ => None,
     };
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| CommandError::io(format!("cannot create {}: {e}", args.out.display())))?;
-    let path = provider
-        .materialize(&args.out)
-        .map_err(|e| CommandError::new(e.exit_code(), e.to_string()))?;
+    let Some(layout) = layout else {
+        let Some(provider) = registry.datasets.get(&args.name) else {
+            let mut known: Vec<&str> = registry.datasets.names().collect();
+            known.extend(["tile", "mosaic"]);
+            return Err(CommandError::usage(format!(
+                "no dataset `{}`; known: {}",
+                args.name,
+                known.join(", ")
+            )));
+        };
+        if args.size.is_some() || args.dates.is_some() {
+            return Err(CommandError::usage(format!(
+                "--size and --dates apply to the tile and mosaic fixtures, not to `{}`",
+                args.name
+            )));
+        }
+        create_dir(&args.out)?;
+        let path = provider
+            .materialize(&args.out)
+            .map_err(|e| CommandError::new(e.exit_code(), e.to_string()))?;
+        crate::outln!("{}", path.display());
+        return Ok(());
+    };
+    let spec = BigFixture::new(
+        layout,
+        args.size.unwrap_or(TILE_SIZE),
+        args.dates.unwrap_or(1),
+    )
+    .map_err(|e| CommandError::usage(format!("flow fixture {}: {e}", layout.name())))?;
+    create_dir(&args.out)?;
+    let path = flow_nodes_raster::scene::generate_big(&args.out, &spec).map_err(|e| {
+        let e = flow_core::NodeError::from(e);
+        CommandError::new(e.exit_code(), e.to_string())
+    })?;
     crate::outln!("{}", path.display());
     Ok(())
+}
+
+fn create_dir(dir: &Path) -> CommandResult {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CommandError::io(format!("cannot create {}: {e}", dir.display())))
 }

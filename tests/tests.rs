@@ -15,6 +15,12 @@ mod readme;
 /// The Timberlea recipe end to end on the offline scene.
 mod timberlea;
 
+/// `composite`: the offline scene's dates combined per pixel, then classified.
+mod composite;
+
+/// `flow fixture tile` and `flow fixture mosaic` at small sizes, checked and classified.
+mod big_fixtures;
+
 /// stac-search against a real STAC API (stac-fastapi-pgstac on pgstac), started by scripts/test.
 mod stac_api;
 

@@ -1,7 +1,8 @@
-//! The machine-learning nodes of flow: `normalize`, `add-index`, `flatten`, `kmeans-fit`,
-//! `predict`, `reshape`.
+//! The machine-learning nodes of flow: `composite`, `normalize`, `add-index`, `flatten`,
+//! `kmeans-fit`, `predict`, `reshape`.
 //!
 //! ```text
+//! Raster -composite-> Raster (one time step)
 //! Raster -normalize-> Raster -add-index-> Raster -flatten-> Matrix -kmeans-fit-> Model
 //!                                                             \------predict(+Model)-> Matrix -reshape-> Labels
 //! ```
@@ -13,6 +14,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod common;
+pub mod composite;
 pub mod error;
 pub mod flatten;
 pub mod index;
@@ -25,6 +27,7 @@ use std::sync::Arc;
 
 use flow_core::{NodeKind, Registry};
 
+pub use composite::CompositeKind;
 pub use error::MlError;
 pub use flatten::FlattenKind;
 pub use index::AddIndexKind;
@@ -36,6 +39,7 @@ pub use reshape::ReshapeKind;
 /// Every node kind of this crate.
 pub fn kinds() -> Vec<Arc<dyn NodeKind>> {
     vec![
+        Arc::new(CompositeKind),
         Arc::new(NormalizeKind),
         Arc::new(AddIndexKind),
         Arc::new(FlattenKind),

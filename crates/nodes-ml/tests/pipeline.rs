@@ -88,13 +88,14 @@ fn model(v: Value) -> Model {
 }
 
 #[test]
-fn registers_all_six_kinds_with_version_1() {
+fn registers_all_seven_kinds_with_version_1() {
     let reg = registry();
     let names: Vec<&str> = reg.names().collect();
     assert_eq!(
         names,
         [
             "add-index",
+            "composite",
             "flatten",
             "kmeans-fit",
             "normalize",
@@ -108,7 +109,7 @@ fn registers_all_six_kinds_with_version_1() {
     }
     let mut again = reg.clone();
     flow_nodes_ml::register(&mut again); // duplicates are skipped, not a panic
-    assert_eq!(again.names().count(), 6);
+    assert_eq!(again.names().count(), 7);
     let e = reg
         .get("kmeans-fit")
         .unwrap()
