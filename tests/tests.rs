@@ -53,3 +53,6 @@ mod http_files;
 /// Remote catalogs and files: the hrefs their items may name, the GDAL drivers that open files,
 /// remote files that change behind unchanged items.
 mod raster_remote;
+
+/// Items of one date mosaicked into one time step, first valid pixel first.
+mod mosaic;

@@ -522,6 +522,40 @@ impl Deferred {
     }
 }
 
+/// Every `step`-th pixel of every `step`-th row of a Raster or Labels held whole, on a grid whose
+/// pixels are `step` times larger: the same pixels [`Deferred::materialize_every`] picks. Other
+/// values, and a `step` of 1, are returned as they are.
+pub fn thin(value: &Value, step: usize) -> Value {
+    if step <= 1 {
+        return value.clone();
+    }
+    let coarser = |g: &crate::Grid| {
+        let t = &g.transform;
+        let k = step as f64;
+        crate::Grid {
+            crs: g.crs.clone(),
+            transform: [t[0], t[1] * k, t[2] * k, t[3], t[4] * k, t[5] * k],
+            width: g.width.div_ceil(step),
+            height: g.height.div_ceil(step),
+        }
+    };
+    match value {
+        Value::Raster(r) => Value::Raster(Raster {
+            data: r.data.slice(s![.., .., ..;step, ..;step]).to_owned(),
+            grid: coarser(&r.grid),
+            bands: r.bands.clone(),
+            times: r.times.clone(),
+        }),
+        Value::Labels(l) => Value::Labels(Labels {
+            data: l.data.slice(s![..;step, ..;step]).to_owned(),
+            nodata: l.nodata,
+            classes: l.classes.clone(),
+            grid: coarser(&l.grid),
+        }),
+        other => other.clone(),
+    }
+}
+
 /// A vector of `n` copies of `v`, or a clear error naming the bytes and the limit they met.
 fn filled<T: Clone>(n: usize, v: T) -> Result<Vec<T>, NodeError> {
     crate::alloc::filled(n, v).map_err(too_large)
@@ -845,6 +879,16 @@ mod tests {
         assert_eq!(small.data[[0, 1, 1, 2]], -54.0);
         assert_eq!(small.grid.transform[1], 30.0);
         assert_eq!((small.grid.width, small.grid.height), (3, 2));
+    }
+
+    #[test]
+    fn thinning_a_whole_value_picks_the_pixels_thinning_its_windows_picks() {
+        let ctx = context();
+        let d = doubled_ramp(2);
+        let whole = d.materialize(&ctx).unwrap();
+        for step in [2, 3, 4] {
+            assert_eq!(thin(&whole, step), d.materialize_every(&ctx, step).unwrap());
+        }
     }
 
     #[test]

@@ -405,7 +405,43 @@ fn relative(path: &Path, base: &Path) -> String {
         .join("/")
 }
 
+/// The longest side of a PNG quicklook, in pixels; larger rasters are thinned out to it.
+pub(crate) const QUICKLOOK_MAX: usize = 2048;
+
 impl WriteNode {
+    /// The inputs as this write needs them: for a PNG quicklook, every n-th pixel of rasters and
+    /// class maps so that the picture's long side is at most [`QUICKLOOK_MAX`] (windowed values
+    /// are computed window by window to that size); for other formats, windowed values whole.
+    fn inputs_to_write(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Inputs, NodeError> {
+        let png = self.params.format == Format::Png;
+        let side = |v: &Value| -> usize {
+            let g = match v {
+                Value::Raster(r) => &r.grid,
+                Value::Labels(l) => &l.grid,
+                Value::Deferred(d) => d.grid(),
+                _ => return 0,
+            };
+            g.width.max(g.height)
+        };
+        let longest = inputs.iter().map(|(_, v)| side(v)).max().unwrap_or(0);
+        let step = if png {
+            longest.div_ceil(QUICKLOOK_MAX).max(1)
+        } else {
+            1
+        };
+        let mut out = Vec::new();
+        for (port, v) in inputs.iter() {
+            let v = match v {
+                Value::Deferred(d) if png => d.materialize_every(ctx, step)?,
+                Value::Deferred(d) => d.materialize(ctx)?,
+                other if png => flow_core::deferred::thin(other, step),
+                other => other.clone(),
+            };
+            out.push((port.to_string(), std::sync::Arc::new(v)));
+        }
+        Ok(Inputs::new(out))
+    }
+
     fn write(&self, inputs: &Inputs, target: &Path) -> Result<Vec<PathBuf>, NodeError> {
         let p = &self.params;
         let input = inputs.value("input")?;
@@ -516,9 +552,14 @@ impl Node for WriteNode {
         files
     }
 
+    fn takes_deferred(&self) -> bool {
+        true
+    }
+
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
         let target = ctx.out_dir.join(&self.params.path);
-        let files = self.write(inputs, &target)?;
+        let inputs = self.inputs_to_write(ctx, inputs)?;
+        let files = self.write(&inputs, &target)?;
         let mut list = Vec::new();
         for f in files {
             let (hash, bytes) = hash_file(&f).map_err(|e| NodeError::io(&f, e))?;
