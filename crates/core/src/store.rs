@@ -1,17 +1,25 @@
 //! Values as files: a JSON sidecar plus `.npy` arrays, the cache's on-disk format.
 //!
-//! [`to_parts`] and [`from_parts`] are pure; the engine writes the parts atomically. Every array a
-//! value holds is one `<name>.npy` file that NumPy opens, and `value.json` is the value's
-//! [`ValueMeta`]. Both directions go through [`Value::split`] and [`Value::assemble`].
+//! Every array a value holds is one `<name>.npy` file that NumPy opens, and `value.json` is the
+//! value's [`ValueMeta`]. Both directions go through [`Value::split`] and [`Value::assemble`].
+//!
+//! Arrays are streamed, never copied: [`to_files`] gives the description and one [`NpyFile`] per
+//! array, a borrowed view that writes itself to any [`Write`] (header, then the elements a chunk
+//! at a time, see [`npy::write`]); [`from_files`] reads each array from a [`StoredFiles`] straight
+//! into its final allocation ([`npy::read`]). Storing or loading a cube thus needs the cube once,
+//! plus a chunk, so a cube that fits in memory once can be cached and loaded again. [`to_parts`]
+//! and [`from_parts`] are the same over bytes in memory, for small values and tests.
+
+use std::io::{Read, Write};
 
 use ndarray::ArrayD;
 use serde::Deserialize;
 
 use crate::meta::{ArrayRef, ArraySource, Dtype, Element, ValueMeta};
-use crate::npy::{self, NpyElement};
+use crate::npy::{self, NpyElement, NpyError};
 use crate::value::Value;
 
-/// A value split into a JSON description and named `.npy` files.
+/// A value split into a JSON description and named `.npy` files, in memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parts {
     /// Written as `value.json`.
@@ -20,71 +28,190 @@ pub struct Parts {
     pub arrays: Vec<(String, Vec<u8>)>,
 }
 
-/// Why stored parts could not be turned back into a value.
+/// Why stored files could not be turned back into a value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("stored value: {0}")]
-pub struct StoreError(pub String);
+#[non_exhaustive]
+pub enum StoreError {
+    /// The description or a file is malformed, missing, damaged or does not fit the description.
+    #[error("stored value: {0}")]
+    Invalid(String),
+    /// An array is larger than the memory that can be allocated; the files may well be intact.
+    #[error("stored value: {0}")]
+    Memory(String),
+}
 
-/// Splits a value into parts.
-pub fn to_parts(value: &Value) -> Parts {
-    let (meta, arrays) = value.split();
-    let arrays = arrays
-        .iter()
-        .map(|a| {
-            let bytes = match &a.array {
-                ArrayRef::F32(v) => npy::encode(v),
-                ArrayRef::U16(v) => npy::encode(v),
-                ArrayRef::U8(v) => npy::encode(v),
-                ArrayRef::Bool(v) => npy::encode(v),
-            };
-            (format!("{}.npy", a.name), bytes)
-        })
-        .collect();
-    Parts {
-        meta: serde_json::to_value(&meta).unwrap_or_default(),
-        arrays,
+/// One array of a value as an `.npy` file to write: a borrowed view, nothing copied.
+#[derive(Debug, Clone)]
+pub struct NpyFile<'a> {
+    name: String,
+    array: ArrayRef<'a>,
+}
+
+impl NpyFile<'_> {
+    /// The file name, `<array name>.npy`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The size of the file in bytes.
+    pub fn size(&self) -> u64 {
+        match &self.array {
+            ArrayRef::F32(v) => npy::encoded_len::<f32>(v.shape()),
+            ArrayRef::U16(v) => npy::encoded_len::<u16>(v.shape()),
+            ArrayRef::U8(v) => npy::encoded_len::<u8>(v.shape()),
+            ArrayRef::Bool(v) => npy::encoded_len::<bool>(v.shape()),
+        }
+    }
+
+    /// Writes the file's bytes to `out`, streaming the array ([`npy::write`]).
+    ///
+    /// # Errors
+    /// When `out` fails.
+    pub fn write_to<W: Write + ?Sized>(&self, out: &mut W) -> std::io::Result<()> {
+        match &self.array {
+            ArrayRef::F32(v) => npy::write(v, out),
+            ArrayRef::U16(v) => npy::write(v, out),
+            ArrayRef::U8(v) => npy::write(v, out),
+            ArrayRef::Bool(v) => npy::write(v, out),
+        }
     }
 }
 
-/// The `.npy` files of a stored value, as an [`ArraySource`].
-struct NpyFiles<'a>(&'a [(String, Vec<u8>)]);
+/// Splits a value into its description (written as `value.json`) and its arrays as `.npy` files
+/// to stream, without copying any array.
+pub fn to_files(value: &Value) -> (serde_json::Value, Vec<NpyFile<'_>>) {
+    let (meta, arrays) = value.split();
+    let files = arrays
+        .into_iter()
+        .map(|a| NpyFile {
+            name: format!("{}.npy", a.name),
+            array: a.array,
+        })
+        .collect();
+    (serde_json::to_value(&meta).unwrap_or_default(), files)
+}
 
-impl ArraySource for NpyFiles<'_> {
-    fn array<T: Element>(&mut self, name: &str) -> Result<ArrayD<T>, String> {
-        let file = format!("{name}.npy");
+/// Splits a value into parts in memory (the bytes of every `.npy` file): for small values and
+/// tests; the cache streams with [`to_files`].
+pub fn to_parts(value: &Value) -> Parts {
+    let (meta, files) = to_files(value);
+    let arrays = files
+        .iter()
+        .map(|f| {
+            let mut bytes = Vec::with_capacity(f.size() as usize);
+            // Writing into a Vec cannot fail.
+            let _ = f.write_to(&mut bytes);
+            (f.name.clone(), bytes)
+        })
+        .collect();
+    Parts { meta, arrays }
+}
+
+/// Where the `.npy` files of a stored value are read from: the cache's entry directory (which
+/// checks each file against its manifest) or bytes in memory.
+pub trait StoredFiles {
+    /// Opens file `name` and calls `read` with a reader over it and its length in bytes; returns
+    /// what `read` returned, unless the file turns out to be damaged, which is an error.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when the file is missing, unreadable or damaged; whatever `read`
+    /// returned otherwise.
+    fn read<T>(
+        &mut self,
+        name: &str,
+        read: impl FnOnce(&mut dyn Read, u64) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError>;
+}
+
+/// `.npy` files in memory, by name.
+struct InMemory<'a>(&'a [(String, Vec<u8>)]);
+
+impl StoredFiles for InMemory<'_> {
+    fn read<T>(
+        &mut self,
+        name: &str,
+        read: impl FnOnce(&mut dyn Read, u64) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let bytes = self
             .0
             .iter()
-            .find(|(n, _)| *n == file)
+            .find(|(n, _)| n == name)
             .map(|(_, b)| b)
-            .ok_or_else(|| format!("missing file {file}"))?;
-        // The element type decides the decoder; `Element` and `NpyElement` cover the same types.
-        let any: Box<dyn std::any::Any> = match T::DTYPE {
-            Dtype::F32 => Box::new(decode::<f32>(bytes)?),
-            Dtype::U16 => Box::new(decode::<u16>(bytes)?),
-            Dtype::U8 => Box::new(decode::<u8>(bytes)?),
-            Dtype::Bool => Box::new(decode::<bool>(bytes)?),
-        };
+            .ok_or_else(|| StoreError::Invalid(format!("missing file {name}")))?;
+        read(&mut &bytes[..], bytes.len() as u64)
+    }
+}
+
+/// The `.npy` files of a stored value, as the [`ArraySource`] that [`Value::assemble`] asks for
+/// each array by name. Remembers an error that was about memory, so that [`from_files`] can tell
+/// it from damage.
+struct NpyArrays<'a, F> {
+    files: &'a mut F,
+    memory: Option<String>,
+}
+
+impl<F: StoredFiles> ArraySource for NpyArrays<'_, F> {
+    fn array<T: Element>(&mut self, name: &str) -> Result<ArrayD<T>, String> {
+        let file = format!("{name}.npy");
+        // The element type decides the reader; `Element` and `NpyElement` cover the same types.
+        let read = self.files.read(&file, |r, len| {
+            Ok::<Box<dyn std::any::Any>, StoreError>(match T::DTYPE {
+                Dtype::F32 => Box::new(read_npy::<f32>(&file, r, len)?),
+                Dtype::U16 => Box::new(read_npy::<u16>(&file, r, len)?),
+                Dtype::U8 => Box::new(read_npy::<u8>(&file, r, len)?),
+                Dtype::Bool => Box::new(read_npy::<bool>(&file, r, len)?),
+            })
+        });
+        let any = read.map_err(|e| match e {
+            StoreError::Memory(m) => {
+                self.memory = Some(m.clone());
+                m
+            }
+            StoreError::Invalid(m) => m,
+        })?;
         any.downcast::<ArrayD<T>>()
             .map(|a| *a)
             .map_err(|_| format!("{file}: element type mismatch"))
     }
 }
 
-fn decode<T: NpyElement>(bytes: &[u8]) -> Result<ArrayD<T>, String> {
-    npy::decode::<T>(bytes).map_err(|e| e.to_string())
+fn read_npy<T: NpyElement>(file: &str, r: &mut dyn Read, len: u64) -> Result<ArrayD<T>, StoreError> {
+    npy::read::<T, _>(r, len).map_err(|e| match e {
+        NpyError::Memory { .. } => StoreError::Memory(format!("{file}: {e}")),
+        e => StoreError::Invalid(format!("{file}: {e}")),
+    })
+}
+
+/// Rebuilds a value from its description (`value.json`) and its `.npy` files, each read
+/// straight into its array.
+///
+/// # Errors
+/// [`StoreError::Memory`] when an array cannot be allocated; [`StoreError::Invalid`] when the
+/// description is malformed or an array is missing, damaged or does not fit it.
+pub fn from_files<F: StoredFiles>(
+    meta: &serde_json::Value,
+    files: &mut F,
+) -> Result<Value, StoreError> {
+    let meta = ValueMeta::deserialize(meta).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let mut arrays = NpyArrays {
+        files,
+        memory: None,
+    };
+    Value::assemble(meta, &mut arrays).map_err(|e| match arrays.memory.take() {
+        Some(_) => StoreError::Memory(e.0),
+        None => StoreError::Invalid(e.0),
+    })
 }
 
 /// Rebuilds a value from parts made by [`to_parts`].
 ///
 /// # Errors
-/// [`StoreError`] when the description is malformed or an array is missing or does not fit it.
+/// As [`from_files`].
 pub fn from_parts(
     meta: &serde_json::Value,
     arrays: &[(String, Vec<u8>)],
 ) -> Result<Value, StoreError> {
-    let meta = ValueMeta::deserialize(meta).map_err(|e| StoreError(e.to_string()))?;
-    Value::assemble(meta, &mut NpyFiles(arrays)).map_err(|e| StoreError(e.0))
+    from_files(meta, &mut InMemory(arrays))
 }
 
 #[cfg(test)]

@@ -16,12 +16,22 @@
 //! When two runs write the same key, the second rename fails and its copy is discarded: both
 //! wrote the same content. Reads verify every file against the manifest; a mismatch is reported
 //! as [`Lookup::Corrupt`], the entry is moved out of the way, and the caller recomputes.
+//!
+//! Arrays are streamed in both directions ([`store::to_files`], [`store::from_files`]): a put
+//! writes each `.npy` file from the array's own memory through a hashing writer, and a get reads
+//! each file straight into the array's one allocation through a hashing reader, comparing size
+//! and BLAKE3 with the manifest once the file has been read. Caching or loading a cube needs the
+//! cube once plus a 1 MiB chunk, never a second copy of it. A cube too large to allocate on load
+//! is reported as [`Lookup::Corrupt`] too (the caller recomputes, and then meets the same limit
+//! with its own message), but its entry is kept: nothing is wrong with it.
 
-use std::fs;
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use flow_core::Value;
+use flow_core::store::StoredFiles;
 use flow_core::{atomic, store};
 use serde::{Deserialize, Serialize};
 
@@ -64,7 +74,8 @@ pub enum Lookup {
     Hit(Box<Value>, Manifest),
     /// No entry (or an expired one).
     Miss,
-    /// An entry that did not verify; it has been removed.
+    /// An entry that could not be read back: one that did not verify has been removed; one
+    /// whose arrays could not be allocated is kept (its files are fine).
     Corrupt(String),
 }
 
@@ -102,6 +113,115 @@ fn unique_suffix() -> String {
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     atomic::write_synced(path, bytes).map_err(|e| CacheError::io(path, e))
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl<W> Hashing<W> {
+    fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            hasher: blake3::Hasher::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The BLAKE3 (hex) and the number of bytes that passed.
+    fn digest(&self) -> (String, u64) {
+        (self.hasher.finalize().to_hex().to_string(), self.bytes)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Creates `path`, writes it through `fill` (buffered, hashed on the way), fsyncs it; returns
+/// its BLAKE3 (hex) and size.
+fn write_streamed(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<(String, u64)> {
+    let mut out = Hashing::new(BufWriter::new(File::create(path)?));
+    fill(&mut out)?;
+    out.flush()?;
+    let digest = out.digest();
+    let file = out.inner.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(digest)
+}
+
+/// The files of one entry as [`store::StoredFiles`]: each is read through a hashing reader and
+/// checked against the manifest (size first, BLAKE3 once read); damage anywhere in a file is
+/// reported as a checksum mismatch, whatever else went wrong reading it.
+struct EntryFiles<'a> {
+    dir: &'a Path,
+    manifest: &'a Manifest,
+    /// The files read so far.
+    done: Vec<String>,
+}
+
+impl store::StoredFiles for EntryFiles<'_> {
+    fn read<T>(
+        &mut self,
+        name: &str,
+        read: impl FnOnce(&mut dyn Read, u64) -> Result<T, store::StoreError>,
+    ) -> Result<T, store::StoreError> {
+        let invalid = store::StoreError::Invalid;
+        let entry = self
+            .manifest
+            .files
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| invalid(format!("missing file {name}")))?;
+        self.done.push(name.to_string());
+        let path = self.dir.join(name);
+        let file = File::open(&path).map_err(|e| invalid(format!("{name}: {e}")))?;
+        let size = file
+            .metadata()
+            .map_err(|e| invalid(format!("{name}: {e}")))?
+            .len();
+        let mismatch = || invalid(format!("{name}: checksum mismatch"));
+        if size != entry.size {
+            return Err(mismatch());
+        }
+        let mut r = Hashing::new(BufReader::new(file));
+        let result = read(&mut r, size);
+        if let Err(store::StoreError::Memory(_)) = result {
+            // Nothing is known to be wrong with the file.
+            return result;
+        }
+        // Whatever `read` left (all of it, when it failed early) is hashed too.
+        io::copy(&mut r, &mut io::sink()).map_err(|e| invalid(format!("{name}: {e}")))?;
+        let (hash, bytes) = r.digest();
+        if bytes != entry.size || hash != entry.blake3 {
+            return Err(mismatch());
+        }
+        result
+    }
 }
 
 impl Cache {
@@ -172,39 +292,57 @@ impl Cache {
                     Lookup::Hit(Box::new(value), manifest)
                 }
             }
-            Err(reason) => {
+            // The entry is intact; this process cannot hold its arrays right now.
+            Err(store::StoreError::Memory(reason)) => Lookup::Corrupt(format!(
+                "cannot be loaded: {reason}; the entry is kept"
+            )),
+            Err(store::StoreError::Invalid(reason)) => {
                 self.discard(&dir);
                 Lookup::Corrupt(reason)
+            }
+            Err(e) => {
+                self.discard(&dir);
+                Lookup::Corrupt(e.to_string())
             }
         }
     }
 
-    fn read_verified(&self, key: &Key, dir: &Path) -> Result<(Value, Manifest), String> {
-        let manifest_bytes =
-            fs::read(dir.join("manifest.json")).map_err(|e| format!("manifest.json: {e}"))?;
-        let manifest: Manifest =
-            serde_json::from_slice(&manifest_bytes).map_err(|e| format!("manifest.json: {e}"))?;
+    /// Reads the entry in `dir`, checking every file against its manifest while it is read.
+    fn read_verified(
+        &self,
+        key: &Key,
+        dir: &Path,
+    ) -> Result<(Value, Manifest), store::StoreError> {
+        let invalid = store::StoreError::Invalid;
+        let manifest_bytes = fs::read(dir.join("manifest.json"))
+            .map_err(|e| invalid(format!("manifest.json: {e}")))?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| invalid(format!("manifest.json: {e}")))?;
         if manifest.key != key.hex() {
-            return Err("manifest names another key".into());
+            return Err(invalid("manifest names another key".into()));
         }
-        let mut meta = None;
-        let mut arrays = Vec::new();
+        let mut files = EntryFiles {
+            dir,
+            manifest: &manifest,
+            done: Vec::new(),
+        };
+        if !manifest.files.iter().any(|f| f.name == "value.json") {
+            return Err(invalid("no value.json".into()));
+        }
+        let meta = files.read("value.json", |r, _| {
+            let mut bytes = Vec::new();
+            r.read_to_end(&mut bytes)
+                .map_err(|e| invalid(format!("value.json: {e}")))?;
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .map_err(|e| invalid(format!("value.json: {e}")))
+        })?;
+        let value = store::from_files(&meta, &mut files)?;
+        // Files the value did not ask for are verified all the same.
         for f in &manifest.files {
-            let bytes = fs::read(dir.join(&f.name)).map_err(|e| format!("{}: {e}", f.name))?;
-            if bytes.len() as u64 != f.size || blake3::hash(&bytes).to_hex().as_str() != f.blake3 {
-                return Err(format!("{}: checksum mismatch", f.name));
-            }
-            if f.name == "value.json" {
-                meta = Some(
-                    serde_json::from_slice::<serde_json::Value>(&bytes)
-                        .map_err(|e| format!("value.json: {e}"))?,
-                );
-            } else {
-                arrays.push((f.name.clone(), bytes));
+            if !files.done.contains(&f.name) {
+                files.read(&f.name, |_, _| Ok(()))?;
             }
         }
-        let meta = meta.ok_or("no value.json")?;
-        let value = store::from_parts(&meta, &arrays).map_err(|e| e.to_string())?;
         Ok((value, manifest))
     }
 
@@ -240,13 +378,12 @@ impl Cache {
         value: &Value,
         sources: &[flow_core::Source],
     ) -> Result<(), CacheError> {
-        let parts = store::to_parts(value);
         let tmp = self
             .root
             .join("tmp")
             .join(format!("{}-{}", key.short(), unique_suffix()));
         fs::create_dir_all(&tmp).map_err(|e| CacheError::io(&tmp, e))?;
-        let result = self.write_entry(key, (kind, node, sources), &parts, &tmp);
+        let result = self.write_entry(key, (kind, node, sources), value, &tmp);
         if result.is_err() {
             let _ = fs::remove_dir_all(&tmp);
         }
@@ -257,20 +394,26 @@ impl Cache {
         &self,
         key: &Key,
         (kind, node, sources): (&str, &str, &[flow_core::Source]),
-        parts: &store::Parts,
+        value: &Value,
         tmp: &Path,
     ) -> Result<(), CacheError> {
-        let meta_bytes = serde_json::to_vec_pretty(&parts.meta)
+        let (meta, arrays) = store::to_files(value);
+        let meta_bytes = serde_json::to_vec_pretty(&meta)
             .map_err(|e| CacheError::io(tmp, std::io::Error::other(e)))?;
-        let mut files = Vec::new();
-        let all = std::iter::once(("value.json".to_string(), &meta_bytes))
-            .chain(parts.arrays.iter().map(|(n, b)| (n.clone(), b)));
-        for (name, bytes) in all {
-            write_synced(&tmp.join(&name), bytes)?;
+        write_synced(&tmp.join("value.json"), &meta_bytes)?;
+        let mut files = vec![FileEntry {
+            name: "value.json".into(),
+            blake3: blake3::hash(&meta_bytes).to_hex().to_string(),
+            size: meta_bytes.len() as u64,
+        }];
+        for array in &arrays {
+            let path = tmp.join(array.name());
+            let (blake3, size) =
+                write_streamed(&path, |w| array.write_to(w)).map_err(|e| CacheError::io(&path, e))?;
             files.push(FileEntry {
-                name,
-                blake3: blake3::hash(bytes).to_hex().to_string(),
-                size: bytes.len() as u64,
+                name: array.name().to_string(),
+                blake3,
+                size,
             });
         }
         let manifest = Manifest {
@@ -346,11 +489,22 @@ impl Cache {
                 continue;
             };
             let dir = self.entry_dir(&key);
-            if let Err(reason) = self.read_verified(&key, &dir) {
-                if repair {
-                    self.discard(&dir);
+            match self.read_verified(&key, &dir) {
+                Ok(_) => {}
+                // Intact, only too large for this process to hold: not bad.
+                Err(store::StoreError::Memory(reason)) => {
+                    tracing::warn!(key = %e.key, "not verified: {reason}");
                 }
-                bad.push((e.key.clone(), reason));
+                Err(err) => {
+                    if repair {
+                        self.discard(&dir);
+                    }
+                    let reason = match err {
+                        store::StoreError::Invalid(reason) => reason,
+                        other => other.to_string(),
+                    };
+                    bad.push((e.key.clone(), reason));
+                }
             }
         }
         (entries.len(), bad)

@@ -154,15 +154,19 @@ const CONTENT_SCHEME: &str = "flow-content-v1";
 /// The identity of a value by its content: BLAKE3 over its description and the bytes of its
 /// arrays (the store's parts). Nodes downstream of a live (TTL-cached) search take this in place
 /// of the search's key, so their keys change exactly when the search returns something else.
+/// The arrays are streamed into the hash ([`flow_core::store::NpyFile::write_to`]), never
+/// copied.
 pub fn content_identity(value: &flow_core::Value) -> Key {
-    let parts = flow_core::store::to_parts(value);
+    let (meta, files) = flow_core::store::to_files(value);
     let mut h = Fields::default();
-    let mut field = |bytes: &[u8]| h.field(bytes);
-    field(CONTENT_SCHEME.as_bytes());
-    field(parts.meta.to_string().as_bytes());
-    for (name, bytes) in &parts.arrays {
-        field(name.as_bytes());
-        field(bytes);
+    h.field(CONTENT_SCHEME.as_bytes());
+    h.field(meta.to_string().as_bytes());
+    for file in &files {
+        h.field(file.name().as_bytes());
+        // The same bytes as `field` of the file's bytes: its length, then the bytes.
+        h.0.update(&file.size().to_le_bytes());
+        // Writing into a hasher cannot fail.
+        let _ = file.write_to(&mut h.0);
     }
     h.key()
 }
@@ -312,5 +316,20 @@ mod tests {
             content_identity(&items(&["b", "a"])),
             "the order of items is part of the data"
         );
+    }
+
+    #[test]
+    fn content_identity_streams_the_same_bytes_as_the_stored_parts() {
+        for value in flow_core::meta::examples() {
+            let parts = flow_core::store::to_parts(&value);
+            let mut h = Fields::default();
+            h.field(CONTENT_SCHEME.as_bytes());
+            h.field(parts.meta.to_string().as_bytes());
+            for (name, bytes) in &parts.arrays {
+                h.field(name.as_bytes());
+                h.field(bytes);
+            }
+            assert_eq!(content_identity(&value), h.key(), "{value:?}");
+        }
     }
 }
