@@ -80,7 +80,9 @@ pub enum NpyError {
     #[error("npy: {0}")]
     Format(String),
     /// The array the header describes needs more memory than can be allocated.
-    #[error("npy: the array of shape {shape:?} needs {bytes} bytes, more memory than can be allocated")]
+    #[error(
+        "npy: the array of shape {shape:?} needs {bytes} bytes, more memory than can be allocated"
+    )]
     Memory {
         /// The shape in the header.
         shape: Vec<usize>,
@@ -364,7 +366,10 @@ mod tests {
         let len = big.len() as u64 + (4u64 << 61);
         match read::<f32, _>(&mut &big[..], len) {
             Err(e @ NpyError::Memory { .. }) => {
-                assert!(e.to_string().contains("more memory than can be allocated"), "{e}")
+                assert!(
+                    e.to_string().contains("more memory than can be allocated"),
+                    "{e}"
+                )
             }
             other => panic!("{other:?}"),
         }

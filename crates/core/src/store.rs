@@ -175,7 +175,11 @@ impl<F: StoredFiles> ArraySource for NpyArrays<'_, F> {
     }
 }
 
-fn read_npy<T: NpyElement>(file: &str, r: &mut dyn Read, len: u64) -> Result<ArrayD<T>, StoreError> {
+fn read_npy<T: NpyElement>(
+    file: &str,
+    r: &mut dyn Read,
+    len: u64,
+) -> Result<ArrayD<T>, StoreError> {
     npy::read::<T, _>(r, len).map_err(|e| match e {
         NpyError::Memory { .. } => StoreError::Memory(format!("{file}: {e}")),
         e => StoreError::Invalid(format!("{file}: {e}")),

@@ -30,8 +30,8 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use flow_core::Value;
 use flow_core::store::StoredFiles;
+use flow_core::Value;
 use flow_core::{atomic, store};
 use serde::{Deserialize, Serialize};
 
@@ -293,9 +293,9 @@ impl Cache {
                 }
             }
             // The entry is intact; this process cannot hold its arrays right now.
-            Err(store::StoreError::Memory(reason)) => Lookup::Corrupt(format!(
-                "cannot be loaded: {reason}; the entry is kept"
-            )),
+            Err(store::StoreError::Memory(reason)) => {
+                Lookup::Corrupt(format!("cannot be loaded: {reason}; the entry is kept"))
+            }
             Err(store::StoreError::Invalid(reason)) => {
                 self.discard(&dir);
                 Lookup::Corrupt(reason)
@@ -308,11 +308,7 @@ impl Cache {
     }
 
     /// Reads the entry in `dir`, checking every file against its manifest while it is read.
-    fn read_verified(
-        &self,
-        key: &Key,
-        dir: &Path,
-    ) -> Result<(Value, Manifest), store::StoreError> {
+    fn read_verified(&self, key: &Key, dir: &Path) -> Result<(Value, Manifest), store::StoreError> {
         let invalid = store::StoreError::Invalid;
         let manifest_bytes = fs::read(dir.join("manifest.json"))
             .map_err(|e| invalid(format!("manifest.json: {e}")))?;
@@ -408,8 +404,8 @@ impl Cache {
         }];
         for array in &arrays {
             let path = tmp.join(array.name());
-            let (blake3, size) =
-                write_streamed(&path, |w| array.write_to(w)).map_err(|e| CacheError::io(&path, e))?;
+            let (blake3, size) = write_streamed(&path, |w| array.write_to(w))
+                .map_err(|e| CacheError::io(&path, e))?;
             files.push(FileEntry {
                 name: array.name().to_string(),
                 blake3,

@@ -103,13 +103,19 @@ fn a_cube_is_cached_and_loaded_without_a_second_copy() {
 
     let (stored, n) = large_allocations(half, || cache.put(&key, "stack", "s", &value, &[]));
     stored.unwrap();
-    assert_eq!(n, 0, "storing allocated {n} buffer(s) of half the cube or more");
+    assert_eq!(
+        n, 0,
+        "storing allocated {n} buffer(s) of half the cube or more"
+    );
 
     let (looked_up, n) = large_allocations(half, || cache.get(&key, None));
     let Lookup::Hit(back, _) = looked_up else {
         panic!("{looked_up:?}")
     };
-    assert_eq!(n, 1, "loading allocated {n} buffer(s) of half the cube or more");
+    assert_eq!(
+        n, 1,
+        "loading allocated {n} buffer(s) of half the cube or more"
+    );
     let (Value::Raster(a), Value::Raster(b)) = (&value, back.as_ref()) else {
         panic!("not rasters")
     };
@@ -118,7 +124,10 @@ fn a_cube_is_cached_and_loaded_without_a_second_copy() {
 
     // The content identity (what keys follow after a live search) streams the cube too.
     let (_, n) = large_allocations(half, || flow_engine::key::content_identity(&value));
-    assert_eq!(n, 0, "hashing allocated {n} buffer(s) of half the cube or more");
+    assert_eq!(
+        n, 0,
+        "hashing allocated {n} buffer(s) of half the cube or more"
+    );
 }
 
 #[test]
@@ -146,6 +155,9 @@ fn a_matrix_loads_into_one_allocation_per_array() {
     let Lookup::Hit(back, _) = looked_up else {
         panic!("{looked_up:?}")
     };
-    assert_eq!(n, 2, "loading allocated {n} large buffer(s), not one per array");
+    assert_eq!(
+        n, 2,
+        "loading allocated {n} large buffer(s), not one per array"
+    );
     assert_eq!(*back, value);
 }
