@@ -1,5 +1,5 @@
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, ExitStatus, Output};
 
 /// The repository root (where recipes/ is).
 pub fn root() -> PathBuf {
@@ -17,18 +17,52 @@ pub fn flow(cache: &Path) -> Command {
     c
 }
 
-/// Runs and returns (exit code, stdout, stderr).
+/// Runs and returns (exit code, stdout, stderr), after checking that the process ended as flow
+/// ends ([`assert_no_crash`]): every test that runs the binary through here checks that it did
+/// not panic, abort or get killed, whatever exit code it expects.
 pub fn output(cmd: &mut Command) -> (i32, String, String) {
     let Output {
         status,
         stdout,
         stderr,
     } = cmd.output().expect("flow runs");
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    assert_no_crash(&format!("{cmd:?}"), status, &stderr);
     (
         status.code().unwrap_or(-1),
         String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
+        stderr,
     )
+}
+
+/// Panics unless `status` is one of flow's own exits: a process killed by a signal (an abort, the
+/// OOM killer, a segfault), exit 101 (a Rust panic), 134 (SIGABRT through a shell) or 137
+/// (SIGKILL through a shell), or "panicked at" on stderr (a panic, even one caught) is a crash,
+/// never an answer. The one panic allowed is a plugin's own (at `plugins/...`) in a run that
+/// ended with the plugin error, exit 6: the plugin's copy of the standard library prints it
+/// before flow catches it. Tests that kill flow on purpose wait for their child themselves.
+pub fn assert_no_crash(what: &str, status: ExitStatus, stderr: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(signal) = status.signal() {
+        let core = if status.core_dumped() {
+            ", core dumped"
+        } else {
+            ""
+        };
+        panic!("{what} was killed by signal {signal}{core}:\n{stderr}");
+    }
+    assert!(
+        !matches!(status.code(), Some(101 | 134 | 137)),
+        "{what} crashed with exit {status}:\n{stderr}"
+    );
+    let plugin_error = status.code() == Some(6);
+    for (i, m) in stderr.match_indices("panicked at ") {
+        let after = &stderr[i + m.len()..];
+        assert!(
+            plugin_error && after.starts_with("plugins/"),
+            "{what} panicked ({status}):\n{stderr}"
+        );
+    }
 }
 
 /// Extra arguments a fixture asks for in a first-line comment: `# args: --set k=four`.
