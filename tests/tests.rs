@@ -56,3 +56,7 @@ mod raster_remote;
 
 /// Items of one date mosaicked into one time step, first valid pixel first.
 mod mosaic;
+
+/// A cube that fits in memory once, but not twice, is cached and loaded again under an
+/// address-space limit.
+mod store_memory;
