@@ -57,6 +57,9 @@ mod raster_remote;
 /// Items of one date mosaicked into one time step, first valid pixel first.
 mod mosaic;
 
+/// `write` and the output directory: symbolic links that lead out of it are refused.
+mod output_dir;
+
 /// A cube that fits in memory once, but not twice, is cached and loaded again under an
 /// address-space limit.
 mod store_memory;

@@ -3,6 +3,16 @@
 //! statistics, any Json value), and with `stac_item = true` a STAC Item beside a GeoTIFF / COG.
 //! Every file is written under a temporary name in its directory, fsynced and renamed into place
 //! ([`flow_core::atomic`]), so a failed run leaves no half file.
+//!
+//! Every file stays inside the output directory (`--out`): `path` is relative without `..`
+//! (checked when the recipe is validated), and before anything is written the directories on the
+//! way to it are walked from the canonical output directory one at a time ([`place`]): a missing
+//! one is created, an existing symbolic link is followed only when it resolves inside the output
+//! directory, and one that leads out of it is refused with an I/O error (exit 5) naming the file,
+//! the link, where it leads and the output directory. Nothing is written then, not even a
+//! temporary file. The file, its temporary, GDAL's `.aux.xml` and the STAC Item all go into the
+//! directory so resolved; a symbolic link in place of the file itself is replaced by the new file
+//! (the rename), never written through.
 
 mod font;
 mod geotiff;
@@ -387,6 +397,101 @@ fn write_atomically(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Re
     Ok(files)
 }
 
+/// The file `rel` (relative, only normal components) under the output directory `out_dir`,
+/// with the directories on the way resolved: walked from the canonical output directory one
+/// component at a time, a missing directory is created when `create` is true (and is an error
+/// otherwise), an existing one is entered, and a symbolic link is followed only when it resolves
+/// inside the output directory. Returns the file's path in its resolved directory.
+///
+/// # Errors
+/// An I/O error naming the file when a component leads outside the output directory (a symbolic
+/// link to elsewhere; the message names the link, its target and the output directory) or is not
+/// a directory, or when a directory cannot be read or created.
+fn place(out_dir: &Path, rel: &Path, create: bool) -> Result<PathBuf> {
+    use std::io::{Error, ErrorKind};
+    let logical = out_dir.join(rel);
+    let failed = |e: Error| RasterError::io(&logical, e);
+    if create {
+        std::fs::create_dir_all(out_dir).map_err(|e| RasterError::io(out_dir, e))?;
+    }
+    let root = std::fs::canonicalize(out_dir).map_err(|e| RasterError::io(out_dir, e))?;
+    let file_name = rel
+        .file_name()
+        .ok_or_else(|| failed(Error::new(ErrorKind::InvalidInput, "not a file name")))?;
+    let mut dir = root.clone();
+    let mut shown = PathBuf::new();
+    for part in rel.parent().into_iter().flat_map(Path::components) {
+        let name = match part {
+            Component::Normal(name) => name,
+            Component::CurDir => continue,
+            _ => {
+                return Err(failed(Error::new(
+                    ErrorKind::InvalidInput,
+                    "the path leaves the output directory",
+                )))
+            }
+        };
+        shown.push(name);
+        let next = dir.join(name);
+        dir = loop {
+            match std::fs::symlink_metadata(&next) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    let real = std::fs::canonicalize(&next).map_err(|e| {
+                        failed(Error::new(
+                            e.kind(),
+                            format!(
+                                "`{}` is a symbolic link that leads nowhere ({e})",
+                                shown.display()
+                            ),
+                        ))
+                    })?;
+                    if !real.starts_with(&root) {
+                        return Err(failed(Error::new(
+                            ErrorKind::PermissionDenied,
+                            format!(
+                                "refused: `{}` is a symbolic link to {}, outside the output \
+                                 directory {}; `write` writes only inside the output directory",
+                                shown.display(),
+                                real.display(),
+                                root.display()
+                            ),
+                        )));
+                    }
+                    if !real.is_dir() {
+                        return Err(failed(Error::new(
+                            ErrorKind::NotADirectory,
+                            format!("`{}` is not a directory", shown.display()),
+                        )));
+                    }
+                    break real;
+                }
+                Ok(m) if m.is_dir() => break next,
+                Ok(_) => {
+                    return Err(failed(Error::new(
+                        ErrorKind::NotADirectory,
+                        format!("`{}` is not a directory", shown.display()),
+                    )))
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound && create => {
+                    match std::fs::create_dir(&next) {
+                        // Made by someone else meanwhile: look again at what it is.
+                        Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                        Err(e) => return Err(failed(within(&shown, e))),
+                        Ok(()) => break next,
+                    }
+                }
+                Err(e) => return Err(failed(within(&shown, e))),
+            }
+        };
+    }
+    Ok(dir.join(file_name))
+}
+
+/// An error about directory `dir` (relative to the output directory), keeping its kind.
+fn within(dir: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("`{}`: {e}", dir.display()))
+}
+
 /// BLAKE3 hash (hex) and size of a file.
 fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     let bytes = std::fs::read(path)?;
@@ -396,11 +501,18 @@ fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     ))
 }
 
-/// `path` relative to `base`, with `/` separators.
-fn relative(path: &Path, base: &Path) -> String {
-    let rel = path.strip_prefix(base).unwrap_or(path);
-    rel.components()
-        .map(|c| c.as_os_str().to_string_lossy())
+/// The name under the output directory of `file`, written beside `rel` (the file a recipe asked
+/// for: `file` is it or a sidecar in its directory), with `/` separators.
+fn relative(file: &Path, rel: &Path) -> String {
+    rel.parent()
+        .into_iter()
+        .flat_map(Path::components)
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .chain(file.file_name())
+        .map(|n| n.to_string_lossy())
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -557,13 +669,15 @@ impl Node for WriteNode {
     }
 
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
-        let target = ctx.out_dir.join(&self.params.path);
+        let rel = &self.params.path;
+        // Refused before the inputs are computed (a windowed input is read here).
+        let target = place(&ctx.out_dir, rel, true)?;
         let inputs = self.inputs_to_write(ctx, inputs)?;
         let files = self.write(&inputs, &target)?;
         let mut list = Vec::new();
         for f in files {
             let (hash, bytes) = hash_file(&f).map_err(|e| NodeError::io(&f, e))?;
-            list.push(json!({"path": relative(&f, &ctx.out_dir), "bytes": bytes, "blake3": hash}));
+            list.push(json!({"path": relative(&f, rel), "bytes": bytes, "blake3": hash}));
         }
         Ok(Value::Json(
             json!({"format": self.params.format.name(), "files": list}),
@@ -585,7 +699,10 @@ impl Node for WriteNode {
                 ) else {
                     return false;
                 };
-                hash_file(&ctx.out_dir.join(path)).is_ok_and(|(h, _)| h == hash)
+                // A file that is no longer inside the output directory is not fresh: the
+                // run then refuses to write it.
+                place(&ctx.out_dir, Path::new(path), false)
+                    .is_ok_and(|f| hash_file(&f).is_ok_and(|(h, _)| h == hash))
             })
     }
 }
@@ -652,6 +769,94 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    /// The kind and message of an I/O error about `file`.
+    fn io_error(e: RasterError, file: &Path) -> (std::io::ErrorKind, String) {
+        match e {
+            RasterError::Io { path, source } => {
+                assert_eq!(path, file);
+                (source.kind(), source.to_string())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn files_are_placed_inside_the_output_directory_through_symbolic_links_that_stay_inside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let root = || std::fs::canonicalize(&out).unwrap();
+        // Missing directories are made one by one.
+        let placed = place(&out, Path::new("maps/./2021/a.tif"), true).unwrap();
+        assert_eq!(placed, root().join("maps/2021/a.tif"));
+        assert!(root().join("maps/2021").is_dir());
+        // A link to a directory inside the output directory is followed.
+        std::fs::create_dir_all(out.join("real")).unwrap();
+        std::os::unix::fs::symlink(out.join("real"), out.join("alias")).unwrap();
+        std::os::unix::fs::symlink("../real", out.join("maps/up")).unwrap();
+        let placed = place(&out, Path::new("alias/x.tif"), true).unwrap();
+        assert_eq!(placed, root().join("real/x.tif"));
+        let placed = place(&out, Path::new("maps/up/y/x.tif"), true).unwrap();
+        assert_eq!(placed, root().join("real/y/x.tif"));
+        assert_eq!(
+            relative(&placed, Path::new("maps/up/y/x.tif")),
+            "maps/up/y/x.tif"
+        );
+        assert_eq!(
+            relative(&aux(&placed), Path::new("./x.tif")),
+            "x.tif.aux.xml"
+        );
+        // Without `create`, a missing directory is an error.
+        let e = place(&out, Path::new("none/x.tif"), false).unwrap_err();
+        assert_eq!(
+            io_error(e, &out.join("none/x.tif")).0,
+            std::io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn a_symbolic_link_out_of_the_output_directory_is_refused_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::create_dir_all(out.join("maps")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, out.join("sub")).unwrap();
+        // Also behind a link that stays inside, and through `..`.
+        std::os::unix::fs::symlink(out.join("maps"), out.join("alias")).unwrap();
+        std::os::unix::fs::symlink("../..", out.join("maps/up")).unwrap();
+        for (rel, link) in [
+            ("sub/x.tif", "sub"),
+            ("sub/deeper/x.tif", "sub"),
+            ("alias/up/x.tif", "alias/up"),
+        ] {
+            let e = place(&out, Path::new(rel), true).unwrap_err();
+            let (kind, message) = io_error(e, &out.join(rel));
+            assert_eq!(kind, std::io::ErrorKind::PermissionDenied, "{message}");
+            for needle in [
+                format!("`{link}` is a symbolic link to"),
+                "outside the output directory".to_string(),
+                std::fs::canonicalize(&out).unwrap().display().to_string(),
+            ] {
+                assert!(message.contains(&needle), "`{needle}` in: {message}");
+            }
+        }
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        assert!(!out.join("sub/deeper").exists());
+        // A link that leads nowhere, and a file where a directory should be.
+        std::os::unix::fs::symlink(tmp.path().join("gone"), out.join("dangling")).unwrap();
+        let e = place(&out, Path::new("dangling/x.tif"), true).unwrap_err();
+        let (_, message) = io_error(e, &out.join("dangling/x.tif"));
+        assert!(message.contains("leads nowhere"), "{message}");
+        std::fs::write(out.join("file"), "x").unwrap();
+        let e = place(&out, Path::new("file/x.tif"), true).unwrap_err();
+        let (kind, _) = io_error(e, &out.join("file/x.tif"));
+        assert_eq!(kind, std::io::ErrorKind::NotADirectory);
+        assert_eq!(
+            NodeError::from(place(&out, Path::new("sub/x.tif"), true).unwrap_err()).exit_code(),
+            flow_core::ExitCode::Io
+        );
     }
 
     #[test]
