@@ -2,54 +2,99 @@
 
 use std::path::Path;
 
+use flow_core::exact::ExactSum;
 use flow_core::{Labels, Model, NodeError, Raster};
+use ndarray::{ArrayView2, ArrayView4};
 use serde_json::{json, Map, Value as Json};
 
 use crate::error::{RasterError, Result};
 
+/// Per-class sums of every band of a raster over the class's pixels (all time steps, NaN
+/// ignored), gathered from the whole raster or window by window. Sums are exact, so both give
+/// the same means.
+#[derive(Debug, Clone)]
+pub(crate) struct ClassMeans {
+    names: Vec<String>,
+    /// `[class][band]`: the sum and the count of finite values.
+    sums: Vec<Vec<(ExactSum, u64)>>,
+}
+
+impl ClassMeans {
+    /// Empty sums for class ids below `classes` and these band names.
+    pub(crate) fn new(classes: usize, names: Vec<String>) -> Self {
+        let sums = vec![vec![(ExactSum::default(), 0u64); names.len()]; classes];
+        ClassMeans { names, sums }
+    }
+
+    /// The sums over a whole class map and raster.
+    pub(crate) fn whole(l: &Labels, r: &Raster) -> Result<Self, NodeError> {
+        let n = l
+            .classes
+            .iter()
+            .map(|c| c.id as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut means = ClassMeans::new(n, r.bands.iter().map(|b| b.name.clone()).collect());
+        means.add(l.data.view(), l.nodata, &r.data.view())?;
+        Ok(means)
+    }
+
+    /// Adds the pixels of one window: its classes and the raster's values there.
+    pub(crate) fn add(
+        &mut self,
+        labels: ArrayView2<'_, u16>,
+        nodata: u16,
+        raster: &ArrayView4<'_, f32>,
+    ) -> Result<(), NodeError> {
+        let (nt, nb, h, w) = raster.dim();
+        if (h, w) != labels.dim() || nb != self.names.len() {
+            return Err(NodeError::InvalidData(format!(
+                "write: `spectra` is {w} x {h} pixels of {nb} bands but the class map is {} x {}",
+                labels.ncols(),
+                labels.nrows()
+            )));
+        }
+        let n = self.sums.len();
+        for ((y, x), &c) in labels.indexed_iter() {
+            if c == nodata || c as usize >= n {
+                continue;
+            }
+            for t in 0..nt {
+                for (b, s) in self.sums[c as usize].iter_mut().enumerate() {
+                    let v = raster[[t, b, y, x]];
+                    if v.is_finite() {
+                        s.0.add(v as f64);
+                        s.1 += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds another window's sums.
+    pub(crate) fn merge(&mut self, other: &ClassMeans) {
+        for (a, b) in self.sums.iter_mut().zip(&other.sums) {
+            for (x, y) in a.iter_mut().zip(b) {
+                x.0.merge(&y.0);
+                x.1 += y.1;
+            }
+        }
+    }
+}
+
 /// Per-class pixel counts and areas (hectares) of a class map, and the per-class mean of every
-/// band of `spectra` over the class's pixels (all time steps, NaN ignored).
+/// band of the `spectra` raster over the class's pixels (all time steps, NaN ignored).
 fn class_stats(
     l: &Labels,
     names: Option<&[String]>,
-    spectra: Option<&Raster>,
+    spectra: Option<&ClassMeans>,
 ) -> Result<Vec<Json>, NodeError> {
     let classes = super::classes_of(l, names);
     let counts = l.class_counts();
     // True ground areas (flow_core::area); none where the CRS is not measured.
     let areas = l.class_areas_m2();
-    let means = match spectra {
-        None => None,
-        Some(r) => {
-            let (nt, nb, h, w) = r.data.dim();
-            if (h, w) != l.data.dim() {
-                return Err(NodeError::InvalidData(format!(
-                    "write: `spectra` is {w} x {h} pixels but the class map is {} x {}",
-                    l.grid.width, l.grid.height
-                )));
-            }
-            let n = classes.iter().map(|c| c.id as usize + 1).max().unwrap_or(0);
-            let mut sums = vec![vec![(0f64, 0u64); nb]; n];
-            for ((y, x), &c) in l.data.indexed_iter() {
-                if c == l.nodata || c as usize >= n {
-                    continue;
-                }
-                for t in 0..nt {
-                    for (b, s) in sums[c as usize].iter_mut().enumerate() {
-                        let v = r.data[[t, b, y, x]];
-                        if v.is_finite() {
-                            s.0 += v as f64;
-                            s.1 += 1;
-                        }
-                    }
-                }
-            }
-            Some((
-                sums,
-                r.bands.iter().map(|b| b.name.clone()).collect::<Vec<_>>(),
-            ))
-        }
-    };
+    let means = spectra.map(|m| (&m.sums, &m.names));
     Ok(classes
         .iter()
         .map(|c| {
@@ -65,16 +110,17 @@ fn class_stats(
                     .map(|m2| round(m2 / 10_000.0)),
             });
             if let Some((sums, names)) = &means {
+                let empty = Vec::new();
                 let m: Map<String, Json> = names
                     .iter()
-                    .zip(&sums[c.id as usize])
-                    .map(|(n, &(s, k))| {
+                    .zip(sums.get(c.id as usize).unwrap_or(&empty))
+                    .map(|(n, (s, k))| {
                         (
                             n.clone(),
-                            if k == 0 {
+                            if *k == 0 {
                                 Json::Null
                             } else {
-                                json!(round(s / k as f64))
+                                json!(round(s.value() / *k as f64))
                             },
                         )
                     })
@@ -100,7 +146,7 @@ pub(crate) fn model(
     m: &Model,
     labels: Option<&Labels>,
     names: Option<&[String]>,
-    spectra: Option<&Raster>,
+    spectra: Option<&ClassMeans>,
 ) -> Result<Json, NodeError> {
     let k = m.centroids.nrows();
     let centroids: Vec<Json> = (0..k)
@@ -142,7 +188,7 @@ pub(crate) fn model(
 pub(crate) fn labels(
     l: &Labels,
     names: Option<&[String]>,
-    spectra: Option<&Raster>,
+    spectra: Option<&ClassMeans>,
 ) -> Result<Json, NodeError> {
     Ok(json!({
         "grid": l.grid,

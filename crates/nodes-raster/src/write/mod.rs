@@ -517,6 +517,71 @@ fn relative(file: &Path, rel: &Path) -> String {
         .join("/")
 }
 
+/// The per-class band means of `spectra` (a raster held whole, or windowed and read window by
+/// window, never whole) over the classes of `labels`.
+fn class_means(
+    ctx: &RunContext,
+    labels: &Labels,
+    spectra: Option<&Value>,
+) -> Result<Option<json::ClassMeans>, NodeError> {
+    let classes = labels
+        .classes
+        .iter()
+        .map(|c| c.id as usize + 1)
+        .max()
+        .unwrap_or(0);
+    match spectra {
+        None => Ok(None),
+        Some(Value::Raster(r)) => Ok(Some(json::ClassMeans::whole(labels, r)?)),
+        Some(Value::Deferred(d)) => {
+            let Value::Raster(template) = d.template.as_ref() else {
+                return Err(NodeError::Input {
+                    port: "spectra".into(),
+                    message: "expected a Raster".into(),
+                });
+            };
+            let grid = d.grid();
+            if (grid.height, grid.width) != labels.data.dim() {
+                return Err(NodeError::InvalidData(format!(
+                    "write: `spectra` is {} x {} pixels but the class map is {} x {}",
+                    grid.width, grid.height, labels.grid.width, labels.grid.height
+                )));
+            }
+            let registry = ctx.registry().cloned().ok_or_else(|| {
+                NodeError::Failed("write: no registry to compute windows with".into())
+            })?;
+            let prepared = d.expr.prepare(&registry)?;
+            let names: Vec<String> = template.bands.iter().map(|b| b.name.clone()).collect();
+            let parts = prepared.fold_windows(
+                ctx,
+                &d.windows(),
+                ctx.threads.max(1),
+                || json::ClassMeans::new(classes, names.clone()),
+                |acc, w, v| {
+                    let Value::Raster(r) = v else {
+                        return Err(NodeError::Failed(
+                            "write: a window of `spectra` is not a Raster".into(),
+                        ));
+                    };
+                    let part = labels
+                        .data
+                        .slice(ndarray::s![w.row..w.row + w.height, w.col..w.col + w.width]);
+                    acc.add(part, labels.nodata, &r.data.view())
+                },
+            )?;
+            let mut all = json::ClassMeans::new(classes, names);
+            for p in &parts {
+                all.merge(p);
+            }
+            Ok(Some(all))
+        }
+        Some(other) => Err(NodeError::Input {
+            port: "spectra".into(),
+            message: format!("expected a Raster, got a {}", other.value_type()),
+        }),
+    }
+}
+
 /// The longest side of a PNG quicklook, in pixels; larger rasters are thinned out to it.
 pub(crate) const QUICKLOOK_MAX: usize = 2048;
 
@@ -544,6 +609,8 @@ impl WriteNode {
         let mut out = Vec::new();
         for (port, v) in inputs.iter() {
             let v = match v {
+                // Per-class means are gathered window by window (`class_means`).
+                Value::Deferred(_) if port == "spectra" && !png => v.clone(),
                 Value::Deferred(d) if png => d.materialize_every(ctx, step)?,
                 Value::Deferred(d) => d.materialize(ctx)?,
                 other if png => flow_core::deferred::thin(other, step),
@@ -554,7 +621,12 @@ impl WriteNode {
         Ok(Inputs::new(out))
     }
 
-    fn write(&self, inputs: &Inputs, target: &Path) -> Result<Vec<PathBuf>, NodeError> {
+    fn write(
+        &self,
+        ctx: &RunContext,
+        inputs: &Inputs,
+        target: &Path,
+    ) -> Result<Vec<PathBuf>, NodeError> {
         let p = &self.params;
         let input = inputs.value("input")?;
         let names = p.class_names.as_deref();
@@ -599,12 +671,22 @@ impl WriteNode {
             }
             (Value::Model(m), Format::Json) => {
                 let labels = inputs.labels_opt("labels")?;
-                let spectra = inputs.raster_opt("spectra")?;
-                let doc = json::model(m, labels, names, spectra)?;
+                let means = match labels {
+                    Some(l) => class_means(ctx, l, inputs.get("spectra"))?,
+                    None => None,
+                };
+                if labels.is_none() && inputs.get("spectra").is_some() {
+                    return Err(NodeError::Input {
+                        port: "spectra".into(),
+                        message: "needs `labels` to know the classes".into(),
+                    });
+                }
+                let doc = json::model(m, labels, names, means.as_ref())?;
                 write_atomically(target, |tmp| json::save(&doc, tmp))?
             }
             (Value::Labels(l), Format::Json) => {
-                let doc = json::labels(l, names, inputs.raster_opt("spectra")?)?;
+                let means = class_means(ctx, l, inputs.get("spectra"))?;
+                let doc = json::labels(l, names, means.as_ref())?;
                 write_atomically(target, |tmp| json::save(&doc, tmp))?
             }
             (Value::Json(v), Format::Json) => write_atomically(target, |tmp| json::save(v, tmp))?,
@@ -673,7 +755,7 @@ impl Node for WriteNode {
         // Refused before the inputs are computed (a windowed input is read here).
         let target = place(&ctx.out_dir, rel, true)?;
         let inputs = self.inputs_to_write(ctx, inputs)?;
-        let files = self.write(&inputs, &target)?;
+        let files = self.write(ctx, &inputs, &target)?;
         let mut list = Vec::new();
         for f in files {
             let (hash, bytes) = hash_file(&f).map_err(|e| NodeError::io(&f, e))?;
