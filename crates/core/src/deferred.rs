@@ -113,6 +113,22 @@ impl Expr {
     }
 }
 
+impl Expr {
+    /// Builds every node of the expression from the run's registry ([`RunContext::registry`]).
+    ///
+    /// # Errors
+    /// Without a registry, or as [`Expr::prepare`].
+    pub fn prepare_in(&self, ctx: &RunContext) -> Result<Prepared, NodeError> {
+        let registry = ctx.registry().ok_or_else(|| {
+            NodeError::Failed(format!(
+                "node `{}`: windowed values need the run's registry to be computed",
+                self.node_id
+            ))
+        })?;
+        self.prepare(registry)
+    }
+}
+
 impl Prepared {
     /// Computes `window` of the value: each windowed input for the same window, then the node.
     ///
@@ -258,6 +274,21 @@ impl Deferred {
         })
     }
 
+    /// Computes every window and folds it into accumulators, as [`Prepared::fold_windows`] on
+    /// the run's threads ([`RunContext::threads`]); returns one accumulator per worker.
+    ///
+    /// # Errors
+    /// As [`Expr::prepare_in`] and [`Prepared::fold_windows`].
+    pub fn fold<A: Send>(
+        &self,
+        ctx: &RunContext,
+        init: impl Fn() -> A + Sync,
+        step: impl Fn(&mut A, Window, Value) -> Result<(), NodeError> + Sync,
+    ) -> Result<Vec<A>, NodeError> {
+        let prepared = self.expr.prepare_in(ctx)?;
+        prepared.fold_windows(ctx, &self.windows(), ctx.threads.max(1), init, step)
+    }
+
     /// The windows the value is computed in, row by row from the top left.
     pub fn windows(&self) -> Vec<Window> {
         let g = self.grid();
@@ -304,10 +335,7 @@ impl Deferred {
     }
 
     fn materialize_whole(&self, ctx: &RunContext) -> Result<Value, NodeError> {
-        let registry = ctx.registry().cloned().ok_or_else(|| {
-            NodeError::Failed("a deferred value needs the run's registry to be computed".into())
-        })?;
-        let prepared = self.expr.prepare(&registry)?;
+        let prepared = self.expr.prepare_in(ctx)?;
         let wins = self.windows();
         let grid = self.grid().clone();
         let mismatch = |w: &Window, got: &Value| {
@@ -443,26 +471,9 @@ impl Deferred {
         if step == 1 {
             return self.materialize(ctx);
         }
-        let registry = ctx.registry().cloned().ok_or_else(|| {
-            NodeError::Failed("a deferred value needs the run's registry to be computed".into())
-        })?;
-        let prepared = self.expr.prepare(&registry)?;
-        let grid = self.grid();
-        let (h, w) = (grid.height.div_ceil(step), grid.width.div_ceil(step));
-        let t = &grid.transform;
-        let small = crate::Grid {
-            crs: grid.crs.clone(),
-            transform: [
-                t[0],
-                t[1] * step as f64,
-                t[2] * step as f64,
-                t[3],
-                t[4] * step as f64,
-                t[5] * step as f64,
-            ],
-            width: w,
-            height: h,
-        };
+        let prepared = self.expr.prepare_in(ctx)?;
+        let small = self.grid().coarsened(step);
+        let (h, w) = (small.height, small.width);
         // The first sampled row and column inside a window starting at `off`.
         let first = |off: usize| off.div_ceil(step) * step;
         let wins = self.windows();
@@ -529,20 +540,10 @@ pub fn thin(value: &Value, step: usize) -> Value {
     if step <= 1 {
         return value.clone();
     }
-    let coarser = |g: &crate::Grid| {
-        let t = &g.transform;
-        let k = step as f64;
-        crate::Grid {
-            crs: g.crs.clone(),
-            transform: [t[0], t[1] * k, t[2] * k, t[3], t[4] * k, t[5] * k],
-            width: g.width.div_ceil(step),
-            height: g.height.div_ceil(step),
-        }
-    };
     match value {
         Value::Raster(r) => Value::Raster(Raster {
             data: r.data.slice(s![.., .., ..;step, ..;step]).to_owned(),
-            grid: coarser(&r.grid),
+            grid: r.grid.coarsened(step),
             bands: r.bands.clone(),
             times: r.times.clone(),
         }),
@@ -550,7 +551,7 @@ pub fn thin(value: &Value, step: usize) -> Value {
             data: l.data.slice(s![..;step, ..;step]).to_owned(),
             nodata: l.nodata,
             classes: l.classes.clone(),
-            grid: coarser(&l.grid),
+            grid: l.grid.coarsened(step),
         }),
         other => other.clone(),
     }

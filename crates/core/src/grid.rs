@@ -65,6 +65,19 @@ impl Grid {
         (t[1] * t[5] - t[2] * t[4]).abs()
     }
 
+    /// The grid of every `step`-th pixel of every `step`-th row: the same origin, pixels `step`
+    /// times larger, `ceil(width / step) x ceil(height / step)` of them.
+    pub fn coarsened(&self, step: usize) -> Grid {
+        let t = &self.transform;
+        let k = step.max(1) as f64;
+        Grid {
+            crs: self.crs.clone(),
+            transform: [t[0], t[1] * k, t[2] * k, t[3], t[4] * k, t[5] * k],
+            width: self.width.div_ceil(step.max(1)),
+            height: self.height.div_ceil(step.max(1)),
+        }
+    }
+
     /// The sub-grid of a window that starts at `(col_off, row_off)` and spans `width x height`
     /// pixels. Pixel-local nodes can run per window and their results fit back by this grid.
     pub fn window(&self, col_off: usize, row_off: usize, width: usize, height: usize) -> Grid {

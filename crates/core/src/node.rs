@@ -211,6 +211,16 @@ impl Inputs {
         })
     }
 
+    /// The shared value on `port`, to pass on without copying it.
+    pub fn get_shared(&self, port: &str) -> Option<&Arc<Value>> {
+        self.values.get(port)
+    }
+
+    /// Ports and the shared values themselves, to pass on without copying them.
+    pub fn shared(&self) -> impl Iterator<Item = (&str, &Arc<Value>)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     /// Ports and values.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.values.iter().map(|(k, v)| (k.as_str(), v.as_ref()))

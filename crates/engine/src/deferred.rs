@@ -19,13 +19,10 @@ pub(crate) fn apply(
     inputs: &Inputs,
     first: &Deferred,
 ) -> Result<Value, NodeError> {
-    let registry = ctx.registry().cloned().ok_or_else(|| {
-        NodeError::Failed("windowed inputs need the run's registry; none was given".into())
-    })?;
     let operands = inputs
-        .iter()
+        .shared()
         .map(|(port, v)| {
-            let op = match v {
+            let op = match v.as_ref() {
                 Value::Deferred(d) => {
                     if d.grid() != first.grid() {
                         return Err(NodeError::Input {
@@ -36,7 +33,7 @@ pub(crate) fn apply(
                     }
                     Operand::Windowed(d.expr.clone())
                 }
-                other => Operand::Whole(Arc::new(other.clone())),
+                _ => Operand::Whole(v.clone()),
             };
             Ok((port.to_string(), op))
         })
@@ -47,7 +44,7 @@ pub(crate) fn apply(
         params: node.params.clone(),
         inputs: operands,
     });
-    let prepared = expr.prepare(&registry)?;
+    let prepared = expr.prepare_in(ctx)?;
     let template = probe(&prepared, ctx, first.grid())?;
     Ok(Value::Deferred(Deferred::new(
         template,

@@ -659,14 +659,14 @@ impl Node for StackNode {
         self.check_origins(&items)?;
         let epsg = self.crs(&items)?;
         let whole = self.grid(&items, epsg)?;
-        if let Some(deferred) = self.deferred(ctx, inputs, &items, &whole)? {
+        let groups = self.time_steps(&items);
+        if let Some(deferred) = self.deferred(ctx, inputs, &items, &groups, &whole)? {
             return Ok(deferred);
         }
         let grid = match ctx.window() {
             Some(w) => w.grid_of(&whole),
             None => whole,
         };
-        let groups = self.time_steps(&items);
         let (nt, nb) = (groups.len(), self.params.assets.len());
         let plane = grid.len();
         tracing::debug!(node = %ctx.node_id, times = nt, bands = nb, width = grid.width, height = grid.height, "stack");
@@ -943,12 +943,12 @@ impl StackNode {
         ctx: &RunContext,
         inputs: &Inputs,
         items: &[ItemRef],
+        groups: &[Vec<usize>],
         grid: &flow_core::Grid,
     ) -> Result<Option<Value>, NodeError> {
         if ctx.window().is_some() {
             return Ok(None);
         }
-        let groups = self.time_steps(items);
         let bytes =
             groups.len() as u128 * self.params.assets.len() as u128 * grid.len() as u128 * 4;
         let size = match ctx.window_size() {
@@ -959,7 +959,7 @@ impl StackNode {
         if grid.width <= size && grid.height <= size {
             return Ok(None);
         }
-        let (bands, times) = self.bands_and_times(items, &groups);
+        let (bands, times) = self.bands_and_times(items, groups);
         let template = Raster {
             data: Array4::zeros((groups.len(), self.params.assets.len(), 0, 0)),
             grid: grid.clone(),
@@ -972,7 +972,15 @@ impl StackNode {
             params: self.written.clone(),
             inputs: vec![(
                 "input".into(),
-                flow_core::deferred::Operand::Whole(Arc::new(inputs.value("input")?.clone())),
+                flow_core::deferred::Operand::Whole(
+                    inputs
+                        .get_shared("input")
+                        .cloned()
+                        .ok_or_else(|| NodeError::Input {
+                            port: "input".into(),
+                            message: "not connected".into(),
+                        })?,
+                ),
             )],
         };
         tracing::info!(node = %ctx.node_id, width = grid.width, height = grid.height, window = size, "the cube is read window by window");

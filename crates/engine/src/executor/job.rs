@@ -149,15 +149,15 @@ impl Job {
             return self.node.node.run(&self.ctx, &self.inputs);
         }
         let mut whole = Vec::new();
-        for (port, v) in self.inputs.iter() {
-            let v = match v {
+        for (port, v) in self.inputs.shared() {
+            let v = match v.as_ref() {
                 Value::Deferred(d) => {
                     tracing::info!(input = port, "computing a windowed input whole");
-                    d.materialize(&self.ctx)?
+                    Arc::new(d.materialize(&self.ctx)?)
                 }
-                other => other.clone(),
+                _ => v.clone(),
             };
-            whole.push((port.to_string(), Arc::new(v)));
+            whole.push((port.to_string(), v));
         }
         self.node.node.run(&self.ctx, &Inputs::new(whole))
     }

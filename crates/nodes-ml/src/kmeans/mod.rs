@@ -299,20 +299,13 @@ impl KMeansFitNode {
                 message: "expected a Matrix".into(),
             });
         };
-        let registry = ctx.registry().cloned().ok_or_else(|| {
-            NodeError::Failed("kmeans-fit: no registry to compute windows with".into())
-        })?;
-        let prepared = input.expr.prepare(&registry)?;
         let width = input.grid().width;
-        let windows = input.windows();
         let f = template.features.len();
         let mut sampling = sample::Sampling::new(self.params.seed(), sample, f);
         let passes = sampling.passes();
         for _ in 0..passes {
-            let partials = prepared.fold_windows(
+            let partials = input.fold(
                 ctx,
-                &windows,
-                ctx.threads.max(1),
                 || sampling.partial(),
                 |part, w, v| {
                     let Value::Matrix(m) = v else {

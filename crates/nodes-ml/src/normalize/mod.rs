@@ -304,19 +304,11 @@ impl NormalizeNode {
                 given.iter().copied().map(Some).collect()
             }
             None => {
-                let registry = ctx.registry().cloned().ok_or_else(|| {
-                    NodeError::Failed("normalize: no registry to compute windows with".into())
-                })?;
-                let prepared = input.expr.prepare(&registry)?;
-                let windows = input.windows();
                 let mut fitting = self.fitting(bands.len());
                 let passes = fitting.passes();
                 for _ in 0..passes {
-                    let threads = ctx.threads.max(1);
-                    let partials = prepared.fold_windows(
+                    let partials = input.fold(
                         ctx,
-                        &windows,
-                        threads,
                         || fitting.partial(),
                         |acc, _, v| {
                             let Value::Raster(r) = v else {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use flow_core::exact::ExactSum;
-use flow_core::{Labels, Model, NodeError, Raster};
+use flow_core::{Labels, Model, NodeError};
 use ndarray::{ArrayView2, ArrayView4};
 use serde_json::{json, Map, Value as Json};
 
@@ -20,23 +20,16 @@ pub(crate) struct ClassMeans {
 }
 
 impl ClassMeans {
-    /// Empty sums for class ids below `classes` and these band names.
-    pub(crate) fn new(classes: usize, names: Vec<String>) -> Self {
-        let sums = vec![vec![(ExactSum::default(), 0u64); names.len()]; classes];
-        ClassMeans { names, sums }
-    }
-
-    /// The sums over a whole class map and raster.
-    pub(crate) fn whole(l: &Labels, r: &Raster) -> Result<Self, NodeError> {
-        let n = l
+    /// Empty sums for the classes of `labels` and these band names.
+    pub(crate) fn new(labels: &Labels, names: Vec<String>) -> Self {
+        let classes = labels
             .classes
             .iter()
             .map(|c| c.id as usize + 1)
             .max()
             .unwrap_or(0);
-        let mut means = ClassMeans::new(n, r.bands.iter().map(|b| b.name.clone()).collect());
-        means.add(l.data.view(), l.nodata, &r.data.view())?;
-        Ok(means)
+        let sums = vec![vec![(ExactSum::default(), 0u64); names.len()]; classes];
+        ClassMeans { names, sums }
     }
 
     /// Adds the pixels of one window: its classes and the raster's values there.

@@ -21,6 +21,7 @@ mod json;
 mod png;
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use flow_core::{
     atomic, ClassInfo, DeclaredParams, Inputs, Labels, Node, NodeError, NodeKind, ParamError,
@@ -524,15 +525,15 @@ fn class_means(
     labels: &Labels,
     spectra: Option<&Value>,
 ) -> Result<Option<json::ClassMeans>, NodeError> {
-    let classes = labels
-        .classes
-        .iter()
-        .map(|c| c.id as usize + 1)
-        .max()
-        .unwrap_or(0);
+    let band_names =
+        |r: &flow_core::Raster| r.bands.iter().map(|b| b.name.clone()).collect::<Vec<_>>();
     match spectra {
         None => Ok(None),
-        Some(Value::Raster(r)) => Ok(Some(json::ClassMeans::whole(labels, r)?)),
+        Some(Value::Raster(r)) => {
+            let mut means = json::ClassMeans::new(labels, band_names(r));
+            means.add(labels.data.view(), labels.nodata, &r.data.view())?;
+            Ok(Some(means))
+        }
         Some(Value::Deferred(d)) => {
             let Value::Raster(template) = d.template.as_ref() else {
                 return Err(NodeError::Input {
@@ -547,16 +548,10 @@ fn class_means(
                     grid.width, grid.height, labels.grid.width, labels.grid.height
                 )));
             }
-            let registry = ctx.registry().cloned().ok_or_else(|| {
-                NodeError::Failed("write: no registry to compute windows with".into())
-            })?;
-            let prepared = d.expr.prepare(&registry)?;
-            let names: Vec<String> = template.bands.iter().map(|b| b.name.clone()).collect();
-            let parts = prepared.fold_windows(
+            let names = band_names(template);
+            let parts = d.fold(
                 ctx,
-                &d.windows(),
-                ctx.threads.max(1),
-                || json::ClassMeans::new(classes, names.clone()),
+                || json::ClassMeans::new(labels, names.clone()),
                 |acc, w, v| {
                     let Value::Raster(r) = v else {
                         return Err(NodeError::Failed(
@@ -569,7 +564,7 @@ fn class_means(
                     acc.add(part, labels.nodata, &r.data.view())
                 },
             )?;
-            let mut all = json::ClassMeans::new(classes, names);
+            let mut all = json::ClassMeans::new(labels, names);
             for p in &parts {
                 all.merge(p);
             }
@@ -607,16 +602,16 @@ impl WriteNode {
             1
         };
         let mut out = Vec::new();
-        for (port, v) in inputs.iter() {
-            let v = match v {
+        for (port, v) in inputs.shared() {
+            let v = match v.as_ref() {
                 // Per-class means are gathered window by window (`class_means`).
                 Value::Deferred(_) if port == "spectra" && !png => v.clone(),
-                Value::Deferred(d) if png => d.materialize_every(ctx, step)?,
-                Value::Deferred(d) => d.materialize(ctx)?,
-                other if png => flow_core::deferred::thin(other, step),
-                other => other.clone(),
+                Value::Deferred(d) if png => Arc::new(d.materialize_every(ctx, step)?),
+                Value::Deferred(d) => Arc::new(d.materialize(ctx)?),
+                other if png && step > 1 => Arc::new(flow_core::deferred::thin(other, step)),
+                _ => v.clone(),
             };
-            out.push((port.to_string(), std::sync::Arc::new(v)));
+            out.push((port.to_string(), v));
         }
         Ok(Inputs::new(out))
     }
