@@ -31,6 +31,12 @@ pub enum Command {
         after_help = "Examples:\n  flow run recipes/timberlea_kmeans.toml --profile offline\n  flow run r.toml --set k=6 --set fit.max_iter=50 --jobs 2 --out results/"
     )]
     Run(RunArgs),
+    /// Estimate a run before it reads anything: per node the output's shape and grid, its
+    /// windows, the bytes it reads and the run's memory while it runs.
+    #[command(
+        after_help = "Examples:\n  flow plan recipes/timberlea_kmeans.toml --profile offline\n  flow plan r.toml --set stack.resolution=1 --memory-limit 8G --json"
+    )]
+    Plan(PlanArgs),
     /// Check a recipe without running it: every error, with file:line:col.
     #[command(
         after_help = "Examples:\n  flow validate recipes/timberlea_kmeans.toml\n  flow validate r.toml --profile offline --set k=6 --plan"
@@ -109,6 +115,45 @@ pub struct RunArgs {
     /// (the results are the same; memory follows the window, not the area).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub window: Option<u32>,
+    /// Memory the run may use (`4G`, `512M`, bytes). A run estimated to need more is refused
+    /// before anything is read (exit 2), or once the search shows it (exit 3). Default: half
+    /// of the smallest of RAM and swap, the cgroup's limit and `ulimit -v`.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
+    /// Print the plan's estimate (per node: output, windows, bytes read, peak memory) and
+    /// stop before running anything; exit 2 when it exceeds the memory limit.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `flow plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The recipe, its profile and overrides.
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// Where the cache is (cached nodes are loaded, not run).
+    #[command(flatten)]
+    pub cache: CacheDirArg,
+    /// Estimate as if nothing were cached.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Nodes to run at once, and workers per windowed pass (default: the number of cores).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Window side, as `flow run --window`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: Option<u32>,
+    /// Memory limit, as `flow run --memory-limit`.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
+    /// Print the estimate as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    flow_core::estimate::parse_bytes(text)
 }
 
 /// `flow validate`.
@@ -253,6 +298,7 @@ pub fn main() -> flow_core::ExitCode {
     let plugins = cli.plugins;
     let result = match cli.command {
         Command::Run(a) => crate::commands::run(a, &plugins),
+        Command::Plan(a) => crate::commands::plan(a, &plugins),
         Command::Validate(a) => crate::commands::validate(a, &plugins),
         Command::Graph(a) => crate::commands::graph(a, &plugins),
         Command::Nodes(a) => crate::commands::nodes(a, &plugins),

@@ -9,7 +9,7 @@ use flow_engine::{Cache, Event, RunOptions};
 use flow_recipe::{render, Overrides, Plan};
 
 use crate::cli::{
-    CacheAction, CacheArgs, CacheDirArg, FixtureArgs, GraphArgs, GraphFormat, NodesArgs,
+    CacheAction, CacheArgs, CacheDirArg, FixtureArgs, GraphArgs, GraphFormat, NodesArgs, PlanArgs,
     RecipeArgs, RunArgs, ValidateArgs,
 };
 use crate::error::{CommandError, CommandResult};
@@ -208,7 +208,114 @@ fn run_options(
         progress: None,
         registry: Some(Arc::new(registry.clone())),
         window: None,
+        memory_limit: None,
     }
+}
+
+/// `--jobs`, else the number of cores.
+fn jobs_or_cores(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
+    .max(1)
+}
+
+/// Prints the estimate of a run (`flow plan`, `flow run --dry-run`); exit 2 when it exceeds the
+/// memory limit.
+fn print_estimate(
+    plan: &Plan,
+    options: &RunOptions,
+    limit: Option<&(u64, String)>,
+    json: bool,
+) -> CommandResult {
+    let items = run_item_nodes(plan, options);
+    let estimate = flow_engine::estimate_run(plan, options, &items);
+    let from_plan = flow_engine::estimate_run(plan, options, &[]);
+    if json {
+        let mut value = serde_json::to_value(&estimate)
+            .map_err(|e| CommandError::io(format!("cannot write the estimate: {e}")))?;
+        value["memory_limit"] = limit.map_or(serde_json::Value::Null, |l| l.0.into());
+        crate::outln!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else {
+        crate::out!("{}", crate::plan::render(&estimate, limit));
+    }
+    let Some((bytes, source)) = limit else {
+        return Ok(());
+    };
+    match (from_plan.exceeds(*bytes), estimate.exceeds(*bytes)) {
+        (Some(why), _) => Err(CommandError::usage(format!("{why} ({source})"))),
+        (None, Some(why)) => Err(CommandError::new(
+            ExitCode::BadData,
+            format!("{why} ({source})"),
+        )),
+        (None, None) => Ok(()),
+    }
+}
+
+/// The outputs of the plan's item nodes (searches and signing, which read catalogs, not
+/// pixels), run now so that the estimate knows the grid and the time steps; in plan order,
+/// `None` for every other node and for one that failed (with a warning).
+fn run_item_nodes(plan: &Plan, options: &RunOptions) -> Vec<Option<Arc<flow_core::Value>>> {
+    let mut values: Vec<Option<Arc<flow_core::Value>>> = Vec::with_capacity(plan.nodes.len());
+    for node in &plan.nodes {
+        let inputs: Option<Vec<(String, Arc<flow_core::Value>)>> = node
+            .inputs
+            .iter()
+            .map(|(port, src)| {
+                let i = plan.nodes.iter().position(|n| &n.id == src)?;
+                values.get(i)?.clone().map(|v| (port.clone(), v))
+            })
+            .collect();
+        let value = match inputs {
+            Some(inputs) if node.kind.signature().output == flow_core::ValueType::Items => {
+                let ctx = options.context(&node.id);
+                match node.node.run(&ctx, &flow_core::Inputs::new(inputs)) {
+                    Ok(v) => Some(Arc::new(v)),
+                    Err(e) => {
+                        eprintln!(
+                            "warning: `{}` failed ({}); what follows it is estimated without its items",
+                            node.id,
+                            flow_core::redact::secrets(&e.to_string())
+                        );
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        values.push(value);
+    }
+    values
+}
+
+/// `flow plan`.
+pub fn plan(args: PlanArgs, plugins: &[PathBuf]) -> CommandResult {
+    let (registry, plan) = registry_and_plan(&args.recipe, plugins)?;
+    let cache = if args.no_cache {
+        None
+    } else {
+        Some(open_cache(&args.cache)?)
+    };
+    let out_dir = recipe_dir(&args.recipe.recipe).join("out").join(&plan.name);
+    let jobs = jobs_or_cores(args.jobs);
+    let mut options = run_options(
+        &args.recipe.recipe,
+        cache,
+        &args.cache,
+        jobs,
+        out_dir,
+        false,
+        &registry,
+    );
+    let limit = crate::plan::memory_limit(args.memory_limit);
+    options.window = args.window.map(|w| w as usize);
+    options.memory_limit = limit.as_ref().map(|l| l.0);
+    print_estimate(&plan, &options, limit.as_ref(), args.json)
 }
 
 /// `flow run`.
@@ -219,26 +326,14 @@ pub fn run(args: RunArgs, plugins: &[PathBuf]) -> CommandResult {
     } else {
         Some(open_cache(&args.cache)?)
     };
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
-        .max(1);
+    let jobs = jobs_or_cores(args.jobs);
+    let limit = crate::plan::memory_limit(args.memory_limit);
+    crate::plan::bound_gdal_cache(limit.as_ref());
     let _ = rayon_pool(jobs);
     let out_dir = args
         .out
         .clone()
         .unwrap_or_else(|| recipe_dir(&args.recipe.recipe).join("out").join(&plan.name));
-    std::fs::create_dir_all(&out_dir).map_err(|e| {
-        CommandError::io(format!(
-            "cannot create output directory {}: {e}",
-            out_dir.display()
-        ))
-    })?;
-    let progress = Progress::new(plan.nodes.len());
     let mut options = run_options(
         &args.recipe.recipe,
         cache,
@@ -248,8 +343,19 @@ pub fn run(args: RunArgs, plugins: &[PathBuf]) -> CommandResult {
         args.refresh,
         &registry,
     );
-    options.progress = Some(progress.sink());
     options.window = args.window.map(|w| w as usize);
+    options.memory_limit = limit.as_ref().map(|l| l.0);
+    if args.dry_run {
+        return print_estimate(&plan, &options, limit.as_ref(), false);
+    }
+    std::fs::create_dir_all(&out_dir).map_err(|e| {
+        CommandError::io(format!(
+            "cannot create output directory {}: {e}",
+            out_dir.display()
+        ))
+    })?;
+    let progress = Progress::new(plan.nodes.len());
+    options.progress = Some(progress.sink());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

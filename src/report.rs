@@ -7,21 +7,7 @@ use flow_engine::{NodeStatus, RunReport};
 
 use crate::cli::NodesFormat;
 
-/// Bytes as B / KiB / MiB / GiB.
-pub fn human_bytes(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < units.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
-}
+pub use flow_core::estimate::human_bytes;
 
 /// Milliseconds as `12 ms` or `1.23 s`.
 pub fn format_ms(ms: f64) -> String {

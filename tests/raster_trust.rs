@@ -385,8 +385,11 @@ fn a_cube_larger_than_memory_is_computed_window_by_window() {
             &out.to_string_lossy(),
             "--set",
             "stack.resolution=0.1",
+            "--memory-limit",
+            "768M",
         ],
     );
+    // Twice the memory limit as address space is enough.
     assert_eq!(code, 0, "{stderr}");
     let model: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();

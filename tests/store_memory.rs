@@ -27,7 +27,10 @@ const CLEAR_ITEM: &str = "S2B_MSIL2A_20210803T154909_R054_T18TWR_20210804T003227
 /// the cube it gets.
 const LIMIT_MIB: u64 = 1600;
 
-/// `flow run RECIPE --out OUT` under [`LIMIT_MIB`], with glibc's heaps capped at two arenas:
+/// `flow run RECIPE --out OUT` under [`LIMIT_MIB`], which is also its `--memory-limit` (by
+/// default flow takes half of it, and would compute a cube of a quarter of that window by
+/// window), with windows larger than the grid so that the cube is held whole, and with glibc's
+/// heaps capped at two arenas:
 /// each arena reserves 64 MiB of address space, and without a cap their number grows with the
 /// machine's cores (up to 8 per core), which would make flow's own share depend on the machine.
 /// Returns (exit code, stdout and stderr).
@@ -41,6 +44,12 @@ fn limited(cache: &Path, recipe: &Path, out: &Path) -> (i32, String) {
             .arg(recipe)
             .arg("--out")
             .arg(out)
+            .args([
+                "--memory-limit",
+                &format!("{LIMIT_MIB}M"),
+                "--window",
+                "20000",
+            ])
             .current_dir(crate::support::root())
             .env("NO_COLOR", "1")
             .env("FLOW_CACHE_DIR", cache)

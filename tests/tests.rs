@@ -24,6 +24,9 @@ mod big_fixtures;
 /// stac-search against a real STAC API (stac-fastapi-pgstac on pgstac), started by scripts/test.
 mod stac_api;
 
+/// The memory budget: `flow plan`, `--dry-run` and `--memory-limit`.
+mod memory_budget;
+
 /// The cache through the binary: concurrent runs, SIGKILL, corruption, Ctrl-C.
 mod cache;
 

@@ -189,6 +189,7 @@ impl Prepared {
                                 return Ok(acc);
                             };
                             let result = self.window(ctx, w).and_then(|v| step(&mut acc, w, v));
+                            ctx.count_window(w.len());
                             if let Err(e) = result {
                                 failed.store(true, Ordering::Relaxed);
                                 return Err(e);

@@ -94,6 +94,16 @@ pub enum NodeError {
         /// What was wrong.
         message: String,
     },
+    /// The run would need more memory than its limit ([`crate::estimate`]): exit 2 when the
+    /// plan alone shows it, 3 when only data known once part of the run is done (a search's
+    /// items) does.
+    #[error("{message}")]
+    OverMemory {
+        /// The node, the estimate and the limit.
+        message: String,
+        /// Known from the plan, before anything ran.
+        from_plan: bool,
+    },
     /// The run was cancelled (Ctrl-C or another node failed).
     #[error("cancelled")]
     Cancelled,
@@ -110,6 +120,10 @@ impl NodeError {
             NodeError::Remote { .. } => ExitCode::Remote,
             NodeError::Io { .. } => ExitCode::Io,
             NodeError::Plugin(_) => ExitCode::Plugin,
+            NodeError::OverMemory {
+                from_plan: true, ..
+            } => ExitCode::Usage,
+            NodeError::OverMemory { .. } => ExitCode::BadData,
             NodeError::Cancelled => ExitCode::Interrupted,
             NodeError::Input { .. } | NodeError::Failed(_) => ExitCode::NodeFailed,
         }

@@ -32,6 +32,7 @@ pub mod atomic;
 pub mod declare;
 pub mod deferred;
 pub mod error;
+pub mod estimate;
 pub mod exact;
 pub mod exit;
 pub mod grid;
@@ -54,7 +55,7 @@ pub use grid::Grid;
 pub use meta::{ArrayRef, Dtype, NamedArray, ValueMeta};
 pub use node::{
     Caching, DatasetProvider, Datasets, Inputs, Node, NodeKind, Origin, Port, ProgressSink,
-    RunContext, Signature, Source,
+    RunContext, Signature, Source, Work,
 };
 pub use registry::Registry;
 pub use schema::{ParamSpec, ParamType, Params};

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -178,6 +178,14 @@ pub trait Node: Send + Sync {
     /// nodes that read remote files override it to ask the server again.
     fn source_changed(&self, source: &Source) -> Option<bool> {
         source.changed()
+    }
+
+    /// What this node will output and what running it costs, from what is known of its inputs
+    /// before anything is read ([`crate::estimate`]). `None`, the default, leaves it to the
+    /// engine: a small output for items, models and JSON, for a pixel-local node the shape of
+    /// its first array input, otherwise unknown.
+    fn estimate(&self, _known: &crate::estimate::Known) -> Option<crate::estimate::Estimate> {
+        None
     }
 }
 
@@ -404,6 +412,34 @@ pub struct RunContext {
     window: Option<crate::window::Window>,
     registry: Option<Arc<crate::Registry>>,
     window_size: Option<usize>,
+    memory_limit: Option<u64>,
+    work: Arc<Work>,
+}
+
+/// The work a node did, for the run report: windows computed, their pixels, and pixel bytes
+/// read from files (see [`crate::estimate`]). Shared by the contexts of its windows.
+#[derive(Debug, Default)]
+pub struct Work {
+    windows: AtomicU64,
+    pixels: AtomicU64,
+    read_bytes: AtomicU64,
+}
+
+impl Work {
+    /// Windows computed.
+    pub fn windows(&self) -> u64 {
+        self.windows.load(Ordering::Relaxed)
+    }
+
+    /// Pixels of the windows computed.
+    pub fn pixels(&self) -> u64 {
+        self.pixels.load(Ordering::Relaxed)
+    }
+
+    /// Pixel bytes read from files.
+    pub fn read_bytes(&self) -> u64 {
+        self.read_bytes.load(Ordering::Relaxed)
+    }
 }
 
 impl RunContext {
@@ -425,7 +461,37 @@ impl RunContext {
             window: None,
             registry: None,
             window_size: None,
+            memory_limit: None,
+            work: Arc::default(),
         }
+    }
+
+    /// The run's memory limit in bytes (`--memory-limit`), which source nodes keep their
+    /// whole outputs well below, computing larger ones window by window.
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.memory_limit
+    }
+
+    /// Sets the memory limit (see [`RunContext::memory_limit`]).
+    pub fn with_memory_limit(mut self, bytes: Option<u64>) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// The work this node did so far (see [`Work`]).
+    pub fn work(&self) -> &Work {
+        &self.work
+    }
+
+    /// Counts a window of `pixels` pixels computed.
+    pub fn count_window(&self, pixels: usize) {
+        self.work.windows.fetch_add(1, Ordering::Relaxed);
+        self.work.pixels.fetch_add(pixels as u64, Ordering::Relaxed);
+    }
+
+    /// Counts `bytes` of pixels read from a file.
+    pub fn count_read(&self, bytes: u64) {
+        self.work.read_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// The window of its grid a source node (`stack`) produces, when the node runs as part of a

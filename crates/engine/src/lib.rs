@@ -14,6 +14,7 @@
 pub mod cache;
 mod deferred;
 pub mod error;
+pub mod estimate;
 pub mod executor;
 pub mod key;
 pub mod memory;
@@ -21,6 +22,7 @@ pub mod report;
 
 pub use cache::{Cache, EntryInfo, Lookup};
 pub use error::CacheError;
-pub use executor::{run, Event, RunOptions};
+pub use estimate::{estimate, NodeEstimate, PlanEstimate};
+pub use executor::{estimate_run, run, Event, RunOptions};
 pub use key::Key;
 pub use report::{NodeReport, NodeStatus, RunReport};

@@ -62,6 +62,15 @@ pub struct NodeReport {
     /// `--jobs 1` the peak is reset before each node, so this is the node's own peak.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_rss_bytes: Option<u64>,
+    /// Windows it computed (a node reading a windowed input window by window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<u64>,
+    /// Pixels of those windows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixels: Option<u64>,
+    /// Pixel bytes it read from files, as f32 on its output grid ([`flow_core::estimate`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_bytes: Option<u64>,
 }
 
 impl NodeReport {
@@ -78,6 +87,9 @@ impl NodeReport {
             error: None,
             span_ms: None,
             peak_rss_bytes: None,
+            windows: None,
+            pixels: None,
+            read_bytes: None,
         }
     }
 }

@@ -355,6 +355,7 @@ fn options(cache: Option<&Path>, jobs: usize) -> RunOptions {
         progress: None,
         registry: None,
         window: None,
+        memory_limit: None,
     }
 }
 

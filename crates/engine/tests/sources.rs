@@ -150,6 +150,7 @@ fn run(cache: &Path) -> RunReport {
         progress: None,
         registry: None,
         window: None,
+        memory_limit: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -11,6 +11,7 @@
 //! `first/last` (`2021-07-14T15:49:11Z/2021-08-03T15:49:09Z`), the form STAC uses for a range; a
 //! raster with one time step keeps its label.
 
+use flow_core::estimate::{Estimate, Known, Shape};
 use flow_core::{
     DeclaredParams, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port, Raster,
     RunContext, Signature, Value, ValueType,
@@ -197,6 +198,14 @@ fn span(times: &[String]) -> String {
 }
 
 impl Node for CompositeNode {
+    fn estimate(&self, known: &Known) -> Option<Estimate> {
+        let p = known.pixels("input")?;
+        let mut output = p.reshaped(ValueType::Raster, 1, p.bands);
+        output.at_least = false;
+        // The values of one pixel over time, per worker (the median sorts them).
+        Some(Estimate::of(Shape::Pixels(output)).working(p.pixel_bytes() * known.threads as u64))
+    }
+
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
         let raster = inputs.raster("input")?;
         let out = self.apply(raster)?;

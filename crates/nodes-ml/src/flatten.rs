@@ -1,5 +1,6 @@
 //! `flatten`: a raster cube to a pixels x features matrix, one row per fully valid pixel.
 
+use flow_core::estimate::{Estimate, Known, Shape};
 use flow_core::{
     DeclaredParams, Inputs, Matrix, Node, NodeError, NodeKind, ParamError, ParamKind, ParamSpec,
     ParamType, Params, Port, Raster, RunContext, Signature, Value, ValueType,
@@ -187,6 +188,16 @@ impl FlattenNode {
 }
 
 impl Node for FlattenNode {
+    fn estimate(&self, known: &Known) -> Option<Estimate> {
+        let p = known.pixels("input")?;
+        let features = p.times * p.bands;
+        Some(Estimate::of(Shape::Pixels(p.reshaped(
+            ValueType::Matrix,
+            1,
+            features,
+        ))))
+    }
+
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
         let raster = inputs.raster("input")?;
         let m = self.apply(raster)?;

@@ -1,5 +1,6 @@
 //! `predict`: the nearest centroid of every row of a matrix.
 
+use flow_core::estimate::{Estimate, Known, Shape};
 use flow_core::{
     DeclaredParams, Inputs, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec,
     Params, Port, RunContext, Signature, Value, ValueType,
@@ -129,6 +130,15 @@ impl PredictNode {
 }
 
 impl Node for PredictNode {
+    fn estimate(&self, known: &Known) -> Option<Estimate> {
+        let p = known.pixels("matrix")?;
+        Some(Estimate::of(Shape::Pixels(p.reshaped(
+            ValueType::Matrix,
+            1,
+            1,
+        ))))
+    }
+
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
         let matrix = inputs.matrix("matrix")?;
         let model = inputs.model("model")?;

@@ -1,5 +1,6 @@
 //! `reshape`: class ids per row back onto the grid, as [`Labels`].
 
+use flow_core::estimate::{Estimate, Known, Shape};
 use flow_core::{
     ClassInfo, DeclaredParams, Inputs, Labels, Matrix, Model, Node, NodeError, NodeKind,
     ParamError, ParamSpec, Params, Port, RunContext, Signature, Value, ValueType,
@@ -155,6 +156,15 @@ impl ReshapeNode {
 }
 
 impl Node for ReshapeNode {
+    fn estimate(&self, known: &Known) -> Option<Estimate> {
+        let p = known.pixels("input")?;
+        Some(Estimate::of(Shape::Pixels(p.reshaped(
+            ValueType::Labels,
+            1,
+            1,
+        ))))
+    }
+
     fn run(&self, _ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
         let matrix = inputs.matrix("input")?;
         let model = inputs.model_opt("model")?;

@@ -25,6 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use flow_core::estimate::{Estimate, Known, Pixels, Shape};
 use flow_core::{
     BandInfo, DeclaredParams, Grid, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec,
     Params, Port, Raster, RunContext, Signature, Source, Value, ValueType,
@@ -753,10 +754,12 @@ impl Node for StackNode {
                         }
                         if first {
                             sources.extend(read_one(item, b, out)?);
+                            ctx.count_read(plane as u64 * 4);
                             first = false;
                         } else {
                             other.resize(plane, f32::NAN);
                             sources.extend(read_one(item, b, &mut other)?);
+                            ctx.count_read(plane as u64 * 4);
                             for (o, v) in out.iter_mut().zip(&other) {
                                 if o.is_nan() {
                                     *o = *v;
@@ -794,6 +797,51 @@ impl Node for StackNode {
             bands,
             times,
         }))
+    }
+
+    fn estimate(&self, known: &Known) -> Option<Estimate> {
+        let bands = self.params.assets.len();
+        // The grid and the items of each time step: from the items once the search has run,
+        // else from the params alone (bounds and `epsg` given), with at least one time step.
+        let (grid, steps, at_least) = match known.value("input") {
+            Some(Value::Items(input)) => {
+                let catalog = input.catalog();
+                let mut items: Vec<ItemRef> = input
+                    .features()
+                    .iter()
+                    .map(|f| {
+                        let remote = stac::remote_origin(f, catalog);
+                        stac::item_ref(f, &self.params.assets, std::path::Path::new("."), remote)
+                    })
+                    .collect();
+                items.sort_by(|a, b| a.datetime.cmp(&b.datetime).then_with(|| a.id.cmp(&b.id)));
+                let epsg = self.crs(&items).ok()?;
+                let grid = self.grid(&items, epsg).ok()?;
+                let steps: Vec<usize> = self.time_steps(&items).iter().map(Vec::len).collect();
+                (grid, steps, false)
+            }
+            _ => {
+                let epsg = self.params.epsg?;
+                if self.params.extent == Extent::Items {
+                    return None;
+                }
+                (self.grid(&[], epsg).ok()?, vec![1], true)
+            }
+        };
+        let plane = grid.len() as u64 * 4;
+        let bytes = steps.len() as u128 * bands as u128 * u128::from(plane);
+        let mut output = Pixels::whole(ValueType::Raster, steps.len(), bands, grid);
+        output.window = window_side(bytes, &output.grid, known.window, known.memory_limit);
+        output.at_least = at_least;
+        let items: u64 = steps.iter().map(|&n| n as u64).sum();
+        // Each reader of a mosaic holds a second plane to merge the next item into.
+        let merging = steps.iter().any(|&n| n > 1) && output.window.is_none();
+        let readers = self.params.max_parallel.min(steps.len() * bands).max(1) as u64;
+        Some(Estimate {
+            working_bytes: if merging { readers * plane } else { 0 },
+            read_bytes: items * bands as u64 * plane,
+            ..Estimate::of(Shape::Pixels(output))
+        })
     }
 
     fn source_changed(&self, source: &Source) -> Option<bool> {
@@ -886,6 +934,27 @@ fn overlaps(item: &ItemRef, b: usize, epsg: u32, grid: &flow_core::Grid) -> bool
 /// Cubes larger than this are computed window by window even without `--window`.
 const AUTO_WINDOW_BYTES: u128 = 1 << 30;
 
+/// The side of the windows a cube of `bytes` on `grid` is computed in, or `None` to read it
+/// whole: the side asked for (`--window`); else [`flow_core::window::DEFAULT_WINDOW`] when the
+/// cube would exceed [`AUTO_WINDOW_BYTES`] or a quarter of the memory limit. `None` as well when
+/// the cube fits in one window.
+fn window_side(
+    bytes: u128,
+    grid: &flow_core::Grid,
+    asked: Option<usize>,
+    memory_limit: Option<u64>,
+) -> Option<usize> {
+    let auto = memory_limit.map_or(AUTO_WINDOW_BYTES, |l| {
+        AUTO_WINDOW_BYTES.min(u128::from(l) / 4)
+    });
+    let size = match asked {
+        Some(size) => size,
+        None if bytes > auto => flow_core::window::DEFAULT_WINDOW,
+        None => return None,
+    };
+    (grid.width > size || grid.height > size).then_some(size)
+}
+
 impl StackNode {
     /// The items of each time step, in reading order: one step per UTC date with
     /// `mosaic = "date"` (items already sorted by datetime, then id), else one per item.
@@ -951,14 +1020,9 @@ impl StackNode {
         }
         let bytes =
             groups.len() as u128 * self.params.assets.len() as u128 * grid.len() as u128 * 4;
-        let size = match ctx.window_size() {
-            Some(size) => size,
-            None if bytes > AUTO_WINDOW_BYTES => flow_core::window::DEFAULT_WINDOW,
-            None => return Ok(None),
-        };
-        if grid.width <= size && grid.height <= size {
+        let Some(size) = window_side(bytes, grid, ctx.window_size(), ctx.memory_limit()) else {
             return Ok(None);
-        }
+        };
         let (bands, times) = self.bands_and_times(items, groups);
         let template = Raster {
             data: Array4::zeros((groups.len(), self.params.assets.len(), 0, 0)),

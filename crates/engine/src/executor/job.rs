@@ -57,6 +57,8 @@ pub(super) struct Computed {
     pub(super) sources: Vec<flow_core::Source>,
     /// True when it said its output is incomplete.
     pub(super) incomplete: bool,
+    /// Windows it computed, their pixels, and pixel bytes it read.
+    pub(super) work: (u64, u64, u64),
 }
 
 /// The TTL of a node's cache entries; `None` for entries that do not expire.
@@ -118,11 +120,13 @@ impl Job {
                         warnings.push(format!("not cached: {e}"));
                     }
                 }
+                let work = self.ctx.work();
                 Outcome::Computed(Box::new(Computed {
                     value,
                     warnings,
                     sources,
                     incomplete: incomplete.is_some(),
+                    work: (work.windows(), work.pixels(), work.read_bytes()),
                 }))
             }
             Err(e) => Outcome::Failed(e, self.ctx.warnings()),

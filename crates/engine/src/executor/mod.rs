@@ -50,6 +50,10 @@ pub struct RunOptions {
     pub registry: Option<Arc<flow_core::Registry>>,
     /// The window side asked for (`--window`); `None` lets source nodes decide.
     pub window: Option<usize>,
+    /// The memory the run may use, in bytes (`--memory-limit`): a run estimated to need more
+    /// ([`crate::estimate`]) is refused before the node that would exceed it starts, and
+    /// source nodes compute outputs too large for it window by window. `None`: no limit.
+    pub memory_limit: Option<u64>,
 }
 
 impl RunOptions {
@@ -66,7 +70,9 @@ impl RunOptions {
         ctx.threads = self.jobs;
         ctx.refresh = self.refresh;
         ctx.datasets = self.datasets.clone();
-        let mut ctx = ctx.with_window_size(self.window);
+        let mut ctx = ctx
+            .with_window_size(self.window)
+            .with_memory_limit(self.memory_limit);
         if let Some(registry) = &self.registry {
             ctx = ctx.with_registry(registry.clone());
         }
@@ -122,6 +128,8 @@ enum State {
     Pending,
     Busy,
     Done(Shared),
+    /// Done, and its output dropped once every consumer had finished.
+    Released,
     Failed,
 }
 
@@ -273,6 +281,23 @@ pub fn cache_states(plan: &Plan, options: &RunOptions) -> Vec<(String, &'static 
         .collect()
 }
 
+/// The estimate of running `plan` with `options` as things stand: which nodes the cache spares
+/// and which run ([`crate::estimate`]), before anything is read. `known` holds, in plan order,
+/// outputs already computed (a search's items), which the nodes after them estimate from.
+pub fn estimate_run(
+    plan: &Plan,
+    options: &RunOptions,
+    known: &[Option<Arc<Value>>],
+) -> crate::estimate::PlanEstimate {
+    let mut run = Scheduler::new(plan, options);
+    for (slot, value) in run.slots.iter_mut().zip(known) {
+        if let Some(v) = value {
+            slot.state = State::Done(v.clone());
+        }
+    }
+    run.estimate()
+}
+
 /// Runs `plan`, calling `on_event` as nodes start and finish.
 ///
 /// The returned report lists every node; its `exit_code` is 0 on success, the failing node's
@@ -296,6 +321,9 @@ pub async fn run(
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
+        if !options.cancel.load(Ordering::SeqCst) {
+            run.check_memory();
+        }
         if !options.cancel.load(Ordering::SeqCst) {
             while tasks.len() < options.jobs.max(1) {
                 let Some((i, job)) = run.next_job() else {
@@ -349,6 +377,8 @@ struct Scheduler<'a> {
     slots: Vec<Slot>,
     reports: Vec<Option<NodeReport>>,
     first_error: Option<(String, NodeError)>,
+    /// Something was learned since the memory estimate was last checked.
+    estimate_stale: bool,
 }
 
 impl<'a> Scheduler<'a> {
@@ -380,6 +410,7 @@ impl<'a> Scheduler<'a> {
             reports: vec![None; plan.nodes.len()],
             first_error,
             inputs_of,
+            estimate_stale: true,
         };
         run.resolve_keys();
         run.replan();
@@ -460,17 +491,83 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    /// Marks `i` needed and, when it must be computed, its inputs too.
+    /// Marks `i` needed and, when it must be computed, its inputs too. An input whose output
+    /// was already dropped is produced again.
     fn require(&mut self, i: usize) {
         if self.slots[i].needed && !matches!(self.slots[i].state, State::Pending) {
             return;
         }
         self.slots[i].needed = true;
+        self.estimate_stale = true;
         if !self.slots[i].hit {
             for j in self.inputs_of[i].clone() {
+                if matches!(self.slots[j].state, State::Released) {
+                    self.slots[j].state = State::Pending;
+                    self.slots[j].needed = false;
+                }
                 if !self.slots[j].needed {
                     self.require(j);
                 }
+            }
+        }
+    }
+
+    /// The estimate of the rest of the run (see [`crate::estimate`]).
+    fn estimate(&self) -> crate::estimate::PlanEstimate {
+        let situation = crate::estimate::Situation {
+            needed: self.slots.iter().map(|s| s.needed).collect(),
+            hit: self.slots.iter().map(|s| s.hit).collect(),
+            values: self
+                .slots
+                .iter()
+                .map(|s| match &s.state {
+                    State::Done(v) => Some(v.clone()),
+                    _ => None,
+                })
+                .collect(),
+            threads: self.options.jobs.max(1),
+            window: self.options.window,
+            memory_limit: self.options.memory_limit,
+        };
+        crate::estimate::estimate(self.plan, &situation)
+    }
+
+    /// Refuses the rest of the run when, with what is known now, it is estimated to need more
+    /// memory than the limit: the error names the node, the estimate and the limit (exit 2
+    /// before anything ran, else 3), and nothing more starts.
+    fn check_memory(&mut self) {
+        let Some(limit) = self.options.memory_limit else {
+            return;
+        };
+        if !std::mem::take(&mut self.estimate_stale) || self.first_error.is_some() {
+            return;
+        }
+        let estimate = self.estimate();
+        if let Some(message) = estimate.exceeds(limit) {
+            let node = estimate.peak_node.unwrap_or_default();
+            tracing::info!(node = %node, "{message}");
+            let from_plan = self.slots.iter().all(|s| matches!(s.state, State::Pending));
+            self.first_error = Some((node, NodeError::OverMemory { message, from_plan }));
+            self.options.cancel.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Drops the outputs that every consumer has read: a node's output is held only while a
+    /// node that is to compute from it has not finished. (Should one be needed again later, a
+    /// cached one that turned out stale, it is produced again: [`Scheduler::require`].)
+    fn release_inputs_of(&mut self, i: usize) {
+        for j in self.inputs_of[i].clone() {
+            let finished = (0..self.slots.len())
+                .filter(|&k| self.inputs_of[k].contains(&j))
+                .filter(|&k| self.slots[k].needed && !self.slots[k].hit)
+                .all(|k| {
+                    matches!(
+                        self.slots[k].state,
+                        State::Done(_) | State::Released | State::Failed
+                    )
+                });
+            if finished && matches!(self.slots[j].state, State::Done(_)) {
+                self.slots[j].state = State::Released;
             }
         }
     }
@@ -560,7 +657,11 @@ impl<'a> Scheduler<'a> {
                     warnings,
                     sources,
                     incomplete,
+                    work: (windows, pixels, read_bytes),
                 } = *computed;
+                report.windows = (windows > 0).then_some(windows);
+                report.pixels = (pixels > 0).then_some(pixels);
+                report.read_bytes = (read_bytes > 0).then_some(read_bytes);
                 let warnings: Vec<String> = warnings.iter().map(|w| redact::secrets(w)).collect();
                 for w in &warnings {
                     tracing::warn!(node = %node.id, "{w}");
@@ -602,6 +703,8 @@ impl<'a> Scheduler<'a> {
             };
         }
         slot.state = State::Done(Arc::new(value));
+        self.estimate_stale = true;
+        self.release_inputs_of(i);
         if learned {
             self.resolve_keys();
             self.replan();

@@ -15,6 +15,7 @@ pub mod expr;
 pub mod formulas;
 mod hyperparams;
 
+use flow_core::estimate::{Estimate, Known, Shape};
 use flow_core::{
     BandInfo, DeclaredParams, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, Params,
     Port, Raster, RunContext, Signature, Value, ValueType,
@@ -202,6 +203,16 @@ impl AddIndexNode {
 }
 
 impl Node for AddIndexNode {
+    fn estimate(&self, known: &Known) -> Option<Estimate> {
+        let p = known.pixels("input")?;
+        let bands = p.bands + self.params.bands().len();
+        Some(Estimate::of(Shape::Pixels(p.reshaped(
+            ValueType::Raster,
+            p.times,
+            bands,
+        ))))
+    }
+
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
         let raster = inputs.raster("input")?;
         Ok(Value::Raster(self.apply(raster, &|m| ctx.warn(m))?))

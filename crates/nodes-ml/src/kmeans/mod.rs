@@ -16,6 +16,7 @@ pub mod kernel;
 pub mod sample;
 
 use flow_core::deferred::Deferred;
+use flow_core::estimate::{Estimate, Known, Shape};
 use flow_core::{
     DeclaredParams, Inputs, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec,
     Params, Port, RunContext, Signature, Value, ValueType,
@@ -357,6 +358,28 @@ impl KMeansFitNode {
 }
 
 impl Node for KMeansFitNode {
+    fn estimate(&self, known: &Known) -> Option<Estimate> {
+        let p = known.pixels("input")?;
+        let pixels = p.grid.len();
+        let rows = self.params.sample().map_or(pixels, |s| s.size(pixels));
+        // A row's features, its pixel's index and hash, and its label and distance.
+        let row = (p.bands as u64) * 4 + 32;
+        let fit = rows as u64 * row;
+        let est = Estimate::of(Shape::Small);
+        Some(match (p.window, self.params.sample()) {
+            // Each worker keeps a sample of its own windows, then they are merged.
+            (Some(_), Some(s)) => {
+                let passes = sample::Sampling::new(self.params.seed(), s, p.bands).passes();
+                let mut est = est
+                    .working(fit + known.threads as u64 * rows as u64 * row)
+                    .one_pass(known);
+                est.windows *= passes as u64;
+                est
+            }
+            _ => est.working(fit),
+        })
+    }
+
     fn takes_deferred(&self) -> bool {
         self.params.sample().is_some()
     }

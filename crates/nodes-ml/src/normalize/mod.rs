@@ -8,6 +8,7 @@ mod hyperparams;
 mod stats;
 
 use flow_core::deferred::{Deferred, Expr, Operand};
+use flow_core::estimate::{Estimate, Known, Shape};
 use flow_core::{
     BandInfo, DeclaredParams, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, Params,
     Port, Raster, RunContext, Signature, Value, ValueType,
@@ -415,6 +416,17 @@ impl NormalizeNode {
 }
 
 impl Node for NormalizeNode {
+    fn estimate(&self, known: &Known) -> Option<Estimate> {
+        let p = known.pixels("input")?;
+        // The statistics are gathered in one pass over a windowed input, whose windows are
+        // then rescaled as they are read; a whole input is rescaled into a new array.
+        let est = Estimate::of(Shape::Pixels(p.clone()));
+        Some(match p.window {
+            Some(_) => est.one_pass(known),
+            None => est,
+        })
+    }
+
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
         if let Some(Value::Deferred(d)) = inputs.get("input") {
             return self.run_deferred(ctx, &self.written, d);

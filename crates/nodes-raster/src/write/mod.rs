@@ -14,6 +14,7 @@
 //! directory so resolved; a symbolic link in place of the file itself is replaced by the new file
 //! (the rename), never written through.
 
+mod estimate;
 mod font;
 mod geotiff;
 mod item;
@@ -743,6 +744,13 @@ impl Node for WriteNode {
 
     fn takes_deferred(&self) -> bool {
         true
+    }
+
+    fn estimate(
+        &self,
+        known: &flow_core::estimate::Known,
+    ) -> Option<flow_core::estimate::Estimate> {
+        Some(estimate::estimate(self.params.format, known))
     }
 
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
