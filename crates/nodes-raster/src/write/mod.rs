@@ -493,13 +493,11 @@ fn within(dir: &Path, e: std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("`{}`: {e}", dir.display()))
 }
 
-/// BLAKE3 hash (hex) and size of a file.
+/// BLAKE3 hash (hex) and size of a file, read in pieces.
 fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let bytes = std::fs::read(path)?;
-    Ok((
-        blake3::hash(&bytes).to_hex().to_string(),
-        bytes.len() as u64,
-    ))
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(std::fs::File::open(path)?)?;
+    Ok((hasher.finalize().to_hex().to_string(), hasher.count()))
 }
 
 /// The name under the output directory of `file`, written beside `rel` (the file a recipe asked
@@ -989,6 +987,19 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         pid
+    }
+
+    #[test]
+    fn files_are_hashed_in_pieces_as_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.bin");
+        // Larger than any one read.
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let (hash, size) = hash_file(&path).unwrap();
+        assert_eq!(hash, blake3::hash(&bytes).to_hex().to_string());
+        assert_eq!(size, bytes.len() as u64);
+        assert!(hash_file(&dir.path().join("none")).is_err());
     }
 
     #[test]
