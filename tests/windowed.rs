@@ -244,6 +244,14 @@ fn windowed_values_are_cached_with_what_was_gathered_for_them() {
             "quicklook"
         ]
     );
+    // A sink that reruns alone computes its windows from the stored expressions, the model
+    // among them with its centroids.
+    let fourth = run(&["--set", "k=5", "--set", "quicklook.path=\"again.png\""]);
+    assert_eq!(with_status(&fourth, "computed"), ["quicklook"]);
+    assert!(
+        std::fs::read(out.join("again.png")).unwrap()
+            == std::fs::read(out.join("timberlea_classes.png")).unwrap()
+    );
 }
 
 /// Runs `recipe` whole and in windows of 64 and 50 with `overrides`; returns the output

@@ -627,7 +627,41 @@ enum OperandRepr {
     Windowed(ExprRepr),
     Items(serde_json::Value),
     Json(serde_json::Value),
-    Model(crate::Model),
+    Model(ModelRepr),
+}
+
+/// A [`crate::Model`] as JSON with its centroids, which the model's own JSON form leaves out (the
+/// cache stores them as an array of their own).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ModelRepr {
+    #[serde(flatten)]
+    model: crate::Model,
+    /// The centroids, one row per class.
+    centroids: Vec<Vec<f32>>,
+}
+
+impl ModelRepr {
+    fn of(model: &crate::Model) -> ModelRepr {
+        ModelRepr {
+            model: model.clone(),
+            centroids: model.centroids.outer_iter().map(|r| r.to_vec()).collect(),
+        }
+    }
+
+    fn model(self) -> Result<crate::Model, String> {
+        let cols = self
+            .centroids
+            .first()
+            .map_or(self.model.features.len(), Vec::len);
+        let rows = self.centroids.len();
+        let flat: Vec<f32> = self.centroids.into_iter().flatten().collect();
+        let centroids = Array2::from_shape_vec((rows, cols), flat)
+            .map_err(|_| format!("the model's centroids are not {rows} rows of {cols} values"))?;
+        Ok(crate::Model {
+            centroids,
+            ..self.model
+        })
+    }
 }
 
 impl ExprRepr {
@@ -641,7 +675,7 @@ impl ExprRepr {
                     Operand::Whole(v) => match v.as_ref() {
                         Value::Items(i) => OperandRepr::Items(i.collection.clone()),
                         Value::Json(j) => OperandRepr::Json(j.clone()),
-                        Value::Model(m) => OperandRepr::Model(m.clone()),
+                        Value::Model(m) => OperandRepr::Model(ModelRepr::of(m)),
                         _ => return None,
                     },
                 };
@@ -656,8 +690,8 @@ impl ExprRepr {
         })
     }
 
-    fn expr(self) -> Expr {
-        Expr {
+    fn expr(self) -> Result<Expr, String> {
+        Ok(Expr {
             node_id: self.node_id,
             kind: self.kind,
             params: self.params,
@@ -666,17 +700,17 @@ impl ExprRepr {
                 .into_iter()
                 .map(|(port, op)| {
                     let op = match op {
-                        OperandRepr::Windowed(e) => Operand::Windowed(Arc::new(e.expr())),
+                        OperandRepr::Windowed(e) => Operand::Windowed(Arc::new(e.expr()?)),
                         OperandRepr::Items(c) => {
                             Operand::Whole(Arc::new(Value::Items(crate::Items { collection: c })))
                         }
                         OperandRepr::Json(j) => Operand::Whole(Arc::new(Value::Json(j))),
-                        OperandRepr::Model(m) => Operand::Whole(Arc::new(Value::Model(m))),
+                        OperandRepr::Model(m) => Operand::Whole(Arc::new(Value::Model(m.model()?))),
                     };
-                    (port, op)
+                    Ok((port, op))
                 })
-                .collect(),
-        }
+                .collect::<Result<_, String>>()?,
+        })
     }
 }
 
@@ -734,7 +768,10 @@ impl Deferred {
         };
         let repr: ExprRepr = serde_json::from_value(expr.clone())
             .map_err(|e| format!("the deferred value's expression does not parse: {e}"))?;
-        Deferred::new(template, window, Arc::new(repr.expr())).map_err(|e| e.to_string())
+        let expr = repr
+            .expr()
+            .map_err(|e| format!("the deferred value's expression does not parse: {e}"))?;
+        Deferred::new(template, window, Arc::new(expr)).map_err(|e| e.to_string())
     }
 }
 
@@ -1031,6 +1068,45 @@ mod tests {
         for step in [2, 3, 4] {
             assert_eq!(thin(&whole, step), d.materialize_every(&ctx, step).unwrap());
         }
+    }
+
+    #[test]
+    fn a_model_in_a_deferred_value_keeps_its_centroids_in_the_json_form() {
+        let model = crate::Model {
+            centroids: Array2::from_shape_vec((3, 2), vec![0.5, 1.0, 2.25, -3.0, 1e-7, 7.0])
+                .unwrap(),
+            features: vec!["a".into(), "b".into()],
+            inertia: 1.5,
+            iterations: 4,
+            seed: 7,
+            counts: vec![1, 2, 3],
+            info: serde_json::json!({"init": "k-means++"}),
+        };
+        let ramp = doubled_ramp(3);
+        let expr = Expr {
+            inputs: vec![
+                ramp.expr.inputs[0].clone(),
+                (
+                    "model".into(),
+                    Operand::Whole(Arc::new(Value::Model(model.clone()))),
+                ),
+            ],
+            ..(*ramp.expr).clone()
+        };
+        let d = Deferred::new(*ramp.template.clone(), 3, Arc::new(expr)).unwrap();
+        let (meta, _) = Value::Deferred(d.clone()).split();
+        let text = serde_json::to_string(&meta).unwrap();
+        let back: crate::ValueMeta = serde_json::from_str(&text).unwrap();
+        let v = Value::assemble(back, &mut crate::meta::OwnedArrays::default()).unwrap();
+        assert_eq!(v, Value::Deferred(d));
+        // A stored expression whose model has no centroids (as they were stored before) does
+        // not load: the cache entry is a miss, not a model without classes.
+        let mut without: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let stored = &mut without["expr"]["inputs"][1][1]["model"];
+        assert!(stored["centroids"].is_array(), "{text}");
+        stored.as_object_mut().unwrap().remove("centroids");
+        let back: crate::ValueMeta = serde_json::from_value(without).unwrap();
+        assert!(Value::assemble(back, &mut crate::meta::OwnedArrays::default()).is_err());
     }
 
     #[test]
