@@ -14,7 +14,7 @@
 //! [`Registry`], so an expression is plain data: kind names, params and whole values (items, a
 //! model) that windows share.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use ndarray::{s, Array2, Array4, Axis};
 
@@ -336,8 +336,6 @@ impl Deferred {
     }
 
     fn materialize_whole(&self, ctx: &RunContext) -> Result<Value, NodeError> {
-        let prepared = self.expr.prepare_in(ctx)?;
-        let wins = self.windows();
         let grid = self.grid().clone();
         let mismatch = |w: &Window, got: &Value| {
             NodeError::Failed(format!(
@@ -350,101 +348,124 @@ impl Deferred {
                 w.row
             ))
         };
+        // Windows are computed on the run's threads and copied into the destination as they
+        // finish, one copy at a time: at most `threads` windows besides it are in memory.
         match self.template.as_ref() {
             Value::Raster(t) => {
                 let (nt, nb) = (t.data.len_of(Axis(0)), t.data.len_of(Axis(1)));
                 let shape = (nt, nb, grid.height, grid.width);
-                let mut data = crate::alloc::array4(shape, f32::NAN).map_err(too_large)?;
-                for (i, w) in wins.iter().enumerate() {
-                    let v = prepared.window(ctx, *w)?;
-                    let Value::Raster(r) = &v else {
-                        return Err(mismatch(w, &v));
-                    };
-                    if r.data.dim() != (nt, nb, w.height, w.width) {
-                        return Err(mismatch(w, &v));
-                    }
-                    data.slice_mut(s![.., .., w.row..w.row + w.height, w.col..w.col + w.width])
-                        .assign(&r.data);
-                    ctx.progress(i as u64 + 1, wins.len() as u64);
-                }
+                let data = crate::alloc::array4(shape, f32::NAN).map_err(too_large)?;
+                let dest = Mutex::new(data);
+                self.fold(
+                    ctx,
+                    || (),
+                    |(), w, v| {
+                        let Value::Raster(r) = &v else {
+                            return Err(mismatch(&w, &v));
+                        };
+                        if r.data.dim() != (nt, nb, w.height, w.width) {
+                            return Err(mismatch(&w, &v));
+                        }
+                        lock(&dest)?
+                            .slice_mut(s![.., .., w.row..w.row + w.height, w.col..w.col + w.width])
+                            .assign(&r.data);
+                        Ok(())
+                    },
+                )?;
                 Ok(Value::Raster(Raster {
-                    data,
+                    data: into_inner(dest)?,
                     grid,
                     bands: t.bands.clone(),
                     times: t.times.clone(),
                 }))
             }
             Value::Labels(t) => {
-                let mut data = Array2::from_shape_vec(
+                let data = Array2::from_shape_vec(
                     (grid.height, grid.width),
                     filled(grid.len(), t.nodata)?,
                 )
                 .map_err(|e| NodeError::Failed(e.to_string()))?;
-                for (i, w) in wins.iter().enumerate() {
-                    let v = prepared.window(ctx, *w)?;
-                    let Value::Labels(l) = &v else {
-                        return Err(mismatch(w, &v));
-                    };
-                    if l.data.dim() != (w.height, w.width) {
-                        return Err(mismatch(w, &v));
-                    }
-                    data.slice_mut(s![w.row..w.row + w.height, w.col..w.col + w.width])
-                        .assign(&l.data);
-                    ctx.progress(i as u64 + 1, wins.len() as u64);
-                }
+                let dest = Mutex::new(data);
+                self.fold(
+                    ctx,
+                    || (),
+                    |(), w, v| {
+                        let Value::Labels(l) = &v else {
+                            return Err(mismatch(&w, &v));
+                        };
+                        if l.data.dim() != (w.height, w.width) {
+                            return Err(mismatch(&w, &v));
+                        }
+                        lock(&dest)?
+                            .slice_mut(s![w.row..w.row + w.height, w.col..w.col + w.width])
+                            .assign(&l.data);
+                        Ok(())
+                    },
+                )?;
                 Ok(Value::Labels(Labels {
-                    data,
+                    data: into_inner(dest)?,
                     nodata: t.nodata,
                     classes: t.classes.clone(),
                     grid,
                 }))
             }
             Value::Matrix(t) => {
-                // Rows are the valid pixels in row-major order of the whole grid, so each window's
-                // rows go where their pixels fall in that order.
+                // Rows are the valid pixels in row-major order of the whole grid. Each window's
+                // rows first go to the row of their pixel in a matrix of one row per pixel; once
+                // every window is in, the valid rows are moved up in order over the invalid ones
+                // (a row only ever moves up) and the rest is cut off.
                 let f = t.features.len();
-                let mut valid =
+                let valid =
                     Array2::from_shape_vec((grid.height, grid.width), filled(grid.len(), false)?)
                         .map_err(|e| NodeError::Failed(e.to_string()))?;
-                let mut parts = Vec::with_capacity(wins.len());
-                for (i, w) in wins.iter().enumerate() {
-                    let v = prepared.window(ctx, *w)?;
-                    let Value::Matrix(m) = v else {
-                        return Err(mismatch(w, &v));
-                    };
-                    let rows = m.valid.iter().filter(|&&b| b).count();
-                    if m.valid.dim() != (w.height, w.width) || m.data.dim() != (rows, f) {
-                        return Err(mismatch(w, &Value::Matrix(m)));
-                    }
-                    valid
-                        .slice_mut(s![w.row..w.row + w.height, w.col..w.col + w.width])
-                        .assign(&m.valid);
-                    parts.push((*w, m));
-                    ctx.progress(i as u64 + 1, wins.len() as u64);
-                }
-                // The row of each valid pixel: how many valid pixels come before it.
-                let mut row_of =
-                    Array2::from_shape_vec((grid.height, grid.width), filled(grid.len(), 0usize)?)
-                        .map_err(|e| NodeError::Failed(e.to_string()))?;
+                let rows = filled(grid.len() * f, 0f32)?;
+                let dest = Mutex::new((valid, rows));
+                let width = grid.width;
+                self.fold(
+                    ctx,
+                    || (),
+                    |(), w, v| {
+                        let Value::Matrix(m) = &v else {
+                            return Err(mismatch(&w, &v));
+                        };
+                        let n = m.valid.iter().filter(|&&b| b).count();
+                        if m.valid.dim() != (w.height, w.width) || m.data.dim() != (n, f) {
+                            return Err(mismatch(&w, &v));
+                        }
+                        let mut guard = lock(&dest)?;
+                        let (valid, rows) = &mut *guard;
+                        valid
+                            .slice_mut(s![w.row..w.row + w.height, w.col..w.col + w.width])
+                            .assign(&m.valid);
+                        let mut r = 0usize;
+                        for ((y, x), &b) in m.valid.indexed_iter() {
+                            if b {
+                                let p = (w.row + y) * width + w.col + x;
+                                for (out, &value) in
+                                    rows[p * f..(p + 1) * f].iter_mut().zip(m.data.row(r))
+                                {
+                                    *out = value;
+                                }
+                                r += 1;
+                            }
+                        }
+                        Ok(())
+                    },
+                )?;
+                let (valid, mut rows) = into_inner(dest)?;
                 let mut n = 0usize;
-                for ((y, x), &b) in valid.indexed_iter() {
+                for (p, &b) in valid.iter().enumerate() {
                     if b {
-                        row_of[[y, x]] = n;
+                        if n != p {
+                            rows.copy_within(p * f..(p + 1) * f, n * f);
+                        }
                         n += 1;
                     }
                 }
-                let mut data = Array2::from_shape_vec((n, f), filled(n * f, 0f32)?)
+                rows.truncate(n * f);
+                rows.shrink_to_fit();
+                let data = Array2::from_shape_vec((n, f), rows)
                     .map_err(|e| NodeError::Failed(e.to_string()))?;
-                for (w, m) in parts {
-                    let mut r = 0usize;
-                    for ((y, x), &b) in m.valid.indexed_iter() {
-                        if b {
-                            data.row_mut(row_of[[w.row + y, w.col + x]])
-                                .assign(&m.data.row(r));
-                            r += 1;
-                        }
-                    }
-                }
                 Ok(Value::Matrix(Matrix {
                     data,
                     features: t.features.clone(),
@@ -462,8 +483,8 @@ impl Deferred {
 
 impl Deferred {
     /// Every `step`-th pixel of every `step`-th row of the value (a Raster or Labels), computed
-    /// window by window: a picture-sized version of a large value, on a grid whose pixels are
-    /// `step` times larger. `step` 1 is [`Deferred::materialize`].
+    /// window by window on the run's threads: a picture-sized version of a large value, on a
+    /// grid whose pixels are `step` times larger. `step` 1 is [`Deferred::materialize`].
     ///
     /// # Errors
     /// As [`Deferred::materialize`]; a Matrix cannot be thinned out.
@@ -472,55 +493,65 @@ impl Deferred {
         if step == 1 {
             return self.materialize(ctx);
         }
-        let prepared = self.expr.prepare_in(ctx)?;
         let small = self.grid().coarsened(step);
         let (h, w) = (small.height, small.width);
         // The first sampled row and column inside a window starting at `off`.
         let first = |off: usize| off.div_ceil(step) * step;
-        let wins = self.windows();
         match self.template.as_ref() {
             Value::Raster(tpl) => {
                 let (nt, nb) = (tpl.data.len_of(Axis(0)), tpl.data.len_of(Axis(1)));
-                let mut data = crate::alloc::array4((nt, nb, h, w), f32::NAN).map_err(too_large)?;
-                for (i, win) in wins.iter().enumerate() {
-                    let Value::Raster(r) = prepared.window(ctx, *win)? else {
-                        return Err(NodeError::Failed("a window is not a Raster".into()));
-                    };
-                    for y in (first(win.row)..win.row + win.height).step_by(step) {
-                        for x in (first(win.col)..win.col + win.width).step_by(step) {
-                            for ti in 0..nt {
-                                for b in 0..nb {
-                                    data[[ti, b, y / step, x / step]] =
-                                        r.data[[ti, b, y - win.row, x - win.col]];
+                let data = crate::alloc::array4((nt, nb, h, w), f32::NAN).map_err(too_large)?;
+                let dest = Mutex::new(data);
+                self.fold(
+                    ctx,
+                    || (),
+                    |(), win, v| {
+                        let Value::Raster(r) = v else {
+                            return Err(NodeError::Failed("a window is not a Raster".into()));
+                        };
+                        let mut data = lock(&dest)?;
+                        for y in (first(win.row)..win.row + win.height).step_by(step) {
+                            for x in (first(win.col)..win.col + win.width).step_by(step) {
+                                for ti in 0..nt {
+                                    for b in 0..nb {
+                                        data[[ti, b, y / step, x / step]] =
+                                            r.data[[ti, b, y - win.row, x - win.col]];
+                                    }
                                 }
                             }
                         }
-                    }
-                    ctx.progress(i as u64 + 1, wins.len() as u64);
-                }
+                        Ok(())
+                    },
+                )?;
                 Ok(Value::Raster(Raster {
-                    data,
+                    data: into_inner(dest)?,
                     grid: small,
                     bands: tpl.bands.clone(),
                     times: tpl.times.clone(),
                 }))
             }
             Value::Labels(tpl) => {
-                let mut data = Array2::from_shape_vec((h, w), filled(h * w, tpl.nodata)?)
+                let data = Array2::from_shape_vec((h, w), filled(h * w, tpl.nodata)?)
                     .map_err(|e| NodeError::Failed(e.to_string()))?;
-                for (i, win) in wins.iter().enumerate() {
-                    let Value::Labels(l) = prepared.window(ctx, *win)? else {
-                        return Err(NodeError::Failed("a window is not Labels".into()));
-                    };
-                    for y in (first(win.row)..win.row + win.height).step_by(step) {
-                        for x in (first(win.col)..win.col + win.width).step_by(step) {
-                            data[[y / step, x / step]] = l.data[[y - win.row, x - win.col]];
+                let dest = Mutex::new(data);
+                self.fold(
+                    ctx,
+                    || (),
+                    |(), win, v| {
+                        let Value::Labels(l) = v else {
+                            return Err(NodeError::Failed("a window is not Labels".into()));
+                        };
+                        let mut data = lock(&dest)?;
+                        for y in (first(win.row)..win.row + win.height).step_by(step) {
+                            for x in (first(win.col)..win.col + win.width).step_by(step) {
+                                data[[y / step, x / step]] = l.data[[y - win.row, x - win.col]];
+                            }
                         }
-                    }
-                    ctx.progress(i as u64 + 1, wins.len() as u64);
-                }
+                        Ok(())
+                    },
+                )?;
                 Ok(Value::Labels(Labels {
-                    data,
+                    data: into_inner(dest)?,
                     nodata: tpl.nodata,
                     classes: tpl.classes.clone(),
                     grid: small,
@@ -532,6 +563,19 @@ impl Deferred {
             ))),
         }
     }
+}
+
+/// The destination a window is copied into, locked; a lock that a panicking worker left is an
+/// error rather than a panic.
+fn lock<T>(dest: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, NodeError> {
+    dest.lock()
+        .map_err(|_| NodeError::Failed("a window worker panicked while copying a window".into()))
+}
+
+/// The destination once every window is in.
+fn into_inner<T>(dest: Mutex<T>) -> Result<T, NodeError> {
+    dest.into_inner()
+        .map_err(|_| NodeError::Failed("a window worker panicked while copying a window".into()))
 }
 
 /// Every `step`-th pixel of every `step`-th row of a Raster or Labels held whole, on a grid whose
@@ -584,7 +628,41 @@ enum OperandRepr {
     Windowed(ExprRepr),
     Items(serde_json::Value),
     Json(serde_json::Value),
-    Model(crate::Model),
+    Model(ModelRepr),
+}
+
+/// A [`crate::Model`] as JSON with its centroids, which the model's own JSON form leaves out (the
+/// cache stores them as an array of their own).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ModelRepr {
+    #[serde(flatten)]
+    model: crate::Model,
+    /// The centroids, one row per class.
+    centroids: Vec<Vec<f32>>,
+}
+
+impl ModelRepr {
+    fn of(model: &crate::Model) -> ModelRepr {
+        ModelRepr {
+            model: model.clone(),
+            centroids: model.centroids.outer_iter().map(|r| r.to_vec()).collect(),
+        }
+    }
+
+    fn model(self) -> Result<crate::Model, String> {
+        let cols = self
+            .centroids
+            .first()
+            .map_or(self.model.features.len(), Vec::len);
+        let rows = self.centroids.len();
+        let flat: Vec<f32> = self.centroids.into_iter().flatten().collect();
+        let centroids = Array2::from_shape_vec((rows, cols), flat)
+            .map_err(|_| format!("the model's centroids are not {rows} rows of {cols} values"))?;
+        Ok(crate::Model {
+            centroids,
+            ..self.model
+        })
+    }
 }
 
 impl ExprRepr {
@@ -598,7 +676,7 @@ impl ExprRepr {
                     Operand::Whole(v) => match v.as_ref() {
                         Value::Items(i) => OperandRepr::Items(i.collection.clone()),
                         Value::Json(j) => OperandRepr::Json(j.clone()),
-                        Value::Model(m) => OperandRepr::Model(m.clone()),
+                        Value::Model(m) => OperandRepr::Model(ModelRepr::of(m)),
                         _ => return None,
                     },
                 };
@@ -613,8 +691,8 @@ impl ExprRepr {
         })
     }
 
-    fn expr(self) -> Expr {
-        Expr {
+    fn expr(self) -> Result<Expr, String> {
+        Ok(Expr {
             node_id: self.node_id,
             kind: self.kind,
             params: self.params,
@@ -623,17 +701,17 @@ impl ExprRepr {
                 .into_iter()
                 .map(|(port, op)| {
                     let op = match op {
-                        OperandRepr::Windowed(e) => Operand::Windowed(Arc::new(e.expr())),
+                        OperandRepr::Windowed(e) => Operand::Windowed(Arc::new(e.expr()?)),
                         OperandRepr::Items(c) => {
                             Operand::Whole(Arc::new(Value::Items(crate::Items { collection: c })))
                         }
                         OperandRepr::Json(j) => Operand::Whole(Arc::new(Value::Json(j))),
-                        OperandRepr::Model(m) => Operand::Whole(Arc::new(Value::Model(m))),
+                        OperandRepr::Model(m) => Operand::Whole(Arc::new(Value::Model(m.model()?))),
                     };
-                    (port, op)
+                    Ok((port, op))
                 })
-                .collect(),
-        }
+                .collect::<Result<_, String>>()?,
+        })
     }
 }
 
@@ -691,7 +769,10 @@ impl Deferred {
         };
         let repr: ExprRepr = serde_json::from_value(expr.clone())
             .map_err(|e| format!("the deferred value's expression does not parse: {e}"))?;
-        Deferred::new(template, window, Arc::new(repr.expr())).map_err(|e| e.to_string())
+        let expr = repr
+            .expr()
+            .map_err(|e| format!("the deferred value's expression does not parse: {e}"))?;
+        Deferred::new(template, window, Arc::new(expr)).map_err(|e| e.to_string())
     }
 }
 
@@ -822,11 +903,71 @@ mod tests {
         }
     }
 
+    /// A matrix source on the same grid: a row `[i, -i]` for each pixel whose index `i` is not
+    /// a multiple of 3.
+    struct Sparse;
+    struct SparseNode;
+
+    impl NodeKind for Sparse {
+        fn name(&self) -> &str {
+            "sparse"
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn doc(&self) -> &str {
+            "test matrix source"
+        }
+        fn signature(&self) -> Signature {
+            Signature {
+                inputs: vec![],
+                output: ValueType::Matrix,
+            }
+        }
+        fn params(&self) -> Vec<ParamSpec> {
+            vec![]
+        }
+        fn build(&self, _: &Params) -> Result<Box<dyn Node>, ParamError> {
+            Ok(Box::new(SparseNode))
+        }
+    }
+
+    impl Node for SparseNode {
+        fn run(&self, ctx: &RunContext, _: &Inputs) -> Result<Value, NodeError> {
+            let g = grid();
+            let w = ctx.window().unwrap_or(Window::whole(g.width, g.height));
+            let valid = Array2::from_shape_fn((w.height, w.width), |(y, x)| {
+                !w.pixel_index(y, x, g.width).is_multiple_of(3)
+            });
+            let mut rows = Vec::new();
+            for ((y, x), &b) in valid.indexed_iter() {
+                if b {
+                    let i = w.pixel_index(y, x, g.width) as f32;
+                    rows.extend([i, -i]);
+                }
+            }
+            Ok(Value::Matrix(Matrix {
+                data: Array2::from_shape_vec((rows.len() / 2, 2), rows).unwrap(),
+                features: vec!["i".into(), "-i".into()],
+                valid,
+                grid: w.grid_of(&g),
+            }))
+        }
+    }
+
     fn context() -> RunContext {
         let mut registry = Registry::new();
         registry.register(Arc::new(Ramp)).unwrap();
         registry.register(Arc::new(Double)).unwrap();
+        registry.register(Arc::new(Sparse)).unwrap();
         RunContext::new("t", ".".into(), ".".into(), ".".into()).with_registry(Arc::new(registry))
+    }
+
+    /// The run's context with `threads` worker threads.
+    fn context_with(threads: usize) -> RunContext {
+        let mut ctx = context();
+        ctx.threads = threads;
+        ctx
     }
 
     fn doubled_ramp(window: usize) -> Deferred {
@@ -870,6 +1011,43 @@ mod tests {
     }
 
     #[test]
+    fn windows_computed_on_several_threads_land_where_one_thread_puts_them() {
+        let one = doubled_ramp(100).materialize(&context()).unwrap();
+        for threads in [2, 3, 8] {
+            let ctx = context_with(threads);
+            for window in [1, 2, 3] {
+                let d = doubled_ramp(window);
+                assert_eq!(d.materialize(&ctx).unwrap(), one, "{threads} {window}");
+                for step in [2, 3] {
+                    assert_eq!(
+                        d.materialize_every(&ctx, step).unwrap(),
+                        thin(&one, step),
+                        "{threads} {window} {step}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_deferred_matrix_keeps_the_row_order_of_the_whole_grid() {
+        let whole = SparseNode.run(&context(), &Inputs::default()).unwrap();
+        let expr = Arc::new(Expr {
+            node_id: "sparse".into(),
+            kind: "sparse".into(),
+            params: Params::new(),
+            inputs: vec![],
+        });
+        for threads in [1, 3] {
+            let ctx = context_with(threads);
+            for window in [1, 2, 3, 4, 100] {
+                let d = Deferred::new(whole.clone(), window, expr.clone()).unwrap();
+                assert_eq!(d.materialize(&ctx).unwrap(), whole, "{threads} {window}");
+            }
+        }
+    }
+
+    #[test]
     fn every_nth_pixel_lands_on_a_coarser_grid() {
         let ctx = context();
         let Value::Raster(small) = doubled_ramp(2).materialize_every(&ctx, 3).unwrap() else {
@@ -891,6 +1069,45 @@ mod tests {
         for step in [2, 3, 4] {
             assert_eq!(thin(&whole, step), d.materialize_every(&ctx, step).unwrap());
         }
+    }
+
+    #[test]
+    fn a_model_in_a_deferred_value_keeps_its_centroids_in_the_json_form() {
+        let model = crate::Model {
+            centroids: Array2::from_shape_vec((3, 2), vec![0.5, 1.0, 2.25, -3.0, 1e-7, 7.0])
+                .unwrap(),
+            features: vec!["a".into(), "b".into()],
+            inertia: 1.5,
+            iterations: 4,
+            seed: 7,
+            counts: vec![1, 2, 3],
+            info: serde_json::json!({"init": "k-means++"}),
+        };
+        let ramp = doubled_ramp(3);
+        let expr = Expr {
+            inputs: vec![
+                ramp.expr.inputs[0].clone(),
+                (
+                    "model".into(),
+                    Operand::Whole(Arc::new(Value::Model(model.clone()))),
+                ),
+            ],
+            ..(*ramp.expr).clone()
+        };
+        let d = Deferred::new(*ramp.template.clone(), 3, Arc::new(expr)).unwrap();
+        let (meta, _) = Value::Deferred(d.clone()).split();
+        let text = serde_json::to_string(&meta).unwrap();
+        let back: crate::ValueMeta = serde_json::from_str(&text).unwrap();
+        let v = Value::assemble(back, &mut crate::meta::OwnedArrays::default()).unwrap();
+        assert_eq!(v, Value::Deferred(d));
+        // A stored expression whose model has no centroids (as they were stored before) does
+        // not load: the cache entry is a miss, not a model without classes.
+        let mut without: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let stored = &mut without["expr"]["inputs"][1][1]["model"];
+        assert!(stored["centroids"].is_array(), "{text}");
+        stored.as_object_mut().unwrap().remove("centroids");
+        let back: crate::ValueMeta = serde_json::from_value(without).unwrap();
+        assert!(Value::assemble(back, &mut crate::meta::OwnedArrays::default()).is_err());
     }
 
     #[test]

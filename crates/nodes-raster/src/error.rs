@@ -56,6 +56,9 @@ pub enum RasterError {
     /// The run was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// A node failed computing a window of a windowed value being written.
+    #[error(transparent)]
+    Node(NodeError),
 }
 
 impl RasterError {
@@ -94,6 +97,7 @@ impl From<RasterError> for NodeError {
             RasterError::Io { path, source } => NodeError::Io { path, source },
             RasterError::Gdal { .. } => NodeError::Failed(e.to_string()),
             RasterError::Cancelled => NodeError::Cancelled,
+            RasterError::Node(e) => e,
         }
     }
 }

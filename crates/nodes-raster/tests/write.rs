@@ -499,3 +499,278 @@ fn stac_items_need_a_geotiff_and_a_datetime() {
     assert!(err.contains("connect the `items` port"), "{err}");
     assert!(!out.path().join("classes.item.json").exists());
 }
+
+/// A source kind that hands out any window of a value it holds whole (a Raster or Labels), as
+/// `stack` reads only the window it is asked for.
+struct WindowsOf(Value);
+
+/// A built [`WindowsOf`].
+struct WindowsOfNode(Value);
+
+impl NodeKind for WindowsOf {
+    fn name(&self) -> &str {
+        "windows-of"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &str {
+        "test source"
+    }
+    fn signature(&self) -> flow_core::Signature {
+        flow_core::Signature {
+            inputs: vec![],
+            output: self.0.value_type(),
+        }
+    }
+    fn params(&self) -> Vec<flow_core::ParamSpec> {
+        vec![]
+    }
+    fn build(&self, _: &flow_core::Params) -> Result<Box<dyn Node>, flow_core::ParamError> {
+        Ok(Box::new(WindowsOfNode(self.0.clone())))
+    }
+}
+
+impl Node for WindowsOfNode {
+    fn run(
+        &self,
+        ctx: &flow_core::RunContext,
+        _: &flow_core::Inputs,
+    ) -> Result<Value, flow_core::NodeError> {
+        use ndarray::s;
+        Ok(match &self.0 {
+            Value::Raster(r) => {
+                let w = ctx.window().unwrap_or(flow_core::window::Window::whole(
+                    r.grid.width,
+                    r.grid.height,
+                ));
+                Value::Raster(Raster {
+                    data: r
+                        .data
+                        .slice(s![.., .., w.row..w.row + w.height, w.col..w.col + w.width])
+                        .to_owned(),
+                    grid: w.grid_of(&r.grid),
+                    ..r.clone()
+                })
+            }
+            Value::Labels(l) => {
+                let w = ctx.window().unwrap_or(flow_core::window::Window::whole(
+                    l.grid.width,
+                    l.grid.height,
+                ));
+                Value::Labels(Labels {
+                    data: l
+                        .data
+                        .slice(s![w.row..w.row + w.height, w.col..w.col + w.width])
+                        .to_owned(),
+                    grid: w.grid_of(&l.grid),
+                    ..l.clone()
+                })
+            }
+            other => other.clone(),
+        })
+    }
+}
+
+/// `value` as a deferred value in windows of `window` whose template is `template` (`value`
+/// itself, or with other classes), and a context on three threads that computes it.
+fn windowed(
+    value: Value,
+    template: Value,
+    window: usize,
+    out: &Path,
+) -> (Value, flow_core::RunContext) {
+    let mut registry = flow_core::Registry::new();
+    registry
+        .register(std::sync::Arc::new(WindowsOf(value)))
+        .unwrap();
+    let mut c = ctx(out).with_registry(std::sync::Arc::new(registry));
+    c.threads = 3;
+    let expr = flow_core::deferred::Expr {
+        node_id: "source".into(),
+        kind: "windows-of".into(),
+        params: flow_core::Params::new(),
+        inputs: vec![],
+    };
+    let d =
+        flow_core::deferred::Deferred::new(template, window, std::sync::Arc::new(expr)).unwrap();
+    (Value::Deferred(d), c)
+}
+
+/// Runs a `write` node with params `p` on `input` in context `c`.
+fn write_in(
+    p: &str,
+    input: Value,
+    c: &flow_core::RunContext,
+) -> Result<Value, flow_core::NodeError> {
+    let node = WriteKind.build(&params(p)).unwrap();
+    let inputs = flow_core::Inputs::new([("input".to_string(), std::sync::Arc::new(input))]);
+    node.run(c, &inputs)
+}
+
+/// Every band of a raster file as f64 bits (NaN equals NaN), and its overviews'.
+fn pixels(path: &Path) -> Vec<Vec<u64>> {
+    let ds = Dataset::open(path).unwrap();
+    let mut out = Vec::new();
+    for band in ds.rasterbands() {
+        let band = band.unwrap();
+        let mut bands = vec![band.size()];
+        for i in 0..band.overview_count().unwrap() as usize {
+            bands.push(band.overview(i).unwrap().size());
+        }
+        for (i, size) in bands.into_iter().enumerate() {
+            let b = if i == 0 {
+                ds.rasterband(out.len() + 1).unwrap()
+            } else {
+                band.overview(i - 1).unwrap()
+            };
+            let buf = b.read_as::<f64>((0, 0), size, size, None).unwrap();
+            out.push(buf.data().iter().map(|v| v.to_bits()).collect());
+        }
+    }
+    out
+}
+
+/// The names of the files in `dir`, sorted.
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn windowed_class_maps_are_written_as_the_whole_map_is() {
+    // A Byte map, and a UInt16 one (class 300).
+    let mut wide = labels();
+    wide.data[[2, 3]] = 300;
+    wide.classes.push(ClassInfo {
+        id: 300,
+        name: "roofs".into(),
+        color: [200, 10, 10],
+    });
+    // Each with its own classes, and without classes 1 and 2 (they come from the pixels, from a
+    // map held whole as from its windows).
+    let mut variants = Vec::new();
+    for (map, data_type) in [(labels(), "Byte"), (wide, "UInt16")] {
+        let mut few = map.clone();
+        few.classes.retain(|c| c.id != 1 && c.id != 2);
+        variants.extend([(map, data_type), (few, data_type)]);
+    }
+    for (map, data_type) in variants {
+        for format in ["gtiff", "cog"] {
+            let p = format!("path = \"classes.tif\"\nformat = \"{format}\"");
+            let whole_dir = tempfile::tempdir().unwrap();
+            write_in(&p, Value::Labels(map.clone()), &ctx(whole_dir.path())).unwrap();
+            let whole = whole_dir.path().join("classes.tif");
+            assert!(dump(&whole).contains(data_type), "{}", dump(&whole));
+            for window in [1, 3, 4, 5, 100] {
+                let out = tempfile::tempdir().unwrap();
+                let (input, c) = windowed(
+                    Value::Labels(map.clone()),
+                    Value::Labels(map.clone()),
+                    window,
+                    out.path(),
+                );
+                write_in(&p, input, &c).unwrap();
+                let file = out.path().join("classes.tif");
+                let what = format!("{data_type} {format} window {window} {:?}", map.classes);
+                assert_eq!(dump(&file), dump(&whole), "{what}");
+                assert_eq!(pixels(&file), pixels(&whole), "{what}");
+                if format == "cog" {
+                    // Copied from a GeoTIFF with the same pixels and metadata: the same file.
+                    assert_eq!(
+                        std::fs::read(&file).unwrap(),
+                        std::fs::read(&whole).unwrap(),
+                        "{what}"
+                    );
+                }
+                // The sidecar, and nothing temporary.
+                assert_eq!(
+                    file_names(out.path()),
+                    file_names(whole_dir.path()),
+                    "{what}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_windowed_class_id_that_a_byte_map_cannot_hold_is_refused_naming_the_window() {
+    let mut map = labels();
+    map.data[[3, 5]] = 300;
+    for format in ["gtiff", "cog"] {
+        let out = tempfile::tempdir().unwrap();
+        // The template's classes are 0 to 2: Byte is chosen before the windows are computed.
+        let (input, c) = windowed(
+            Value::Labels(map.clone()),
+            Value::Labels(labels()),
+            4,
+            out.path(),
+        );
+        let e = write_in(
+            &format!("path = \"classes.tif\"\nformat = \"{format}\""),
+            input,
+            &c,
+        )
+        .unwrap_err();
+        assert_eq!(e.exit_code(), flow_core::ExitCode::BadData, "{e}");
+        let message = e.to_string();
+        for needle in ["class id 300", "window 2x4+4+0", "class_names"] {
+            assert!(message.contains(needle), "`{needle}` in: {message}");
+        }
+        // Nothing is left: no temporary file, no GeoTIFF a COG would have been copied from.
+        assert_eq!(file_names(out.path()), Vec::<String>::new(), "{format}");
+        // Names for every id up to 300 make it UInt16, as the whole map is written.
+        let names: Vec<String> = (0..=300).map(|i| format!("\"c{i}\"")).collect();
+        let p = format!(
+            "path = \"classes.tif\"\nformat = \"{format}\"\nclass_names = [{}]",
+            names.join(", ")
+        );
+        let (input, c) = windowed(
+            Value::Labels(map.clone()),
+            Value::Labels(labels()),
+            4,
+            out.path(),
+        );
+        write_in(&p, input, &c).unwrap();
+        let whole_dir = tempfile::tempdir().unwrap();
+        write_in(&p, Value::Labels(map.clone()), &ctx(whole_dir.path())).unwrap();
+        let (a, b) = (
+            out.path().join("classes.tif"),
+            whole_dir.path().join("classes.tif"),
+        );
+        assert!(dump(&a).contains("UInt16"), "{}", dump(&a));
+        assert_eq!(dump(&a), dump(&b));
+        assert_eq!(pixels(&a), pixels(&b));
+    }
+}
+
+#[test]
+fn windowed_rasters_are_written_as_the_whole_raster_is() {
+    let cube = raster(37, 21);
+    for format in ["gtiff", "cog"] {
+        let p = format!("path = \"cube.tif\"\nformat = \"{format}\"");
+        let whole_dir = tempfile::tempdir().unwrap();
+        write_in(&p, Value::Raster(cube.clone()), &ctx(whole_dir.path())).unwrap();
+        let whole = whole_dir.path().join("cube.tif");
+        for window in [1, 8, 16, 100] {
+            let out = tempfile::tempdir().unwrap();
+            let (input, c) = windowed(
+                Value::Raster(cube.clone()),
+                Value::Raster(cube.clone()),
+                window,
+                out.path(),
+            );
+            write_in(&p, input, &c).unwrap();
+            let file = out.path().join("cube.tif");
+            let what = format!("{format} window {window}");
+            assert_eq!(dump(&file), dump(&whole), "{what}");
+            assert_eq!(pixels(&file), pixels(&whole), "{what}");
+            assert_eq!(file_names(out.path()), ["cube.tif"], "{what}");
+        }
+    }
+}

@@ -235,6 +235,18 @@ pub(crate) fn classes_of(labels: &Labels, names: Option<&[String]>) -> Vec<Class
         .filter(|&&v| v != labels.nodata)
         .max()
         .copied();
+    classes_up_to(labels, max_id, names)
+}
+
+/// The classes of a class map whose largest class id (nodata aside) is `max_id`: its own
+/// (`labels.classes`; its pixels are not read), extended to every id up to `max_id` and to
+/// every name of `class_names`, renamed by them. Ids without a class of their own are named
+/// `class <id>` and coloured from a palette.
+pub(crate) fn classes_up_to(
+    labels: &Labels,
+    max_id: Option<u16>,
+    names: Option<&[String]>,
+) -> Vec<ClassInfo> {
     let n = labels
         .classes
         .iter()
@@ -330,7 +342,8 @@ fn remove_stale_temps(target: &Path) -> Vec<PathBuf> {
     removed
 }
 
-/// An error of writing `tmp` (or its sidecar) told as one of writing `target`.
+/// An error of writing `tmp` (or its sidecar, or the GeoTIFF a COG is copied from) told as one
+/// of writing `target`.
 fn about_target(e: RasterError, tmp: &Path, target: &Path) -> RasterError {
     match e {
         RasterError::Io { path, source } => RasterError::Io {
@@ -342,7 +355,12 @@ fn about_target(e: RasterError, tmp: &Path, target: &Path) -> RasterError {
             source,
         },
         RasterError::Gdal { context, message } => RasterError::Gdal {
-            context: context.replace(&tmp.display().to_string(), &target.display().to_string()),
+            context: context
+                .replace(
+                    &geotiff::cog_source(tmp).display().to_string(),
+                    &target.display().to_string(),
+                )
+                .replace(&tmp.display().to_string(), &target.display().to_string()),
             message,
         },
         other => other,
@@ -363,6 +381,8 @@ fn write_atomically(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Re
     let cleanup = |tmp: &Path| {
         let _ = std::fs::remove_file(tmp);
         let _ = std::fs::remove_file(aux(tmp));
+        // The GeoTIFF a windowed COG is copied from.
+        geotiff::remove_cog_source(tmp);
         // What GDAL's COG driver writes beside its output while building overviews.
         for suffix in [".ovr.tmp", ".msk.ovr.tmp"] {
             let mut s = tmp.as_os_str().to_owned();
@@ -494,13 +514,11 @@ fn within(dir: &Path, e: std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("`{}`: {e}", dir.display()))
 }
 
-/// BLAKE3 hash (hex) and size of a file.
+/// BLAKE3 hash (hex) and size of a file, read in pieces.
 fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let bytes = std::fs::read(path)?;
-    Ok((
-        blake3::hash(&bytes).to_hex().to_string(),
-        bytes.len() as u64,
-    ))
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(std::fs::File::open(path)?)?;
+    Ok((hasher.finalize().to_hex().to_string(), hasher.count()))
 }
 
 /// The name under the output directory of `file`, written beside `rel` (the file a recipe asked
@@ -584,9 +602,12 @@ pub(crate) const QUICKLOOK_MAX: usize = 2048;
 impl WriteNode {
     /// The inputs as this write needs them: for a PNG quicklook, every n-th pixel of rasters and
     /// class maps so that the picture's long side is at most [`QUICKLOOK_MAX`] (windowed values
-    /// are computed window by window to that size); for other formats, windowed values whole.
+    /// are computed window by window to that size); a windowed raster or class map to write as
+    /// GeoTIFF / COG, and windowed `spectra`, as they are (they are read window by window); other
+    /// windowed values whole.
     fn inputs_to_write(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Inputs, NodeError> {
         let png = self.params.format == Format::Png;
+        let tiff = matches!(self.params.format, Format::GTiff | Format::Cog);
         let side = |v: &Value| -> usize {
             let g = match v {
                 Value::Raster(r) => &r.grid,
@@ -607,6 +628,14 @@ impl WriteNode {
             let v = match v.as_ref() {
                 // Per-class means are gathered window by window (`class_means`).
                 Value::Deferred(_) if port == "spectra" && !png => v.clone(),
+                // Written window by window (`geotiff::write_deferred_*`).
+                Value::Deferred(d)
+                    if port == "input"
+                        && tiff
+                        && matches!(d.template.as_ref(), Value::Raster(_) | Value::Labels(_)) =>
+                {
+                    v.clone()
+                }
                 Value::Deferred(d) if png => Arc::new(d.materialize_every(ctx, step)?),
                 Value::Deferred(d) => Arc::new(d.materialize(ctx)?),
                 other if png && step > 1 => Arc::new(flow_core::deferred::thin(other, step)),
@@ -655,6 +684,40 @@ impl WriteNode {
                 }
                 files
             }
+            (Value::Deferred(d), Format::GTiff | Format::Cog) => match d.template.as_ref() {
+                Value::Raster(t) => {
+                    let mut files = write_atomically(target, |tmp| {
+                        geotiff::write_deferred_raster(ctx, d, tmp, cog)
+                    })?;
+                    if p.stac_item {
+                        let bands: Vec<_> = (0..t.times.len().max(1))
+                            .flat_map(|_| t.bands.iter().cloned())
+                            .collect();
+                        files.extend(self.write_item(
+                            inputs,
+                            target,
+                            None,
+                            Some(&bands),
+                            &t.times,
+                        )?);
+                    }
+                    files
+                }
+                Value::Labels(t) => {
+                    let mut classes = Vec::new();
+                    let mut files = write_atomically(target, |tmp| {
+                        classes = geotiff::write_deferred_labels(ctx, d, tmp, cog, |max_id| {
+                            classes_up_to(t, max_id, names)
+                        })?;
+                        Ok(())
+                    })?;
+                    if p.stac_item {
+                        files.extend(self.write_item(inputs, target, Some(&classes), None, &[])?);
+                    }
+                    files
+                }
+                _ => return Err(unsupported()),
+            },
             (Value::Labels(l), Format::Png) => {
                 let classes = classes_of(l, names);
                 let rgb = inputs.raster_opt("rgb")?;
@@ -975,11 +1038,35 @@ mod tests {
         let e = write_atomically(&target, |tmp| {
             std::fs::write(tmp, "half").unwrap();
             std::fs::write(aux(tmp), "<aux/>").unwrap();
+            // The GeoTIFF a windowed COG is copied from, and its sidecar.
+            let src = geotiff::cog_source(tmp);
+            std::fs::write(&src, "tiff").unwrap();
+            std::fs::write(aux(&src), "<aux/>").unwrap();
             Err(RasterError::InvalidData("no".into()))
         });
         assert!(e.is_err());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "old");
         assert_eq!(names(dir.path()), ["a.json"]);
+        // A failure about that GeoTIFF is told as one about the target.
+        let e = write_atomically(&target, |tmp| {
+            Err(RasterError::io(
+                geotiff::cog_source(tmp),
+                std::io::Error::from(std::io::ErrorKind::StorageFull),
+            ))
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&e, RasterError::Io { path, .. } if path == &target),
+            "{e:?}"
+        );
+        let e = write_atomically(&target, |tmp| {
+            Err(RasterError::gdal(
+                format!("writing {}", geotiff::cog_source(tmp).display()),
+                "full",
+            ))
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), format!("writing {}: full", target.display()));
         // The rename itself fails: the target is a non-empty directory.
         let busy = dir.path().join("busy");
         std::fs::create_dir_all(busy.join("inside")).unwrap();
@@ -1000,10 +1087,28 @@ mod tests {
     }
 
     #[test]
+    fn files_are_hashed_in_pieces_as_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.bin");
+        // Larger than any one read.
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let (hash, size) = hash_file(&path).unwrap();
+        assert_eq!(hash, blake3::hash(&bytes).to_hex().to_string());
+        assert_eq!(size, bytes.len() as u64);
+        assert!(hash_file(&dir.path().join("none")).is_err());
+    }
+
+    #[test]
     fn temporary_names_are_recognised_with_their_gdal_suffixes() {
         assert_eq!(temp_owner("a.tif", ".a.tif.tmp-123-0"), Some(123));
         assert_eq!(temp_owner("a.tif", ".a.tif.tmp-123-45.aux.xml"), Some(123));
         assert_eq!(temp_owner("a.tif", ".a.tif.tmp-9-1.ovr.tmp"), Some(9));
+        assert_eq!(temp_owner("a.tif", ".a.tif.tmp-9-1.src.tif"), Some(9));
+        assert_eq!(
+            temp_owner("a.tif", ".a.tif.tmp-9-1.src.tif.aux.xml"),
+            Some(9)
+        );
         for other in [
             "a.tif",
             ".b.tif.tmp-123-0",
