@@ -320,3 +320,79 @@ fn fixture_options_are_checked() {
         "nothing is written"
     );
 }
+
+#[test]
+fn a_quicklook_of_a_windowed_tile_reads_a_coarser_grid_from_the_overviews() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let items = fixture(
+        cache.path(),
+        "tile",
+        &dir.path().join("tile"),
+        &["--size", "2112"],
+    );
+    let features = check_items(&items, 2112);
+    // Its COGs have overviews, as Planetary Computer's do.
+    let b04 = items
+        .parent()
+        .unwrap()
+        .join(features[0]["assets"]["B04"]["href"].as_str().unwrap());
+    let ds = gdal::Dataset::open(&b04).unwrap();
+    assert!(ds.rasterband(1).unwrap().overview_count().unwrap() >= 2);
+    let recipe = format!(
+        r#"
+name = "quicklook"
+[nodes.search]
+kind = "stac-search"
+catalog = {catalog:?}
+[nodes.stack]
+kind = "stack"
+input = "search"
+assets = ["B04", "B03", "B02"]
+resolution = 10
+[nodes.mask]
+kind = "mask-nodata"
+input = "stack"
+nodata = 0
+[nodes.picture]
+kind = "write"
+input = "mask"
+path = "rgb.png"
+"#,
+        catalog = items.display().to_string()
+    );
+    let path = dir.path().join("recipe.toml");
+    std::fs::write(&path, recipe).unwrap();
+    let out = dir.path().join("out");
+    let (code, stdout, stderr) = output(
+        flow(cache.path())
+            .arg("run")
+            .arg(&path)
+            .arg("--out")
+            .arg(&out)
+            .args(["--window", "512"]),
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let report = read_json(&out.join("run.json"));
+    let picture = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "picture")
+        .unwrap()
+        .clone();
+    // 2112 pixels a side is drawn from every second one: the three bands are read on a
+    // 1056 x 1056 grid, a quarter of the pixels, in windows of 512.
+    assert_eq!(picture["read_bytes"], 3 * 1056 * 1056 * 4, "{picture}");
+    assert_eq!(picture["windows"], 9, "{picture}");
+    let png = image_size(&out.join("rgb.png"));
+    assert!(png.0 >= 1056 && png.0 < 2112, "{png:?}");
+}
+
+/// Width and height of a PNG, from its header.
+fn image_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (be(16), be(20))
+}

@@ -482,9 +482,11 @@ impl Deferred {
 }
 
 impl Deferred {
-    /// Every `step`-th pixel of every `step`-th row of the value (a Raster or Labels), computed
-    /// window by window on the run's threads: a picture-sized version of a large value, on a
-    /// grid whose pixels are `step` times larger. `step` 1 is [`Deferred::materialize`].
+    /// The value (a Raster or Labels) on a grid `step` times coarser, computed window by window
+    /// from sources that read at that grid ([`RunContext::coarsen`]): a picture-sized version of
+    /// a large value. `stack` reads a coarser grid with GDAL, which takes the files' overviews;
+    /// a source that picks every `step`-th pixel gives exactly [`thin`] of the whole value.
+    /// `step` 1 is [`Deferred::materialize`].
     ///
     /// # Errors
     /// As [`Deferred::materialize`]; a Matrix cannot be thinned out.
@@ -494,74 +496,28 @@ impl Deferred {
             return self.materialize(ctx);
         }
         let small = self.grid().coarsened(step);
-        let (h, w) = (small.height, small.width);
-        // The first sampled row and column inside a window starting at `off`.
-        let first = |off: usize| off.div_ceil(step) * step;
-        match self.template.as_ref() {
-            Value::Raster(tpl) => {
-                let (nt, nb) = (tpl.data.len_of(Axis(0)), tpl.data.len_of(Axis(1)));
-                let data = crate::alloc::array4((nt, nb, h, w), f32::NAN).map_err(too_large)?;
-                let dest = Mutex::new(data);
-                self.fold(
-                    ctx,
-                    || (),
-                    |(), win, v| {
-                        let Value::Raster(r) = v else {
-                            return Err(NodeError::Failed("a window is not a Raster".into()));
-                        };
-                        let mut data = lock(&dest)?;
-                        for y in (first(win.row)..win.row + win.height).step_by(step) {
-                            for x in (first(win.col)..win.col + win.width).step_by(step) {
-                                for ti in 0..nt {
-                                    for b in 0..nb {
-                                        data[[ti, b, y / step, x / step]] =
-                                            r.data[[ti, b, y - win.row, x - win.col]];
-                                    }
-                                }
-                            }
-                        }
-                        Ok(())
-                    },
-                )?;
-                Ok(Value::Raster(Raster {
-                    data: into_inner(dest)?,
-                    grid: small,
-                    bands: tpl.bands.clone(),
-                    times: tpl.times.clone(),
-                }))
+        let template = match self.template.as_ref() {
+            Value::Raster(r) => Value::Raster(Raster {
+                grid: small,
+                ..r.clone()
+            }),
+            Value::Labels(l) => Value::Labels(Labels {
+                grid: small,
+                ..l.clone()
+            }),
+            other => {
+                return Err(NodeError::Failed(format!(
+                    "a deferred {} cannot be thinned out",
+                    other.value_type()
+                )))
             }
-            Value::Labels(tpl) => {
-                let data = Array2::from_shape_vec((h, w), filled(h * w, tpl.nodata)?)
-                    .map_err(|e| NodeError::Failed(e.to_string()))?;
-                let dest = Mutex::new(data);
-                self.fold(
-                    ctx,
-                    || (),
-                    |(), win, v| {
-                        let Value::Labels(l) = v else {
-                            return Err(NodeError::Failed("a window is not Labels".into()));
-                        };
-                        let mut data = lock(&dest)?;
-                        for y in (first(win.row)..win.row + win.height).step_by(step) {
-                            for x in (first(win.col)..win.col + win.width).step_by(step) {
-                                data[[y / step, x / step]] = l.data[[y - win.row, x - win.col]];
-                            }
-                        }
-                        Ok(())
-                    },
-                )?;
-                Ok(Value::Labels(Labels {
-                    data: into_inner(dest)?,
-                    nodata: tpl.nodata,
-                    classes: tpl.classes.clone(),
-                    grid: small,
-                }))
-            }
-            other => Err(NodeError::Failed(format!(
-                "a deferred {} cannot be thinned out",
-                other.value_type()
-            ))),
-        }
+        };
+        let coarse = Deferred {
+            template: Box::new(template),
+            window: self.window,
+            expr: self.expr.clone(),
+        };
+        coarse.materialize(&ctx.coarser(step))
     }
 }
 
@@ -579,7 +535,8 @@ fn into_inner<T>(dest: Mutex<T>) -> Result<T, NodeError> {
 }
 
 /// Every `step`-th pixel of every `step`-th row of a Raster or Labels held whole, on a grid whose
-/// pixels are `step` times larger: the same pixels [`Deferred::materialize_every`] picks. Other
+/// pixels are `step` times larger: what [`Deferred::materialize_every`] gives from sources that
+/// pick pixels (`stack` resamples, with the files' overviews). Other
 /// values, and a `step` of 1, are returned as they are.
 pub fn thin(value: &Value, step: usize) -> Value {
     if step <= 1 {
@@ -852,10 +809,14 @@ mod tests {
 
     impl Node for RampNode {
         fn run(&self, ctx: &RunContext, _: &Inputs) -> Result<Value, NodeError> {
-            let g = grid();
+            // Read coarser, it picks every n-th pixel of every n-th row.
+            let step = ctx.coarsen();
+            let fine = grid();
+            let g = fine.coarsened(step);
             let w = ctx.window().unwrap_or(Window::whole(g.width, g.height));
             let data = Array4::from_shape_fn((1, 2, w.height, w.width), |(_, b, y, x)| {
-                let i = w.pixel_index(y, x, g.width) as f32;
+                let (fy, fx) = ((w.row + y) * step, (w.col + x) * step);
+                let i = (fy * fine.width + fx) as f32;
                 if b == 0 {
                     i
                 } else {

@@ -414,6 +414,7 @@ pub struct RunContext {
     window_size: Option<usize>,
     memory_limit: Option<u64>,
     work: Arc<Work>,
+    coarsen: usize,
 }
 
 /// The work a node did, for the run report: windows computed, their pixels, and pixel bytes
@@ -463,7 +464,22 @@ impl RunContext {
             window_size: None,
             memory_limit: None,
             work: Arc::default(),
+            coarsen: 1,
         }
+    }
+
+    /// How many times coarser than its own grid a source node reads (1: its own grid): a
+    /// picture-sized version of a large value is computed from sources read at a coarser grid
+    /// ([`crate::deferred::Deferred::materialize_every`]), which lets GDAL use overviews.
+    pub fn coarsen(&self) -> usize {
+        self.coarsen
+    }
+
+    /// This context with sources reading `step` times coarser (see [`RunContext::coarsen`]).
+    pub fn coarser(&self, step: usize) -> RunContext {
+        let mut c = self.clone();
+        c.coarsen = self.coarsen.saturating_mul(step.max(1));
+        c
     }
 
     /// The run's memory limit in bytes (`--memory-limit`), which source nodes keep their

@@ -659,7 +659,11 @@ impl Node for StackNode {
         items.sort_by(|a, b| a.datetime.cmp(&b.datetime).then_with(|| a.id.cmp(&b.id)));
         self.check_origins(&items)?;
         let epsg = self.crs(&items)?;
-        let whole = self.grid(&items, epsg)?;
+        // A picture-sized version reads a coarser grid (GDAL takes the overviews).
+        let whole = match ctx.coarsen() {
+            1 => self.grid(&items, epsg)?,
+            step => self.grid(&items, epsg)?.coarsened(step),
+        };
         let groups = self.time_steps(&items);
         if let Some(deferred) = self.deferred(ctx, inputs, &items, &groups, &whole)? {
             return Ok(deferred);

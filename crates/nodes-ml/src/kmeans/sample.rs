@@ -7,8 +7,6 @@
 //! same sample, row for row. The keys are uniform, so the sample is spread over the scene as a
 //! simple random sample is.
 
-use std::collections::BinaryHeap;
-
 use ndarray::{Array2, ArrayView2, Axis};
 
 use super::Sample;
@@ -73,9 +71,12 @@ struct Candidate {
 
 /// A sample gathered window by window: the same rows [`choose`] picks from the whole matrix.
 ///
-/// With a count, one pass keeps the `m` smallest keys seen so far (memory: `m` rows). With a
-/// fraction, the first pass counts the valid pixels and the second keeps the `round(p n)`
-/// smallest.
+/// With a count, one pass keeps the `m` smallest keys seen so far. With a fraction, the first
+/// pass counts the valid pixels and the second keeps the `round(p n)` smallest.
+///
+/// Candidates go into a buffer of up to `2 m` rows; when it is full, the `m` smallest are kept
+/// (a selection, linear) and the largest of them becomes the bar a new pixel's key must pass,
+/// so most pixels cost a hash and one comparison (memory: `2 m` rows).
 #[derive(Debug, Clone)]
 pub struct Sampling {
     seed: u64,
@@ -86,10 +87,13 @@ pub struct Sampling {
     count: u64,
     /// How many rows to keep, once known.
     target: Option<usize>,
-    /// The kept candidates, the largest key on top.
-    heap: BinaryHeap<Candidate>,
+    /// The candidates kept so far, in no order.
+    kept: Vec<Candidate>,
     /// Their features, `features` values per slot.
     slab: Vec<f32>,
+    /// `(key, pixel)` of the largest of the `target` smallest candidates once the buffer was
+    /// first trimmed: a pixel at or above it cannot be in the sample.
+    bar: Option<(u64, u64)>,
 }
 
 impl Sampling {
@@ -106,8 +110,9 @@ impl Sampling {
             pass: 0,
             count: 0,
             target,
-            heap: BinaryHeap::new(),
+            kept: Vec::new(),
             slab: Vec::new(),
+            bar: None,
         }
     }
 
@@ -140,28 +145,44 @@ impl Sampling {
         if target == 0 {
             return;
         }
+        let f = self.features;
         for (&pixel, row) in pixels.iter().zip(rows.axis_iter(Axis(0))) {
             let key = pixel_key(self.seed, pixel);
-            let slot = if self.heap.len() < target {
-                let slot = self.heap.len();
-                self.slab.extend(row.iter().copied());
-                slot
-            } else {
-                let top = self.heap.peek().copied();
-                match top {
-                    Some(t) if (key, pixel) < (t.key, t.pixel) => {
-                        self.heap.pop();
-                        let at = t.slot * self.features;
-                        for (d, &v) in self.slab[at..at + self.features].iter_mut().zip(row) {
-                            *d = v;
-                        }
-                        t.slot
-                    }
-                    _ => continue,
-                }
-            };
-            self.heap.push(Candidate { key, pixel, slot });
+            if self.bar.is_some_and(|bar| (key, pixel) >= bar) {
+                continue;
+            }
+            self.kept.push(Candidate {
+                key,
+                pixel,
+                slot: self.kept.len(),
+            });
+            match row.as_slice() {
+                Some(values) => self.slab.extend_from_slice(&values[..f]),
+                None => self.slab.extend(row.iter().copied()),
+            }
+            if self.kept.len() >= target.saturating_mul(2) {
+                self.trim(target);
+            }
         }
+    }
+
+    /// Keeps the `target` smallest candidates (by key, then pixel) and raises the bar to the
+    /// largest of them.
+    fn trim(&mut self, target: usize) {
+        if self.kept.len() <= target || target == 0 {
+            return;
+        }
+        self.kept
+            .select_nth_unstable_by_key(target - 1, |c| (c.key, c.pixel));
+        self.kept.truncate(target);
+        let f = self.features;
+        let mut slab = Vec::with_capacity(target.saturating_mul(2).saturating_mul(f));
+        for (i, c) in self.kept.iter_mut().enumerate() {
+            slab.extend_from_slice(&self.slab[c.slot * f..(c.slot + 1) * f]);
+            c.slot = i;
+        }
+        self.slab = slab;
+        self.bar = self.kept.iter().map(|c| (c.key, c.pixel)).max();
     }
 
     /// Whether this pass keeps rows (the counting pass of a fraction does not).
@@ -177,7 +198,7 @@ impl Sampling {
         if self.pass == 0 {
             self.count += other.count;
         }
-        for c in other.heap.iter() {
+        for c in other.kept.iter() {
             let at = c.slot * other.features;
             let row = ndarray::ArrayView2::from_shape(
                 (1, self.features),
@@ -206,8 +227,11 @@ impl Sampling {
     }
 
     /// The sampled rows, in grid order, and their pixels.
-    pub fn finish(self) -> (Vec<u64>, Array2<f32>) {
-        let mut kept: Vec<Candidate> = self.heap.into_vec();
+    pub fn finish(mut self) -> (Vec<u64>, Array2<f32>) {
+        if let Some(target) = self.target {
+            self.trim(target);
+        }
+        let mut kept: Vec<Candidate> = self.kept;
         kept.sort_unstable_by_key(|c| c.pixel);
         let f = self.features;
         let mut data = Vec::with_capacity(kept.len() * f);

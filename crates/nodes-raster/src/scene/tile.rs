@@ -278,8 +278,8 @@ impl Drop for Target {
 /// The final form of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Form {
-    /// A COG: DEFLATE with a predictor, 256 x 256 blocks, no overviews (like the small scene's
-    /// bands).
+    /// A COG: DEFLATE with a predictor, 256 x 256 blocks and averaged overviews, as the
+    /// Sentinel-2 COGs of Planetary Computer have.
     Cog,
     /// A tiled DEFLATE GeoTIFF (like the small scene's truth map).
     GTiff,
@@ -296,7 +296,8 @@ fn compress(src: &Path, dst: &Path, form: Form) -> Result<()> {
                 "COMPRESS=DEFLATE",
                 "PREDICTOR=YES",
                 "BLOCKSIZE=256",
-                "OVERVIEWS=NONE",
+                "OVERVIEWS=IGNORE_EXISTING",
+                "OVERVIEW_RESAMPLING=AVERAGE",
                 "NUM_THREADS=ALL_CPUS",
                 "BIGTIFF=IF_SAFER",
             ],
