@@ -756,6 +756,63 @@ pub(crate) fn last_message(fallback: &str) -> String {
     }
 }
 
+/// Writes `data` into bands 1 to `bands` of `ds` in one call (GDALDatasetRasterIO): `bands`
+/// planes one after the other, each `size.1` rows of `size.0` values, at pixel `offset`
+/// (column, row). A GeoTIFF interleaved by pixel then gets every band of a block at once, rather
+/// than a block rewritten band after band.
+pub(crate) fn write_bands<T: gdal::raster::GdalType + Copy>(
+    ds: &mut Dataset,
+    offset: (usize, usize),
+    size: (usize, usize),
+    bands: usize,
+    data: &[T],
+) -> Result<(), String> {
+    if bands == 0 || bands > ds.raster_count() || data.len() != bands * size.0 * size.1 {
+        return Err(format!(
+            "{} values do not fill {bands} band(s) of {} x {} pixels of a dataset of {} band(s)",
+            data.len(),
+            size.0,
+            size.1,
+            ds.raster_count()
+        ));
+    }
+    let int = |v: usize| c_int::try_from(v).map_err(|_| format!("{v} is too large for GDAL"));
+    let (x, y, w, h, n) = (
+        int(offset.0)?,
+        int(offset.1)?,
+        int(size.0)?,
+        int(size.1)?,
+        int(bands)?,
+    );
+    // SAFETY: the dataset handle is valid while `ds` is borrowed; `data` holds exactly `bands`
+    // planes of w x h values of the type GDAL is told (`T::gdal_ordinal`), laid out as GDAL's
+    // default spacings (0) say; in GF_Write mode GDAL only reads the buffer; a null band map
+    // selects bands 1 to `bands`, which exist (checked above).
+    let rv = unsafe {
+        gdal_sys::GDALDatasetRasterIO(
+            ds.c_dataset(),
+            gdal_sys::GDALRWFlag::GF_Write,
+            x,
+            y,
+            w,
+            h,
+            data.as_ptr() as *mut c_void,
+            w,
+            h,
+            T::gdal_ordinal(),
+            n,
+            std::ptr::null_mut(),
+            0,
+            0,
+            0,
+        )
+    };
+    if rv != gdal_sys::CPLErr::CE_None {
+        return Err(last_message("cannot write the bands"));
+    }
+    Ok(())
+}
+
 /// Sets the category names of a band (GDALSetRasterCategoryNames).
 pub(crate) fn set_category_names(
     band: &gdal::raster::RasterBand,

@@ -92,7 +92,10 @@ pub(crate) fn create_copy<S: ToString>(
 /// Runs `call`, a GDAL call writing `path`, with GDAL's messages captured: a failure GDAL only
 /// reports (not in the return value) counts too, and a failure to write the file (no space
 /// left, an I/O or permission error) is [`RasterError::Io`].
-fn checked<T>(path: &Path, call: impl FnOnce() -> gdal::errors::Result<T>) -> Result<T> {
+fn checked<T, E: std::fmt::Display>(
+    path: &Path,
+    call: impl FnOnce() -> std::result::Result<T, E>,
+) -> Result<T> {
     let what = format!("writing {}", path.display());
     let capture = gdalx::ErrorCapture::start();
     let written = call();
@@ -358,21 +361,18 @@ struct WindowedTiff {
 }
 
 impl WindowedTiff {
-    /// Creates an empty GeoTIFF of `bands` bands of `T` on `grid` at `path`: tiled,
-    /// DEFLATE-compressed with `predictor` ([`gtiff_options`]), and BigTIFF when its pixels
-    /// uncompressed could exceed 4 GiB.
+    /// Creates an empty GeoTIFF of `bands` bands of `T` on `grid` at `path` with the GTiff
+    /// driver's creation `options` ([`staged_options`]).
     fn create<T: GdalType>(
         path: &Path,
         grid: &Grid,
         bands: usize,
-        predictor: &str,
+        options: &[String],
     ) -> Result<Self> {
         let what = format!("writing {}", path.display());
         let driver =
             DriverManager::get_driver_by_name("GTiff").map_err(|e| RasterError::gdal(&what, e))?;
-        let mut options = gtiff_options(predictor);
-        options.push("BIGTIFF=IF_SAFER".to_string());
-        let options = RasterCreationOptions::from_iter(options);
+        let options = RasterCreationOptions::from_iter(options.iter().cloned());
         let mut ds = checked(path, || {
             driver.create_with_band_type_with_options::<T, _>(
                 path,
@@ -417,20 +417,21 @@ impl WindowedTiff {
         })
     }
 
-    /// Writes `planes`, one per band from band 1, each `window.height` rows of `window.width`
-    /// values, at the window's place.
-    fn write_window<T: GdalType + Copy>(&self, window: Window, planes: Vec<Vec<T>>) -> Result<()> {
+    /// Writes `data`, `bands` planes one after the other (bands 1 to `bands`), each
+    /// `window.height` rows of `window.width` values, at the window's place, every band in one
+    /// call ([`gdalx::write_bands`]).
+    fn write_window<T: GdalType + Copy>(
+        &self,
+        window: Window,
+        bands: usize,
+        data: &[T],
+    ) -> Result<()> {
         let size = (window.width, window.height);
-        let offset = (window.col as isize, window.row as isize);
+        let offset = (window.col, window.row);
         self.with(|ds| {
-            for (i, plane) in planes.into_iter().enumerate() {
-                let mut band = ds
-                    .rasterband(i + 1)
-                    .map_err(|e| RasterError::gdal(self.what(), e))?;
-                let mut buffer = Buffer::new(size, plane);
-                checked(&self.path, || band.write(offset, size, &mut buffer))?;
-            }
-            Ok(())
+            checked(&self.path, || {
+                gdalx::write_bands(ds, offset, size, bands, data)
+            })
         })
     }
 
@@ -460,20 +461,35 @@ pub(crate) fn remove_cog_source(path: &Path) {
     let _ = std::fs::remove_file(&src);
 }
 
-/// Writes `path` through `fill`, which writes a tiled GeoTIFF at the path it is given: `path`
-/// itself for a GeoTIFF; for a COG, [`cog_source`]`(path)`, which the COG driver then copies
-/// into `path` (with `predictor`) and which is removed afterwards, also when anything failed.
+/// Creation options of the GeoTIFF a windowed value is written into: [`gtiff_options`] with
+/// `predictor`, BigTIFF when its pixels uncompressed could pass 4 GiB, and for the temporary
+/// GeoTIFF a COG is copied from (`cog`) the fastest DEFLATE level: the COG driver compresses
+/// the pixels again, so a smaller temporary file is not worth the time.
+fn staged_options(predictor: &str, cog: bool) -> Vec<String> {
+    let mut options = gtiff_options(predictor);
+    options.push("BIGTIFF=IF_SAFER".to_string());
+    if cog {
+        options.push("ZLEVEL=1".to_string());
+    }
+    options
+}
+
+/// Writes `path` through `fill`, which writes a tiled GeoTIFF at the path and with the creation
+/// options it is given ([`staged_options`]): `path` itself for a GeoTIFF; for a COG,
+/// [`cog_source`]`(path)`, which the COG driver then copies into `path` (with `predictor`) and
+/// which is removed afterwards, also when anything failed.
 fn through_source<T>(
     path: &Path,
     cog: bool,
     predictor: &str,
-    fill: impl FnOnce(&Path) -> Result<T>,
+    fill: impl FnOnce(&Path, &[String]) -> Result<T>,
 ) -> Result<T> {
+    let options = staged_options(predictor, cog);
     if !cog {
-        return fill(path);
+        return fill(path, &options);
     }
     let src = cog_source(path);
-    let result = fill(&src).and_then(|out| {
+    let result = fill(&src, &options).and_then(|out| {
         let ds = Dataset::open_ex(
             &src,
             DatasetOptions {
@@ -533,6 +549,17 @@ fn describe_window(w: Window) -> String {
     format!("{}x{}+{}+{}", w.width, w.height, w.col, w.row)
 }
 
+/// The pixels of an array in its logical (row-major) order, copied only when they are not laid
+/// out that way already.
+fn contiguous<'a, T: Clone, S: ndarray::Data<Elem = T>, D: ndarray::Dimension>(
+    a: &'a ndarray::ArrayBase<S, D>,
+) -> std::borrow::Cow<'a, [T]> {
+    match a.as_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(a.iter().cloned().collect()),
+    }
+}
+
 /// Writes a windowed raster as [`write_raster`] writes it whole, window by window: never more
 /// than the run's threads' windows in memory, and for a COG a temporary GeoTIFF on disk.
 pub(crate) fn write_deferred_raster(
@@ -548,8 +575,8 @@ pub(crate) fn write_deferred_raster(
         )));
     };
     let (nt, nb) = (t.data.len_of(Axis(0)), t.data.len_of(Axis(1)));
-    through_source(path, cog, "3", |file| {
-        let tiff = WindowedTiff::create::<f32>(file, d.grid(), (nt * nb).max(1), "3")?;
+    through_source(path, cog, "3", |file, options| {
+        let tiff = WindowedTiff::create::<f32>(file, d.grid(), (nt * nb).max(1), options)?;
         let what = tiff.what();
         tiff.with(|ds| describe_raster_bands(ds, t, &what))?;
         fold_writing(
@@ -563,12 +590,11 @@ pub(crate) fn write_deferred_raster(
                 if r.data.dim() != (nt, nb, w.height, w.width) {
                     return Err(not_fitting(d, w, &v));
                 }
-                let planes: Vec<Vec<f32>> = (0..nt)
-                    .flat_map(|ti| (0..nb).map(move |b| (ti, b)))
-                    .map(|(ti, b)| r.data.slice(s![ti, b, .., ..]).iter().copied().collect())
-                    .collect();
-                drop(v);
-                tiff.write_window(w, planes)
+                if nt * nb == 0 {
+                    return Ok(());
+                }
+                // Time by time, band by band: the file's bands in order.
+                tiff.write_window(w, nt * nb, &contiguous(&r.data))
             },
         )?;
         tiff.finish()
@@ -596,11 +622,11 @@ pub(crate) fn write_deferred_labels(
     let planned = largest(&classes_up_to(None));
     let layout = LabelsLayout::new(planned, t.nodata);
     let nodata = t.nodata;
-    through_source(path, cog, "1", |file| {
+    through_source(path, cog, "1", |file, options| {
         let tiff = if layout.byte {
-            WindowedTiff::create::<u8>(file, d.grid(), 1, "1")?
+            WindowedTiff::create::<u8>(file, d.grid(), 1, options)?
         } else {
-            WindowedTiff::create::<u16>(file, d.grid(), 1, "1")?
+            WindowedTiff::create::<u16>(file, d.grid(), 1, options)?
         };
         let what = tiff.what();
         tiff.with_band(1, |band| describe_labels_band(band, layout, &what))?;
@@ -618,8 +644,7 @@ pub(crate) fn write_deferred_labels(
                 let here = l.data.iter().copied().filter(|&v| v != nodata).max();
                 *max = (*max).max(here);
                 if !layout.byte {
-                    return tiff
-                        .write_window(w, vec![l.data.iter().copied().collect::<Vec<u16>>()]);
+                    return tiff.write_window(w, 1, &contiguous(&l.data));
                 }
                 if let Some(id) = here.filter(|&id| id >= 255) {
                     return Err(RasterError::InvalidData(format!(
@@ -641,7 +666,7 @@ pub(crate) fn write_deferred_labels(
                         }
                     })
                     .collect();
-                tiff.write_window(w, vec![plane])
+                tiff.write_window(w, 1, &plane)
             },
         )?
         .into_iter()
