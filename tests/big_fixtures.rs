@@ -373,14 +373,7 @@ path = "rgb.png"
             .args(["--window", "512"]),
     );
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let report = read_json(&out.join("run.json"));
-    let picture = report["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["id"] == "picture")
-        .unwrap()
-        .clone();
+    let picture = crate::support::node_report(&out, "picture");
     // 2112 pixels a side is drawn from every second one: the three bands are read on a
     // 1056 x 1056 grid, a quarter of the pixels, in windows of 512.
     assert_eq!(picture["read_bytes"], 3 * 1056 * 1056 * 4, "{picture}");

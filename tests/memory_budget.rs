@@ -4,36 +4,27 @@
 
 use std::path::Path;
 
-use crate::support::{flow, output, root};
+use crate::support::{flow, node_report, node_statuses, output, root};
 
 const RECIPE: &str = "recipes/timberlea_kmeans.toml";
 
-/// `flow <args>` on the Timberlea recipe with the offline profile; exit code, stdout, stderr.
-fn flow_on_recipe(cache: &Path, args: &[&str]) -> (i32, String, String) {
+/// `flow <command> RECIPE --profile offline ARGS...` from the repository; exit code, stdout,
+/// stderr.
+fn offline(cache: &Path, command: &str, args: &[&str]) -> (i32, String, String) {
     output(
         flow(cache)
             .current_dir(root())
-            .args(args)
-            .arg(RECIPE)
-            .args(["--profile", "offline"]),
+            .args([command, RECIPE, "--profile", "offline"])
+            .args(args),
     )
 }
 
-/// The statuses of a run report's nodes, by id.
-fn statuses(out: &Path) -> Vec<(String, String)> {
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
-    report["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            (
-                n["id"].as_str().unwrap().to_string(),
-                n["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+/// `flow run` of the offline recipe into `out` without the cache, with `args`.
+fn run(cache: &Path, out: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = out.to_string_lossy();
+    let mut all = vec!["--no-cache", "--out", &out];
+    all.extend(args);
+    offline(cache, "run", &all)
 }
 
 /// Files in `dir` besides the run report.
@@ -58,13 +49,17 @@ fn a_run_over_the_memory_limit_by_its_plan_is_refused_before_anything_runs() {
     let out = tempfile::tempdir().unwrap();
     // With the CRS given, the grid is known from the recipe alone: at 0.5 m the 12-band cube is
     // 4140 x 4560, and fitting every pixel (no `sample`) holds the whole matrix.
-    let (code, stdout, stderr) = output(
-        flow(cache.path())
-            .current_dir(root())
-            .args(["run", RECIPE, "--profile", "offline", "--no-cache", "--out"])
-            .arg(out.path())
-            .args(["--set", "stack.epsg=32618", "--set", "stack.resolution=0.5"])
-            .args(["--memory-limit", "1G"]),
+    let (code, stdout, stderr) = run(
+        cache.path(),
+        out.path(),
+        &[
+            "--set",
+            "stack.epsg=32618",
+            "--set",
+            "stack.resolution=0.5",
+            "--memory-limit",
+            "1G",
+        ],
     );
     assert_eq!(code, 2, "{stdout}\n{stderr}");
     assert!(
@@ -73,10 +68,10 @@ fn a_run_over_the_memory_limit_by_its_plan_is_refused_before_anything_runs() {
         "{stderr}"
     );
     assert!(estimate_gib(&stderr) > 1.0, "{stderr}");
+    let statuses = node_statuses(out.path());
     assert!(
-        statuses(out.path()).iter().all(|(_, s)| s == "cancelled"),
-        "{:?}",
-        statuses(out.path())
+        statuses.iter().all(|(_, s)| s == "cancelled"),
+        "{statuses:?}"
     );
     assert!(outputs(out.path()).is_empty(), "{:?}", outputs(out.path()));
 }
@@ -86,31 +81,33 @@ fn a_run_over_the_memory_limit_by_its_items_stops_after_the_search() {
     let cache = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     // Without `epsg` the grid comes from the items: known once the search has run.
-    let (code, stdout, stderr) = output(
-        flow(cache.path())
-            .current_dir(root())
-            .args(["run", RECIPE, "--profile", "offline", "--no-cache", "--out"])
-            .arg(out.path())
-            .args(["--set", "stack.resolution=0.5", "--memory-limit", "1G"]),
+    let (code, stdout, stderr) = run(
+        cache.path(),
+        out.path(),
+        &["--set", "stack.resolution=0.5", "--memory-limit", "1G"],
     );
     assert_eq!(code, 3, "{stdout}\n{stderr}");
     assert!(
         stderr.contains("more than the memory limit of 1.0 GiB"),
         "{stderr}"
     );
-    let statuses = statuses(out.path());
+    let statuses = node_statuses(out.path());
     let status = |id: &str| statuses.iter().find(|(n, _)| n == id).unwrap().1.clone();
     assert_eq!(status("search"), "computed");
     assert_eq!(status("stack"), "cancelled", "{statuses:?}");
     assert!(outputs(out.path()).is_empty());
-    // The same run within a limit it fits: windowed, and the fit on a sample.
-    let (code, _, stderr) = output(
-        flow(cache.path())
-            .current_dir(root())
-            .args(["run", RECIPE, "--profile", "offline", "--no-cache", "--out"])
-            .arg(out.path())
-            .args(["--set", "stack.resolution=2", "--set", "fit.sample=20000"])
-            .args(["--memory-limit", "1G"]),
+    // A finer grid than the scene's within the same limit: windowed, the fit on a sample.
+    let (code, _, stderr) = run(
+        cache.path(),
+        out.path(),
+        &[
+            "--set",
+            "stack.resolution=2",
+            "--set",
+            "fit.sample=20000",
+            "--memory-limit",
+            "1G",
+        ],
     );
     assert_eq!(code, 0, "{stderr}");
 }
@@ -118,7 +115,7 @@ fn a_run_over_the_memory_limit_by_its_items_stops_after_the_search() {
 #[test]
 fn the_plan_tells_each_node_its_output_reads_and_memory() {
     let cache = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = flow_on_recipe(cache.path(), &["plan", "--no-cache"]);
+    let (code, stdout, stderr) = offline(cache.path(), "plan", &["--no-cache"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("Raster 1 x 12 x 207 x 228 whole"),
@@ -127,17 +124,10 @@ fn the_plan_tells_each_node_its_output_reads_and_memory() {
     assert!(stdout.contains("Labels 207 x 228 whole"), "{stdout}");
     assert!(stdout.contains("within the memory limit"), "{stdout}");
 
-    let (code, stdout, stderr) = flow_on_recipe(
+    let (code, stdout, stderr) = offline(
         cache.path(),
-        &[
-            "plan",
-            "--no-cache",
-            "--json",
-            "--window",
-            "64",
-            "--jobs",
-            "2",
-        ],
+        "plan",
+        &["--no-cache", "--json", "--window", "64", "--jobs", "2"],
     );
     assert_eq!(code, 0, "{stderr}");
     let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -160,37 +150,24 @@ fn the_plan_tells_each_node_its_output_reads_and_memory() {
 
     // `flow run --dry-run` prints the same and runs nothing.
     let out = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = output(
-        flow(cache.path())
-            .current_dir(root())
-            .args(["run", RECIPE, "--profile", "offline", "--dry-run", "--out"])
-            .arg(out.path().join("never")),
+    let never = out.path().join("never");
+    let (code, stdout, stderr) = offline(
+        cache.path(),
+        "run",
+        &["--dry-run", "--out", &never.to_string_lossy()],
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("peak "), "{stdout}");
-    assert!(!out.path().join("never").exists());
+    assert!(!never.exists());
 }
 
 #[test]
 fn a_windowed_run_reports_its_windows_pixels_and_bytes_read() {
     let cache = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let (code, _, stderr) = output(
-        flow(cache.path())
-            .current_dir(root())
-            .args(["run", RECIPE, "--profile", "offline", "--no-cache", "--out"])
-            .arg(out.path())
-            .args(["--window", "100"]),
-    );
+    let (code, _, stderr) = run(cache.path(), out.path(), &["--window", "100"]);
     assert_eq!(code, 0, "{stderr}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("run.json")).unwrap()).unwrap();
-    let normalize = report["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["id"] == "normalize")
-        .unwrap();
+    let normalize = node_report(out.path(), "normalize");
     // 207 x 228 in windows of 100: 3 x 3 windows, every pixel once, 12 bands read as f32.
     assert_eq!(normalize["windows"], 9, "{normalize}");
     assert_eq!(normalize["pixels"], 207 * 228, "{normalize}");

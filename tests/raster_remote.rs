@@ -174,23 +174,6 @@ fn local_catalogs_may_point_at_local_files_and_drivers_are_opted_into() {
     assert!(dir.path().join("hfa").join("stack.tif").exists());
 }
 
-/// Each node's status in the run report of `out`.
-fn statuses(out: &Path) -> Vec<(String, String)> {
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
-    report["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            (
-                n["id"].as_str().unwrap().to_string(),
-                n["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 fn status_of<'a>(statuses: &'a [(String, String)], id: &str) -> &'a str {
     &statuses.iter().find(|(i, _)| i == id).unwrap().1
 }
@@ -216,12 +199,15 @@ fn a_remote_cog_that_changes_behind_unchanged_items_is_a_miss() {
 
     let (code, stderr) = run(cache.path(), &recipe, &out);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(status_of(&statuses(&out), "stack"), "computed");
+    assert_eq!(
+        status_of(&crate::support::node_statuses(&out), "stack"),
+        "computed"
+    );
     let before = stack_tif();
     // Unchanged files: everything is reused.
     let (code, stderr) = run(cache.path(), &recipe, &out);
     assert_eq!(code, 0, "{stderr}");
-    let all = statuses(&out);
+    let all = crate::support::node_statuses(&out);
     assert!(all.iter().all(|(_, s)| s == "cached"), "{all:?}");
 
     // Another band's content behind B04 (a new ETag), the items unchanged.
@@ -230,7 +216,7 @@ fn a_remote_cog_that_changes_behind_unchanged_items_is_a_miss() {
     let heads = files.count("HEAD");
     let (code, stderr) = run(cache.path(), &recipe, &out);
     assert_eq!(code, 0, "{stderr}");
-    let all = statuses(&out);
+    let all = crate::support::node_statuses(&out);
     assert_eq!(status_of(&all, "items"), "cached", "{all:?}");
     assert_eq!(status_of(&all, "stack"), "computed", "{all:?}");
     assert_eq!(status_of(&all, "save"), "computed", "{all:?}");
@@ -239,6 +225,6 @@ fn a_remote_cog_that_changes_behind_unchanged_items_is_a_miss() {
     // And now that is what is cached.
     let (code, stderr) = run(cache.path(), &recipe, &out);
     assert_eq!(code, 0, "{stderr}");
-    let all = statuses(&out);
+    let all = crate::support::node_statuses(&out);
     assert!(all.iter().all(|(_, s)| s == "cached"), "{all:?}");
 }

@@ -100,3 +100,34 @@ pub fn cached_kind(cache: &Path, kind: &str) -> bool {
                 .is_ok_and(|m| m.contains(&format!("\"kind\": \"{kind}\"")))
         })
 }
+
+/// The run report `run.json` in output directory `out`.
+pub fn run_report(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap()
+}
+
+/// Each node's status in the run report in `out`, in plan order.
+pub fn node_statuses(out: &Path) -> Vec<(String, String)> {
+    run_report(out)["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap().to_string(),
+                n["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Node `id`'s entry in the run report in `out`.
+pub fn node_report(out: &Path, id: &str) -> serde_json::Value {
+    run_report(out)["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id)
+        .unwrap_or_else(|| panic!("no node `{id}` in the run report"))
+        .clone()
+}

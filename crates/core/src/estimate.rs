@@ -43,6 +43,9 @@ pub struct Pixels {
     /// Bytes a worker holds at most while it computes one window of it: the window and its
     /// inputs' windows, or more while one of those was computed. Set by the engine.
     pub per_window: u64,
+    /// Pixel bytes one pass over it reads: a windowed source reads its files again in every
+    /// pass. Set by the engine.
+    pub pass_read: u64,
     /// Its time steps are only a lower bound (the items are not known yet).
     pub at_least: bool,
 }
@@ -57,6 +60,7 @@ impl Pixels {
             grid,
             window: None,
             per_window: 0,
+            pass_read: 0,
             at_least: false,
         }
     }
@@ -270,17 +274,25 @@ impl Estimate {
         self
     }
 
-    /// One pass over every windowed input of `known`: its workers' windows and the windows.
-    pub fn one_pass(mut self, known: &Known) -> Estimate {
-        self.working_bytes = self.working_bytes.saturating_add(known.pass_bytes());
-        self.windows += known
+    /// One pass over every windowed input of `known` (see [`Estimate::passes`]).
+    pub fn one_pass(self, known: &Known) -> Estimate {
+        self.passes(known, 1)
+    }
+
+    /// `n` passes, one after the other, over every windowed input of `known`: one window per
+    /// worker of each in memory, their windows and what they read, `n` times.
+    pub fn passes(mut self, known: &Known, n: u64) -> Estimate {
+        let windowed: Vec<&Pixels> = known
             .shapes
             .iter()
             .filter_map(|(_, s)| s.pixels())
             .filter(|p| p.window.is_some())
-            .map(Pixels::windows)
-            .max()
-            .unwrap_or(0);
+            .collect();
+        self.working_bytes = self.working_bytes.saturating_add(known.pass_bytes());
+        let windows = windowed.iter().map(|p| p.windows()).max().unwrap_or(0);
+        let read: u64 = windowed.iter().map(|p| p.pass_read).sum();
+        self.windows = self.windows.saturating_add(windows.saturating_mul(n));
+        self.read_bytes = self.read_bytes.saturating_add(read.saturating_mul(n));
         self
     }
 }

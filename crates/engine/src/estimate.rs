@@ -8,7 +8,7 @@
 //! - what each node needs while it runs: its working memory, and for each pass over a windowed
 //!   input one window of the whole chain per worker ([`Pixels::per_window`]);
 //! - pixel bytes read: a windowed source reads its files again in every pass over it, so each
-//!   pass counts them;
+//!   pass counts them ([`Pixels::pass_read`]);
 //! - [`flow_core::estimate::base_bytes`] for the process itself and GDAL's block cache.
 //!
 //! The peak is the largest of these sums over the nodes. The engine refuses a run whose peak
@@ -135,8 +135,6 @@ pub fn estimate(plan: &Plan, situation: &Situation) -> PlanEstimate {
         }
     }
     let mut shapes: Vec<Shape> = Vec::with_capacity(n);
-    // Pixel bytes one pass over each (windowed) output reads.
-    let mut pass_reads: Vec<u64> = Vec::with_capacity(n);
     let mut live: u64 = 0;
     let base = base_bytes(situation.memory_limit);
     let mut out = PlanEstimate {
@@ -161,12 +159,9 @@ pub fn estimate(plan: &Plan, situation: &Situation) -> PlanEstimate {
             window: situation.window,
             memory_limit: situation.memory_limit,
         };
-        let windowed_inputs: Vec<(&Pixels, u64)> = inputs_of[i]
+        let windowed_inputs: Vec<&Pixels> = inputs_of[i]
             .iter()
-            .filter_map(|(_, j)| {
-                let p = shapes[*j].pixels()?;
-                p.window.is_some().then_some((p, pass_reads[*j]))
-            })
+            .filter_map(|(_, j)| shapes[*j].pixels().filter(|p| p.window.is_some()))
             .collect();
         let mut est = match &situation.values[i] {
             Some(v) => Estimate::of(Shape::of(v)),
@@ -176,49 +171,44 @@ pub fn estimate(plan: &Plan, situation: &Situation) -> PlanEstimate {
                 .unwrap_or_else(|| default_estimate(node.kind.as_ref(), &known)),
         };
         let pixel_local = node.kind.pixel_local();
-        let mut pass_read = 0;
         if let Shape::Pixels(p) = &mut est.output {
             if pixel_local && situation.values[i].is_none() {
-                if let Some((w, _)) = windowed_inputs.first() {
+                if let Some(w) = windowed_inputs.first() {
                     p.window = w.window;
                     est.working_bytes = 0;
                     est.windows = 0;
+                    est.read_bytes = 0;
                 }
             }
             if p.window.is_some() {
                 // While a window of it is computed, its inputs' windows are held; each of them
                 // needed more while it was computed.
-                let inputs: u64 = windowed_inputs.iter().map(|(w, _)| w.window_bytes()).sum();
-                let before = windowed_inputs.iter().map(|(w, _)| w.per_window).max();
-                p.per_window = (p.window_bytes() + inputs).max(before.unwrap_or(0));
-                // A windowed source reads in every pass over it; what a windowed output is
-                // computed from reads again with it.
-                pass_read = if windowed_inputs.is_empty() {
+                let inputs: u64 = windowed_inputs.iter().map(|w| w.window_bytes()).sum();
+                let before = windowed_inputs.iter().map(|w| w.per_window).max();
+                p.per_window = p
+                    .window_bytes()
+                    .saturating_add(inputs)
+                    .max(before.unwrap_or(0));
+                // A windowed source reads in every pass over it; what is computed from windowed
+                // values reads what they read, with them.
+                p.pass_read = if windowed_inputs.is_empty() {
                     std::mem::take(&mut est.read_bytes)
                 } else {
-                    windowed_inputs.iter().map(|(_, r)| r).sum()
+                    windowed_inputs.iter().map(|w| w.pass_read).sum()
                 };
             }
         }
         // A node that neither runs window by window nor reads windows itself gets its windowed
         // inputs computed whole first.
         if runs(i) && !pixel_local && !node.node.takes_deferred() {
-            for (w, reads) in &windowed_inputs {
-                est.working_bytes += w.bytes() + w.pass_bytes(known.threads);
-                est.read_bytes += reads;
+            for w in &windowed_inputs {
+                est.working_bytes = est
+                    .working_bytes
+                    .saturating_add(w.bytes())
+                    .saturating_add(w.pass_bytes(known.threads));
+                est.read_bytes = est.read_bytes.saturating_add(w.pass_read);
                 est.windows += w.windows();
             }
-        } else if runs(i) && !pixel_local {
-            // Its own passes (`Estimate::one_pass`) read what the windowed inputs read.
-            let passes = est.windows.div_ceil(
-                windowed_inputs
-                    .iter()
-                    .map(|(w, _)| w.windows())
-                    .max()
-                    .unwrap_or(1)
-                    .max(1),
-            );
-            est.read_bytes += passes * windowed_inputs.iter().map(|(_, r)| r).sum::<u64>();
         }
         if matches!(est.output, Shape::Unknown) {
             out.unknown.push(node.id.clone());
@@ -239,15 +229,18 @@ pub fn estimate(plan: &Plan, situation: &Situation) -> PlanEstimate {
         let mut peak = 0;
         match role {
             "run" => {
-                peak = base + live + est.working_bytes + held;
-                out.read_bytes += est.read_bytes;
-                live += held;
+                peak = base
+                    .saturating_add(live)
+                    .saturating_add(est.working_bytes)
+                    .saturating_add(held);
+                out.read_bytes = out.read_bytes.saturating_add(est.read_bytes);
+                live = live.saturating_add(held);
             }
             "load" => {
-                peak = base + live + held;
-                live += held;
+                peak = base.saturating_add(live).saturating_add(held);
+                live = live.saturating_add(held);
             }
-            "done" => live += held,
+            "done" => live = live.saturating_add(held),
             _ => {}
         }
         if peak > out.peak_bytes {
@@ -272,7 +265,6 @@ pub fn estimate(plan: &Plan, situation: &Situation) -> PlanEstimate {
             peak_bytes: peak,
         });
         shapes.push(est.output);
-        pass_reads.push(pass_read);
     }
     out
 }

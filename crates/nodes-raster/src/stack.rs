@@ -807,7 +807,7 @@ impl Node for StackNode {
         let bands = self.params.assets.len();
         // The grid and the items of each time step: from the items once the search has run,
         // else from the params alone (bounds and `epsg` given), with at least one time step.
-        let (grid, steps, at_least) = match known.value("input") {
+        let (grid, steps, covered, at_least) = match known.value("input") {
             Some(Value::Items(input)) => {
                 let catalog = input.catalog();
                 let mut items: Vec<ItemRef> = input
@@ -822,14 +822,16 @@ impl Node for StackNode {
                 let epsg = self.crs(&items).ok()?;
                 let grid = self.grid(&items, epsg).ok()?;
                 let steps: Vec<usize> = self.time_steps(&items).iter().map(Vec::len).collect();
-                (grid, steps, false)
+                // Each item is read where it overlaps the grid.
+                let covered: f64 = items.iter().map(|i| coverage(i, epsg, &grid)).sum();
+                (grid, steps, covered, false)
             }
             _ => {
                 let epsg = self.params.epsg?;
                 if self.params.extent == Extent::Items {
                     return None;
                 }
-                (self.grid(&[], epsg).ok()?, vec![1], true)
+                (self.grid(&[], epsg).ok()?, vec![1], 1.0, true)
             }
         };
         let plane = grid.len() as u64 * 4;
@@ -837,13 +839,12 @@ impl Node for StackNode {
         let mut output = Pixels::whole(ValueType::Raster, steps.len(), bands, grid);
         output.window = window_side(bytes, &output.grid, known.window, known.memory_limit);
         output.at_least = at_least;
-        let items: u64 = steps.iter().map(|&n| n as u64).sum();
         // Each reader of a mosaic holds a second plane to merge the next item into.
         let merging = steps.iter().any(|&n| n > 1) && output.window.is_none();
         let readers = self.params.max_parallel.min(steps.len() * bands).max(1) as u64;
         Some(Estimate {
             working_bytes: if merging { readers * plane } else { 0 },
-            read_bytes: items * bands as u64 * plane,
+            read_bytes: (covered * (bands as u64 * plane) as f64) as u64,
             ..Estimate::of(Shape::Pixels(output))
         })
     }
@@ -933,6 +934,29 @@ fn overlaps(item: &ItemRef, b: usize, epsg: u32, grid: &flow_core::Grid) -> bool
     }
     let (x0, y0, x1, y1) = grid.bounds();
     bounds[0] < x1 && bounds[2] > x0 && bounds[1] < y1 && bounds[3] > y0
+}
+
+/// The share of `grid` that `item` covers (by its first asset's footprint, else its bbox); 1
+/// when unknown.
+fn coverage(item: &ItemRef, epsg: u32, grid: &flow_core::Grid) -> f64 {
+    let footprint = item
+        .assets
+        .iter()
+        .flatten()
+        .find_map(|a| Some((a.bounds()?, a.epsg?)))
+        .or_else(|| item.bbox.map(|b| (b, 4326)));
+    let Some(b) = footprint.and_then(|(b, e)| grid::transform_bounds(b, e, epsg).ok()) else {
+        return 1.0;
+    };
+    let (x0, y0, x1, y1) = grid.bounds();
+    let w = (b[2].min(x1) - b[0].max(x0)).max(0.0);
+    let h = (b[3].min(y1) - b[1].max(y0)).max(0.0);
+    let area = (x1 - x0) * (y1 - y0);
+    if area > 0.0 {
+        (w * h / area).min(1.0)
+    } else {
+        1.0
+    }
 }
 
 /// Cubes larger than this are computed window by window even without `--window`.

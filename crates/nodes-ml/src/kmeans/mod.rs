@@ -370,11 +370,8 @@ impl Node for KMeansFitNode {
             // Each worker keeps a sample of its own windows, then they are merged.
             (Some(_), Some(s)) => {
                 let passes = sample::Sampling::new(self.params.seed(), s, p.bands).passes();
-                let mut est = est
-                    .working(fit + known.threads as u64 * rows as u64 * row)
-                    .one_pass(known);
-                est.windows *= passes as u64;
-                est
+                est.working(fit + known.threads as u64 * rows as u64 * row)
+                    .passes(known, passes as u64)
             }
             _ => est.working(fit),
         })

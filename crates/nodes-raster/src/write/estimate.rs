@@ -2,7 +2,7 @@
 //! and the picture; a GeoTIFF / COG of a whole value holds a copy for GDAL, of a windowed one a
 //! few windows; a model's JSON gathers its class means in one pass over windowed spectra.
 
-use flow_core::estimate::{Estimate, Known, Shape};
+use flow_core::estimate::{Estimate, Known, Pixels, Shape};
 
 use super::{Format, QUICKLOOK_MAX};
 
@@ -31,7 +31,18 @@ pub(super) fn estimate(format: Format, known: &Known) -> Estimate {
                 .sum();
             // The picture: the class map and the RGB panel side by side, RGBA.
             let side = longest.div_ceil(step) as u64;
-            est.working(thinned + 2 * side * side * 4).one_pass(known)
+            let mut est = est.working(thinned + 2 * side * side * 4);
+            // Windowed inputs are computed on a grid `step` times coarser, one after the other.
+            for p in arrays.iter().filter(|p| p.window.is_some()) {
+                let coarse = Pixels {
+                    grid: p.grid.coarsened(step),
+                    ..(*p).clone()
+                };
+                est.windows += coarse.windows();
+                est.read_bytes += p.pass_read / (step * step) as u64;
+            }
+            est.working_bytes += known.pass_bytes();
+            est
         }
         Format::GTiff | Format::Cog => {
             let copy: u64 = arrays

@@ -596,6 +596,51 @@ fn class_means(
     }
 }
 
+/// How many times the free space a file's uncompressed pixels may take before `write`
+/// refuses it (compression makes up the rest, or the write fails with "no space left").
+const ROOM_FACTOR: u64 = 4;
+
+/// Refuses to write `value` beside `target` when its pixels, uncompressed, exceed
+/// [`ROOM_FACTOR`] times the space free there: a cube computed window by window can be far larger than memory and
+/// than the disk, and writing it would fill the disk after hours. An I/O error (exit 5) naming
+/// the file, the value, both sizes; nothing is written. Where the free space is unknown, the
+/// write goes ahead.
+fn check_room(target: &Path, value: &Value) -> Result<(), NodeError> {
+    let Some(pixels) = flow_core::estimate::Shape::of(value).pixels().cloned() else {
+        return Ok(());
+    };
+    let bytes = pixels.bytes();
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let Ok(c_dir) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return Ok(());
+    };
+    // SAFETY: a NUL-terminated path valid for the call; GDAL only reads it.
+    let free = unsafe { gdal_sys::VSIGetDiskFreeSpace(c_dir.as_ptr()) };
+    let Ok(free) = u64::try_from(free) else {
+        return Ok(()); // -1: not known
+    };
+    // DEFLATE may well shrink it a few times; what a few times cannot fit is refused now.
+    if bytes <= free.saturating_mul(ROOM_FACTOR) {
+        return Ok(());
+    }
+    use flow_core::estimate::human_bytes;
+    Err(NodeError::io(
+        target,
+        std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!(
+                "no space left on device for it: the {:?} of {} pixels takes {} uncompressed, \
+                 and {} has {} free; write a smaller area or a coarser resolution",
+                pixels.ty,
+                pixels.dims(),
+                human_bytes(bytes),
+                dir.display(),
+                human_bytes(free)
+            ),
+        ),
+    ))
+}
+
 /// The longest side of a PNG quicklook, in pixels; larger rasters are thinned out to it.
 pub(crate) const QUICKLOOK_MAX: usize = 2048;
 
@@ -664,6 +709,9 @@ impl WriteNode {
             ))
         };
         let cog = p.format == Format::Cog;
+        if matches!(p.format, Format::GTiff | Format::Cog) {
+            check_room(target, input)?;
+        }
         let files = match (input, p.format) {
             (Value::Raster(r), Format::GTiff | Format::Cog) => {
                 let mut files = write_atomically(target, |tmp| geotiff::write_raster(r, tmp, cog))?;
