@@ -95,15 +95,24 @@ pub(crate) fn layout(
     (width, height, pw, ph)
 }
 
-/// Value at fraction `q` of the sorted values (linear interpolation, like numpy's percentile).
-fn quantile(sorted: &[f32], q: f64) -> f32 {
-    if sorted.is_empty() {
+/// Value at fraction `q` of `values` in order (linear interpolation, like numpy's percentile),
+/// found by selection rather than a sort; `values` is reordered.
+fn quantile(values: &mut [f32], q: f64) -> f32 {
+    if values.is_empty() {
         return f32::NAN;
     }
-    let pos = q * (sorted.len() - 1) as f64;
+    let pos = q * (values.len() - 1) as f64;
     let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
     let t = (pos - lo as f64) as f32;
-    sorted[lo] * (1.0 - t) + sorted[hi] * t
+    let (_, below, above) = values.select_nth_unstable_by(lo, f32::total_cmp);
+    let a = *below;
+    // The next value in order is the smallest of those after it.
+    let b = if hi == lo {
+        a
+    } else {
+        above.iter().copied().min_by(f32::total_cmp).unwrap_or(a)
+    };
+    a * (1.0 - t) + b * t
 }
 
 /// The RGB composite of `bands` at the first time step, each band stretched from its 2nd to its
@@ -128,9 +137,8 @@ pub(crate) fn composite(
             ))
         })?;
         let plane = r.data.slice(ndarray::s![0, b, .., ..]);
-        let mut sorted: Vec<f32> = plane.iter().copied().filter(|v| v.is_finite()).collect();
-        sorted.sort_by(f32::total_cmp);
-        let (lo, hi) = (quantile(&sorted, 0.02), quantile(&sorted, 0.98));
+        let mut finite: Vec<f32> = plane.iter().copied().filter(|v| v.is_finite()).collect();
+        let (lo, hi) = (quantile(&mut finite, 0.02), quantile(&mut finite, 0.98));
         let span = if hi > lo { hi - lo } else { 1.0 };
         channels.push(
             plane
@@ -257,9 +265,12 @@ mod tests {
 
     #[test]
     fn quantiles_interpolate() {
-        let v: Vec<f32> = (0..=100).map(|i| i as f32).collect();
-        assert_eq!(quantile(&v, 0.02), 2.0);
-        assert_eq!(quantile(&v, 0.98), 98.0);
+        let mut v: Vec<f32> = (0..=100).rev().map(|i| i as f32).collect();
+        assert_eq!(quantile(&mut v, 0.02), 2.0);
+        assert_eq!(quantile(&mut v, 0.98), 98.0);
+        // Between two values, as numpy interpolates.
+        let mut w = vec![3.0, 1.0, 2.0, 0.0];
+        assert_eq!(quantile(&mut w, 0.5), 1.5);
     }
 
     #[test]
