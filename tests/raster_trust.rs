@@ -510,16 +510,23 @@ fn a_full_disk_while_writing_is_an_io_error_naming_the_file() {
         &format!("resolution = 10\nbounds_latlon = {AOI}"),
         WRITE,
     );
-    let (code, stderr) = run(cache.path(), &recipe, &full.0, &[]);
-    assert_eq!(code, 5, "{stderr}");
-    for needle in [
-        "node `save`",
-        &format!("{}", full.0.join("cube.tif").display()),
-        "No space left on device",
+    // Whole, and window by window (a GeoTIFF, and a COG through a temporary GeoTIFF).
+    for args in [
+        &[][..],
+        &["--window", "64"],
+        &["--window", "64", "--set", "save.format=\"cog\""],
     ] {
-        assert!(stderr.contains(needle), "`{needle}` in: {stderr}");
+        let (code, stderr) = run(cache.path(), &recipe, &full.0, args);
+        assert_eq!(code, 5, "{args:?}: {stderr}");
+        for needle in [
+            "node `save`",
+            &format!("{}", full.0.join("cube.tif").display()),
+            "No space left on device",
+        ] {
+            assert!(stderr.contains(needle), "{args:?}: `{needle}` in: {stderr}");
+        }
+        assert_no_raw_gdal_lines(&stderr);
+        // The half-written file is gone: only the run report is there.
+        assert_eq!(names(&full.0), ["run.json"], "{args:?}");
     }
-    assert_no_raw_gdal_lines(&stderr);
-    // The half-written file is gone: only the run report is there.
-    assert_eq!(names(&full.0), ["run.json"]);
 }

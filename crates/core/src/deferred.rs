@@ -415,10 +415,11 @@ impl Deferred {
                 // every window is in, the valid rows are moved up in order over the invalid ones
                 // (a row only ever moves up) and the rest is cut off.
                 let f = t.features.len();
+                // The larger buffer first: a matrix too large is refused naming its size.
+                let rows = filled(grid.len().saturating_mul(f), 0f32)?;
                 let valid =
                     Array2::from_shape_vec((grid.height, grid.width), filled(grid.len(), false)?)
                         .map_err(|e| NodeError::Failed(e.to_string()))?;
-                let rows = filled(grid.len() * f, 0f32)?;
                 let dest = Mutex::new((valid, rows));
                 let width = grid.width;
                 self.fold(
