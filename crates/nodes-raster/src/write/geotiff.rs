@@ -60,9 +60,11 @@ fn gtiff_options(predictor: &str) -> Vec<String> {
 /// Copies `src` to `path` with the GTiff or COG driver, DEFLATE-compressed.
 pub(crate) fn copy_out(src: &Dataset, path: &Path, cog: bool, predictor: &str) -> Result<()> {
     if cog {
+        // Blocks are compressed on every core (the same bytes as on one).
         let options = vec![
             "COMPRESS=DEFLATE".to_string(),
             format!("PREDICTOR={}", if predictor == "1" { "NO" } else { "YES" }),
+            "NUM_THREADS=ALL_CPUS".to_string(),
         ];
         create_copy(src, "COG", options, path)
     } else {
