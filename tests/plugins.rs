@@ -158,21 +158,10 @@ fn speckles(data: &[u16], (w, h): (usize, usize), nodata: u16) -> usize {
     n
 }
 
-fn run_json(out: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap()
-}
-
+/// Each node's status in `report`, by id.
 fn statuses(report: &serde_json::Value) -> HashMap<String, String> {
-    report["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            (
-                n["id"].as_str().unwrap().to_string(),
-                n["status"].as_str().unwrap().to_string(),
-            )
-        })
+    crate::support::report_statuses(report)
+        .into_iter()
         .collect()
 }
 
@@ -255,7 +244,7 @@ fn majority_filter_smooths_a_known_array_and_reruns_from_the_cache() {
     // Again: the plugin nodes are cache hits like built-in ones.
     let (code, _, stderr) = run();
     assert_eq!(code, 0, "{stderr}");
-    let s = statuses(&run_json(&out));
+    let s = statuses(&crate::support::run_report(&out));
     assert_eq!(s["smooth"], "cached", "{s:?}");
     assert!(cached_kinds(cache.path()).contains(&"majority-filter".to_string()));
 }
@@ -407,7 +396,7 @@ fn a_panicking_plugin_node_fails_the_run_with_exit_6_and_caches_nothing() {
         "{stderr}"
     );
     // The host went on to write its report: it did not abort.
-    let report = run_json(&out);
+    let report = crate::support::run_report(&out);
     assert_eq!(statuses(&report)["boom"], "failed", "{report}");
     let kinds = cached_kinds(cache.path());
     assert!(kinds.contains(&"test-labels".to_string()), "{kinds:?}");
@@ -655,7 +644,7 @@ fn a_plugin_node_stops_when_another_node_fails() {
         stderr.contains("deliberate test failure: kaboom"),
         "{stderr}"
     );
-    let report = run_json(&out);
+    let report = crate::support::run_report(&out);
     let (wait, fail) = (node(&report, "wait"), node(&report, "fail"));
     assert_eq!(fail["status"], "failed", "{report}");
     assert_eq!(wait["status"], "cancelled", "{report}");
@@ -722,7 +711,7 @@ fn a_plugin_output_that_does_not_fit_its_grid_is_a_plugin_error() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let report = run_json(&out);
+    let report = crate::support::run_report(&out);
     let s = statuses(&report);
     assert_eq!(s["bad"], "failed", "{report}");
     assert_eq!(s["smooth"], "cancelled", "{report}");
@@ -755,7 +744,7 @@ fn plugin_key_material_freshness_and_unkeyed_params_reach_the_cache() {
                 .arg(&out),
         );
         assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
-        let report = run_json(&out);
+        let report = crate::support::run_report(&out);
         let n = node(&report, "stamp");
         (
             n["status"].as_str().unwrap().to_string(),

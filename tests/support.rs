@@ -108,7 +108,12 @@ pub fn run_report(out: &Path) -> serde_json::Value {
 
 /// Each node's status in the run report in `out`, in plan order.
 pub fn node_statuses(out: &Path) -> Vec<(String, String)> {
-    run_report(out)["nodes"]
+    report_statuses(&run_report(out))
+}
+
+/// Each node's status in a run report, in plan order.
+pub fn report_statuses(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["nodes"]
         .as_array()
         .unwrap()
         .iter()
