@@ -49,7 +49,7 @@ pub enum Command {
     Graph(GraphArgs),
     /// List every node kind with its ports and params.
     #[command(
-        after_help = "Examples:\n  flow nodes\n  flow nodes --format markdown\n  flow nodes --format json"
+        after_help = "Examples:\n  flow nodes\n  flow nodes stack\n  flow nodes --format markdown\n  flow nodes --format json"
     )]
     Nodes(NodesArgs),
     /// Inspect and maintain the cache.
@@ -207,6 +207,8 @@ pub enum NodesFormat {
 /// `flow nodes`.
 #[derive(Debug, Args)]
 pub struct NodesArgs {
+    /// Show only this kind (`flow nodes stack`).
+    pub kind: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = NodesFormat::Text)]
     pub format: NodesFormat,

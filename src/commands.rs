@@ -180,7 +180,22 @@ pub fn graph(args: GraphArgs, plugins: &[PathBuf]) -> CommandResult {
 /// `flow nodes`.
 pub fn nodes(args: NodesArgs, plugins: &[PathBuf]) -> CommandResult {
     let registry = registry_with_plugins(None, plugins)?;
-    crate::out!("{}", report::nodes(&registry, args.format));
+    if let Some(kind) = &args.kind {
+        if registry.get(kind).is_none() {
+            let known: Vec<&str> = registry.kinds().map(|k| k.name()).collect();
+            let hint = match flow_core::schema::suggest(kind, known.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("the kinds are {}", known.join(", ")),
+            };
+            return Err(CommandError::usage(format!(
+                "unknown node kind `{kind}`; {hint}"
+            )));
+        }
+    }
+    crate::out!(
+        "{}",
+        report::nodes(&registry, args.format, args.kind.as_deref())
+    );
     Ok(())
 }
 

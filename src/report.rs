@@ -106,14 +106,15 @@ fn print_class_tables(report: &RunReport) {
     }
 }
 
-/// The node catalog in the chosen format.
-pub fn nodes(registry: &Registry, format: NodesFormat) -> String {
+/// The node catalog in the chosen format: every kind, or only the kind named `only`.
+pub fn nodes(registry: &Registry, format: NodesFormat, only: Option<&str>) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     match format {
         NodesFormat::Json => {
             let kinds: Vec<serde_json::Value> = registry
                 .kinds()
+                .filter(|k| only.is_none_or(|o| k.name() == o))
                 .map(|k| {
                     serde_json::json!({
                         "kind": k.name(),
@@ -131,7 +132,10 @@ pub fn nodes(registry: &Registry, format: NodesFormat) -> String {
         }
         NodesFormat::Text | NodesFormat::Markdown => {
             let md = matches!(format, NodesFormat::Markdown);
-            for k in registry.kinds() {
+            for k in registry
+                .kinds()
+                .filter(|k| only.is_none_or(|o| k.name() == o))
+            {
                 let sig = k.signature();
                 let origin = match k.origin() {
                     flow_core::Origin::Builtin => String::new(),

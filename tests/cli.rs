@@ -166,3 +166,24 @@ fn a_closed_stdout_ends_the_command_quietly_without_a_panic() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn nodes_shows_one_kind_by_name_and_suggests_for_a_typo() {
+    let cache = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = output(flow(cache.path()).args(["nodes", "stack"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("stack (v"), "{stdout}");
+    assert!(stdout.contains("resolution"), "{stdout}");
+    assert!(!stdout.contains("kmeans-fit"), "{stdout}");
+    let (code, json, _) = output(flow(cache.path()).args(["nodes", "write", "--format", "json"]));
+    assert_eq!(code, 0);
+    let kinds: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(kinds.len(), 1);
+    assert_eq!(kinds[0]["kind"], "write");
+    let (code, _, stderr) = output(flow(cache.path()).args(["nodes", "stak"]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("unknown node kind `stak`; did you mean `stack`?"),
+        "{stderr}"
+    );
+}
