@@ -447,3 +447,34 @@ fn class_areas_are_ground_areas_whatever_the_output_crs() {
     );
     assert!(utm > 400.0 && utm < 520.0, "{utm}");
 }
+
+#[test]
+fn a_search_that_finds_nothing_says_what_it_searched_for() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = output(
+        flow(cache.path())
+            .current_dir(crate::support::root())
+            .args([
+                "run",
+                "recipes/timberlea_kmeans.toml",
+                "--profile",
+                "offline",
+            ])
+            .args(["--no-cache", "--out"])
+            .arg(out.path())
+            .args(["--set", r#"search.collections=["sentinel-2-l2"]"#]),
+    );
+    assert_eq!(code, 3, "{stdout}\n{stderr}");
+    let all = format!("{stdout}{stderr}");
+    assert!(
+        all.contains("the search found no items in")
+            && all.contains(r#"collections = ["sentinel-2-l2"]"#)
+            && all.contains(r#"datetime = "2021-07-01/2021-08-30""#),
+        "{all}"
+    );
+    assert!(
+        stderr.contains("stack: the input has no items: the search before it found none"),
+        "{stderr}"
+    );
+}

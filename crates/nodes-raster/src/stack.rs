@@ -645,7 +645,9 @@ impl Node for StackNode {
         let features = input.features();
         if features.is_empty() {
             return Err(NodeError::InvalidData(
-                "stack: the input has no items".into(),
+                "stack: the input has no items: the search before it found none (its warning \
+                 says what it searched for)"
+                    .into(),
             ));
         }
         let catalog = input.catalog();

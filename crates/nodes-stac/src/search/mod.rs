@@ -416,17 +416,52 @@ impl NodeKind for StacSearchKind {
     }
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
+        let criteria = criteria(params);
         let params = SearchParams::parse(params)?.validate()?;
         Ok(Box::new(SearchNode {
             params,
+            criteria,
             stash: Mutex::new(None),
         }))
+    }
+}
+
+/// The params that choose items, as `key = value` TOML in the recipe's order (a long value cut
+/// short).
+fn criteria(params: &Params) -> String {
+    const WHAT: [&str; 7] = [
+        "collections",
+        "ids",
+        "bbox",
+        "intersects",
+        "datetime",
+        "query",
+        "filter",
+    ];
+    let parts: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| WHAT.contains(&k.as_str()))
+        .map(|(k, v)| {
+            let v = v.to_string();
+            match v.char_indices().nth(120) {
+                Some((cut, _)) => format!("{k} = {}...", &v[..cut]),
+                None => format!("{k} = {v}"),
+            }
+        })
+        .collect();
+    if parts.is_empty() {
+        "every item".into()
+    } else {
+        parts.join(", ")
     }
 }
 
 /// A built `stac-search` node.
 struct SearchNode {
     params: ValidSearchParams,
+    /// What it searches for, as the recipe wrote it (`collections = [...], datetime = ...`),
+    /// for the warning of a search that finds nothing.
+    criteria: String,
     /// A local catalog read by `key_material`, reused by `run`.
     stash: Mutex<Option<(PathBuf, static_catalog::Loaded)>>,
 }
@@ -723,6 +758,13 @@ impl Node for SearchNode {
                 (items, path.to_string_lossy().into_owned())
             }
         };
+        if items.is_empty() {
+            ctx.warn(format!(
+                "the search found no items in {catalog} for {}; check the collection names and \
+                 the filters",
+                self.criteria
+            ));
+        }
         items.shrink_to_fit();
         let mut items = Items::from_features(items);
         items.set_catalog(&catalog);
