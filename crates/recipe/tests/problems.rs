@@ -439,3 +439,34 @@ label = "n${params.count}"
     assert_eq!(plan.downstream("src"), ["fit", "apply"]);
     insta::assert_json_snapshot!(plan.to_json());
 }
+
+#[test]
+fn a_number_param_takes_any_number_and_the_node_decides() {
+    let text = r#"
+name = "numbers"
+
+[params]
+threshold = 10
+count = 3
+
+[nodes.src]
+kind = "source"
+n = "${params.count}"
+
+[nodes.sink]
+kind = "sink"
+input = "src"
+threshold = "${params.threshold}"
+"#;
+    // Declared as `10`, meant as a number: 0.5 is taken.
+    let sets = ["threshold=0.5".to_string()];
+    let plan = Plan::build("r.toml", text, &registry(), &Overrides::new(None, &sets)).unwrap();
+    let sink = plan.nodes.iter().find(|n| n.id == "sink").unwrap();
+    assert_eq!(sink.params["threshold"], toml::Value::Float(0.5));
+    // Where an integer is needed, the node's param says so, at the place it is used.
+    let rendered = problems(text, None, &["count=2.5"]);
+    assert!(
+        rendered.contains("param `n` of node `src` (source) must be integer, found float"),
+        "{rendered}"
+    );
+}

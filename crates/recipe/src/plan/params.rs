@@ -25,10 +25,16 @@ pub(super) struct NodeSet<'a> {
     pub(super) origin: &'a SetOverride,
 }
 
-/// True when `new` may replace `old`: same TOML type, or an integer for a float.
+/// True when `new` may replace `old`: the same TOML type, or one number for another.
 fn same_type(old: &toml::Value, new: &toml::Value) -> bool {
+    // A number is a number: `res = 10` may become 0.5 and `scale = 1.5` may become 2; where it
+    // is used, the node's params say whether it must be an integer (`k = 4.5` is refused there).
     toml_type_name(old) == toml_type_name(new)
-        || matches!((old, new), (toml::Value::Float(_), toml::Value::Integer(_)))
+        || matches!(
+            (old, new),
+            (toml::Value::Float(_), toml::Value::Integer(_))
+                | (toml::Value::Integer(_), toml::Value::Float(_))
+        )
 }
 
 impl Builder<'_> {
