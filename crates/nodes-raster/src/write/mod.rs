@@ -57,7 +57,7 @@ flow_core::params! {
         path: String,
         /// default: from the extension (.tif/.tiff gtiff, .png, .json)
         format: Option<Format>,
-        /// bands of the RGB composite (red, green, blue)
+        /// bands of the RGB composite (red, green, blue), by name or common name; red, green and blue fall back to Sentinel-2's B04, B03, B02 where no band has that common name
         rgb_bands: Vec<String> = DEFAULT_RGB_BANDS.map(String::from).to_vec(),
         /// names of the classes, by class id
         class_names: Option<Vec<String>>,
@@ -78,8 +78,9 @@ struct ValidWrite {
     stac_item: bool,
 }
 
-/// The default RGB composite: Sentinel-2 red, green, blue.
-const DEFAULT_RGB_BANDS: [&str; 3] = ["B04", "B03", "B02"];
+/// The default RGB composite: the bands whose common names are red, green and blue (any
+/// collection that has them: Sentinel-2, Landsat), see [`png::composite`].
+const DEFAULT_RGB_BANDS: [&str; 3] = ["red", "green", "blue"];
 
 impl WriteParams {
     fn validate(self) -> Result<ValidWrite, ParamError> {

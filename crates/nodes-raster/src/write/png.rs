@@ -115,8 +115,34 @@ fn quantile(values: &mut [f32], q: f64) -> f32 {
     a * (1.0 - t) + b * t
 }
 
-/// The RGB composite of `bands` at the first time step, each band stretched from its 2nd to its
-/// 98th percentile; None where any of the three is NaN.
+/// The bands of `r` that `bands` name (names or common names; `red`, `green` and `blue` fall
+/// back to Sentinel-2's B04, B03 and B02 where no band has that common name).
+fn rgb_indices(r: &Raster, bands: &[String; 3]) -> Result<[usize; 3], NodeError> {
+    let one = |name: &String| {
+        r.band_index(name)
+            .or_else(|| {
+                let key = match name.to_ascii_lowercase().as_str() {
+                    "red" => "B04",
+                    "green" => "B03",
+                    "blue" => "B02",
+                    _ => return None,
+                };
+                r.band_index(key)
+            })
+            .ok_or_else(|| {
+                let names: Vec<&str> = r.bands.iter().map(|b| b.name.as_str()).collect();
+                NodeError::InvalidData(format!(
+                    "write: no band `{name}` for the RGB composite; the raster has {}",
+                    names.join(", ")
+                ))
+            })
+    };
+    Ok([one(&bands[0])?, one(&bands[1])?, one(&bands[2])?])
+}
+
+/// The RGB composite of `bands` (names or common names; `red`, `green` and `blue` fall back to
+/// Sentinel-2's B04, B03 and B02 where no band has that common name) at the first time step,
+/// each band stretched from its 2nd to its 98th percentile; None where any of the three is NaN.
 pub(crate) fn composite(
     r: &Raster,
     bands: &[String; 3],
@@ -128,14 +154,7 @@ pub(crate) fn composite(
         ));
     }
     let mut channels = Vec::with_capacity(3);
-    for name in bands {
-        let b = r.band_index(name).ok_or_else(|| {
-            let names: Vec<&str> = r.bands.iter().map(|b| b.name.as_str()).collect();
-            NodeError::InvalidData(format!(
-                "write: no band `{name}` for the RGB composite; the raster has {}",
-                names.join(", ")
-            ))
-        })?;
+    for b in rgb_indices(r, bands)? {
         let plane = r.data.slice(ndarray::s![0, b, .., ..]);
         let mut finite: Vec<f32> = plane.iter().copied().filter(|v| v.is_finite()).collect();
         let (lo, hi) = (quantile(&mut finite, 0.02), quantile(&mut finite, 0.98));
@@ -200,8 +219,13 @@ pub(crate) fn figure(
     let mut x = MARGIN;
     if let Some((r, bands)) = rgb {
         let pixels = composite(r, bands)?;
+        // The bands drawn, by their own names.
+        let [i, j, k] = rgb_indices(r, bands)?;
         img.text(
-            &format!("RGB {} {} {}", bands[0], bands[1], bands[2]),
+            &format!(
+                "RGB {} {} {}",
+                r.bands[i].name, r.bands[j].name, r.bands[k].name
+            ),
             x,
             MARGIN,
         );
@@ -271,6 +295,47 @@ mod tests {
         // Between two values, as numpy interpolates.
         let mut w = vec![3.0, 1.0, 2.0, 0.0];
         assert_eq!(quantile(&mut w, 0.5), 1.5);
+    }
+
+    /// A 1 x 3 x 2 x 2 raster whose band `i` holds `i + 1` on a ramp, with these names and
+    /// common names.
+    fn three_bands(names: [(&str, Option<&str>); 3]) -> Raster {
+        Raster {
+            data: ndarray::Array4::from_shape_fn((1, 3, 2, 2), |(_, b, y, x)| {
+                (b + 1) as f32 * (1 + y * 2 + x) as f32
+            }),
+            grid: flow_core::Grid::north_up("EPSG:32618", 0.0, 20.0, 10.0, 2, 2),
+            bands: names
+                .iter()
+                .map(|(n, c)| flow_core::BandInfo {
+                    name: n.to_string(),
+                    common_name: c.map(String::from),
+                    wavelength: None,
+                })
+                .collect(),
+            times: vec!["t".into()],
+        }
+    }
+
+    #[test]
+    fn red_green_blue_are_found_by_common_name_or_sentinel_2_key() {
+        let rgb = super::super::DEFAULT_RGB_BANDS.map(String::from);
+        // Landsat-like: the keys say nothing, the common names do (in another order).
+        let landsat = three_bands([
+            ("SR_B2", Some("blue")),
+            ("SR_B3", Some("green")),
+            ("SR_B4", Some("red")),
+        ]);
+        // Sentinel-2 keys without common names.
+        let s2 = three_bands([("B02", None), ("B03", None), ("B04", None)]);
+        let a = composite(&landsat, &rgb).unwrap();
+        let b = composite(&s2, &rgb).unwrap();
+        assert_eq!(a, b);
+        let keys = ["B04", "B03", "B02"].map(String::from);
+        assert_eq!(composite(&s2, &keys).unwrap(), b);
+        let other = three_bands([("a", None), ("b", None), ("c", None)]);
+        let e = composite(&other, &rgb).unwrap_err().to_string();
+        assert!(e.contains("no band `red`"), "{e}");
     }
 
     #[test]
