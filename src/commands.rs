@@ -247,7 +247,6 @@ fn print_estimate(
 ) -> CommandResult {
     let items = run_item_nodes(plan, options);
     let estimate = flow_engine::estimate_run(plan, options, &items);
-    let from_plan = flow_engine::estimate_run(plan, options, &[]);
     if json {
         let mut value = serde_json::to_value(&estimate)
             .map_err(|e| CommandError::io(format!("cannot write the estimate: {e}")))?;
@@ -262,14 +261,15 @@ fn print_estimate(
     let Some((bytes, source)) = limit else {
         return Ok(());
     };
-    match (from_plan.exceeds(*bytes), estimate.exceeds(*bytes)) {
-        (Some(why), _) => Err(CommandError::usage(format!("{why} ({source})"))),
-        (None, Some(why)) => Err(CommandError::new(
-            ExitCode::BadData,
-            format!("{why} ({source})"),
-        )),
-        (None, None) => Ok(()),
-    }
+    let Some(why) = estimate.exceeds(*bytes) else {
+        return Ok(());
+    };
+    // Exit 2 when the plan alone shows it, 3 when only the items do.
+    let code = match flow_engine::estimate_run(plan, options, &[]).exceeds(*bytes) {
+        Some(_) => ExitCode::Usage,
+        None => ExitCode::BadData,
+    };
+    Err(CommandError::new(code, format!("{why} ({source})")))
 }
 
 /// The outputs of the plan's item nodes (searches and signing, which read catalogs, not

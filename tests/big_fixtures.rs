@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use gdal::Metadata as _;
 use serde_json::Value;
 
-use crate::composite::adjusted_rand_index;
+use crate::support::adjusted_rand_index;
 use crate::support::{flow, output};
 
 /// `flow fixture NAME --out DIR ARGS...`; returns the path it prints.

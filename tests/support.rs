@@ -136,3 +136,22 @@ pub fn node_report(out: &Path, id: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no node `{id}` in the run report"))
         .clone()
 }
+
+/// Adjusted Rand index of two labelings (Hubert & Arabie).
+pub fn adjusted_rand_index(a: &[u16], b: &[u16]) -> f64 {
+    use std::collections::HashMap;
+    let mut table: HashMap<(u16, u16), u64> = HashMap::new();
+    let mut rows: HashMap<u16, u64> = HashMap::new();
+    let mut cols: HashMap<u16, u64> = HashMap::new();
+    for (&x, &y) in a.iter().zip(b) {
+        *table.entry((x, y)).or_default() += 1;
+        *rows.entry(x).or_default() += 1;
+        *cols.entry(y).or_default() += 1;
+    }
+    let c2 = |n: u64| (n * n.saturating_sub(1)) as f64 / 2.0;
+    let index: f64 = table.values().map(|&n| c2(n)).sum();
+    let sa: f64 = rows.values().map(|&n| c2(n)).sum();
+    let sb: f64 = cols.values().map(|&n| c2(n)).sum();
+    let expected = sa * sb / c2(a.len() as u64);
+    (index - expected) / (0.5 * (sa + sb) - expected)
+}

@@ -127,27 +127,14 @@ impl Summary {
     }
 }
 
-/// Minimum, maximum and count of the finite values, plus the fraction that are NaN.
-fn finite_stats<'a>(values: impl Iterator<Item = &'a f32>) -> FiniteStats {
-    let (mut min, mut max, mut finite, mut total) =
-        (f32::INFINITY, f32::NEG_INFINITY, 0usize, 0usize);
-    for &v in values {
-        total += 1;
-        if v.is_finite() {
-            finite += 1;
-            min = min.min(v);
-            max = max.max(v);
-        }
-    }
-    finish_stats(min, max, finite, total)
-}
-
-/// [`finite_stats`] of an array, lane by lane over its memory when it is contiguous (a loop the
-/// compiler vectorizes: a cube of a whole tile is summarized in a fraction of a second).
+/// Minimum, maximum and fraction of non-finite values of an array, lane by lane over its memory
+/// when it is contiguous (a loop the compiler vectorizes: a cube of a whole tile is summarized in
+/// a fraction of a second).
 fn array_stats<D: ndarray::Dimension>(data: &ndarray::Array<f32, D>) -> FiniteStats {
     const LANES: usize = 16;
     let Some(values) = data.as_slice_memory_order() else {
-        return finite_stats(data.iter());
+        let (min, max, finite) = finite_parts(data.iter());
+        return finish_stats(min, max, finite, data.len());
     };
     let mut min = [f32::INFINITY; LANES];
     let mut max = [f32::NEG_INFINITY; LANES];
@@ -168,17 +155,16 @@ fn array_stats<D: ndarray::Dimension>(data: &ndarray::Array<f32, D>) -> FiniteSt
             max[i] = if hi > max[i] { hi } else { max[i] };
         }
     }
-    let tail = finite_stats_parts(rest);
+    let tail = finite_parts(rest.iter());
     let min = min.iter().copied().fold(tail.0, f32::min);
     let max = max.iter().copied().fold(tail.1, f32::max);
     let finite = finite.iter().sum::<usize>() + tail.2;
     finish_stats(min, max, finite, values.len())
 }
 
-/// Minimum, maximum and count of the finite values of a short slice.
-fn finite_stats_parts(values: &[f32]) -> (f32, f32, usize) {
+/// Minimum, maximum and count of the finite values (one at a time: for short or strided runs).
+fn finite_parts<'a>(values: impl Iterator<Item = &'a f32>) -> (f32, f32, usize) {
     values
-        .iter()
         .filter(|v| v.is_finite())
         .fold((f32::INFINITY, f32::NEG_INFINITY, 0), |(lo, hi, n), &v| {
             (lo.min(v), hi.max(v), n + 1)
@@ -297,7 +283,7 @@ mod tests {
     fn stats_ignore_nan() {
         let v = [1.0f32, f32::NAN, 3.0, f32::NAN];
         assert_eq!(
-            finite_stats(v.iter()),
+            array_stats(&ndarray::arr1(&v)),
             FiniteStats {
                 min: Some(1.0),
                 max: Some(3.0),

@@ -380,6 +380,22 @@ struct StackNode {
 }
 
 impl StackNode {
+    /// The requested assets of every item of `input` (relative hrefs taken from `recipe_dir`),
+    /// in reading order: by datetime, then id.
+    fn items(&self, input: &flow_core::Items, recipe_dir: &std::path::Path) -> Vec<ItemRef> {
+        let catalog = input.catalog();
+        let mut items: Vec<ItemRef> = input
+            .features()
+            .iter()
+            .map(|f| {
+                let remote = stac::remote_origin(f, catalog);
+                stac::item_ref(f, &self.params.assets, recipe_dir, remote)
+            })
+            .collect();
+        items.sort_by(|a, b| a.datetime.cmp(&b.datetime).then_with(|| a.id.cmp(&b.id)));
+        items
+    }
+
     /// The output CRS: the `epsg` param, else the one CRS of all requested assets.
     fn crs(&self, items: &[ItemRef]) -> Result<u32, RasterError> {
         if let Some(e) = self.params.epsg {
@@ -650,15 +666,7 @@ impl Node for StackNode {
                     .into(),
             ));
         }
-        let catalog = input.catalog();
-        let mut items: Vec<ItemRef> = features
-            .iter()
-            .map(|f| {
-                let remote = stac::remote_origin(f, catalog);
-                stac::item_ref(f, &self.params.assets, &ctx.recipe_dir, remote)
-            })
-            .collect();
-        items.sort_by(|a, b| a.datetime.cmp(&b.datetime).then_with(|| a.id.cmp(&b.id)));
+        let items = self.items(input, &ctx.recipe_dir);
         self.check_origins(&items)?;
         let epsg = self.crs(&items)?;
         // A picture-sized version reads a coarser grid (GDAL takes the overviews).
@@ -811,16 +819,7 @@ impl Node for StackNode {
         // else from the params alone (bounds and `epsg` given), with at least one time step.
         let (grid, steps, covered, at_least) = match known.value("input") {
             Some(Value::Items(input)) => {
-                let catalog = input.catalog();
-                let mut items: Vec<ItemRef> = input
-                    .features()
-                    .iter()
-                    .map(|f| {
-                        let remote = stac::remote_origin(f, catalog);
-                        stac::item_ref(f, &self.params.assets, std::path::Path::new("."), remote)
-                    })
-                    .collect();
-                items.sort_by(|a, b| a.datetime.cmp(&b.datetime).then_with(|| a.id.cmp(&b.id)));
+                let items = self.items(input, std::path::Path::new("."));
                 let epsg = self.crs(&items).ok()?;
                 let grid = self.grid(&items, epsg).ok()?;
                 let steps: Vec<usize> = self.time_steps(&items).iter().map(Vec::len).collect();
