@@ -102,9 +102,15 @@ fn registry_with_plugins(
     plugins: &[PathBuf],
 ) -> Result<flow_core::Registry, CommandError> {
     let mut registry = crate::registry::builtin();
-    let text = recipe.and_then(|r| std::fs::read_to_string(r).ok());
-    let dir = recipe.map(recipe_dir);
-    flow_plugin::load_all(&mut registry, text.as_deref().zip(dir.as_deref()), plugins)
+    let listed = recipe.and_then(|r| {
+        let text = std::fs::read_to_string(r).ok()?;
+        let file = r.display().to_string();
+        let list =
+            flow_recipe::extends::plugins(&file, &text, &flow_recipe::extends::read_recipe_file);
+        Some((list, recipe_dir(r)))
+    });
+    let listed = listed.as_ref().map(|(l, d)| (l.as_slice(), d.as_path()));
+    flow_plugin::load_all(&mut registry, listed, plugins)
         .map_err(|e| CommandError::new(ExitCode::Plugin, e.to_string()))?;
     Ok(registry)
 }

@@ -13,7 +13,8 @@
 //! - reading and UTF-8 decoding disagree about whether the bytes are a text.
 //!
 //! Building the plan itself must not panic either. Nothing is run, fetched or written: this is
-//! validation only, which does no I/O.
+//! validation only, which does no I/O (a recipe may `extends = "timberlea_kmeans.toml"`, the
+//! project's base recipe, which is served from memory).
 
 use flow_recipe::{Diagnostics, Overrides, Plan};
 use miette::Diagnostic;
@@ -75,7 +76,13 @@ pub fn check_recipe(bytes: &[u8]) -> Checked {
         .into_iter()
         .map(|args| {
             let overrides = to_overrides(&args);
-            let result = match Plan::build(RECIPE_FILE, &text, &registry, &overrides) {
+            let result = match Plan::build_with(
+                RECIPE_FILE,
+                &text,
+                &registry,
+                &overrides,
+                &read_base_recipe,
+            ) {
                 Ok(plan) => Ok(plan.nodes.len()),
                 Err(diags) => Err(check_diagnostics(&diags, &text, &args)),
             };
@@ -84,6 +91,19 @@ pub fn check_recipe(bytes: &[u8]) -> Checked {
         .collect();
     Checked::Validated(validations)
 }
+
+/// The recipes a fuzzed recipe may extend: the project's base recipe, from memory, so that a
+/// check reads no file and gives the same answer everywhere; any other file does not exist.
+fn read_base_recipe(path: &std::path::Path) -> std::io::Result<String> {
+    if path == std::path::Path::new(BASE_RECIPE) {
+        Ok(include_str!("../recipes/timberlea_kmeans.toml").to_string())
+    } else {
+        Err(std::io::ErrorKind::NotFound.into())
+    }
+}
+
+/// The one recipe a fuzzed recipe can extend (`extends = "timberlea_kmeans.toml"`).
+const BASE_RECIPE: &str = "timberlea_kmeans.toml";
 
 /// The text of the recipe, or the message `flow validate` prints when it cannot read it.
 ///

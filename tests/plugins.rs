@@ -261,7 +261,10 @@ fn majority_filter_after_reshape_on_the_offline_scene() {
         .lines()
         .find(|l| l.starts_with("plugins = "))
         .expect("the recipe lists its plugin");
-    let text = text.replace(line, &format!("plugins = [{}]", toml_str(&libs().majority)));
+    let base = root().join("recipes/timberlea_kmeans.toml");
+    let text = text
+        .replace(line, &format!("plugins = [{}]", toml_str(&libs().majority)))
+        .replace("\"timberlea_kmeans.toml\"", &toml_str(&base));
     let recipe = dir.path().join("smooth.toml");
     std::fs::write(&recipe, text).unwrap();
 

@@ -108,13 +108,14 @@ pub mod prelude {
 }
 
 /// Loads the plugins for one command and registers their kinds: the recipe's `plugins`
-/// (`recipe` = its text and directory), `FLOW_PLUGIN_PATH`, then `cli` (`--plugin`).
+/// (`recipe` = its list, with the libraries of the recipes it extends, and its directory),
+/// `FLOW_PLUGIN_PATH`, then `cli` (`--plugin`).
 ///
 /// # Errors
 /// The first [`PluginError`] (exit code 6).
 pub fn load_all(
     registry: &mut flow_core::Registry,
-    recipe: Option<(&str, &std::path::Path)>,
+    recipe: Option<(&[String], &std::path::Path)>,
     cli: &[std::path::PathBuf],
 ) -> Result<Vec<LoadedPlugin>, PluginError> {
     load_into(registry, &plugin_paths(recipe, cli))

@@ -7,18 +7,10 @@ use std::path::{Path, PathBuf};
 /// Windows), like `PATH`.
 pub const ENV: &str = "FLOW_PLUGIN_PATH";
 
-/// The libraries a recipe lists in `plugins = [...]`, resolved against the recipe's directory.
-/// Text that is not TOML, or a `plugins` that is not an array of strings, gives nothing here:
-/// the recipe's own validation reports it.
-pub fn recipe_plugins(recipe_text: &str, recipe_dir: &Path) -> Vec<PathBuf> {
-    let Ok(table) = recipe_text.parse::<toml::Table>() else {
-        return Vec::new();
-    };
-    let Some(list) = table.get("plugins").and_then(toml::Value::as_array) else {
-        return Vec::new();
-    };
+/// The libraries a recipe lists in `plugins = [...]` (with those of the recipes it extends, see
+/// `flow_recipe::extends::plugins`), resolved against the recipe's directory.
+pub fn recipe_plugins(list: &[String], recipe_dir: &Path) -> Vec<PathBuf> {
     list.iter()
-        .filter_map(toml::Value::as_str)
         .map(|p| {
             let p = Path::new(p);
             if p.is_absolute() {
@@ -67,10 +59,10 @@ pub fn env_plugins(value: &OsStr) -> Vec<PathBuf> {
 /// Every plugin library to load, in order: the recipe's `plugins` (relative to the recipe), then
 /// `FLOW_PLUGIN_PATH`, then `--plugin` paths. Pass `recipe = None` for commands without a recipe
 /// (`flow nodes`). Duplicates are kept here; [`crate::load_into`] loads each library once.
-pub fn plugin_paths(recipe: Option<(&str, &Path)>, cli: &[PathBuf]) -> Vec<PathBuf> {
+pub fn plugin_paths(recipe: Option<(&[String], &Path)>, cli: &[PathBuf]) -> Vec<PathBuf> {
     let mut paths = Vec::new();
-    if let Some((text, dir)) = recipe {
-        paths.extend(recipe_plugins(text, dir));
+    if let Some((list, dir)) = recipe {
+        paths.extend(recipe_plugins(list, dir));
     }
     if let Some(v) = std::env::var_os(ENV) {
         paths.extend(env_plugins(&v));
@@ -85,16 +77,14 @@ mod tests {
 
     #[test]
     fn recipe_paths_are_relative_to_the_recipe() {
-        let text = "plugins = [\"../target/libx.so\", \"/abs/liby.so\"]\nname = \"r\"";
+        let list = ["../target/libx.so".to_string(), "/abs/liby.so".to_string()];
         assert_eq!(
-            recipe_plugins(text, Path::new("recipes")),
+            recipe_plugins(&list, Path::new("recipes")),
             vec![
                 PathBuf::from("recipes/../target/libx.so"),
                 PathBuf::from("/abs/liby.so")
             ]
         );
-        assert!(recipe_plugins("not = [toml", Path::new(".")).is_empty());
-        assert!(recipe_plugins("plugins = 3", Path::new(".")).is_empty());
     }
 
     #[test]

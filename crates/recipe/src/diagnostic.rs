@@ -11,6 +11,9 @@ use crate::problem::Problem;
 /// The source name of errors located in a command-line argument rather than in the recipe.
 const COMMAND_LINE: &str = "command line";
 
+/// Where command-line errors sort: after every recipe text, by their position in the argument.
+const COMMAND_LINE_ORDER: usize = usize::MAX / 2;
+
 /// One mistake in a recipe (or in a `--set` / `--profile` argument), with where it is.
 ///
 /// Its message, label and help are those of its [`Problem`].
@@ -70,27 +73,64 @@ impl Diagnostics {
 }
 
 /// Collects the problems found in one recipe, each with its location.
+///
+/// A recipe that extends others has several texts; they are laid end to end (each one byte after
+/// the previous one's end), so that a byte offset names the file and the position in it.
 #[derive(Debug, Clone)]
 pub(crate) struct Collector {
+    texts: Vec<Text>,
+    /// Errors with their order: position in the laid-out texts, command-line errors last.
+    errors: Vec<(usize, RecipeError)>,
+}
+
+/// One recipe text and where it starts in the laid-out texts.
+#[derive(Debug, Clone)]
+struct Text {
     name: String,
     text: String,
-    errors: Vec<RecipeError>,
+    offset: usize,
 }
 
 impl Collector {
     /// A collector for the recipe text of `name`.
     pub(crate) fn new(name: &str, text: &str) -> Self {
         Collector {
-            name: name.into(),
-            text: text.into(),
+            texts: vec![Text {
+                name: name.into(),
+                text: text.into(),
+                offset: 0,
+            }],
             errors: Vec::new(),
         }
     }
 
-    /// Records `problem` at `span` of the recipe.
+    /// Lays the text of another recipe file (one the recipe extends) after the others; returns
+    /// the offset at which its spans start.
+    pub(crate) fn add_text(&mut self, name: &str, text: &str) -> usize {
+        let offset = self.texts.last().map_or(0, |t| t.offset + t.text.len() + 1);
+        self.texts.push(Text {
+            name: name.into(),
+            text: text.into(),
+            offset,
+        });
+        offset
+    }
+
+    /// Records `problem` at `span` of the laid-out recipe texts.
     pub(crate) fn report(&mut self, span: Range<usize>, problem: Problem) {
-        let source = NamedSource::new(&self.name, self.text.clone());
-        self.push(source, span, problem);
+        let text = self
+            .texts
+            .iter()
+            .rev()
+            .find(|t| t.offset <= span.start)
+            .unwrap_or(&self.texts[0]);
+        let start = (span.start - text.offset).min(text.text.len());
+        let end = span
+            .end
+            .saturating_sub(text.offset)
+            .clamp(start, text.text.len());
+        let source = NamedSource::new(&text.name, text.text.clone());
+        self.push(span.start, source, start..end, problem);
     }
 
     /// Records `problem` at `span` of the value of a command-line option: the argument is shown
@@ -104,15 +144,27 @@ impl Collector {
     ) {
         let shift = flag.len() + 1;
         let source = NamedSource::new(COMMAND_LINE, format!("{flag} {value}"));
-        self.push(source, (span.start + shift)..(span.end + shift), problem);
+        self.push(
+            COMMAND_LINE_ORDER + span.start,
+            source,
+            (span.start + shift)..(span.end + shift),
+            problem,
+        );
     }
 
-    fn push(&mut self, source_code: NamedSource<String>, span: Range<usize>, problem: Problem) {
-        self.errors.push(RecipeError {
+    fn push(
+        &mut self,
+        order: usize,
+        source_code: NamedSource<String>,
+        span: Range<usize>,
+        problem: Problem,
+    ) {
+        let error = RecipeError {
             problem,
             source_code,
             span: SourceSpan::from(span),
-        });
+        };
+        self.errors.push((order, error));
     }
 
     /// How many problems were recorded so far.
@@ -125,14 +177,13 @@ impl Collector {
         self.errors.is_empty()
     }
 
-    /// The collected errors, sorted by position (errors in other texts last, in order).
+    /// The collected errors: the recipe's in the order of its text, then those of the recipes it
+    /// extends, then those of the command line (in the order found).
     pub(crate) fn finish(mut self) -> Diagnostics {
-        let name = self.name.clone();
-        self.errors
-            .sort_by_key(|e| (e.source_code.name() != name, e.span.offset()));
+        self.errors.sort_by_key(|(order, _)| *order);
         Diagnostics {
-            file: self.name,
-            errors: self.errors,
+            file: self.texts.swap_remove(0).name,
+            errors: self.errors.into_iter().map(|(_, e)| e).collect(),
         }
     }
 }

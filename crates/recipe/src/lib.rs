@@ -10,6 +10,9 @@
 //!    [`Diagnostics`] before anything is fetched or written: each is a [`RecipeError`], a typed
 //!    [`Problem`] (whose wording lives in [`problem`]) at its location.
 //!
+//! A recipe may build on another with `extends = "base.toml"` ([`extends`]): the files are merged
+//! in phase 1, each key keeping the file and position it came from.
+//!
 //! # Example
 //!
 //! ```
@@ -25,6 +28,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod diagnostic;
+pub mod extends;
 pub mod interpolate;
 pub mod overrides;
 pub mod plan;

@@ -69,6 +69,31 @@ pub enum Problem {
     #[error("`plugins` must be an array of library paths")]
     PluginsNotPaths,
 
+    // Recipes built on others.
+    /// `extends` names something other than a `.toml` file.
+    #[error("`extends` must name a recipe file ending in .toml, found `{path}`")]
+    ExtendsNotARecipe {
+        /// The value as written.
+        path: String,
+    },
+    /// The recipe that `extends` names cannot be read.
+    #[error("cannot read the recipe `{path}` that this recipe extends: {reason}")]
+    ExtendsUnreadable {
+        /// The file, as resolved against the extending recipe's directory.
+        path: String,
+        /// Why (the I/O error).
+        reason: String,
+    },
+    /// Following `extends` comes back to a recipe already on the way.
+    #[error("recipes extend each other in a cycle: {}", chain.join(" -> "))]
+    ExtendsCycle {
+        /// The files along the cycle, the first repeated at the end.
+        chain: Vec<String>,
+    },
+    /// `extends` chains deeper than [`crate::extends::MAX_DEPTH`].
+    #[error("more than {} recipes extend one another", crate::extends::MAX_DEPTH)]
+    ExtendsTooDeep,
+
     // Profiles.
     /// `[profiles]` holds a value that is not a `[profiles.NAME]` table.
     #[error("profile `{profile}` must be a table")]
@@ -353,6 +378,10 @@ impl Problem {
             Problem::SameOutputFile { .. } => "this node",
             Problem::NotATable { .. } => "expected a table",
             Problem::PluginsNotPaths => "expected [\"path\", ...]",
+            Problem::ExtendsNotARecipe { .. } => "expected \"FILE.toml\"",
+            Problem::ExtendsUnreadable { .. } => "this file",
+            Problem::ExtendsCycle { .. } => "extended again here",
+            Problem::ExtendsTooDeep => "one recipe too many",
             Problem::ProfileNotATable { .. } => "expected [profiles.NAME]",
             Problem::ProfileSetsUnknownParam { .. } => "unknown param",
             Problem::ProfileChangesType { .. } => "wrong type",
@@ -390,6 +419,9 @@ impl Problem {
     /// How to fix it, when there is something to say.
     pub fn help(&self) -> Option<String> {
         match self {
+            Problem::ExtendsNotARecipe { .. } | Problem::ExtendsUnreadable { .. } => {
+                Some("`extends` names another recipe, relative to this one's directory".into())
+            }
             Problem::SameOutputFile { first, .. } => Some(format!(
                 "give this node or `{first}` another `path`, so that neither replaces the other"
             )),
@@ -480,6 +512,8 @@ impl Problem {
             | Problem::NotAString { .. }
             | Problem::NotATable { .. }
             | Problem::PluginsNotPaths
+            | Problem::ExtendsCycle { .. }
+            | Problem::ExtendsTooDeep
             | Problem::ProfileNotATable { .. }
             | Problem::ProfileChangesType { .. }
             | Problem::SetChangesType { .. }

@@ -11,6 +11,7 @@ use super::inputs::Edge;
 use super::order::topological_order;
 use super::{Plan, PlanNode};
 use crate::diagnostic::{Collector, Diagnostics};
+use crate::extends::{self, ReadRecipe};
 use crate::overrides::Overrides;
 use crate::problem::Problem;
 use crate::source::SpannedDoc;
@@ -18,6 +19,7 @@ use crate::source::SpannedDoc;
 /// Keys allowed at the top of a recipe.
 const TOP_LEVEL_KEYS: &[&str] = &[
     "name",
+    "extends",
     "description",
     "params",
     "profiles",
@@ -44,20 +46,18 @@ impl<'a> Builder<'a> {
         text: &str,
         registry: &'a Registry,
         overrides: &Overrides,
+        read: ReadRecipe<'_>,
     ) -> Result<Plan, Diagnostics> {
         let mut errors = Collector::new(file, text);
-        match SpannedDoc::parse(text) {
-            Ok(doc) => Builder {
+        match extends::load(file, text, read, &mut errors) {
+            Some(doc) => Builder {
                 file,
                 registry,
                 errors,
                 doc,
             }
             .plan(overrides),
-            Err(e) => {
-                errors.report(e.span, Problem::Syntax { message: e.message });
-                Err(errors.finish())
-            }
+            None => Err(errors.finish()),
         }
     }
 

@@ -23,6 +23,7 @@ use flow_core::{Node, NodeKind, Params, Registry};
 use petgraph::graph::DiGraph;
 
 use crate::diagnostic::Diagnostics;
+use crate::extends::ReadRecipe;
 use crate::overrides::Overrides;
 
 /// One node of a [`Plan`]: its kind, its resolved params (defaults filled in) and its inputs.
@@ -104,7 +105,8 @@ impl Plan {
         })
     }
 
-    /// Validates the recipe `text` (from `file`) against `registry` with `overrides`.
+    /// Validates the recipe `text` (from `file`) against `registry` with `overrides`. The
+    /// recipes it `extends` are read from disk, relative to `file`'s directory.
     ///
     /// # Errors
     /// [`Diagnostics`] holding every error found, each with its location.
@@ -114,6 +116,26 @@ impl Plan {
         registry: &Registry,
         overrides: &Overrides,
     ) -> Result<Plan, Diagnostics> {
-        builder::Builder::build(file, text, registry, overrides)
+        Self::build_with(
+            file,
+            text,
+            registry,
+            overrides,
+            &crate::extends::read_recipe_file,
+        )
+    }
+
+    /// [`Plan::build`], reading the recipes that `text` extends with `read`.
+    ///
+    /// # Errors
+    /// [`Diagnostics`] holding every error found, each with its location.
+    pub fn build_with(
+        file: &str,
+        text: &str,
+        registry: &Registry,
+        overrides: &Overrides,
+        read: ReadRecipe<'_>,
+    ) -> Result<Plan, Diagnostics> {
+        builder::Builder::build(file, text, registry, overrides, read)
     }
 }
