@@ -39,6 +39,7 @@ pub mod grid;
 pub mod meta;
 pub mod node;
 pub mod npy;
+pub mod polygon;
 pub mod redact;
 pub mod registry;
 pub mod schema;

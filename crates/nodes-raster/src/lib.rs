@@ -10,6 +10,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod alloc;
+mod clip;
 mod error;
 mod gdalx;
 mod grid;

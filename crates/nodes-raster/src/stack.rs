@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use flow_core::estimate::{Estimate, Known, Pixels, Shape};
+use flow_core::polygon::Polygons;
 use flow_core::{
     BandInfo, DeclaredParams, Grid, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec,
     Params, Port, Raster, RunContext, Signature, Source, Value, ValueType,
@@ -34,6 +35,7 @@ use ndarray::Array4;
 use rayon::prelude::*;
 
 use crate::alloc;
+use crate::clip;
 use crate::error::RasterError;
 use crate::gdalx::{self, ErrorCapture, HttpOptions};
 use crate::grid::{self, Bounds};
@@ -78,6 +80,10 @@ flow_core::params! {
         bounds_latlon: Option<Vec<f64>>,
         /// [min_x, min_y, max_x, max_y] in the CRS
         bounds: Option<Vec<f64>>,
+        /// the area of interest, a GeoJSON geometry in lon/lat (by default the recipe's top-level `aoi`): its bbox is the grid's bounds when neither `bounds` nor `bounds_latlon` is given
+        aoi: Option<toml::Table>,
+        /// pixels whose centre is outside `aoi` become NaN, as rasterio's geometry_mask with all_touched = false (default true when there is an `aoi`)
+        clip: Option<bool>,
         /// output CRS; default: the items' proj:code / proj:epsg
         epsg: Option<i64>,
         /// snap bounds outward to multiples of the resolution
@@ -125,6 +131,8 @@ struct ValidStack {
     /// GDAL drivers files may be opened with: GTiff, then those the recipe opted into.
     drivers: Vec<String>,
     mosaic: Mosaic,
+    /// The area outside which pixels become NaN, in longitude / latitude.
+    clip: Option<Polygons>,
 }
 
 fn four(name: &str, v: &[f64]) -> Result<Bounds, ParamError> {
@@ -185,6 +193,23 @@ impl StackParams {
                 "`resolution` must be a positive number",
             ));
         }
+        let aoi = match &self.aoi {
+            None => None,
+            Some(t) => Some(
+                Polygons::from_geojson(&toml::Value::Table(t.clone()))
+                    .map_err(|e| ParamError::new("aoi", e))?,
+            ),
+        };
+        let clip = match (self.clip, &aoi) {
+            (Some(true), None) => {
+                return Err(ParamError::new(
+                    "clip",
+                    "`clip` needs an area: give the recipe an `aoi` (or the node one)",
+                ))
+            }
+            (Some(false), _) => None,
+            (_, aoi) => aoi.clone(),
+        };
         let extent = match (&self.bounds_latlon, &self.bounds) {
             (Some(_), Some(_)) => {
                 return Err(ParamError::new(
@@ -203,7 +228,10 @@ impl StackParams {
                 Extent::LatLon(b)
             }
             (None, Some(b)) => Extent::Projected(four("bounds", b)?),
-            (None, None) => Extent::Items,
+            (None, None) => match &aoi {
+                Some(area) => Extent::LatLon(area.bbox()),
+                None => Extent::Items,
+            },
         };
         let epsg = match self.epsg {
             None => None,
@@ -296,6 +324,7 @@ impl StackParams {
             http,
             drivers,
             mosaic: self.mosaic,
+            clip,
         })
     }
 }
@@ -803,6 +832,11 @@ impl Node for StackNode {
         }
         for source in sources {
             ctx.record_source(source);
+        }
+        if let Some(area) = &self.params.clip {
+            let area = clip::reproject(area, epsg)?;
+            let outside = clip::outside_to_nan(&area, &grid, &mut data);
+            tracing::debug!(node = %ctx.node_id, outside, "clipped to the area of interest");
         }
         let (bands, times) = self.bands_and_times(&items, &groups);
         Ok(Value::Raster(Raster {

@@ -9,6 +9,7 @@
 //!   `input` drops the base's `inputs` and the other way round;
 //! - new nodes come after the base's, in the recipe's order;
 //! - `plugins` lists the base's libraries (relative to the base's directory) then the recipe's;
+//! - `aoi` is the recipe's when it has one, else the base's (a file relative to the base);
 //! - `name` and `description` are the recipe's own, never inherited;
 //! - any other value (a param's table or array, a node param) is replaced whole.
 //!
@@ -155,7 +156,7 @@ fn overlay(mut base: SpannedDoc, recipe: SpannedDoc, base_dir: Option<&Path>) ->
     for key in ["extends", "name", "description"] {
         base.remove(&[key]);
     }
-    rebase_plugins(&mut base, base_dir);
+    rebase_paths(&mut base, base_dir);
     let mut table = std::mem::take(&mut base.table);
     merge(
         &mut base,
@@ -168,11 +169,17 @@ fn overlay(mut base: SpannedDoc, recipe: SpannedDoc, base_dir: Option<&Path>) ->
     base
 }
 
-/// The base's relative plugin paths made relative to the extending recipe's directory.
-fn rebase_plugins(base: &mut SpannedDoc, base_dir: Option<&Path>) {
+/// The base's relative paths (its plugins, its `aoi` file) made relative to the extending
+/// recipe's directory.
+fn rebase_paths(base: &mut SpannedDoc, base_dir: Option<&Path>) {
     let Some(dir) = base_dir.filter(|d| !d.as_os_str().is_empty()) else {
         return;
     };
+    if let Some(toml::Value::String(s)) = base.table.get_mut("aoi") {
+        if Path::new(s.as_str()).is_relative() {
+            *s = dir.join(s.as_str()).display().to_string();
+        }
+    }
     if let Some(toml::Value::Array(paths)) = base.table.get_mut("plugins") {
         for p in paths.iter_mut() {
             if let toml::Value::String(s) = p {

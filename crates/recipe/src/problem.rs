@@ -69,6 +69,13 @@ pub enum Problem {
     #[error("`plugins` must be an array of library paths")]
     PluginsNotPaths,
 
+    /// The recipe's `aoi` is not an area: a bbox, a GeoJSON geometry or a GeoJSON file.
+    #[error("`aoi` is not a usable area of interest: {reason}")]
+    BadAoi {
+        /// What is wrong.
+        reason: String,
+    },
+
     // Recipes built on others.
     /// `extends` names something other than a `.toml` file.
     #[error("`extends` must name a recipe file ending in .toml, found `{path}`")]
@@ -378,6 +385,7 @@ impl Problem {
             Problem::SameOutputFile { .. } => "this node",
             Problem::NotATable { .. } => "expected a table",
             Problem::PluginsNotPaths => "expected [\"path\", ...]",
+            Problem::BadAoi { .. } => "this area",
             Problem::ExtendsNotARecipe { .. } => "expected \"FILE.toml\"",
             Problem::ExtendsUnreadable { .. } => "this file",
             Problem::ExtendsCycle { .. } => "extended again here",
@@ -419,6 +427,11 @@ impl Problem {
     /// How to fix it, when there is something to say.
     pub fn help(&self) -> Option<String> {
         match self {
+            Problem::BadAoi { .. } => Some(
+                "write [min_lon, min_lat, max_lon, max_lat], a GeoJSON Polygon / MultiPolygon / \
+                 Feature / FeatureCollection, or \"FILE.geojson\" relative to the recipe"
+                    .into(),
+            ),
             Problem::ExtendsNotARecipe { .. } | Problem::ExtendsUnreadable { .. } => {
                 Some("`extends` names another recipe, relative to this one's directory".into())
             }

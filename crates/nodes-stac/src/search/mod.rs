@@ -48,6 +48,8 @@ flow_core::params! {
         pub intersects: Option<toml::Value>,
         /// search the bbox of `intersects` instead of the geometry
         pub envelope: bool = false,
+        /// the area of interest, a GeoJSON geometry in lon/lat (by default the recipe's top-level `aoi`), searched when neither `bbox` nor `intersects` is given
+        pub aoi: Option<toml::Table>,
         /// an instant or date, `a/b`, `../b` or `a/..`
         pub datetime: Option<String>,
         /// query extension: { "eo:cloud_cover" = { lt = 5 } }
@@ -297,7 +299,11 @@ impl SearchParams {
     pub fn validate(self) -> Result<ValidSearchParams, ParamError> {
         let catalog = parse_catalog(&self.catalog)?;
         let is_api = matches!(catalog, Catalog::Api(_));
-        let area = parse_area(self.bbox, self.intersects)?;
+        let intersects = match (&self.bbox, self.intersects, self.aoi) {
+            (None, None, Some(aoi)) => Some(toml::Value::Table(aoi)),
+            (_, intersects, _) => intersects,
+        };
+        let area = parse_area(self.bbox, intersects)?;
         if self.envelope && !matches!(area, Area::Geometry(_) | Area::File(_)) {
             return Err(ParamError::new(
                 "envelope",

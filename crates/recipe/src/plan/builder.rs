@@ -21,6 +21,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "name",
     "extends",
     "description",
+    "aoi",
     "params",
     "profiles",
     "nodes",
@@ -37,6 +38,10 @@ pub(super) struct Builder<'a> {
     pub(super) errors: Collector,
     /// The parsed text, with the location of every key and value.
     doc: SpannedDoc,
+    /// Reads the files the recipe names: the recipes it extends, its `aoi` file.
+    pub(super) read: ReadRecipe<'a>,
+    /// The recipe's area of interest, for the nodes whose kind takes `aoi`.
+    pub(super) aoi: Option<toml::Value>,
 }
 
 impl<'a> Builder<'a> {
@@ -55,10 +60,19 @@ impl<'a> Builder<'a> {
                 registry,
                 errors,
                 doc,
+                read,
+                aoi: None,
             }
             .plan(overrides),
             None => Err(errors.finish()),
         }
+    }
+
+    /// The directory of the recipe file, against which the files it names are resolved.
+    pub(super) fn file_dir(&self) -> &std::path::Path {
+        std::path::Path::new(self.file)
+            .parent()
+            .unwrap_or(std::path::Path::new(""))
     }
 
     /// The key span of `path`, else of its nearest ancestor in the text.
@@ -88,6 +102,7 @@ impl<'a> Builder<'a> {
         });
         let description = self.string_field(&top, "description").unwrap_or_default();
         let plugins = self.plugins(&top);
+        self.aoi = self.aoi(&top);
 
         let mut params = self.table_field(&top, "params").unwrap_or_default();
         self.apply_profiles(&top, &mut params, overrides.profile.as_deref());

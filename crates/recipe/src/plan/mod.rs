@@ -3,6 +3,7 @@
 //! [`Plan::build`] runs these steps, each in its own module, and collects every problem found:
 //!
 //! - `builder`: the document and its top-level keys, and the order of the steps;
+//! - `aoi`: the recipe's area of interest, given to the nodes whose kind takes `aoi`;
 //! - `params`: `[params]`, the checked `[profiles]`, the chosen profile and `--set` overrides;
 //! - `nodes`: each node's kind, its `${params.NAME}` references, its params against the kind's
 //!   schema, and the node the kind builds from them;
@@ -10,6 +11,7 @@
 //! - `cycles`: the DAG, with every cycle reported as a path;
 //! - `order`: the topological order of the nodes.
 
+mod aoi;
 mod builder;
 mod cycles;
 mod inputs;

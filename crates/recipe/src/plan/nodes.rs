@@ -43,6 +43,9 @@ impl Builder<'_> {
             let v = self.interpolate_value(value, params, &["nodes", id, key]);
             node_params.insert(key.clone(), v);
         }
+        if let Some(kind) = &kind {
+            super::aoi::give_aoi(kind.as_ref(), &mut node_params, self.aoi.as_ref());
+        }
         // A bad reference leaves its string in place; checking its type would only repeat the error.
         let bad_references = self.errors.len() > errors_before;
         let mut set_params: BTreeMap<String, &SetOverride> = BTreeMap::new();
