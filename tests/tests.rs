@@ -60,6 +60,9 @@ mod raster_remote;
 /// Items of one date mosaicked into one time step, first valid pixel first.
 mod mosaic;
 
+/// `mask-nodata`'s bit masks on a Landsat Collection 2 like scene (QA_PIXEL), whole and windowed.
+mod bitmask;
+
 /// `write` and the output directory: symbolic links that lead out of it are refused.
 mod output_dir;
 
