@@ -52,6 +52,12 @@ pub enum Command {
         after_help = "Examples:\n  flow nodes\n  flow nodes stack\n  flow nodes --format markdown\n  flow nodes --format json"
     )]
     Nodes(NodesArgs),
+    /// Write a commented starter recipe (K-Means land classes from Sentinel-2) that validates and
+    /// runs offline as written.
+    #[command(
+        after_help = "Examples:\n  flow init classes.toml\n  flow init r.toml --name my-map --force"
+    )]
+    Init(InitArgs),
     /// Inspect and maintain the cache.
     #[command(
         after_help = "Examples:\n  flow cache ls\n  flow cache verify\n  flow cache gc --older-than-days 30\n  flow cache clear"
@@ -214,6 +220,20 @@ pub struct NodesArgs {
     pub format: NodesFormat,
 }
 
+/// `flow init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The recipe file to write.
+    #[arg(default_value = "recipe.toml")]
+    pub path: PathBuf,
+    /// The recipe's name (its output directory) [default: the file's stem].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replace the file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
 /// `flow cache`.
 #[derive(Debug, Args)]
 pub struct CacheArgs {
@@ -304,6 +324,7 @@ pub fn main() -> flow_core::ExitCode {
         Command::Validate(a) => crate::commands::validate(a, &plugins),
         Command::Graph(a) => crate::commands::graph(a, &plugins),
         Command::Nodes(a) => crate::commands::nodes(a, &plugins),
+        Command::Init(a) => crate::init::init(a),
         Command::Cache(a) => crate::commands::cache(a),
         Command::Fixture(a) => crate::commands::fixture(a),
     };

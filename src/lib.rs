@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod fuzzing;
+pub mod init;
 pub mod plan;
 pub mod progress;
 pub mod registry;

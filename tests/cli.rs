@@ -99,7 +99,9 @@ fn usage_errors_exit_2() {
 #[test]
 fn every_command_has_help_with_examples() {
     let cache = tempfile::tempdir().unwrap();
-    for cmd in ["run", "validate", "graph", "nodes", "cache", "fixture"] {
+    for cmd in [
+        "run", "plan", "validate", "graph", "nodes", "init", "cache", "fixture",
+    ] {
         let (code, stdout, _) = output(flow(cache.path()).args([cmd, "--help"]));
         assert_eq!(code, 0, "{cmd}");
         assert!(
@@ -186,4 +188,55 @@ fn nodes_shows_one_kind_by_name_and_suggests_for_a_typo() {
         stderr.contains("unknown node kind `stak`; did you mean `stack`?"),
         "{stderr}"
     );
+}
+
+#[test]
+fn init_writes_a_commented_starter_that_validates_and_runs_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("land classes.toml");
+    let (code, stdout, stderr) = output(flow(dir.path()).arg("init").arg(&recipe));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), recipe.display().to_string());
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    assert!(text.contains("name = \"land-classes\""), "{text}");
+    let comments = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with('#'))
+        .count();
+    assert!(
+        comments >= 20,
+        "a starter explains itself: {comments} comment lines"
+    );
+
+    let (code, _, stderr) = output(flow(dir.path()).arg("validate").arg(&recipe));
+    assert_eq!(code, 0, "{stderr}");
+    let out = dir.path().join("out");
+    let (code, _, stderr) = output(
+        flow(dir.path())
+            .arg("run")
+            .arg(&recipe)
+            .args(["--profile", "offline", "--out"])
+            .arg(&out),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    for file in ["classes.tif", "classes.item.json", "classes.png"] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+
+    // An existing file is kept unless --force replaces it.
+    std::fs::write(&recipe, "mine").unwrap();
+    let (code, _, stderr) = output(flow(dir.path()).arg("init").arg(&recipe));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("already exists"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&recipe).unwrap(), "mine");
+    let (code, _, stderr) = output(
+        flow(dir.path())
+            .arg("init")
+            .arg(&recipe)
+            .args(["--name", "x", "--force"]),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(std::fs::read_to_string(&recipe)
+        .unwrap()
+        .contains("name = \"x\""));
 }

@@ -15,6 +15,9 @@ mod readme;
 /// The Timberlea recipe end to end on the offline scene.
 mod timberlea;
 
+/// The recipe's area of interest: search, bounds and clipping.
+mod aoi;
+
 /// `composite`: the offline scene's dates combined per pixel, then classified.
 mod composite;
 

@@ -170,9 +170,11 @@ fn read_geometry(
                 read_geometry(g, out, vertices, depth + 1)?;
             }
         }
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "an area is a Polygon, a MultiPolygon or a GeometryCollection of them, not a {other}"
-        )),
+        ))
+        }
     }
     Ok(())
 }
