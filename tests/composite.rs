@@ -189,7 +189,7 @@ fn a_median_composite_of_the_offline_scenes_dates_is_classified() {
     );
     assert!(neither > 0, "the swath edge has no value at any date");
 
-    // The model's features are plain band names: one time step, no `@t` suffix.
+    // The model's features are plain band names: one time step, no `@date` suffix.
     let model: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
     assert_eq!(

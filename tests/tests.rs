@@ -72,3 +72,7 @@ mod output_dir;
 /// A cube that fits in memory once, but not twice, is cached and loaded again under an
 /// address-space limit.
 mod store_memory;
+
+/// Time steps chosen by date (`time`, `times`) on stack, composite and flatten; features named
+/// by date.
+mod time_select;

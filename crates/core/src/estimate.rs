@@ -48,6 +48,11 @@ pub struct Pixels {
     pub pass_read: u64,
     /// Its time steps are only a lower bound (the items are not known yet).
     pub at_least: bool,
+    /// The labels of its time steps ([`crate::Raster::times`]) when they are known (a source
+    /// whose items are known, or a value that exists), else empty; nodes that choose time
+    /// steps by date ([`crate::time`]) count what they keep from them.
+    #[serde(skip)]
+    pub time_labels: Vec<String>,
 }
 
 impl Pixels {
@@ -62,7 +67,22 @@ impl Pixels {
             per_window: 0,
             pass_read: 0,
             at_least: false,
+            time_labels: Vec::new(),
         }
+    }
+
+    /// The same, with its time steps labelled `labels` (ignored unless there is one a step).
+    pub fn with_time_labels(mut self, labels: &[String]) -> Pixels {
+        if labels.len() == self.times {
+            self.time_labels = labels.to_vec();
+        }
+        self
+    }
+
+    /// The labels of its time steps, when they are known.
+    pub fn known_time_labels(&self) -> Option<&[String]> {
+        (!self.time_labels.is_empty() && self.time_labels.len() == self.times)
+            .then_some(self.time_labels.as_slice())
     }
 
     /// Bytes of one pixel: 4 per band and time step (f32), a class map's 2 (u16); a matrix's
@@ -121,12 +141,19 @@ impl Pixels {
         }
     }
 
-    /// The same value over `grid` with `bands` bands and `times` time steps, windowed as this one.
+    /// The same value over `grid` with `bands` bands and `times` time steps, windowed as this one
+    /// (its time labels kept only when its type and number of time steps are).
     pub fn reshaped(&self, ty: ValueType, times: usize, bands: usize) -> Pixels {
+        let time_labels = if ty == self.ty && times == self.times {
+            self.time_labels.clone()
+        } else {
+            Vec::new()
+        };
         Pixels {
             ty,
             times,
             bands,
+            time_labels,
             ..self.clone()
         }
     }
@@ -154,7 +181,10 @@ impl Shape {
         match value {
             Value::Raster(r) => {
                 let (t, b, _, _) = r.data.dim();
-                Shape::Pixels(Pixels::whole(ValueType::Raster, t, b, r.grid.clone()))
+                Shape::Pixels(
+                    Pixels::whole(ValueType::Raster, t, b, r.grid.clone())
+                        .with_time_labels(&r.times),
+                )
             }
             Value::Matrix(m) => Shape::Pixels(Pixels::whole(
                 ValueType::Matrix,
@@ -398,5 +428,29 @@ mod tests {
         assert_eq!(p.window_bytes(), 1024 * 1024 * 12 * 4);
         assert_eq!(p.pass_bytes(2), 2 * 1024 * 1024 * 12 * 4);
         assert_eq!(human_bytes(p.bytes()), "412.0 MiB");
+    }
+
+    #[test]
+    fn time_labels_travel_while_the_time_steps_do() {
+        let labels = vec![
+            "2021-07-14T15:49:11Z".to_string(),
+            "2021-08-03T15:49:09Z".into(),
+        ];
+        let p = Pixels::whole(ValueType::Raster, 2, 3, grid(10)).with_time_labels(&labels);
+        assert_eq!(p.known_time_labels(), Some(labels.as_slice()));
+        assert_eq!(
+            p.reshaped(ValueType::Raster, 2, 4).known_time_labels(),
+            Some(labels.as_slice())
+        );
+        assert_eq!(
+            p.reshaped(ValueType::Raster, 1, 3).known_time_labels(),
+            None
+        );
+        assert_eq!(
+            p.reshaped(ValueType::Matrix, 2, 6).known_time_labels(),
+            None
+        );
+        let wrong = Pixels::whole(ValueType::Raster, 3, 3, grid(10)).with_time_labels(&labels);
+        assert_eq!(wrong.known_time_labels(), None);
     }
 }

@@ -46,6 +46,7 @@ pub mod schema;
 pub mod signer;
 pub mod store;
 pub mod summary;
+pub mod time;
 pub mod value;
 pub mod window;
 

@@ -10,8 +10,12 @@
 //! The output's single time label is the input's time span as an ISO 8601 interval,
 //! `first/last` (`2021-07-14T15:49:11Z/2021-08-03T15:49:09Z`), the form STAC uses for a range; a
 //! raster with one time step keeps its label.
+//!
+//! `time` or `times` ([`flow_core::time`]) restrict it to the time steps of some dates; the
+//! label is then the span of those.
 
 use flow_core::estimate::{Estimate, Known, Shape};
+use flow_core::time::DateSelection;
 use flow_core::{
     DeclaredParams, Inputs, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, Port, Raster,
     RunContext, Signature, Value, ValueType,
@@ -45,6 +49,13 @@ flow_core::params! {
         /// how the values of a pixel over time become one: median, mean, min, max or first
         /// (the first valid value in time order); NaN is missing and never enters them
         pub method: CompositeMethod = CompositeMethod::Median,
+        /// the time steps to combine: a date "2021-07-15" (the steps of that UTC day), a month
+        /// "2021-07", or an inclusive range "2021-07-01/2021-07-31" (open ends as
+        /// "../2021-07-31"), as STAC datetime; default every step
+        pub time: Option<String>,
+        /// the time steps of any of these dates or ranges, e.g. ["2021-07-05", "2021-07-15"]
+        /// (instead of `time`)
+        pub times: Option<Vec<String>>,
     }
 }
 
@@ -66,7 +77,8 @@ impl NodeKind for CompositeKind {
          the mean of the two middle values, as numpy.nanmedian), mean, min, max or first valid \
          value in time order. NaN is missing: it never enters a reduction, and a pixel with no \
          valid value stays NaN. Mask clouds first (mask-nodata with scl) to make a cloud-free \
-         composite of several dates. The time label becomes the span `first/last`."
+         composite of several dates; `time` or `times` combine only the steps of those dates or \
+         ranges. The time label becomes the span `first/last`."
     }
 
     fn signature(&self) -> Signature {
@@ -85,8 +97,12 @@ impl NodeKind for CompositeKind {
     }
 
     fn build(&self, params: &Params) -> Result<Box<dyn Node>, ParamError> {
-        let method = CompositeParams::parse(params)?.method;
-        Ok(Box::new(CompositeNode { method }))
+        let p = CompositeParams::parse(params)?;
+        let dates = DateSelection::from_params(p.time.as_deref(), p.times.as_deref())?;
+        Ok(Box::new(CompositeNode {
+            method: p.method,
+            dates,
+        }))
     }
 
     fn pixel_local(&self) -> bool {
@@ -95,21 +111,35 @@ impl NodeKind for CompositeKind {
 }
 
 /// A built `composite` node.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CompositeNode {
     method: CompositeMethod,
+    /// The time steps it combines; every one when `None`.
+    dates: Option<DateSelection>,
 }
 
 impl CompositeNode {
-    /// A node reducing with `method`.
+    /// A node reducing every time step with `method`.
     pub fn new(method: CompositeMethod) -> Self {
-        CompositeNode { method }
+        CompositeNode {
+            method,
+            dates: None,
+        }
+    }
+
+    /// The same node reducing only the time steps `dates` selects.
+    pub fn with_dates(self, dates: DateSelection) -> Self {
+        CompositeNode {
+            dates: Some(dates),
+            ..self
+        }
     }
 
     /// Reduces the time axis of `raster`.
     ///
     /// # Errors
-    /// [`MlError::Shape`] when the raster has no time step.
+    /// [`MlError::Shape`] when the raster has no time step, [`MlError::NoTimeStep`] when its
+    /// dates select none.
     pub fn apply(&self, raster: &Raster) -> Result<Raster, MlError> {
         let (nt, nb, h, w) = raster.data.dim();
         if nt == 0 {
@@ -117,6 +147,15 @@ impl CompositeNode {
                 "composite: the raster has no time step to combine".into(),
             ));
         }
+        let steps: Vec<usize> = match &self.dates {
+            None => (0..nt).collect(),
+            Some(d) => {
+                let mut labels = raster.times.clone();
+                labels.resize(nt, String::new());
+                d.select_some("composite", &labels)
+                    .map_err(MlError::NoTimeStep)?
+            }
+        };
         let data = raster.data.as_standard_layout();
         let Some(input) = data.as_slice() else {
             return Err(MlError::Shape(
@@ -132,7 +171,7 @@ impl CompositeNode {
             out.par_chunks_mut(rows_per_item * w)
                 .enumerate()
                 .for_each(|(item, chunk)| {
-                    let mut values = Vec::with_capacity(nt);
+                    let mut values = Vec::with_capacity(steps.len());
                     for (i, row_out) in chunk.chunks_mut(w).enumerate() {
                         // Row `r` of the output is row `r % h` of band `r / h`.
                         let r = item * rows_per_item + i;
@@ -141,7 +180,10 @@ impl CompositeNode {
                         for (x, o) in row_out.iter_mut().enumerate() {
                             values.clear();
                             values.extend(
-                                (0..nt).map(|t| input[start(t) + x]).filter(|v| !v.is_nan()),
+                                steps
+                                    .iter()
+                                    .map(|&t| input[start(t) + x])
+                                    .filter(|v| !v.is_nan()),
                             );
                             *o = reduce(method, &mut values);
                         }
@@ -154,7 +196,12 @@ impl CompositeNode {
             data,
             grid: raster.grid.clone(),
             bands: raster.bands.clone(),
-            times: vec![span(&raster.times)],
+            times: vec![span(
+                &steps
+                    .iter()
+                    .filter_map(|&t| raster.times.get(t).cloned())
+                    .collect::<Vec<_>>(),
+            )],
         })
     }
 }
@@ -202,8 +249,14 @@ impl Node for CompositeNode {
         let p = known.pixels("input")?;
         let mut output = p.reshaped(ValueType::Raster, 1, p.bands);
         output.at_least = false;
-        // The values of one pixel over time, per worker (the median sorts them).
-        Some(Estimate::of(Shape::Pixels(output)).working(p.pixel_bytes() * known.threads as u64))
+        // The values of one pixel over the steps it combines, per worker (the median sorts
+        // them): the steps its dates select when the input's labels are known.
+        let steps = match (&self.dates, p.known_time_labels()) {
+            (Some(d), Some(labels)) => d.select(labels).len(),
+            _ => p.times,
+        };
+        let values = p.reshaped(ValueType::Raster, steps, p.bands).pixel_bytes();
+        Some(Estimate::of(Shape::Pixels(output)).working(values * known.threads as u64))
     }
 
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
@@ -391,6 +444,62 @@ mod tests {
     }
 
     #[test]
+    fn only_the_steps_of_its_dates_are_combined() {
+        // The steps are 2021-07-01, -02 and -03 at 15:00 UTC.
+        let r = three_dates();
+        let dates = |s: &str| DateSelection::parse(s).unwrap();
+        let node = CompositeNode::new(CompositeMethod::Max);
+        let out = node
+            .clone()
+            .with_dates(dates("2021-07-02/.."))
+            .apply(&r)
+            .unwrap();
+        let got: Vec<f32> = out.data.iter().copied().collect();
+        let expected = [2.0, 8.0, 7.0, 5.0, f32::INFINITY, NAN];
+        assert!(same(&got, &expected), "{got:?}");
+        assert_eq!(out.times, ["2021-07-02T15:00:00Z/2021-07-03T15:00:00Z"]);
+        // One date: that step as it is, with its own label.
+        let out = node
+            .clone()
+            .with_dates(dates("2021-07-01"))
+            .apply(&r)
+            .unwrap();
+        let got: Vec<f32> = out.data.iter().copied().collect();
+        assert!(same(&got, &[3.0, NAN, NAN, 1.0, -2.0, NAN]), "{got:?}");
+        assert_eq!(out.times, ["2021-07-01T15:00:00Z"]);
+        let list = DateSelection::parse_list(&["2021-07-03".into(), "2021-07-01".into()]).unwrap();
+        let out = CompositeNode::new(CompositeMethod::First)
+            .with_dates(list)
+            .apply(&r)
+            .unwrap();
+        let got: Vec<f32> = out.data.iter().copied().collect();
+        assert!(same(&got, &[3.0, 8.0, 7.0, 1.0, -2.0, NAN]), "{got:?}");
+        let e = node.with_dates(dates("2021-06")).apply(&r).unwrap_err();
+        assert!(matches!(e, MlError::NoTimeStep(_)), "{e}");
+        assert!(
+            e.to_string().contains(
+                "composite: `time = \"2021-06\"` selects none of the 3 time step(s); the dates \
+                 available: 2021-07-01, 2021-07-02, 2021-07-03"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn time_params() {
+        assert!(node("time = \"2021-07-15\"").is_ok());
+        assert!(node("times = [\"2021-07-15\", \"2021-08-01/..\"]").is_ok());
+        for (src, param) in [
+            ("time = \"2021-07-32\"", "time"),
+            ("times = [\"July\"]", "times"),
+            ("time = \"2021\"\ntimes = [\"2021\"]", "times"),
+        ] {
+            let e = node(src).err().unwrap();
+            assert_eq!(e.param.as_deref(), Some(param), "{src}: {e}");
+        }
+    }
+
+    #[test]
     fn method_param() {
         assert!(node("").is_ok());
         for m in ["median", "mean", "min", "max", "first"] {
@@ -399,7 +508,7 @@ mod tests {
         assert!(node("method = \"mode\"").is_err());
         assert!(CompositeKind.pixel_local());
         let specs = CompositeKind.params();
-        assert_eq!(specs.len(), 1);
+        assert_eq!(specs.len(), 3);
         assert_eq!(specs[0].default, Some(toml::Value::String("median".into())));
     }
 }

@@ -66,6 +66,11 @@ pub enum MlError {
         /// The raster's number of time steps.
         times: usize,
     },
+    /// A choice of time steps by date that selects none of the raster's
+    /// ([`flow_core::time::DateSelection::select_some`]: the node, the selection, the dates
+    /// available).
+    #[error("{0}")]
+    NoTimeStep(String),
     /// The run was cancelled.
     #[error("cancelled")]
     Cancelled,

@@ -19,6 +19,7 @@ mod read;
 pub mod scene;
 mod stac;
 mod stack;
+mod time_select;
 mod verify;
 mod write;
 

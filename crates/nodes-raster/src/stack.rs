@@ -103,6 +103,13 @@ flow_core::params! {
         /// items of one UTC date form one time step, first valid pixel first ("date"), or each
         /// item is a time step ("none")
         mosaic: Mosaic = Mosaic::Date,
+        /// only the items of a date "2021-07-15" (that UTC day), a month "2021-07", or an
+        /// inclusive range "2021-07-01/2021-07-31" (open ends as "../2021-07-31"), as STAC
+        /// datetime; default every item
+        time: Option<String>,
+        /// only the items of any of these dates or ranges, e.g. ["2021-07-05", "2021-07-15"]
+        /// (instead of `time`)
+        times: Option<Vec<String>>,
         /// GDAL drivers allowed besides GTiff (GeoTIFF / COG), e.g. ["JP2OpenJPEG"]; drivers whose files name other files (VRT) are refused for items of remote catalogs
         drivers: Option<Vec<String>>,
     }
@@ -133,6 +140,8 @@ struct ValidStack {
     mosaic: Mosaic,
     /// The area outside which pixels become NaN, in longitude / latitude.
     clip: Option<Polygons>,
+    /// The items stacked, by date ([`crate::time_select`]); all when `None`.
+    dates: Option<flow_core::time::DateSelection>,
 }
 
 fn four(name: &str, v: &[f64]) -> Result<Bounds, ParamError> {
@@ -312,6 +321,10 @@ impl StackParams {
                 drivers.push(d.clone());
             }
         }
+        let dates = flow_core::time::DateSelection::from_params(
+            self.time.as_deref(),
+            self.times.as_deref(),
+        )?;
         Ok(ValidStack {
             assets: self.assets,
             resolution: self.resolution,
@@ -325,6 +338,7 @@ impl StackParams {
             drivers,
             mosaic: self.mosaic,
             clip,
+            dates,
         })
     }
 }
@@ -341,10 +355,10 @@ impl NodeKind for StackKind {
     fn doc(&self) -> &str {
         "Reads the chosen assets of every item onto one grid (resolution, bounds or bounds_latlon, CRS; \
          snapped outward to the resolution like stackstac) as a time x band x y x x f32 cube: nodata -> NaN, \
-         raster:bands scale/offset applied, items ordered by datetime, assets read in parallel \
-         (GDAL /vsicurl/ for http(s)). Stored blocks are checked before they are trusted (DEFLATE \
-         checksums, sizes, COG leaders and trailers), and a file read whole against its \
-         file:checksum. Items of a remote (http) catalog may only point at http(s) and cloud-store \
+         raster:bands scale/offset applied, items ordered by datetime (only those of the dates \
+         `time` or `times` select), assets read in parallel (GDAL /vsicurl/ for http(s)). \
+         Stored blocks are checked before they are trusted (DEFLATE checksums, sizes, COG \
+         leaders and trailers), and a file read whole against its file:checksum. Items of a remote (http) catalog may only point at http(s) and cloud-store \
          URLs; files open with the GTiff driver and those `drivers` adds (never VRT for remote \
          items). Each file's version (size and mtime; for remote files size and ETag or \
          Last-Modified, from one HEAD) is recorded, and a cached cube whose files changed is \
@@ -409,9 +423,16 @@ struct StackNode {
 }
 
 impl StackNode {
-    /// The requested assets of every item of `input` (relative hrefs taken from `recipe_dir`),
-    /// in reading order: by datetime, then id.
-    fn items(&self, input: &flow_core::Items, recipe_dir: &std::path::Path) -> Vec<ItemRef> {
+    /// The requested assets of every item of `input` (relative hrefs taken from `recipe_dir`)
+    /// that `time` / `times` select, in reading order: by datetime, then id.
+    ///
+    /// # Errors
+    /// [`RasterError::InvalidData`] when the dates select no item.
+    fn items(
+        &self,
+        input: &flow_core::Items,
+        recipe_dir: &std::path::Path,
+    ) -> Result<Vec<ItemRef>, RasterError> {
         let catalog = input.catalog();
         let mut items: Vec<ItemRef> = input
             .features()
@@ -422,7 +443,7 @@ impl StackNode {
             })
             .collect();
         items.sort_by(|a, b| a.datetime.cmp(&b.datetime).then_with(|| a.id.cmp(&b.id)));
-        items
+        crate::time_select::select(items, self.params.dates.as_ref())
     }
 
     /// The output CRS: the `epsg` param, else the one CRS of all requested assets.
@@ -695,7 +716,7 @@ impl Node for StackNode {
                     .into(),
             ));
         }
-        let items = self.items(input, &ctx.recipe_dir);
+        let items = self.items(input, &ctx.recipe_dir)?;
         self.check_origins(&items)?;
         let epsg = self.crs(&items)?;
         // A picture-sized version reads a coarser grid (GDAL takes the overviews).
@@ -851,27 +872,30 @@ impl Node for StackNode {
         let bands = self.params.assets.len();
         // The grid and the items of each time step: from the items once the search has run,
         // else from the params alone (bounds and `epsg` given), with at least one time step.
-        let (grid, steps, covered, at_least) = match known.value("input") {
+        let (grid, steps, covered, at_least, labels) = match known.value("input") {
             Some(Value::Items(input)) => {
-                let items = self.items(input, std::path::Path::new("."));
+                let items = self.items(input, std::path::Path::new(".")).ok()?;
                 let epsg = self.crs(&items).ok()?;
                 let grid = self.grid(&items, epsg).ok()?;
-                let steps: Vec<usize> = self.time_steps(&items).iter().map(Vec::len).collect();
+                let groups = self.time_steps(&items);
+                let steps: Vec<usize> = groups.iter().map(Vec::len).collect();
                 // Each item is read where it overlaps the grid.
                 let covered: f64 = items.iter().map(|i| coverage(i, epsg, &grid)).sum();
-                (grid, steps, covered, false)
+                let labels = self.bands_and_times(&items, &groups).1;
+                (grid, steps, covered, false, labels)
             }
             _ => {
                 let epsg = self.params.epsg?;
                 if self.params.extent == Extent::Items {
                     return None;
                 }
-                (self.grid(&[], epsg).ok()?, vec![1], 1.0, true)
+                (self.grid(&[], epsg).ok()?, vec![1], 1.0, true, Vec::new())
             }
         };
         let plane = grid.len() as u64 * 4;
         let bytes = steps.len() as u128 * bands as u128 * u128::from(plane);
-        let mut output = Pixels::whole(ValueType::Raster, steps.len(), bands, grid);
+        let mut output =
+            Pixels::whole(ValueType::Raster, steps.len(), bands, grid).with_time_labels(&labels);
         output.window = window_side(bytes, &output.grid, known.window, known.memory_limit);
         output.at_least = at_least;
         // Each reader of a mosaic holds a second plane to merge the next item into.
@@ -1260,6 +1284,9 @@ mod tests {
             ("drivers = [\"NoSuchDriver\"]", "drivers"),
             ("drivers = [\"COG\"]", "drivers"),
             ("drivers = [\"ESRI Shapefile\"]", "drivers"),
+            ("time = \"2021-07-32\"", "time"),
+            ("times = [\"2021-07-15\", \"mid-July\"]", "times"),
+            ("time = \"2021\"\ntimes = [\"2021\"]", "times"),
         ] {
             assert_eq!(
                 param(&format!("{base}{extra}")).as_deref(),

@@ -46,30 +46,10 @@ impl Interval {
     }
 }
 
-/// The first and last second of a calendar period written `YYYY`, `YYYY-MM` or `YYYY-MM-DD`.
+/// The first and last second of a calendar period written `YYYY`, `YYYY-MM` or `YYYY-MM-DD`
+/// ([`flow_core::time::period`]).
 fn calendar_period(s: &str) -> Option<(Timestamp, Timestamp)> {
-    let number = |part: &str| -> Option<i16> {
-        part.bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| part.parse().ok())
-            .flatten()
-    };
-    let (first, last) = match s.len() {
-        4 => {
-            let year = number(s)?;
-            (Date::new(year, 1, 1).ok()?, Date::new(year, 12, 31).ok()?)
-        }
-        7 if s.as_bytes()[4] == b'-' => {
-            let month = i8::try_from(number(&s[5..])?).ok()?;
-            let first = Date::new(number(&s[..4])?, month, 1).ok()?;
-            (first, first.last_of_month())
-        }
-        10 => {
-            let day: Date = s.parse().ok()?;
-            (day, day)
-        }
-        _ => return None,
-    };
+    let (first, last) = flow_core::time::period(s)?;
     let utc = |d: Date, h: i8, m: i8, sec: i8| TimeZone::UTC.to_timestamp(d.at(h, m, sec, 0)).ok();
     Some((utc(first, 0, 0, 0)?, utc(last, 23, 59, 59)?))
 }
