@@ -66,3 +66,7 @@ mod output_dir;
 /// A cube that fits in memory once, but not twice, is cached and loaded again under an
 /// address-space limit.
 mod store_memory;
+
+/// `script` nodes: the NDMI example against Rust, the cache key (script, args, interpreter),
+/// failing, slow and wrong scripts.
+mod script;
