@@ -293,7 +293,7 @@ fn run_item_nodes(plan: &Plan, options: &RunOptions) -> Vec<Option<Arc<flow_core
             })
             .collect();
         let value = match inputs {
-            Some(inputs) if node.kind.signature().output == flow_core::ValueType::Items => {
+            Some(inputs) if node.output_type() == flow_core::ValueType::Items => {
                 let ctx = options.context(&node.id);
                 match node.node.run(&ctx, &flow_core::Inputs::new(inputs)) {
                     Ok(v) => Some(Arc::new(v)),

@@ -8,5 +8,6 @@ pub fn builtin() -> Registry {
     flow_nodes_stac::register(&mut registry);
     flow_nodes_raster::register(&mut registry);
     flow_nodes_ml::register(&mut registry);
+    flow_nodes_script::register(&mut registry);
     registry
 }

@@ -155,3 +155,24 @@ pub fn adjusted_rand_index(a: &[u16], b: &[u16]) -> f64 {
     let expected = sa * sb / c2(a.len() as u64);
     (index - expected) / (0.5 * (sa + sb) - expected)
 }
+
+/// A Python 3 interpreter that can import numpy, for `script` nodes: FLOW_PYTHON when set, else
+/// `python3` on PATH, else Debian's `/usr/bin/python3` (which `scripts/setup` gives numpy when a
+/// `python3` earlier on PATH, from pyenv or a venv, has none).
+pub fn python_with_numpy() -> PathBuf {
+    let candidates: Vec<PathBuf> = std::env::var_os("FLOW_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(["python3", "/usr/bin/python3"].map(PathBuf::from))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| {
+            Command::new(p)
+                .args(["-c", "import numpy"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no Python 3 with numpy among {candidates:?}: run scripts/setup"))
+}

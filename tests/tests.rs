@@ -76,3 +76,7 @@ mod store_memory;
 /// Time steps chosen by date (`time`, `times`) on stack, composite and flatten; features named
 /// by date.
 mod time_select;
+
+/// `script` nodes: the NDMI example against Rust, the cache key (script, args, interpreter),
+/// failing, slow and wrong scripts.
+mod script;

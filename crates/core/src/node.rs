@@ -124,6 +124,13 @@ pub trait NodeKind: Send + Sync {
     fn origin(&self) -> Origin {
         Origin::Builtin
     }
+    /// Whether a recipe may connect an input under `port`, a name the signature does not
+    /// declare: `Some(Ok(ty))` accepts it as a port of type `ty`, `Some(Err(why))` refuses the
+    /// name and says why, `None` (the default) knows only the declared ports. `script` takes
+    /// inputs under names of the recipe's choosing.
+    fn open_port(&self, _port: &str) -> Option<Result<ValueType, String>> {
+        None
+    }
 }
 
 /// A node built from validated params, ready to run.
@@ -185,6 +192,13 @@ pub trait Node: Send + Sync {
     /// engine: a small output for items, models and JSON, for a pixel-local node the shape of
     /// its first array input, otherwise unknown.
     fn estimate(&self, _known: &crate::estimate::Known) -> Option<crate::estimate::Estimate> {
+        None
+    }
+
+    /// The type of this node's output when its params decide it (`script`'s `output`), for a
+    /// kind whose signature says [`ValueType::Any`]; `None`, the default, means the kind's
+    /// [`Signature::output`].
+    fn output_type(&self) -> Option<ValueType> {
         None
     }
 }

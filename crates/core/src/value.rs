@@ -23,7 +23,8 @@ pub enum ValueType {
     Labels,
     /// Small structured data (statistics, a list of written files).
     Json,
-    /// Accepts any value (only for input ports, e.g. `write`).
+    /// Accepts any value (input ports, e.g. `write`'s), or, as a kind's output, a type that each
+    /// node's params decide ([`crate::Node::output_type`], e.g. `script`'s).
     Any,
 }
 

@@ -168,7 +168,7 @@ pub fn estimate(plan: &Plan, situation: &Situation) -> PlanEstimate {
             None => node
                 .node
                 .estimate(&known)
-                .unwrap_or_else(|| default_estimate(node.kind.as_ref(), &known)),
+                .unwrap_or_else(|| default_estimate(node, &known)),
         };
         let pixel_local = node.kind.pixel_local();
         if let Shape::Pixels(p) = &mut est.output {
@@ -272,8 +272,9 @@ pub fn estimate(plan: &Plan, situation: &Situation) -> PlanEstimate {
 /// What the engine assumes of a node that does not estimate itself: a small output for items,
 /// models and JSON; for a pixel-local node, its first array input's shape when the types agree;
 /// otherwise nothing.
-fn default_estimate(kind: &dyn flow_core::NodeKind, known: &Known) -> Estimate {
-    let ty = kind.signature().output;
+fn default_estimate(node: &flow_recipe::PlanNode, known: &Known) -> Estimate {
+    let kind = node.kind.as_ref();
+    let ty = node.output_type();
     match ty {
         ValueType::Items | ValueType::Model | ValueType::Json => Estimate::of(Shape::Small),
         _ if kind.pixel_local() => {

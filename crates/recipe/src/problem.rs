@@ -314,6 +314,19 @@ pub enum Problem {
         /// The kind's ports.
         ports: Vec<Port>,
     },
+    /// `inputs = { PORT = ... }` names a port that a kind taking ports of the recipe's choosing
+    /// refuses (see `NodeKind::open_port`).
+    #[error("node `{node}` ({kind}) cannot take an input port named `{port}`")]
+    RefusedPortName {
+        /// The node id.
+        node: String,
+        /// Its kind.
+        kind: String,
+        /// The port as written.
+        port: String,
+        /// Why the kind refuses it.
+        why: String,
+    },
     /// The first port is connected by both `input` and `inputs`.
     #[error("input port `{port}` of node `{node}` is connected twice (by `input` and `inputs`)")]
     ConnectedTwice {
@@ -413,6 +426,7 @@ impl Problem {
             Problem::TakesNoInput { .. } => "unexpected input",
             Problem::InputsNotATable => "expected a table",
             Problem::UnknownPort { .. } => "unknown port",
+            Problem::RefusedPortName { .. } => "refused port name",
             Problem::ConnectedTwice { .. } => "connected twice",
             Problem::DanglingInput { .. } => "dangling input",
             Problem::InputNotConnected { .. } => "input not connected",
@@ -513,6 +527,7 @@ impl Problem {
                     .collect();
                 format!("ports: {}", ports.join(", "))
             })),
+            Problem::RefusedPortName { why, .. } => Some(why.clone()),
             Problem::InputNotConnected { port, first, .. } => Some(if *first {
                 "connect it with input = \"NODE\"".into()
             } else {

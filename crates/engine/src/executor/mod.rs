@@ -729,7 +729,7 @@ impl<'a> Scheduler<'a> {
             NodeStatus::Cancelled
         };
         let small = matches!(
-            node.kind.signature().output,
+            node.output_type(),
             ValueType::Labels | ValueType::Model | ValueType::Items | ValueType::Json
         );
         let mut report = NodeReport::new(&node.id, node.kind.name(), status, self.key_hex(i));

@@ -74,8 +74,25 @@ impl Builder<'_> {
                         ok = false;
                         continue;
                     };
-                    if let Some(ports) = &ports {
-                        if !ports.iter().any(|p| &p.name == port) {
+                    if let (Some(ports), Some(kind)) = (&ports, kind) {
+                        let open = match kind.open_port(port) {
+                            _ if ports.iter().any(|p| &p.name == port) => true,
+                            Some(Ok(_)) => true,
+                            Some(Err(why)) => {
+                                let kspan = self.key_span(&["nodes", id, "inputs", port]);
+                                let problem = Problem::RefusedPortName {
+                                    node: id.into(),
+                                    kind: kind_name(),
+                                    port: port.clone(),
+                                    why,
+                                };
+                                self.errors.report(kspan, problem);
+                                ok = false;
+                                continue;
+                            }
+                            None => false,
+                        };
+                        if !open {
                             let kspan = self.key_span(&["nodes", id, "inputs", port]);
                             let problem = Problem::UnknownPort {
                                 node: id.into(),
@@ -164,14 +181,20 @@ impl Builder<'_> {
             ) else {
                 continue;
             };
-            let output = from.kind.signature().output;
-            let Some(port) = to
+            let output = from.output_type();
+            let declared = to
                 .kind
                 .signature()
                 .inputs
                 .into_iter()
-                .find(|p| p.name == e.port)
-            else {
+                .find(|p| p.name == e.port);
+            // A port the recipe named itself (see `NodeKind::open_port`) has the type the kind
+            // gives it.
+            let port = declared.or_else(|| match to.kind.open_port(&e.port) {
+                Some(Ok(ty)) => Some(flow_core::Port::optional(&e.port, ty, "")),
+                _ => None,
+            });
+            let Some(port) = port else {
                 continue;
             };
             if !output.fits(port.ty) {

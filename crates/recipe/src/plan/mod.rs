@@ -43,6 +43,16 @@ pub struct PlanNode {
     pub node: Arc<dyn Node>,
 }
 
+impl PlanNode {
+    /// The type of the node's output: what its params decide ([`Node::output_type`]), else its
+    /// kind's signature.
+    pub fn output_type(&self) -> flow_core::ValueType {
+        self.node
+            .output_type()
+            .unwrap_or_else(|| self.kind.signature().output)
+    }
+}
+
 impl std::fmt::Debug for PlanNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PlanNode")
