@@ -52,9 +52,15 @@ fn status(out: &Path, id: &str) -> String {
         .unwrap_or_else(|| panic!("no node `{id}`"))
 }
 
-/// A copy of the example recipe and its script in `dir`, with `extra` appended to the recipe.
+/// A copy of the example recipe, the recipe it extends and its script in `dir`, with `extra`
+/// appended to the recipe.
 fn copy_example(dir: &Path, extra: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("scripts")).unwrap();
+    std::fs::copy(
+        root().join("recipes/timberlea_kmeans.toml"),
+        dir.join("timberlea_kmeans.toml"),
+    )
+    .unwrap();
     std::fs::copy(
         root().join("recipes/scripts/ndmi.py"),
         dir.join("scripts/ndmi.py"),
