@@ -18,6 +18,9 @@ mod timberlea;
 /// The recipe's area of interest: search, bounds and clipping.
 mod aoi;
 
+/// A model and its scaling fitted on one date and applied to another.
+mod two_dates;
+
 /// `composite`: the offline scene's dates combined per pixel, then classified.
 mod composite;
 

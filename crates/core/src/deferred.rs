@@ -468,6 +468,7 @@ impl Deferred {
                 let data = Array2::from_shape_vec((n, f), rows)
                     .map_err(|e| NodeError::Failed(e.to_string()))?;
                 Ok(Value::Matrix(Matrix {
+                    scaling: t.scaling.clone(),
                     data,
                     features: t.features.clone(),
                     valid,
@@ -702,7 +703,12 @@ impl Deferred {
                 bands,
                 times,
             }),
-            crate::ValueMeta::Matrix { grid, features } => Value::Matrix(Matrix {
+            crate::ValueMeta::Matrix {
+                grid,
+                features,
+                scaling,
+            } => Value::Matrix(Matrix {
+                scaling,
                 data: Array2::zeros((0, features.len())),
                 features,
                 valid: Array2::from_elem((0, 0), false),
@@ -909,6 +915,7 @@ mod tests {
                 }
             }
             Ok(Value::Matrix(Matrix {
+                scaling: Default::default(),
                 data: Array2::from_shape_vec((rows.len() / 2, 2), rows).unwrap(),
                 features: vec!["i".into(), "-i".into()],
                 valid,
@@ -1036,6 +1043,7 @@ mod tests {
     #[test]
     fn a_model_in_a_deferred_value_keeps_its_centroids_in_the_json_form() {
         let model = crate::Model {
+            scaling: Default::default(),
             centroids: Array2::from_shape_vec((3, 2), vec![0.5, 1.0, 2.25, -3.0, 1e-7, 7.0])
                 .unwrap(),
             features: vec!["a".into(), "b".into()],

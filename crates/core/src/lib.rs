@@ -62,7 +62,9 @@ pub use node::{
 pub use registry::Registry;
 pub use schema::{ParamSpec, ParamType, Params};
 pub use summary::Summary;
-pub use value::{BandInfo, ClassInfo, Items, Labels, Matrix, Model, Raster, Value, ValueType};
+pub use value::{
+    BandInfo, ClassInfo, Items, Labels, Matrix, Model, Raster, Scaling, Value, ValueType,
+};
 
 #[doc(hidden)]
 pub use toml as __toml;

@@ -63,6 +63,9 @@ pub enum ValueMeta {
         grid: Grid,
         /// Feature names, one per column.
         features: Vec<String>,
+        /// How each feature was rescaled, or empty.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        scaling: Vec<Option<crate::value::Scaling>>,
     },
     /// A fitted model; its array is `centroids` (f32, 2-d).
     Model {
@@ -316,6 +319,7 @@ impl Value {
                 ValueMeta::Matrix {
                     grid: m.grid.clone(),
                     features: m.features.clone(),
+                    scaling: m.scaling.clone(),
                 },
                 vec![named("data", &m.data), named("valid", &m.valid)],
             ),
@@ -373,7 +377,11 @@ impl Value {
                     times,
                 })
             }
-            ValueMeta::Matrix { grid, features } => {
+            ValueMeta::Matrix {
+                grid,
+                features,
+                scaling,
+            } => {
                 let data = take::<f32, Ix2, _>(source, "data")?;
                 let valid = take::<bool, Ix2, _>(source, "valid")?;
                 check_grid("valid", valid.shape(), &grid)?;
@@ -387,11 +395,19 @@ impl Value {
                         features.len()
                     )));
                 }
+                if !scaling.is_empty() && scaling.len() != features.len() {
+                    return Err(AssembleError(format!(
+                        "the metadata records the scaling of {} features but names {}",
+                        scaling.len(),
+                        features.len()
+                    )));
+                }
                 Value::Matrix(Matrix {
                     data,
                     features,
                     valid,
                     grid,
+                    scaling,
                 })
             }
             ValueMeta::Model { mut model } => {
@@ -491,6 +507,7 @@ pub fn examples() -> Vec<Value> {
             grid: grid.clone(),
             bands: vec![
                 BandInfo {
+                    scaling: Default::default(),
                     name: "B04".into(),
                     common_name: Some("red".into()),
                     wavelength: Some(0.665),
@@ -500,12 +517,14 @@ pub fn examples() -> Vec<Value> {
             times: vec!["2021-08-03T00:00:00Z".into()],
         }),
         Value::Matrix(Matrix {
+            scaling: Default::default(),
             data: Array2::from_elem((4, 2), 0.5),
             features: vec!["a".into(), "b".into()],
             valid: Array2::from_shape_fn((2, 3), |(y, x)| x != y),
             grid: grid.clone(),
         }),
         Value::Model(Model {
+            scaling: Default::default(),
             centroids: Array2::from_elem((2, 2), 1.5),
             features: vec!["a".into(), "b".into()],
             inertia: 3.25,
@@ -598,6 +617,7 @@ mod tests {
     #[test]
     fn a_matrix_needs_one_row_per_valid_pixel() {
         let m = Value::Matrix(Matrix {
+            scaling: Default::default(),
             data: Array2::zeros((5, 1)),
             features: vec!["a".into()],
             valid: Array2::from_elem((2, 3), true),

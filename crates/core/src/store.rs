@@ -250,6 +250,7 @@ mod float_tests {
             state ^= state << 17;
             let inertia = f64::from_bits(state >> 2) % 1e12;
             let value = Value::Model(Model {
+                scaling: Default::default(),
                 centroids: Array2::zeros((1, 1)),
                 features: vec!["a".into()],
                 inertia,

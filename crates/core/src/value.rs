@@ -167,6 +167,25 @@ pub struct BandInfo {
     /// Centre wavelength in micrometres, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wavelength: Option<f64>,
+    /// How `normalize` rescaled the band, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<Scaling>,
+}
+
+/// How `normalize` rescaled one band: enough to rescale other data exactly the same way (a model
+/// fitted on one scene applied to another with the first scene's scaling).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scaling {
+    /// `minmax`, `percentile` or `zscore`.
+    pub method: String,
+    /// `global` (one pair shared by every band) or `band`.
+    pub scope: String,
+    /// The statistics: `[min, max]`, the two percentile values, or `[mean, std]`.
+    pub statistics: [f64; 2],
+    /// The output range `[lo, hi]` (not used by `zscore`).
+    pub range: [f64; 2],
+    /// Whether the output was clamped to the range.
+    pub clip: bool,
 }
 
 /// A `time x band x y x x` cube of f32 on a grid, NaN meaning nodata; like a stackstac DataArray.
@@ -210,6 +229,9 @@ pub struct Matrix {
     pub valid: Array2<bool>,
     /// The grid the pixels came from.
     pub grid: Grid,
+    /// How each feature was rescaled by `normalize` (one entry per feature), or empty when none
+    /// was.
+    pub scaling: Vec<Option<Scaling>>,
 }
 
 /// A fitted K-Means model.
@@ -231,6 +253,10 @@ pub struct Model {
     /// Anything else worth recording (init method, n_init, tolerance, ...).
     #[serde(default)]
     pub info: serde_json::Value,
+    /// How each feature of the training matrix was rescaled by `normalize` (one entry per
+    /// feature), or empty when none was: `normalize` can apply it to other data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scaling: Vec<Option<Scaling>>,
 }
 
 /// Name and colour of one class of a [`Labels`] map.

@@ -141,6 +141,7 @@ fn a_matrix_loads_into_one_allocation_per_array() {
     let rows = valid.iter().filter(|&&v| v).count();
     let data = Array2::from_shape_fn((rows, 2), |(r, c)| r as f32 * 0.25 + c as f32);
     let value = Value::Matrix(Matrix {
+        scaling: Default::default(),
         data,
         features: vec!["B04".into(), "B08".into()],
         valid,

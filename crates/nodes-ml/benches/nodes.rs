@@ -101,6 +101,7 @@ fn bench_nodes(c: &mut Criterion) {
     let m = matrix(&r);
     let c0 = init(&m, 8);
     let model = Model {
+        scaling: Default::default(),
         centroids: c0,
         features: m.features.clone(),
         inertia: 0.0,

@@ -139,6 +139,7 @@ pub(crate) mod testutil {
             bands: bands
                 .iter()
                 .map(|b| BandInfo {
+                    scaling: Default::default(),
                     name: b.to_string(),
                     common_name: super::S2_BANDS
                         .iter()

@@ -96,7 +96,8 @@ impl NodeKind for FlattenKind {
 
     fn version(&self) -> u32 {
         // 2: several time steps are named by date (`B04@2021-07-14`), no longer `B04@t0`.
-        2
+        // 3: the matrix carries its features' scaling.
+        3
     }
 
     fn doc(&self) -> &str {
@@ -191,6 +192,7 @@ impl FlattenNode {
             step_names(&chosen)
         });
         let mut features = Vec::with_capacity(times.len() * nb);
+        let mut scaling = Vec::with_capacity(times.len() * nb);
         let mut planes = Vec::with_capacity(times.len() * nb);
         for (i, &t) in times.iter().enumerate() {
             for b in 0..nb {
@@ -202,6 +204,7 @@ impl FlattenNode {
                     Some(s) => format!("{name}@{}", s[i]),
                     None => name,
                 });
+                scaling.push(raster.bands.get(b).and_then(|i| i.scaling.clone()));
                 planes.push(
                     raster
                         .data
@@ -230,7 +233,12 @@ impl FlattenNode {
                 }
             });
         }
+        // A feature's scaling is its band's; none recorded when no band was rescaled.
+        if scaling.iter().all(Option::is_none) {
+            scaling.clear();
+        }
         Ok(Matrix {
+            scaling,
             data,
             features,
             valid,

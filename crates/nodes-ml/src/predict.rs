@@ -121,6 +121,7 @@ impl PredictNode {
         let data =
             Array2::from_shape_vec((n, 1), classes).map_err(|e| MlError::Shape(e.to_string()))?;
         Ok(Matrix {
+            scaling: Default::default(),
             data,
             features: vec!["class".into()],
             valid: matrix.valid.clone(),

@@ -208,6 +208,7 @@ fn k_larger_than_the_valid_pixels_is_invalid_data() {
     assert!(msg.contains("k = 8 but only 5 valid pixels"), "{msg}");
 
     let empty = Matrix {
+        scaling: Default::default(),
         data: Array2::zeros((0, 2)),
         features: vec!["a".into(), "b".into()],
         valid: Array2::from_elem((2, 2), false),

@@ -271,6 +271,7 @@ fn failed_write_leaves_no_file() {
 fn model_json_has_centroids_and_class_statistics() {
     let out = tempfile::tempdir().unwrap();
     let model = Model {
+        scaling: Default::default(),
         centroids: ndarray::array![[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]],
         features: vec!["B02".into(), "B03".into(), "B04".into()],
         inertia: 12.5,

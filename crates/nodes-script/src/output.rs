@@ -567,6 +567,7 @@ fn read_matrix(dir: &Path, expect: &Expect<'_>) -> Result<Matrix, Wrong> {
     .map(|b| b.name)
     .collect();
     Ok(Matrix {
+        scaling: Default::default(),
         data,
         features,
         valid,

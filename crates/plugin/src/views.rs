@@ -87,6 +87,7 @@ impl MatrixView<'_> {
     /// An owned copy.
     pub fn to_owned(&self) -> Matrix {
         Matrix {
+            scaling: Default::default(),
             data: self.data.to_owned(),
             features: self.features.clone(),
             valid: self.valid.to_owned(),
@@ -187,7 +188,7 @@ impl<'a> ValueView<'a> {
                 bands,
                 times,
             }),
-            ValueMeta::Matrix { grid, features } => ValueView::Matrix(MatrixView {
+            ValueMeta::Matrix { grid, features, .. } => ValueView::Matrix(MatrixView {
                 data: take(&arrays, "data")?,
                 valid: take(&arrays, "valid")?,
                 features,

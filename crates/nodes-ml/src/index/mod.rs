@@ -188,6 +188,7 @@ impl AddIndexNode {
                     })?;
             }
             bands.push(BandInfo {
+                scaling: Default::default(),
                 name: new.name().to_string(),
                 common_name: None,
                 wavelength: None,

@@ -50,8 +50,9 @@ impl NodeKind for KMeansFitKind {
     }
 
     /// 2: the sample is chosen by a seeded hash of each pixel's grid position.
+    /// 3: the model carries its features' scaling.
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn doc(&self) -> &str {
@@ -274,6 +275,7 @@ impl KMeansFitNode {
         }
         info["converged"] = json!(converged);
         Ok(Model {
+            scaling: Default::default(),
             centroids,
             features: features.to_vec(),
             inertia: st.inertia,
@@ -382,12 +384,21 @@ impl Node for KMeansFitNode {
     }
 
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
-        if let Some(Value::Deferred(d)) = inputs.get("input") {
-            return Ok(Value::Model(self.fit_deferred(ctx, d)?));
-        }
-        let matrix = inputs.matrix("input")?;
-        Ok(Value::Model(
-            self.fit(matrix, &|m| ctx.warn(m), &|| ctx.is_cancelled())?,
-        ))
+        let mut model = match inputs.get("input") {
+            Some(Value::Deferred(d)) => self.fit_deferred(ctx, d)?,
+            _ => self.fit(inputs.matrix("input")?, &|m| ctx.warn(m), &|| {
+                ctx.is_cancelled()
+            })?,
+        };
+        // The model keeps the scaling of its features, so that other data can be scaled alike.
+        model.scaling = match inputs.get("input") {
+            Some(Value::Matrix(m)) => m.scaling.clone(),
+            Some(Value::Deferred(d)) => match d.template.as_ref() {
+                Value::Matrix(m) => m.scaling.clone(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        Ok(Value::Model(model))
     }
 }

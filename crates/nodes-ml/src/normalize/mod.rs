@@ -5,6 +5,7 @@
 //! never enters the statistics, and (with `clip`) no value leaves `range`.
 
 mod hyperparams;
+mod recorded;
 mod stats;
 
 use flow_core::deferred::{Deferred, Expr, Operand};
@@ -28,24 +29,30 @@ impl NodeKind for NormalizeKind {
     }
 
     /// 2: exact, order-independent statistics (z-score means and deviations may differ from
-    /// version 1 in the last bit).
+    /// version 1 in the last bit). 3: the output bands record their scaling.
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn doc(&self) -> &str {
         "Rescales raster values to f32: min-max or percentile-clipped onto `range` (default [0, 255]), \
          or z-scores; statistics over all bands (scope = \"global\") or per band, NaN-aware. \
-         Constant data maps to the low end of the range, with a warning."
+         Constant data maps to the low end of the range, with a warning. Each output band records \
+         its scaling (flatten and kmeans-fit carry it into the matrix and the model); with the \
+         `statistics` input connected to such a raster or model, that scaling is applied instead \
+         of statistics of the input's own values (one scene's model applied to another)."
     }
 
     fn signature(&self) -> Signature {
         Signature {
-            inputs: vec![Port::required(
-                "input",
-                ValueType::Raster,
-                "the raster to rescale",
-            )],
+            inputs: vec![
+                Port::required("input", ValueType::Raster, "the raster to rescale"),
+                Port::optional(
+                    "statistics",
+                    ValueType::Any,
+                    "a normalized Raster or a Model whose recorded scaling to apply, band by band",
+                ),
+            ],
             output: ValueType::Raster,
         }
     }
@@ -141,6 +148,8 @@ impl Fitting {
 #[derive(Debug, Clone)]
 pub struct Mapping {
     groups: Vec<(Vec<usize>, Option<Affine>)>,
+    /// The statistics each group's map came from.
+    statistics: Vec<Option<(f64, f64)>>,
 }
 
 /// A built `normalize` node.
@@ -254,7 +263,43 @@ impl NormalizeNode {
             }
             groups.push((group, map));
         }
-        Mapping { groups }
+        Mapping {
+            groups,
+            statistics: statistics.to_vec(),
+        }
+    }
+
+    /// `bands` with the scaling each group's `statistics` record.
+    fn scaled_bands(&self, bands: &[BandInfo], statistics: &[Option<(f64, f64)>]) -> Vec<BandInfo> {
+        let mut out = bands.to_vec();
+        for (group, s) in self.groups(bands.len()).iter().zip(statistics) {
+            for &b in group {
+                out[b].scaling = recorded::scaling(&self.params, *s);
+            }
+        }
+        out
+    }
+
+    /// The statistics to apply instead of computing them: from the `statistics` input (a
+    /// normalized raster or a model), else from the `statistics` param.
+    ///
+    /// # Errors
+    /// When both are given, or the input's record does not fit `bands`.
+    fn given(
+        &self,
+        inputs: &Inputs,
+        bands: &[BandInfo],
+    ) -> Result<Option<Vec<(f64, f64)>>, NodeError> {
+        match (inputs.get("statistics"), self.params.statistics()) {
+            (Some(_), Some(_)) => Err(NodeError::Input {
+                port: "statistics".into(),
+                message: "give the statistics either as the `statistics` param or as this \
+                          input, not both"
+                    .into(),
+            }),
+            (Some(v), None) => recorded::statistics(&self.params, v, bands).map(Some),
+            (None, given) => Ok(given.map(<[_]>::to_vec)),
+        }
     }
 
     /// The given `statistics` as a mapping for a raster of these bands.
@@ -291,6 +336,7 @@ impl NormalizeNode {
         ctx: &RunContext,
         params: &Params,
         input: &Deferred,
+        inputs: &Inputs,
     ) -> Result<Value, NodeError> {
         let Value::Raster(template) = input.template.as_ref() else {
             return Err(NodeError::Input {
@@ -299,9 +345,9 @@ impl NormalizeNode {
             });
         };
         let bands = template.bands.clone();
-        let statistics: Vec<Option<(f64, f64)>> = match self.params.statistics() {
+        let statistics: Vec<Option<(f64, f64)>> = match self.given(inputs, &bands)? {
             Some(given) => {
-                self.given_mapping(given, &bands, &|m| ctx.warn(m))?;
+                self.given_mapping(&given, &bands, &|m| ctx.warn(m))?;
                 given.iter().copied().map(Some).collect()
             }
             None => {
@@ -339,6 +385,8 @@ impl NormalizeNode {
                 toml::Value::Array(vec![toml::Value::Float(a), toml::Value::Float(b)])
             })
             .collect();
+        // Each window is rescaled by the statistics as a param: the windows' expression does
+        // not repeat the `statistics` input.
         let mut step_params = params.clone();
         step_params.insert("statistics".into(), toml::Value::Array(pairs));
         let expr = Expr {
@@ -349,6 +397,7 @@ impl NormalizeNode {
         };
         let mut out_template = template.clone();
         out_template.grid = input.grid().clone();
+        out_template.bands = self.scaled_bands(&bands, &statistics);
         Ok(Value::Deferred(Deferred::new(
             Value::Raster(out_template),
             input.window,
@@ -384,7 +433,7 @@ impl NormalizeNode {
         Raster {
             data: out,
             grid: raster.grid.clone(),
-            bands: raster.bands.clone(),
+            bands: self.scaled_bands(&raster.bands, &mapping.statistics),
             times: raster.times.clone(),
         }
     }
@@ -395,7 +444,17 @@ impl NormalizeNode {
     /// # Errors
     /// When given statistics do not fit the raster's bands.
     pub fn rescale(&self, raster: &Raster, warn: &dyn Fn(String)) -> Result<Raster, NodeError> {
-        match self.params.statistics() {
+        self.rescale_with(raster, self.params.statistics(), warn)
+    }
+
+    /// Rescales `raster` by `given` statistics, or by statistics of its own values.
+    fn rescale_with(
+        &self,
+        raster: &Raster,
+        given: Option<&[(f64, f64)]>,
+        warn: &dyn Fn(String),
+    ) -> Result<Raster, NodeError> {
+        match given {
             Some(given) => {
                 let mapping = self.given_mapping(given, &raster.bands, warn)?;
                 Ok(self.apply_mapping(raster, &mapping))
@@ -429,9 +488,10 @@ impl Node for NormalizeNode {
 
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
         if let Some(Value::Deferred(d)) = inputs.get("input") {
-            return self.run_deferred(ctx, &self.written, d);
+            return self.run_deferred(ctx, &self.written, d, inputs);
         }
         let raster = inputs.raster("input")?;
+        let given = self.given(inputs, &raster.bands)?;
         // A window of a windowed run: its warnings were given when the statistics were gathered.
         let quiet = ctx.window().is_some();
         let warn = |m: String| {
@@ -439,7 +499,11 @@ impl Node for NormalizeNode {
                 ctx.warn(m)
             }
         };
-        Ok(Value::Raster(self.rescale(raster, &warn)?))
+        Ok(Value::Raster(self.rescale_with(
+            raster,
+            given.as_deref(),
+            &warn,
+        )?))
     }
 
     fn takes_deferred(&self) -> bool {

@@ -166,6 +166,11 @@ pub(crate) fn model(
         "counts": m.counts,
         "info": m.info,
     });
+    if !m.scaling.is_empty() {
+        // One entry per feature (null for a feature never rescaled), at full precision: a model
+        // read back rescales other data exactly as its training data was.
+        doc["scaling"] = json!(m.scaling);
+    }
     if let Some(l) = labels {
         doc["classes"] = Json::Array(class_stats(l, names, spectra)?);
     } else if spectra.is_some() {

@@ -308,6 +308,7 @@ mod tests {
             bands: names
                 .iter()
                 .map(|(n, c)| flow_core::BandInfo {
+                    scaling: Default::default(),
                     name: n.to_string(),
                     common_name: c.map(String::from),
                     wavelength: None,
