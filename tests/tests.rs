@@ -15,6 +15,10 @@ mod readme;
 /// The Timberlea recipe end to end on the offline scene.
 mod timberlea;
 
+/// `kmeans-fit` with `k = "auto"` on the offline scene: the true number of classes, the sweep's
+/// chart, the same on any thread count.
+mod kauto;
+
 /// The recipe's area of interest: search, bounds and clipping.
 mod aoi;
 

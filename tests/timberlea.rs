@@ -24,7 +24,7 @@ fn run_recipe(cache: &Path, recipe: &Path, out: &Path) -> (i32, String, String) 
 }
 
 /// Reads band 1 of a GeoTIFF as u16 with its geotransform, size and EPSG code.
-fn read_u16(
+pub(crate) fn read_u16(
     path: &Path,
     window: Option<((isize, isize), (usize, usize))>,
 ) -> (Vec<u16>, [f64; 6], (usize, usize), Option<u32>) {
@@ -47,7 +47,7 @@ fn read_u16(
 }
 
 /// ARI of a class GeoTIFF against the offline scene's truth map, over pixels valid in both.
-fn ari_against_truth(classes: &Path, scene: &Path) -> f64 {
+pub(crate) fn ari_against_truth(classes: &Path, scene: &Path) -> f64 {
     let (labels, gt, (w, h), _) = read_u16(classes, None);
     let truth_path = scene.join("truth.tif");
     let truth_ds = gdal::Dataset::open(&truth_path).unwrap();

@@ -470,3 +470,55 @@ threshold = "${params.threshold}"
         "{rendered}"
     );
 }
+
+#[test]
+fn auto_and_a_number_replace_each_other() {
+    let text = r#"
+name = "auto"
+
+[params]
+k = "auto"
+count = 3
+
+[profiles.fixed]
+k = 4
+
+[nodes.src]
+kind = "source"
+n = "${params.count}"
+
+[nodes.sink]
+kind = "sink"
+input = "src"
+threshold = "${params.k}"
+"#;
+    let param = |profile: Option<&str>, sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let overrides = Overrides::new(profile.map(String::from), &sets);
+        let plan = Plan::build("r.toml", text, &registry(), &overrides);
+        plan.map(|p| {
+            let sink = p.nodes.iter().find(|n| n.id == "sink").unwrap();
+            sink.params["threshold"].clone()
+        })
+    };
+    // A param declared "auto" takes a number from --set or a profile ...
+    assert_eq!(param(None, &["k=6"]).unwrap(), toml::Value::Integer(6));
+    assert_eq!(param(Some("fixed"), &[]).unwrap(), toml::Value::Integer(4));
+    // ... and a number param takes "auto", quoted or bare (the node decides whether it may).
+    let rendered = problems(text, None, &["count=auto"]);
+    assert!(
+        rendered.contains("param `n` of node `src` (source) must be integer, found string"),
+        "{rendered}"
+    );
+    assert!(!rendered.contains("--set count"), "{rendered}");
+    // Any other word still keeps a number a number, and a number cannot become a list.
+    let rendered = problems(text, None, &["count=many", "k=[4]"]);
+    assert!(
+        rendered.contains("`--set count`: `count` is an integer in [params], got a string"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("`--set k`: `k` is a string in [params], got an array"),
+        "{rendered}"
+    );
+}

@@ -7,13 +7,18 @@
 //! brightness), and counts and inertia are computed by one more assignment pass against the final
 //! centroids, in f64. Parallel work uses fixed chunks combined in order, so the same seed gives the
 //! same model bit for bit on any number of threads.
+//!
+//! With `k = "auto"` ([`KChoice::Auto`]) every k of `k_range` is fitted that way on the same
+//! prepared rows and scored by the [`criteria`]; `sweep.rs` keeps the best and records them all.
 
 pub mod algorithm;
 pub mod assign;
+pub mod criteria;
 mod hyperparams;
 pub mod init;
 pub mod kernel;
 pub mod sample;
+mod sweep;
 
 use flow_core::deferred::Deferred;
 use flow_core::estimate::{Estimate, Known, Shape};
@@ -30,7 +35,11 @@ use crate::error::MlError;
 use assign::{pass, Rows};
 use kernel::Prepared;
 
-pub use hyperparams::{InitMethod, KMeansParams, KMeansValidParams, Sample, SampleParam};
+pub use criteria::SILHOUETTE_SAMPLE;
+pub use hyperparams::{
+    Criterion, InitMethod, KChoice, KMeansParams, KMeansValidParams, KParam, Sample, SampleParam,
+    DEFAULT_CRITERION, DEFAULT_K_RANGE,
+};
 
 /// Mixed into the seed for the rows that initialization sees when there are more than
 /// [`INIT_SAMPLE`].
@@ -60,8 +69,10 @@ impl NodeKind for KMeansFitKind {
          kept) on a matrix's rows, optionally on a seeded sample of them (the valid pixels with the \
          smallest seeded hash of their grid position: spread over the scene, and the same whether \
          it is held whole or streamed in windows). Classes are numbered by ascending centroid \
-         brightness (sum of features) so colours are stable. Same seed, same model, whatever the \
-         thread count."
+         brightness (sum of features) so colours are stable. With k = \"auto\", one fit per k of \
+         `k_range` on the same rows, scored by silhouette, Calinski-Harabasz and Davies-Bouldin; \
+         the best by `criterion` is kept and the sweep recorded in the model (info.sweep; `write` \
+         draws it as a PNG chart). Same seed, same model, whatever the thread count."
     }
 
     fn signature(&self) -> Signature {
@@ -106,8 +117,8 @@ impl KMeansFitNode {
     pub fn fit(
         &self,
         matrix: &Matrix,
-        warn: &dyn Fn(String),
-        cancelled: &dyn Fn() -> bool,
+        warn: &(dyn Fn(String) + Sync),
+        cancelled: &(dyn Fn() -> bool + Sync),
     ) -> Result<Model, MlError> {
         let p = &self.params;
         let (n, f) = matrix.data.dim();
@@ -141,7 +152,7 @@ impl KMeansFitNode {
     }
 
     /// Fits the model on `chosen`, the rows picked (all of them, or the sample) out of `n` valid
-    /// pixels.
+    /// pixels: one fit, or with `k = "auto"` one per k of the range (`sweep.rs`).
     ///
     /// # Errors
     /// As [`KMeansFitNode::fit`].
@@ -150,91 +161,118 @@ impl KMeansFitNode {
         chosen: ndarray::ArrayView2<'_, f32>,
         n: usize,
         features: &[String],
-        warn: &dyn Fn(String),
-        cancelled: &dyn Fn() -> bool,
+        warn: &(dyn Fn(String) + Sync),
+        cancelled: &(dyn Fn() -> bool + Sync),
     ) -> Result<Model, MlError> {
-        let p = &self.params;
-        let (m, f) = chosen.dim();
-        if p.k() > m {
-            let context = if m < n {
-                format!(" in the sample (of {n} valid pixels)")
-            } else {
-                String::new()
-            };
-            return Err(MlError::TooFewRows {
-                k: p.k(),
-                rows: m,
-                context,
-            });
+        let m = chosen.nrows();
+        let context = if m < n {
+            format!(" in the sample (of {n} valid pixels)")
+        } else {
+            String::new()
+        };
+        match self.params.k() {
+            KChoice::Fixed(k) => {
+                if k > m {
+                    return Err(MlError::TooFewRows {
+                        k,
+                        rows: m,
+                        context,
+                    });
+                }
+                let data = FitRows::new(chosen, n, self.params.seed());
+                let (model, warnings) = self.fit_k(&data, k, features, cancelled)?;
+                warnings.into_iter().for_each(warn);
+                Ok(model)
+            }
+            KChoice::Auto {
+                from,
+                to,
+                criterion,
+            } => {
+                // Every criterion needs fewer clusters than rows.
+                let top = to.min(m.saturating_sub(1));
+                if from > top {
+                    return Err(MlError::TooFewRows {
+                        k: from,
+                        rows: m,
+                        context: format!("{context}; k = \"auto\" needs more rows than clusters"),
+                    });
+                }
+                if top < to {
+                    warn(format!(
+                        "kmeans-fit: k_range ends at {to} but there are {m} rows{context}; \
+                         k = {from}..{top} tried"
+                    ));
+                }
+                let data = FitRows::new(chosen, n, self.params.seed());
+                let (model, warnings) =
+                    sweep::sweep(self, &data, (from, top, to), criterion, features, cancelled)?;
+                warnings.into_iter().for_each(warn);
+                Ok(model)
+            }
         }
-        let rows = Rows::new(chosen);
+    }
+
+    /// One fit with `k` clusters (`k` at most the rows) on prepared rows: `n_init` runs from
+    /// the seed's stream, the lowest inertia kept, classes in canonical order. Returns the model
+    /// and the warnings to give.
+    pub(crate) fn fit_k(
+        &self,
+        data: &FitRows<'_>,
+        k: usize,
+        features: &[String],
+        cancelled: &(dyn Fn() -> bool + Sync),
+    ) -> Result<(Model, Vec<String>), MlError> {
+        let p = &self.params;
+        let rows = &data.rows;
+        let (m, f) = (rows.n, rows.f);
+        let mut warnings = Vec::new();
         let mut info = json!({
             "algorithm": "lloyd",
             "init": p.init().name(),
             "n_init": p.n_init(),
             "max_iter": p.max_iter(),
             "tol": p.tol(),
-            "rows": n,
+            "rows": data.n,
             "sample_size": m,
         });
 
-        let first = rows.row(0);
-        let constant = (1..rows.n).all(|i| rows.row(i) == first);
-        let (centroids, iterations, converged) = if constant {
-            warn(format!(
+        let (centroids, iterations, converged) = if data.constant {
+            warnings.push(format!(
                 "kmeans-fit: all {m} rows are identical; every centroid is that row and class 0 holds them all"
             ));
-            let c: Vec<f32> = (0..p.k()).flat_map(|_| first.iter().copied()).collect();
+            let first = rows.row(0);
+            let c: Vec<f32> = (0..k).flat_map(|_| first.iter().copied()).collect();
             (c, 0, true)
         } else {
             // scikit-learn's tolerance: relative to the mean per-feature variance.
-            let (_, var) = assign::mean_variance(&rows);
-            let tol_shift = p.tol() * var;
+            let tol_shift = p.tol() * data.var;
             info["tol_shift"] = json!(tol_shift);
-            // Initialization on a bounded sample, so that it stays a small part of the fit.
-            let init_sample: Option<Array2<f32>> = (rows.n > INIT_SAMPLE).then(|| {
-                let mut rng = Xoshiro256Plus::seed_from_u64(p.seed() ^ INIT_SAMPLE_STREAM);
-                let mut idx = rand::seq::index::sample(&mut rng, rows.n, INIT_SAMPLE).into_vec();
-                idx.sort_unstable();
-                Array2::from_shape_vec(
-                    (idx.len(), f),
-                    idx.iter()
-                        .flat_map(|&i| rows.row(i).iter().copied())
-                        .collect(),
-                )
-                .expect("sample shape")
-            });
-            let init_rows = init_sample.as_ref().map(|s| Rows::new(s.view()));
+            let init_rows = data.init.as_ref().map(|s| Rows::new(s.view()));
             if init_rows.is_some() {
                 info["init_sample"] = json!(INIT_SAMPLE);
             }
             let mut rng = Xoshiro256Plus::seed_from_u64(p.seed());
             let inits: Vec<Vec<f32>> = (0..p.n_init())
                 .map(|_| {
-                    init::initialize(
-                        p.init(),
-                        init_rows.as_ref().unwrap_or(&rows),
-                        p.k(),
-                        &mut rng,
-                    )
+                    init::initialize(p.init(), init_rows.as_ref().unwrap_or(rows), k, &mut rng)
                 })
                 .collect();
             drop(init_rows);
-            drop(init_sample);
             // All runs side by side: one stream over the rows per iteration.
-            let runs = algorithm::lloyd_multi(&rows, inits, p.max_iter(), tol_shift, cancelled)?;
+            let runs = algorithm::lloyd_multi(rows, inits, p.max_iter(), tol_shift, cancelled)?;
             let prepared: Vec<Prepared> = runs
                 .iter()
                 .map(|r| Prepared::new(r.centroids.as_slice().unwrap_or(&[]), f))
                 .collect();
             let refs: Vec<&Prepared> = prepared.iter().collect();
-            let inertias: Vec<f64> = assign::pass_multi(&rows, &refs)
+            let inertias: Vec<f64> = assign::pass_multi(rows, &refs)
                 .iter()
                 .map(|s| s.inertia)
                 .collect();
             let mut best: Option<(usize, f64)> = None;
             for (run, (r, &inertia)) in runs.iter().zip(&inertias).enumerate() {
-                tracing::debug!(run, inertia, iterations = r.iterations, "kmeans run");
+                tracing::debug!(k, run, inertia, iterations = r.iterations, "kmeans run");
                 if best.is_none_or(|b| inertia < b.1) {
                     best = Some((run, inertia));
                 }
@@ -254,36 +292,98 @@ impl KMeansFitNode {
                 run.converged,
             )
         };
-        let centroids = Array2::from_shape_vec((p.k(), f), centroids)
-            .map_err(|e| MlError::Shape(e.to_string()))?;
+        let centroids =
+            Array2::from_shape_vec((k, f), centroids).map_err(|e| MlError::Shape(e.to_string()))?;
         let order = algorithm::canonical_order(centroids.view());
         let centroids = centroids.select(Axis(0), &order);
         let flat: Vec<f32> = centroids.iter().copied().collect();
-        let st = pass(&rows, &flat, p.k());
+        let st = pass(rows, &flat, k);
         let empty = st.counts.iter().filter(|&&c| c == 0).count();
-        if empty > 0 && !constant {
-            warn(format!(
-                "kmeans-fit: {empty} of {} classes have no pixel (fewer distinct rows than k?)",
-                p.k()
+        if empty > 0 && !data.constant {
+            warnings.push(format!(
+                "kmeans-fit: {empty} of {k} classes have no pixel (fewer distinct rows than k?)"
             ));
         }
         if !converged {
-            warn(format!(
+            warnings.push(format!(
                 "kmeans-fit: did not converge within max_iter = {}",
                 p.max_iter()
             ));
         }
         info["converged"] = json!(converged);
-        Ok(Model {
-            scaling: Default::default(),
-            centroids,
-            features: features.to_vec(),
-            inertia: st.inertia,
-            iterations,
-            seed: p.seed(),
-            counts: st.counts,
-            info,
-        })
+        Ok((
+            Model {
+                scaling: Default::default(),
+                centroids,
+                features: features.to_vec(),
+                inertia: st.inertia,
+                iterations,
+                seed: p.seed(),
+                counts: st.counts,
+                info,
+            },
+            warnings,
+        ))
+    }
+}
+
+/// The rows of a fit, prepared once and shared by every k of a sweep: whether they are all
+/// equal, their column means and mean variance, and the rows initialization draws from.
+pub(crate) struct FitRows<'a> {
+    /// The rows fitted.
+    pub(crate) rows: Rows<'a>,
+    /// Valid pixels they were chosen from.
+    pub(crate) n: usize,
+    /// All rows are identical.
+    pub(crate) constant: bool,
+    /// Column means (empty when `constant`).
+    pub(crate) means: Vec<f64>,
+    /// Mean per-feature variance (0 when `constant`).
+    pub(crate) var: f64,
+    /// At most [`INIT_SAMPLE`] rows for initialization, drawn with the seed, when there are
+    /// more rows than that.
+    pub(crate) init: Option<Array2<f32>>,
+}
+
+impl<'a> FitRows<'a> {
+    /// Prepares `chosen` (at least one row), chosen out of `n` valid pixels.
+    pub(crate) fn new(chosen: ndarray::ArrayView2<'a, f32>, n: usize, seed: u64) -> Self {
+        let rows = Rows::new(chosen);
+        let f = rows.f;
+        let first = rows.row(0);
+        let constant = (1..rows.n).all(|i| rows.row(i) == first);
+        if constant {
+            return FitRows {
+                rows,
+                n,
+                constant,
+                means: Vec::new(),
+                var: 0.0,
+                init: None,
+            };
+        }
+        let (means, var) = assign::mean_variance(&rows);
+        // Initialization on a bounded sample, so that it stays a small part of the fit.
+        let init = (rows.n > INIT_SAMPLE).then(|| {
+            let mut rng = Xoshiro256Plus::seed_from_u64(seed ^ INIT_SAMPLE_STREAM);
+            let mut idx = rand::seq::index::sample(&mut rng, rows.n, INIT_SAMPLE).into_vec();
+            idx.sort_unstable();
+            Array2::from_shape_vec(
+                (idx.len(), f),
+                idx.iter()
+                    .flat_map(|&i| rows.row(i).iter().copied())
+                    .collect(),
+            )
+            .expect("sample shape")
+        });
+        FitRows {
+            rows,
+            n,
+            constant,
+            means,
+            var,
+            init,
+        }
     }
 }
 
@@ -366,7 +466,15 @@ impl Node for KMeansFitNode {
         let rows = self.params.sample().map_or(pixels, |s| s.size(pixels));
         // A row's features, its pixel's index and hash, and its label and distance.
         let row = (p.bands as u64) * 4 + 32;
-        let fit = rows as u64 * row;
+        let mut fit = rows as u64 * row;
+        if let KChoice::Auto { from, to, .. } = self.params.k() {
+            // The sweep shares the rows; its k fit side by side (a few centroids each), then
+            // the silhouette's sample, its labels for every k, and one row of distances per
+            // thread.
+            let s = rows.min(SILHOUETTE_SAMPLE) as u64;
+            let ks = (to - from + 1) as u64;
+            fit += s * (p.bands as u64 * 4 + 4 * ks) + s * 8 * known.threads as u64;
+        }
         let est = Estimate::of(Shape::Small);
         Some(match (p.window, self.params.sample()) {
             // Each worker keeps a sample of its own windows, then they are merged.

@@ -1,5 +1,5 @@
 //! What `write` needs in memory ([`flow_core::estimate`]): a quicklook holds its thinned inputs
-//! and the picture; a GeoTIFF / COG of a whole value holds a copy for GDAL, of a windowed one a
+//! and the picture, a sweep's chart its picture; a GeoTIFF / COG of a whole value holds a copy for GDAL, of a windowed one a
 //! few windows; a model's JSON gathers its class means in one pass over windowed spectra.
 
 use flow_core::estimate::{Estimate, Known, Pixels, Shape};
@@ -42,6 +42,10 @@ pub(super) fn estimate(format: Format, known: &Known) -> Estimate {
                 est.read_bytes += p.pass_read / (step * step) as u64;
             }
             est.working_bytes += known.pass_bytes();
+            // A model's sweep is drawn as a chart of a fixed size.
+            if matches!(known.shape("input"), Shape::Small) {
+                est.working_bytes += super::sweep::CHART_BYTES;
+            }
             est
         }
         Format::GTiff | Format::Cog => {

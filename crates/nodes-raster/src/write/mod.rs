@@ -1,6 +1,6 @@
 //! The `write` kind: GeoTIFF / COG (rasters, and class maps with a colour table and category
-//! names), PNG quicklooks (RGB beside the class map, with a legend) and JSON (models with class
-//! statistics, any Json value), and with `stac_item = true` a STAC Item beside a GeoTIFF / COG.
+//! names), PNG quicklooks (RGB beside the class map, with a legend), the PNG chart of a model's
+//! `k = "auto"` sweep ([`sweep`]) and JSON (models with class statistics, any Json value), and with `stac_item = true` a STAC Item beside a GeoTIFF / COG.
 //! Every file is written under a temporary name in its directory, fsynced and renamed into place
 //! ([`flow_core::atomic`]), so a failed run leaves no half file.
 //!
@@ -20,6 +20,7 @@ mod geotiff;
 mod item;
 mod json;
 mod png;
+mod sweep;
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -162,8 +163,9 @@ impl NodeKind for WriteKind {
     fn doc(&self) -> &str {
         "Writes a value under the output directory: a Raster or Labels as GeoTIFF / COG (class maps with a \
          colour table and category names), Labels as a PNG quicklook (the `rgb` raster beside the class map, \
-         with a legend), a Model as JSON (centroids, inertia; class pixel counts and areas with `labels`, \
-         per-class band means with `spectra`), Json as pretty JSON. With `stac_item`, a STAC Item beside a \
+         with a legend), a Model as JSON (centroids, inertia, info with a k = \"auto\" sweep; class pixel \
+         counts and areas with `labels`, per-class band means with `spectra`) or, when it holds a k = \"auto\" \
+         sweep, as a PNG chart (the criterion and the inertia against k, the chosen k marked), Json as pretty JSON. With `stac_item`, a STAC Item beside a \
          GeoTIFF / COG (footprint, proj:*, raster:bands, classes, checksum; datetime and derived_from links \
          from `items`). Outputs the list of files with their BLAKE3 hashes."
     }
@@ -775,6 +777,10 @@ impl WriteNode {
             }
             (Value::Raster(r), Format::Png) => {
                 let image = png::figure(None, Some((r, &p.rgb_bands)))?;
+                write_atomically(target, |tmp| png::save(&image, tmp))?
+            }
+            (Value::Model(m), Format::Png) => {
+                let image = sweep::chart(m)?;
                 write_atomically(target, |tmp| png::save(&image, tmp))?
             }
             (Value::Model(m), Format::Json) => {

@@ -25,16 +25,19 @@ pub(super) struct NodeSet<'a> {
     pub(super) origin: &'a SetOverride,
 }
 
-/// True when `new` may replace `old`: the same TOML type, or one number for another.
+/// True when `new` may replace `old`: the same TOML type, one number for another, or the word
+/// `"auto"` for a number and back.
 fn same_type(old: &toml::Value, new: &toml::Value) -> bool {
     // A number is a number: `res = 10` may become 0.5 and `scale = 1.5` may become 2; where it
     // is used, the node's params say whether it must be an integer (`k = 4.5` is refused there).
+    // `"auto"` stands for a number the node chooses (`kmeans-fit`'s `k = "auto"`): `k = 4` may
+    // become "auto" and `k = "auto"` may become 6; a node that takes no "auto" refuses it there.
+    let number = |v: &toml::Value| matches!(v, toml::Value::Integer(_) | toml::Value::Float(_));
+    let auto = |v: &toml::Value| v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("auto"));
     toml_type_name(old) == toml_type_name(new)
-        || matches!(
-            (old, new),
-            (toml::Value::Float(_), toml::Value::Integer(_))
-                | (toml::Value::Integer(_), toml::Value::Float(_))
-        )
+        || (number(old) && number(new))
+        || (number(old) && auto(new))
+        || (auto(old) && number(new))
 }
 
 impl Builder<'_> {
