@@ -105,9 +105,10 @@ fn registers_all_seven_kinds_with_their_versions() {
     );
     for kind in reg.kinds() {
         // normalize 2: exact statistics; kmeans-fit 2: the sample chosen by pixel hashes;
-        // flatten 2: features of several time steps named by date.
+        // flatten 2: features of several time steps named by date; 3 for all three: the
+        // scaling recorded in the bands, the matrix and the model.
         let version = match kind.name() {
-            "normalize" | "kmeans-fit" | "flatten" => 2,
+            "normalize" | "kmeans-fit" | "flatten" => 3,
             _ => 1,
         };
         assert_eq!(kind.version(), version, "{}", kind.name());
