@@ -88,13 +88,14 @@ fn model(v: Value) -> Model {
 }
 
 #[test]
-fn registers_all_seven_kinds_with_their_versions() {
+fn registers_all_eight_kinds_with_their_versions() {
     let reg = registry();
     let names: Vec<&str> = reg.names().collect();
     assert_eq!(
         names,
         [
             "add-index",
+            "assess",
             "composite",
             "flatten",
             "kmeans-fit",
@@ -105,9 +106,10 @@ fn registers_all_seven_kinds_with_their_versions() {
     );
     for kind in reg.kinds() {
         // normalize 2: exact statistics; kmeans-fit 2: the sample chosen by pixel hashes;
-        // flatten 2: features of several time steps named by date.
+        // flatten 2: features of several time steps named by date; 3: all three carry the
+        // scaling normalize recorded.
         let version = match kind.name() {
-            "normalize" | "kmeans-fit" | "flatten" => 2,
+            "normalize" | "kmeans-fit" | "flatten" => 3,
             _ => 1,
         };
         assert_eq!(kind.version(), version, "{}", kind.name());
@@ -115,7 +117,7 @@ fn registers_all_seven_kinds_with_their_versions() {
     }
     let mut again = reg.clone();
     flow_nodes_ml::register(&mut again); // duplicates are skipped, not a panic
-    assert_eq!(again.names().count(), 7);
+    assert_eq!(again.names().count(), 8);
     let e = reg
         .get("kmeans-fit")
         .unwrap()
