@@ -160,19 +160,33 @@ pub fn adjusted_rand_index(a: &[u16], b: &[u16]) -> f64 {
 /// `python3` on PATH, else Debian's `/usr/bin/python3` (which `scripts/setup` gives numpy when a
 /// `python3` earlier on PATH, from pyenv or a venv, has none).
 pub fn python_with_numpy() -> PathBuf {
+    python_importing(&["numpy"])
+}
+
+/// A Python 3 interpreter that can import numpy and scikit-learn (Debian's `python3-sklearn`,
+/// which `scripts/setup` installs), found as [`python_with_numpy`] finds one.
+pub fn python_with_sklearn() -> PathBuf {
+    python_importing(&["numpy", "sklearn", "scipy.optimize"])
+}
+
+/// The first of FLOW_PYTHON, `python3` on PATH and `/usr/bin/python3` that imports `modules`.
+fn python_importing(modules: &[&str]) -> PathBuf {
     let candidates: Vec<PathBuf> = std::env::var_os("FLOW_PYTHON")
         .map(PathBuf::from)
         .into_iter()
         .chain(["python3", "/usr/bin/python3"].map(PathBuf::from))
         .collect();
+    let import = format!("import {}", modules.join(", "));
     candidates
         .iter()
         .find(|p| {
             Command::new(p)
-                .args(["-c", "import numpy"])
+                .args(["-c", &import])
                 .output()
                 .is_ok_and(|o| o.status.success())
         })
         .cloned()
-        .unwrap_or_else(|| panic!("no Python 3 with numpy among {candidates:?}: run scripts/setup"))
+        .unwrap_or_else(|| {
+            panic!("no Python 3 that can `{import}` among {candidates:?}: run scripts/setup")
+        })
 }

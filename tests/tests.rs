@@ -87,3 +87,7 @@ mod time_select;
 /// `script` nodes: the NDMI example against Rust, the cache key (script, args, interpreter),
 /// failing, slow and wrong scripts.
 mod script;
+
+/// `read` and `assess`: the offline map against the scene's truth, checked against
+/// scikit-learn; reference files that change or are missing.
+mod assess;

@@ -31,7 +31,7 @@ fn valid_recipes_validate_and_their_plans_are_stable() {
     let cache = tempfile::tempdir().unwrap();
     insta::glob!(
         "../recipes",
-        "{valid/*.toml,timberlea_kmeans.toml,timberlea_kmeans_ndvi.toml}",
+        "{valid/*.toml,timberlea_kmeans.toml,timberlea_kmeans_ndvi.toml,timberlea_assess.toml}",
         |path| {
             let rel = relative(path);
             let (code, stdout, stderr) = output(

@@ -29,6 +29,7 @@
 pub mod alloc;
 pub mod area;
 pub mod atomic;
+pub mod dataset;
 pub mod declare;
 pub mod deferred;
 pub mod error;

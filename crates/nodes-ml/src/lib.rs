@@ -1,5 +1,5 @@
 //! The machine-learning nodes of flow: `composite`, `normalize`, `add-index`, `flatten`,
-//! `kmeans-fit`, `predict`, `reshape`.
+//! `kmeans-fit`, `predict`, `reshape`, `assess`.
 //!
 //! ```text
 //! Raster -composite-> Raster (one time step)
@@ -13,6 +13,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod assess;
 mod common;
 pub mod composite;
 pub mod error;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 
 use flow_core::{NodeKind, Registry};
 
+pub use assess::AssessKind;
 pub use composite::CompositeKind;
 pub use error::MlError;
 pub use flatten::FlattenKind;
@@ -46,6 +48,7 @@ pub fn kinds() -> Vec<Arc<dyn NodeKind>> {
         Arc::new(KMeansFitKind),
         Arc::new(PredictKind),
         Arc::new(ReshapeKind),
+        Arc::new(AssessKind),
     ]
 }
 

@@ -88,13 +88,14 @@ fn model(v: Value) -> Model {
 }
 
 #[test]
-fn registers_all_seven_kinds_with_their_versions() {
+fn registers_all_eight_kinds_with_their_versions() {
     let reg = registry();
     let names: Vec<&str> = reg.names().collect();
     assert_eq!(
         names,
         [
             "add-index",
+            "assess",
             "composite",
             "flatten",
             "kmeans-fit",
@@ -116,7 +117,7 @@ fn registers_all_seven_kinds_with_their_versions() {
     }
     let mut again = reg.clone();
     flow_nodes_ml::register(&mut again); // duplicates are skipped, not a panic
-    assert_eq!(again.names().count(), 7);
+    assert_eq!(again.names().count(), 8);
     let e = reg
         .get("kmeans-fit")
         .unwrap()

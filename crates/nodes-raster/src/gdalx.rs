@@ -739,6 +739,75 @@ pub(crate) fn warp_into(
     Ok(())
 }
 
+/// A virtual dataset (an in-memory VRT, GDALTranslate `-of VRT -b index`) holding only band
+/// `index` (from 1) of `src`, with band `alpha` as its mask when given: what GDAL's warp, which
+/// before 3.7 warps every band of its source, is given to warp one band of a file of several.
+/// The VRT reads `src`'s file by its name.
+pub(crate) fn band_subset(
+    src: &Dataset,
+    index: usize,
+    alpha: Option<usize>,
+) -> Result<Dataset, String> {
+    let mut args = vec![
+        "-of".to_string(),
+        "VRT".into(),
+        "-b".into(),
+        index.to_string(),
+    ];
+    if let Some(a) = alpha {
+        args.extend(["-mask".into(), a.to_string()]);
+    }
+    let c_args: Vec<CString> = args
+        .iter()
+        .map(|a| CString::new(a.as_str()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut ptrs: Vec<*mut c_char> = c_args.iter().map(|c| c.as_ptr() as *mut _).collect();
+    ptrs.push(std::ptr::null_mut());
+    let empty = c"";
+    // SAFETY: argv is NUL-terminated and outlives the calls; the options are freed after use;
+    // GDALTranslate returns a new dataset handle (or null), owned by the `Dataset` made from it,
+    // which closes it when dropped; `src` stays open for the call.
+    unsafe {
+        let opts = gdal_sys::GDALTranslateOptionsNew(ptrs.as_mut_ptr(), std::ptr::null_mut());
+        if opts.is_null() {
+            return Err(last_message("invalid translate options"));
+        }
+        let mut usage_error: c_int = 0;
+        let out = gdal_sys::GDALTranslate(empty.as_ptr(), src.c_dataset(), opts, &mut usage_error);
+        gdal_sys::GDALTranslateOptionsFree(opts);
+        if out.is_null() {
+            return Err(last_message("cannot select the band"));
+        }
+        Ok(Dataset::from_c_dataset(out))
+    }
+}
+
+/// The category names of a band (GDALGetRasterCategoryNames): one per class id from 0, empty
+/// for ids without a name; empty when the band has none.
+pub(crate) fn category_names(band: &gdal::raster::RasterBand) -> Vec<String> {
+    // SAFETY: the band handle is valid while `band` lives; the list returned is owned by the
+    // band (not freed here) and NULL-terminated; each entry is a NUL-terminated string, copied
+    // at once.
+    unsafe {
+        let list = gdal_sys::GDALGetRasterCategoryNames(band.c_rasterband());
+        let mut names = Vec::new();
+        if list.is_null() {
+            return names;
+        }
+        let mut i = 0;
+        loop {
+            let entry = *list.add(i);
+            if entry.is_null() {
+                break;
+            }
+            names.push(CStr::from_ptr(entry).to_string_lossy().into_owned());
+            i += 1;
+        }
+        names
+    }
+}
+
 /// GDAL's last error message, or `fallback`.
 pub(crate) fn last_message(fallback: &str) -> String {
     // SAFETY: reads thread-local error state.

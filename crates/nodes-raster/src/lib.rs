@@ -1,5 +1,5 @@
-//! Raster node kinds of flow — `stack`, `mask-nodata`, `write` — and the synthetic Timberlea
-//! Sentinel-2 scene that the demo and the tests run on.
+//! Raster node kinds of flow — `stack`, `mask-nodata`, `write`, `read` — and the synthetic
+//! Timberlea Sentinel-2 scene that the demo and the tests run on.
 //!
 //! ```no_run
 //! let mut registry = flow_core::Registry::new();
@@ -16,6 +16,7 @@ mod gdalx;
 mod grid;
 mod mask;
 mod read;
+mod read_node;
 pub mod scene;
 mod stac;
 mod stack;
@@ -28,11 +29,12 @@ use std::sync::Arc;
 pub use error::RasterError;
 pub use mask::{MaskKind, DEFAULT_SCL_CLASSES};
 pub use read::Resampling;
+pub use read_node::ReadKind;
 pub use scene::{generate_timberlea, TimberleaProvider, TIMBERLEA_VERSION};
 pub use stack::StackKind;
 pub use write::WriteKind;
 
-/// Registers `stack`, `mask-nodata` and `write`, and the `timberlea` dataset, and installs flow's
+/// Registers `stack`, `mask-nodata`, `write` and `read`, and the `timberlea` dataset, and installs flow's
 /// GDAL error handler for the process.
 ///
 /// A kind that is already registered (a plugin registered first, say) is left as it is.
@@ -43,6 +45,7 @@ pub fn register(registry: &mut flow_core::Registry) {
         Arc::new(StackKind) as Arc<dyn flow_core::NodeKind>,
         Arc::new(MaskKind),
         Arc::new(WriteKind),
+        Arc::new(ReadKind),
     ] {
         if let Err(e) = registry.register(kind) {
             tracing::warn!("{e}");

@@ -138,9 +138,11 @@ impl std::fmt::Display for ReadError {
     }
 }
 
-/// How `stack` reads its assets.
+/// How `stack` (and `read`) read a file.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct ReadOptions<'a> {
+    /// The band of the file to read, from 1 (`stack` reads band 1 of each asset).
+    pub band: usize,
     /// The resampling method.
     pub resampling: Resampling,
     /// GDAL_NUM_THREADS of the read (block decoding, warp kernel).
@@ -151,8 +153,9 @@ pub(crate) struct ReadOptions<'a> {
     pub drivers: &'a [&'a str],
 }
 
-/// Reads `asset` onto `grid` (whose CRS is `EPSG:epsg`) into `out` (row-major, `grid.len()`
-/// values, pre-filled with NaN): raw values, nodata as NaN, then `value * scale + offset`.
+/// Reads band `options.band` of `asset` onto `grid` (whose CRS is `EPSG:epsg`) into `out`
+/// (row-major, `grid.len()` values, pre-filled with NaN): raw values, nodata as NaN, then
+/// `value * scale + offset`.
 ///
 /// The file is opened with `options.drivers` only. Before any pixel is read, the stored blocks
 /// under the window are checked ([`Checker`]), and a file read whole is checked against the
@@ -178,7 +181,7 @@ pub(crate) fn read_asset(
     let result =
         read_inner(&path, asset, grid, epsg, &options, out).and_then(
             |p| match gdalx::take_failures() {
-                Some(f) => Err(format!("reading band 1: {f}")),
+                Some(f) => Err(format!("reading band {}: {f}", options.band)),
                 None => Ok(p),
             },
         );
@@ -330,11 +333,21 @@ fn read_inner(
     if ds.raster_count() < 1 {
         return Err("the file has no raster band".into());
     }
+    if options.band < 1 || options.band > ds.raster_count() {
+        return Err(format!(
+            "the file has {} band(s), not a band {}",
+            ds.raster_count(),
+            options.band
+        ));
+    }
     let gt = gdalx::step(|| "no geotransform".into(), ds.geo_transform())?;
-    let band = gdalx::step(|| "opening band 1".into(), ds.rasterband(1))?;
-    let validity = Validity::of(&band, asset)?;
+    let name = format!("band {}", options.band);
+    let band = gdalx::step(|| format!("opening {name}"), ds.rasterband(options.band))?;
+    let validity = Validity::of(&band, &name, asset)?;
     let mut source = Source {
         band: &band,
+        index: options.band,
+        name,
         validity: &validity,
         checker: Checker::new(path),
         checksum: asset.checksum.as_deref(),
@@ -358,9 +371,13 @@ fn read_inner(
     Ok(ReadPath::Warp)
 }
 
-/// Band 1 of an open file, how its invalid pixels are marked, and the checks of its bytes.
+/// A band of an open file, how its invalid pixels are marked, and the checks of its bytes.
 struct Source<'a> {
     band: &'a gdal::raster::RasterBand<'a>,
+    /// The band's number in the file, from 1.
+    index: usize,
+    /// `band N`, for messages.
+    name: String,
     validity: &'a Validity<'a>,
     checker: Checker,
     /// The asset's `file:checksum`.
@@ -368,13 +385,13 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
-    /// Checks the stored blocks of band 1 (and of its mask) under `window` at full resolution,
-    /// and the whole file against the asset's checksum when the window is all of it.
+    /// Checks the stored blocks of the band (and of its mask) under `window` at full
+    /// resolution, and the whole file against the asset's checksum when the window is all of it.
     fn check(&mut self, window: Window) -> Result<(), String> {
-        self.checker.check_blocks(self.band, "band 1", window)?;
+        self.checker.check_blocks(self.band, &self.name, window)?;
         if let Some(mask) = &self.validity.mask {
             self.checker
-                .check_blocks(mask, "the mask of band 1", window)?;
+                .check_blocks(mask, &format!("the mask of {}", self.name), window)?;
         }
         if let Some(sum) = self.checksum {
             if window.covers(self.band.size()) {
@@ -385,31 +402,39 @@ impl Source<'_> {
     }
 }
 
-/// How band 1 marks invalid pixels: its nodata value (else the asset's), and the file's mask
-/// band when it has one that the nodata value does not express (an internal or sidecar mask,
-/// per dataset or per band, or an alpha band).
+/// How a band (`band N` in messages) marks invalid pixels: its nodata value (else the
+/// asset's), and the file's mask band when it has one that the nodata value does not express
+/// (an internal or sidecar mask, per dataset or per band, or an alpha band).
 struct Validity<'a> {
     nodata: Option<f64>,
     mask: Option<gdal::raster::RasterBand<'a>>,
+    /// `the mask of band N`, for messages.
+    mask_name: String,
 }
 
 impl<'a> Validity<'a> {
-    fn of(band: &'a gdal::raster::RasterBand<'a>, asset: &AssetRef) -> Result<Self, String> {
+    fn of(
+        band: &'a gdal::raster::RasterBand<'a>,
+        name: &str,
+        asset: &AssetRef,
+    ) -> Result<Self, String> {
         let flags = gdalx::step(
-            || "reading the mask flags of band 1".into(),
+            || format!("reading the mask flags of {name}"),
             band.mask_flags(),
         )?;
+        let mask_name = format!("the mask of {name}");
         let mask = if flags.is_all_valid() || flags.is_nodata() {
             None
         } else {
             Some(gdalx::step(
-                || "opening the mask of band 1".into(),
+                || format!("opening {mask_name}"),
                 band.open_mask_band(),
             )?)
         };
         Ok(Validity {
             nodata: band.no_data_value().or(asset.nodata),
             mask,
+            mask_name,
         })
     }
 
@@ -429,7 +454,7 @@ impl<'a> Validity<'a> {
                 .for_each(|v| *v = f32::NAN);
         }
         if let Some(mask) = &self.mask {
-            let valid = read_window::<u8>(mask, "the mask of band 1", (c0, r0), (nw, nh))?;
+            let valid = read_window::<u8>(mask, &self.mask_name, (c0, r0), (nw, nh))?;
             for (v, &m) in values.iter_mut().zip(&valid) {
                 if m == 0 {
                     *v = f32::NAN;
@@ -441,7 +466,7 @@ impl<'a> Validity<'a> {
 }
 
 /// Why a file that did not open may not be read: it needs a driver other than `drivers`.
-fn not_allowed(path: &str, drivers: &[&str]) -> Option<String> {
+pub(crate) fn not_allowed(path: &str, drivers: &[&str]) -> Option<String> {
     let driver = gdalx::identify_driver(path)?;
     // Identifying may report failures of its own; the open failure is the one that counts.
     let _ = gdalx::take_failures();
@@ -457,10 +482,43 @@ fn not_allowed(path: &str, drivers: &[&str]) -> Option<String> {
         ""
     };
     Some(format!(
-        "the file is for GDAL's {driver} driver{indirect}, and `stack` opens files with {} only \
+        "the file is for GDAL's {driver} driver{indirect}, and files are opened with {} only \
          (`drivers` opts into others)",
         drivers.join(", ")
     ))
+}
+
+/// The GDAL drivers files may be opened with: GTiff (GeoTIFF, COG), then the drivers of a
+/// node's `drivers` param (GDAL short names), each once.
+///
+/// # Errors
+/// A [`flow_core::ParamError`] on `drivers` for `COG` (read by GTiff) and for a name that is
+/// not a GDAL driver opening rasters.
+pub(crate) fn allowed_drivers(
+    extra: Option<&[String]>,
+) -> Result<Vec<String>, flow_core::ParamError> {
+    use flow_core::ParamError;
+    let mut drivers = vec![gdalx::GTIFF.to_string()];
+    for d in extra.into_iter().flatten() {
+        if d.eq_ignore_ascii_case("COG") {
+            return Err(ParamError::new(
+                "drivers",
+                "COGs are read by the GTiff driver, which is always allowed",
+            )
+            .with_help("leave `COG` out of `drivers`"));
+        }
+        if !gdalx::opens_rasters(d) {
+            return Err(ParamError::new(
+                "drivers",
+                format!("`{d}` is not a GDAL driver that opens rasters"),
+            )
+            .with_help("use GDAL's short driver names, as `gdalinfo --formats` lists them (JP2OpenJPEG, netCDF, ...)"));
+        }
+        if !drivers.iter().any(|x| x.eq_ignore_ascii_case(d)) {
+            drivers.push(d.clone());
+        }
+    }
+    Ok(drivers)
 }
 
 /// GDAL drivers whose files name other files or datasets to read (a VRT can name any local
@@ -489,12 +547,12 @@ fn window_read(
     if nw == grid.width && nh == grid.height {
         // The whole plane: straight into the output.
         gdalx::step(
-            || format!("reading band 1, {window}"),
+            || format!("reading {}, {window}", source.name),
             band.read_into_slice::<f32>((c0 as isize, r0 as isize), (nw, nh), (nw, nh), out, None),
         )?;
         source.validity.apply(out, (c0, r0), (nw, nh))?;
     } else {
-        let mut buf = read_window::<f32>(band, "band 1", (c0, r0), (nw, nh))?;
+        let mut buf = read_window::<f32>(band, &source.name, (c0, r0), (nw, nh))?;
         source.validity.apply(&mut buf, (c0, r0), (nw, nh))?;
         for (r, row) in buf.chunks_exact(nw).enumerate() {
             let start = (dr + r) * grid.width + dc;
@@ -558,7 +616,7 @@ fn replicate_read(
     }
     let (nw, nh) = ((c1 - c0 + 1) as usize, (r1 - r0 + 1) as usize);
     source.check(Window::of((c0, r0), (nw, nh)))?;
-    let mut buf = read_window::<f32>(band, "band 1", (c0, r0), (nw, nh))?;
+    let mut buf = read_window::<f32>(band, &source.name, (c0, r0), (nw, nh))?;
     source.validity.apply(&mut buf, (c0, r0), (nw, nh))?;
     // Target columns covered by source columns c0..=c1, and target rows by rows r0..=r1.
     let (tc0, tc1) = ((ox + c0 * fx).max(0), (ox + (c1 + 1) * fx).min(w));
@@ -685,7 +743,7 @@ fn overview_for(band: &gdal::raster::RasterBand, ratio: f64) -> Option<usize> {
     usize::try_from(i).ok()
 }
 
-/// Checks what a warp reads: the blocks of band 1 (and its mask) under `window` at the chosen
+/// Checks what a warp reads: the blocks of the band (and its mask) under `window` at the chosen
 /// level — the full resolution, or overview `level` with the window scaled onto it.
 fn check_warp_source(
     source: &mut Source,
@@ -697,7 +755,7 @@ fn check_warp_source(
     };
     let band = source.band;
     let overview = gdalx::step(
-        || format!("opening overview {level} of band 1"),
+        || format!("opening overview {level} of {}", source.name),
         band.overview(level),
     )?;
     let (w, h) = band.size();
@@ -720,7 +778,7 @@ fn check_warp_source(
         width: c1.saturating_sub(c0),
         height: r1.saturating_sub(r0),
     };
-    let what = format!("band 1, overview {level}");
+    let what = format!("{}, overview {level}", source.name);
     source.checker.check_blocks(&overview, &what, scaled)?;
     if source.validity.mask.is_some() {
         let mask = gdalx::step(
@@ -784,10 +842,28 @@ fn warp_read(
         (None, _) => {}
     }
     let what = || match planned {
-        Some((window, _)) => format!("warping band 1 ({window}) onto the grid"),
-        None => "warping band 1 onto the grid".to_string(),
+        Some((window, _)) => format!("warping {} ({window}) onto the grid", source.name),
+        None => format!("warping {} onto the grid", source.name),
     };
-    let warped = gdalx::warp_into(ds, &args, grid, &wkt, out);
+    // GDAL's warp (before 3.7, no `-srcband`) warps every band of its source but an alpha
+    // band: a file of several is warped through a virtual dataset of the one band read (its
+    // alpha band, if any, as its mask).
+    let alpha = (1..=ds.raster_count()).find(|&i| {
+        ds.rasterband(i)
+            .is_ok_and(|b| b.color_interpretation() == gdal::raster::ColorInterpretation::AlphaBand)
+    });
+    let bands = ds.raster_count() - usize::from(alpha.is_some());
+    let band_only;
+    let from = if source.index != 1 || bands > 1 {
+        band_only = gdalx::step(
+            || format!("selecting {} for the warp", source.name),
+            gdalx::band_subset(ds, source.index, alpha),
+        )?;
+        &band_only
+    } else {
+        ds
+    };
+    let warped = gdalx::warp_into(from, &args, grid, &wkt, out);
     gdalx::step(what, warped)?;
     if let (Some(nd), Some(_)) = (validity.nodata, &validity.mask) {
         let nd = nd as f32;
@@ -871,6 +947,7 @@ mod tests {
     /// Options of a read with `resampling` and `threads` GDAL threads.
     fn options(resampling: Resampling, threads: usize) -> ReadOptions<'static> {
         ReadOptions {
+            band: 1,
             resampling,
             gdal_threads: threads,
             http: HttpOptions::DEFAULT,
@@ -883,9 +960,11 @@ mod tests {
         let path = gdalx::gdal_path(&asset.href);
         let ds = gdalx::open_raster(&path, &[gdalx::GTIFF]).unwrap();
         let band = ds.rasterband(1).unwrap();
-        let validity = Validity::of(&band, asset).unwrap();
+        let validity = Validity::of(&band, "band 1", asset).unwrap();
         let mut source = Source {
             band: &band,
+            index: 1,
+            name: "band 1".into(),
             validity: &validity,
             checker: Checker::new(&path),
             checksum: None,

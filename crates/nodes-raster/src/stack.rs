@@ -40,7 +40,8 @@ use crate::error::RasterError;
 use crate::gdalx::{self, ErrorCapture, HttpOptions};
 use crate::grid::{self, Bounds};
 use crate::read::{
-    probe_failure, read_asset, ReadError, ReadOptions, Resampling, INDIRECT_DRIVERS,
+    allowed_drivers, probe_failure, read_asset, ReadError, ReadOptions, Resampling,
+    INDIRECT_DRIVERS,
 };
 use crate::stac::{self, AssetRef, ItemRef};
 
@@ -301,26 +302,7 @@ impl StackParams {
                 }
             };
         }
-        let mut drivers = vec![gdalx::GTIFF.to_string()];
-        for d in self.drivers.iter().flatten() {
-            if d.eq_ignore_ascii_case("COG") {
-                return Err(ParamError::new(
-                    "drivers",
-                    "COGs are read by the GTiff driver, which is always allowed",
-                )
-                .with_help("leave `COG` out of `drivers`"));
-            }
-            if !gdalx::opens_rasters(d) {
-                return Err(ParamError::new(
-                    "drivers",
-                    format!("`{d}` is not a GDAL driver that opens rasters"),
-                )
-                .with_help("use GDAL's short driver names, as `gdalinfo --formats` lists them (JP2OpenJPEG, netCDF, ...)"));
-            }
-            if !drivers.iter().any(|x| x.eq_ignore_ascii_case(d)) {
-                drivers.push(d.clone());
-            }
-        }
+        let drivers = allowed_drivers(self.drivers.as_deref())?;
         let dates = flow_core::time::DateSelection::from_params(
             self.time.as_deref(),
             self.times.as_deref(),
@@ -766,6 +748,7 @@ impl Node for StackNode {
                     });
                 };
                 let options = ReadOptions {
+                    band: 1,
                     resampling: self.params.resampling[b],
                     gdal_threads,
                     http: self.params.http,

@@ -125,6 +125,35 @@ fn class_stats(
         .collect())
 }
 
+/// `v` as a JSON number that reads back as the same f32 ([`f32_from_json`], as `read` reads a
+/// model's centroids): rounded to 8 significant digits as flow always wrote centroids when that
+/// reads back as `v`, else its shortest decimal (Rust's `{}` of an f32, up to 9 digits); null
+/// for NaN or an infinity.
+pub(crate) fn json_f32(v: f32) -> Json {
+    if !v.is_finite() {
+        return Json::Null;
+    }
+    let eight = round(f64::from(v));
+    if f32_from_json(eight).to_bits() == v.to_bits() {
+        return json!(eight);
+    }
+    format!("{v}")
+        .parse::<f64>()
+        .map_or(Json::Null, |d| json!(d))
+}
+
+/// The f32 that [`json_f32`] wrote as the number `v`. A number of 8 significant digits is the
+/// f32 nearest to it; a shortest f32 decimal is the f32 whose shortest decimal it is (parsing it
+/// as an f64 and rounding to f32 can land one f32 away when the decimal lies within an f64
+/// rounding step of a midpoint between two f32, so the neighbours are tried first).
+pub(crate) fn f32_from_json(v: f64) -> f32 {
+    let near = v as f32;
+    [near, near.next_down(), near.next_up()]
+        .into_iter()
+        .find(|c| format!("{c}").parse::<f64>().ok() == Some(v))
+        .unwrap_or(near)
+}
+
 fn round(v: f64) -> f64 {
     if !v.is_finite() || v == 0.0 {
         return v;
@@ -148,7 +177,7 @@ pub(crate) fn model(
                 .features
                 .iter()
                 .enumerate()
-                .map(|(f, n)| (n.clone(), json!(round(m.centroids[[c, f]] as f64))))
+                .map(|(f, n)| (n.clone(), json_f32(m.centroids[[c, f]])))
                 .collect();
             let name = names
                 .and_then(|n| n.get(c).cloned())
@@ -201,4 +230,33 @@ pub(crate) fn save(doc: &Json, path: &Path) -> Result<()> {
     let text =
         serde_json::to_string_pretty(doc).map_err(|e| RasterError::InvalidData(e.to_string()))?;
     std::fs::write(path, text + "\n").map_err(|e| RasterError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn centroids_keep_8_digits_where_those_read_back_and_take_9_where_not() {
+        // As flow has always written them.
+        assert_eq!(json_f32(32.649_35), json!(32.649349));
+        assert_eq!(json_f32(0.1), json!(0.1));
+        // From 8 up, an f32 step comes close to a unit of the 8th digit: some need a 9th.
+        let mut v = 8.0f32;
+        let needs_nine = loop {
+            if (round(f64::from(v)) as f32) != v {
+                break v;
+            }
+            v = v.next_up();
+        };
+        let written = json_f32(needs_nine);
+        assert_ne!(written, json!(round(f64::from(needs_nine))));
+        assert_eq!(f32_from_json(written.as_f64().unwrap()), needs_nine);
+        let digits = written
+            .to_string()
+            .chars()
+            .filter(char::is_ascii_digit)
+            .count();
+        assert_eq!(digits, 9, "{written}");
+    }
 }

@@ -1,6 +1,8 @@
 //! The `write` kind: GeoTIFF / COG (rasters, and class maps with a colour table and category
-//! names), PNG quicklooks (RGB beside the class map, with a legend), the PNG chart of a model's
-//! `k = "auto"` sweep ([`sweep`]) and JSON (models with class statistics, any Json value), and with `stac_item = true` a STAC Item beside a GeoTIFF / COG.
+//! names), PNG quicklooks (RGB beside the class map, with a legend), PNG charts of a model's
+//! `k = "auto"` sweep ([`sweep`]) and of an assessment's confusion matrix, and JSON (models with
+//! class statistics, any Json value), and with `stac_item = true` a STAC Item beside a GeoTIFF /
+//! COG.
 //! Every file is written under a temporary name in its directory, fsynced and renamed into place
 //! ([`flow_core::atomic`]), so a failed run leaves no half file.
 //!
@@ -14,6 +16,7 @@
 //! directory so resolved; a symbolic link in place of the file itself is replaced by the new file
 //! (the rename), never written through.
 
+mod confusion;
 mod estimate;
 mod font;
 mod geotiff;
@@ -32,6 +35,10 @@ use flow_core::{
 use serde_json::json;
 
 use crate::error::{RasterError, Result};
+
+pub(crate) use json::f32_from_json;
+#[cfg(test)]
+pub(crate) use json::json_f32;
 
 /// The `write` node kind.
 #[derive(Debug, Default, Clone, Copy)]
@@ -156,8 +163,9 @@ impl NodeKind for WriteKind {
     }
 
     fn version(&self) -> u32 {
-        // 2: model JSON areas are true ground areas.
-        2
+        // 2: model JSON areas are true ground areas. 3: model JSON centroids are the shortest
+        // decimals that read back as the same f32 (`read`), no longer rounded to 8 digits.
+        3
     }
 
     fn doc(&self) -> &str {
@@ -165,7 +173,8 @@ impl NodeKind for WriteKind {
          colour table and category names), Labels as a PNG quicklook (the `rgb` raster beside the class map, \
          with a legend), a Model as JSON (centroids, inertia, info with a k = \"auto\" sweep; class pixel \
          counts and areas with `labels`, per-class band means with `spectra`) or, when it holds a k = \"auto\" \
-         sweep, as a PNG chart (the criterion and the inertia against k, the chosen k marked), Json as pretty JSON. With `stac_item`, a STAC Item beside a \
+         sweep, as a PNG chart (the criterion and the inertia against k, the chosen k marked), Json as pretty \
+         JSON (and an `assess` result as a PNG of its confusion matrix). With `stac_item`, a STAC Item beside a \
          GeoTIFF / COG (footprint, proj:*, raster:bands, classes, checksum; datetime and derived_from links \
          from `items`). Outputs the list of files with their BLAKE3 hashes."
     }
@@ -217,7 +226,7 @@ struct WriteNode {
 }
 
 /// A distinct palette for classes without a colour (tab10-like).
-const PALETTE: [[u8; 3]; 10] = [
+pub(crate) const PALETTE: [[u8; 3]; 10] = [
     [31, 119, 180],
     [44, 160, 44],
     [188, 189, 34],
@@ -804,6 +813,10 @@ impl WriteNode {
                 write_atomically(target, |tmp| json::save(&doc, tmp))?
             }
             (Value::Json(v), Format::Json) => write_atomically(target, |tmp| json::save(v, tmp))?,
+            (Value::Json(v), Format::Png) if confusion::is_assessment(v) => {
+                let image = confusion::figure(v)?;
+                write_atomically(target, |tmp| png::save(&image, tmp))?
+            }
             (Value::Items(items), Format::Json) => {
                 write_atomically(target, |tmp| json::save(&items.collection, tmp))?
             }

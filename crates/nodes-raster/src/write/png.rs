@@ -29,7 +29,7 @@ pub(crate) struct Image {
 }
 
 impl Image {
-    pub(super) fn new(width: usize, height: usize) -> Self {
+    pub(crate) fn new(width: usize, height: usize) -> Self {
         Image {
             width,
             height,
@@ -37,13 +37,13 @@ impl Image {
         }
     }
 
-    pub(super) fn put(&mut self, x: usize, y: usize, c: [u8; 3]) {
+    pub(crate) fn put(&mut self, x: usize, y: usize, c: [u8; 3]) {
         if x < self.width && y < self.height {
             self.pixels[y * self.width + x] = c;
         }
     }
 
-    pub(super) fn rect(&mut self, x: usize, y: usize, w: usize, h: usize, c: [u8; 3]) {
+    pub(crate) fn rect(&mut self, x: usize, y: usize, w: usize, h: usize, c: [u8; 3]) {
         for yy in y..y + h {
             for xx in x..x + w {
                 self.put(xx, yy, c);

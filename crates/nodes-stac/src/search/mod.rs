@@ -12,20 +12,20 @@ pub mod cql2;
 pub mod filter;
 pub mod static_catalog;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use flow_core::atomic;
+use flow_core::dataset;
 use flow_core::declare::DeclaredParams;
 use flow_core::{
-    schema, Caching, Inputs, Items, Node, NodeError, NodeKind, ParamError, ParamSpec, Params,
-    RunContext, Signature, Value, ValueType,
+    Caching, Inputs, Items, Node, NodeError, NodeKind, ParamError, ParamSpec, Params, RunContext,
+    Signature, Value, ValueType,
 };
 use serde_json::{json, Value as Json};
 
 use crate::datetime::{self, Interval};
-use crate::error::{redact_url, StacError};
+use crate::error::redact_url;
 use crate::geometry;
 use crate::http::{HttpClient, HttpConfig};
 use crate::items::normalize_proj;
@@ -472,124 +472,13 @@ struct SearchNode {
     stash: Mutex<Option<(PathBuf, static_catalog::Loaded)>>,
 }
 
-/// The file that records, inside a materialized dataset directory, which file to read.
-const DATASET_MARKER: &str = ".flow-dataset.json";
-
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-fn read_marker(dir: &Path) -> Result<Option<PathBuf>, NodeError> {
-    let marker = dir.join(DATASET_MARKER);
-    match std::fs::read(&marker) {
-        Ok(bytes) => {
-            let v: Json = serde_json::from_slice(&bytes).map_err(|e| {
-                NodeError::InvalidData(format!("{}: {e}; remove the directory", marker.display()))
-            })?;
-            let rel = v.get("path").and_then(Json::as_str).ok_or_else(|| {
-                NodeError::InvalidData(format!(
-                    "{}: no `path`; remove the directory",
-                    marker.display()
-                ))
-            })?;
-            Ok(Some(dir.join(rel)))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if dir.exists() {
-                Err(NodeError::InvalidData(format!(
-                    "{} exists but is not a complete dataset (no {DATASET_MARKER}); remove it",
-                    dir.display()
-                )))
-            } else {
-                Ok(None)
-            }
-        }
-        Err(e) => Err(NodeError::io(marker, e)),
-    }
-}
-
-/// The directory a builtin dataset lives in.
-fn dataset_dir(ctx: &RunContext, name: &str) -> Result<PathBuf, NodeError> {
-    let provider = ctx
-        .datasets
-        .get(name)
-        .ok_or_else(|| unknown_dataset(ctx, name))?;
-    Ok(ctx.data_dir.join(format!(
-        "{}-{}",
-        sanitize(name),
-        sanitize(provider.version())
-    )))
-}
-
-fn unknown_dataset(ctx: &RunContext, name: &str) -> NodeError {
-    let known: Vec<&str> = ctx.datasets.names().collect();
-    let hint = match schema::suggest(name, known.iter().copied()) {
-        Some(s) => format!("; did you mean `builtin:{s}`?"),
-        None if known.is_empty() => "; no builtin datasets are registered".into(),
-        None => format!("; known: {}", known.join(", ")),
-    };
-    StacError::Dataset(format!("unknown dataset `builtin:{name}`{hint}")).into()
-}
-
-/// Materializes builtin dataset `name` once into `data_dir/NAME-VERSION` and returns the file to
-/// read. Safe against concurrent runs: each generates into its own temporary directory, writes
-/// the marker synced, and renames the directory into place with [`atomic::commit`]; a loser of
-/// the race uses the winner's directory.
+/// Materializes builtin dataset `name` once and returns the file to read
+/// ([`flow_core::dataset::materialize`]).
+///
+/// # Errors
+/// As [`flow_core::dataset::materialize`].
 pub fn materialize_dataset(ctx: &RunContext, name: &str) -> Result<PathBuf, NodeError> {
-    let provider = ctx
-        .datasets
-        .get(name)
-        .ok_or_else(|| unknown_dataset(ctx, name))?
-        .clone();
-    let target = dataset_dir(ctx, name)?;
-    if let Some(p) = read_marker(&target)? {
-        return Ok(p);
-    }
-    std::fs::create_dir_all(&ctx.data_dir).map_err(|e| NodeError::io(&ctx.data_dir, e))?;
-    let dir_name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{dir_name}.tmp-"))
-        .tempdir_in(&ctx.data_dir)
-        .map_err(|e| NodeError::io(&ctx.data_dir, e))?;
-    tracing::info!(dataset = name, dir = %target.display(), "materializing builtin dataset");
-    let path = provider.materialize(tmp.path())?;
-    let rel = path
-        .strip_prefix(tmp.path())
-        .map(Path::to_path_buf)
-        .unwrap_or(path);
-    let marker = tmp.path().join(DATASET_MARKER);
-    let text = json!({"path": rel.to_string_lossy(), "version": provider.version()}).to_string();
-    atomic::write_synced(&marker, text.as_bytes()).map_err(|e| NodeError::io(&marker, e))?;
-    atomic::sync_dir(tmp.path());
-    match atomic::commit(tmp.path(), &target) {
-        Ok(()) => {
-            let _ = tmp.keep();
-        }
-        Err(e) => {
-            if !target.exists() {
-                return Err(NodeError::io(&target, e));
-            }
-            tracing::debug!(dataset = name, "another run materialized the dataset first");
-            drop(tmp);
-        }
-    }
-    read_marker(&target)?.ok_or_else(|| {
-        NodeError::InvalidData(format!(
-            "{}: dataset vanished after materializing",
-            target.display()
-        ))
-    })
+    dataset::materialize(ctx, name)
 }
 
 impl SearchNode {
@@ -801,7 +690,7 @@ impl Node for SearchNode {
                 let provider = ctx
                     .datasets
                     .get(name)
-                    .ok_or_else(|| unknown_dataset(ctx, name))?;
+                    .ok_or_else(|| dataset::unknown(ctx, name))?;
                 h.update(b"builtin\0");
                 h.update(name.as_bytes());
                 h.update(b"\0");
@@ -825,9 +714,7 @@ impl Node for SearchNode {
     fn is_fresh(&self, ctx: &RunContext, _cached: &Value) -> bool {
         match &self.params.catalog {
             // the cached hrefs point into the materialized directory: it must still be there
-            Catalog::Builtin(name) => {
-                dataset_dir(ctx, name).is_ok_and(|d| d.join(DATASET_MARKER).exists())
-            }
+            Catalog::Builtin(name) => dataset::is_materialized(ctx, name),
             _ => true,
         }
     }
