@@ -139,3 +139,102 @@ fn a_scaling_made_with_other_params_is_refused_naming_both() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_model_json_written_by_one_run_classifies_the_other_date_in_another() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // One recipe: fit on August, classify July (the reference map).
+    let one = dir.path().join("one");
+    run(cache.path(), &root().join(RECIPE), &one, &[]);
+    let july = labels(&one.join("timberlea_classes_2021-07-14.tif"));
+    // Another recipe, another cache: the model JSON of the first run is all it knows of August.
+    std::fs::copy(
+        one.join("timberlea_model.json"),
+        dir.path().join("august.json"),
+    )
+    .unwrap();
+    let recipe = dir.path().join("apply.toml");
+    std::fs::write(
+        &recipe,
+        r#"name = "apply"
+[nodes.search]
+kind = "stac-search"
+catalog = "builtin:timberlea"
+collections = ["sentinel-2-l2a"]
+datetime = "2021-07-14"
+
+[nodes.stack]
+kind = "stack"
+input = "search"
+assets = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B11", "B12", "B8A"]
+resolution = 10
+aoi = { type = "Polygon", coordinates = [[[-73.8847303, 45.4294192], [-73.883357, 45.4445361], [-73.9108229, 45.4442049], [-73.9120245, 45.4263471], [-73.8847303, 45.4294192]]] }
+
+[nodes.mask]
+kind = "mask-nodata"
+input = "stack"
+nodata = 0
+
+[nodes.model]
+kind = "read"
+path = "august.json"
+
+[nodes.normalize]
+kind = "normalize"
+inputs = { input = "mask", statistics = "model" }
+
+[nodes.flatten]
+kind = "flatten"
+input = "normalize"
+
+[nodes.predict]
+kind = "predict"
+inputs = { matrix = "flatten", model = "model" }
+
+[nodes.classes]
+kind = "reshape"
+inputs = { input = "predict", model = "model" }
+
+[nodes.tif]
+kind = "write"
+input = "classes"
+path = "july.tif"
+"#,
+    )
+    .unwrap();
+    let other_cache = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = output(
+        flow(other_cache.path())
+            .arg("run")
+            .arg(&recipe)
+            .arg("--out")
+            .arg(dir.path().join("two")),
+    );
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(labels(&dir.path().join("two/july.tif")), july);
+
+    // A model of other features is refused by predict, naming both lists: one band fewer, then
+    // as many bands with another name.
+    let text = std::fs::read_to_string(&recipe).unwrap().replace(
+        "inputs = { input = \"mask\", statistics = \"model\" }",
+        "input = \"mask\"",
+    );
+    for (from, to) in [("[\"B01\", ", "["), ("[\"B01\", ", "[\"SCL\", ")] {
+        std::fs::write(&recipe, text.replace(from, to)).unwrap();
+        let (code, _, stderr) = output(
+            flow(other_cache.path())
+                .arg("run")
+                .arg(&recipe)
+                .arg("--out")
+                .arg(dir.path().join("three")),
+        );
+        assert_eq!(code, 3, "{stderr}");
+        assert!(
+            stderr.contains("predict")
+                && stderr.contains("B01, B02")
+                && stderr.contains("B02, B03"),
+            "both lists are named: {stderr}"
+        );
+    }
+}

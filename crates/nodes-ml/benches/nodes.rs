@@ -112,7 +112,7 @@ fn bench_nodes(c: &mut Criterion) {
     };
     g.throughput(Throughput::Elements(m.data.nrows() as u64));
     g.bench_function("predict_1Mx12_k8", |b| {
-        b.iter(|| black_box(PredictNode.apply(&m, &model, &|_| {}).unwrap()))
+        b.iter(|| black_box(PredictNode.apply(&m, &model).unwrap()))
     });
     let p = NormalizeParams::parse(
         &toml::from_str("method = \"minmax\"\nscope = \"global\"\nrange = [0, 255]").unwrap(),

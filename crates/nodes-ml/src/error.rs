@@ -42,15 +42,19 @@ pub enum MlError {
         /// What went wrong.
         message: String,
     },
-    /// A matrix and a model disagree on the number of features.
-    #[error("the model has {expected} features ({names}) but the matrix has {found}")]
+    /// A matrix and a model disagree on the features: their number or their names.
+    #[error(
+        "the model was fitted on {} features [{}] but the matrix has {} [{}]",
+        model.len(),
+        model.join(", "),
+        matrix.len(),
+        matrix.join(", ")
+    )]
     FeatureMismatch {
-        /// Features of the model.
-        expected: usize,
-        /// Features of the matrix.
-        found: usize,
         /// The model's feature names.
-        names: String,
+        model: Vec<String>,
+        /// The matrix's feature names.
+        matrix: Vec<String>,
     },
     /// An array has an unexpected shape or content.
     #[error("{0}")]

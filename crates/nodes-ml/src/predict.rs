@@ -74,31 +74,24 @@ impl PredictNode {
     /// The class of every row.
     ///
     /// # Errors
-    /// [`MlError::FeatureMismatch`] when the matrix and model disagree on the features,
+    /// [`MlError::FeatureMismatch`] when the matrix and model disagree on the features (their
+    /// number, or their names when both have names),
     /// [`MlError::Shape`] for a model without centroids.
-    pub fn apply(
-        &self,
-        matrix: &Matrix,
-        model: &Model,
-        warn: &dyn Fn(String),
-    ) -> Result<Matrix, MlError> {
+    pub fn apply(&self, matrix: &Matrix, model: &Model) -> Result<Matrix, MlError> {
         let (k, f) = model.centroids.dim();
         if k == 0 {
             return Err(MlError::Shape("predict: the model has no centroid".into()));
         }
-        if matrix.data.ncols() != f {
+        // Another number of features, or the same number under other names (another band
+        // order, another date), would classify without meaning: refused, naming both lists.
+        let renamed = !model.features.is_empty()
+            && !matrix.features.is_empty()
+            && model.features != matrix.features;
+        if matrix.data.ncols() != f || renamed {
             return Err(MlError::FeatureMismatch {
-                expected: f,
-                found: matrix.data.ncols(),
-                names: model.features.join(", "),
+                model: model.features.clone(),
+                matrix: matrix.features.clone(),
             });
-        }
-        if !model.features.is_empty() && model.features != matrix.features {
-            warn(format!(
-                "predict: feature names differ: model [{}], matrix [{}]",
-                model.features.join(", "),
-                matrix.features.join(", ")
-            ));
         }
         let centroids: Vec<f32> = model.centroids.iter().copied().collect();
         let rows = Rows::new(matrix.data.view());
@@ -140,9 +133,9 @@ impl Node for PredictNode {
         ))))
     }
 
-    fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
+    fn run(&self, _ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
         let matrix = inputs.matrix("matrix")?;
         let model = inputs.model("model")?;
-        Ok(Value::Matrix(self.apply(matrix, model, &|m| ctx.warn(m))?))
+        Ok(Value::Matrix(self.apply(matrix, model)?))
     }
 }

@@ -465,15 +465,30 @@ fn predict_rejects_a_feature_mismatch() {
         )
         .unwrap(),
     );
+    let renamed = fitted.clone();
     fitted.centroids = Array2::zeros((2, 5));
+    fitted.features = (1..=5).map(|i| format!("b{i}")).collect();
     let e = run(
         &*build("predict", ""),
         &c,
-        vec![("matrix", m), ("model", Value::Model(fitted))],
+        vec![("matrix", m.clone()), ("model", Value::Model(fitted))],
     )
     .unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("5 features") && msg.contains("has 3"), "{msg}");
+    assert!(
+        msg.contains("5 features [b1, b2, b3, b4, b5]") && msg.contains("has 3 ["),
+        "{msg}"
+    );
+    // As many features under other names: refused too, naming both lists.
+    let mut renamed = renamed;
+    renamed.features.reverse();
+    let e = run(
+        &*build("predict", ""),
+        &c,
+        vec![("matrix", m), ("model", Value::Model(renamed))],
+    )
+    .unwrap_err();
+    assert!(matches!(e, NodeError::InvalidData(_)), "exit 3: {e:?}");
 }
 
 #[test]
