@@ -1052,6 +1052,7 @@ mod tests {
             seed: 7,
             counts: vec![1, 2, 3],
             info: serde_json::json!({"init": "k-means++"}),
+            classifier: None,
         };
         let ramp = doubled_ramp(3);
         let expr = Expr {

@@ -30,6 +30,7 @@ pub mod alloc;
 pub mod area;
 pub mod atomic;
 pub mod dataset;
+pub mod classifier;
 pub mod declare;
 pub mod deferred;
 pub mod error;
@@ -51,6 +52,7 @@ pub mod time;
 pub mod value;
 pub mod window;
 
+pub use classifier::{Classifier, Holdout, Tree};
 pub use declare::{DeclaredParams, ParamKind};
 pub use error::{NodeError, ParamError};
 pub use exit::ExitCode;
@@ -62,7 +64,7 @@ pub use node::{
 };
 pub use registry::Registry;
 pub use schema::{ParamSpec, ParamType, Params};
-pub use summary::Summary;
+pub use summary::{ClassifierSummary, Summary};
 pub use value::{
     BandInfo, ClassInfo, Items, Labels, Matrix, Model, Raster, Scaling, Value, ValueType,
 };

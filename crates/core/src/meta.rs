@@ -487,8 +487,8 @@ impl ArraySource for OwnedArrays {
     }
 }
 
-/// One small value of every type (a raster with a NaN, a matrix with a mask, a model, a class
-/// map, items, JSON) on a 3 x 2 grid: the fixture for tests of code that moves values around
+/// One small value of every type (a raster with a NaN, a matrix with a mask, a K-Means model and
+/// a classifier model, a class map, items, JSON) on a 3 x 2 grid: the fixture for tests of code that moves values around
 /// (the store, the plugin wire format).
 pub fn examples() -> Vec<Value> {
     use ndarray::{Array2, Array4};
@@ -532,6 +532,39 @@ pub fn examples() -> Vec<Value> {
             seed: 42,
             counts: vec![1, 3],
             info: serde_json::json!({"init": "k-means++"}),
+            classifier: None,
+        }),
+        Value::Model(Model {
+            centroids: Array2::from_shape_vec((2, 2), vec![0.25, 1.0, 0.75, -1e-7]).unwrap(),
+            features: vec!["a".into(), "b".into()],
+            inertia: 0.5,
+            iterations: 0,
+            seed: 7,
+            counts: vec![3, 2],
+            info: serde_json::json!({"samples_per_class": 5}),
+            classifier: Some(Box::new(crate::classifier::Classifier {
+                method: "decision-tree".into(),
+                classes: vec![
+                    ClassInfo {
+                        id: 2,
+                        name: "water".into(),
+                        color: [0, 0, 255],
+                    },
+                    ClassInfo {
+                        id: 5,
+                        name: "forest".into(),
+                        color: [0, 128, 0],
+                    },
+                ],
+                trees: vec![crate::classifier::Tree {
+                    feature: vec![1, -1, -1],
+                    threshold: vec![0.1 + 1e-7, 0.0, 0.0],
+                    left: vec![1, 0, 0],
+                    right: vec![2, 0, 0],
+                    class: vec![0, 0, 1],
+                }],
+                holdout: crate::classifier::Holdout::of(&[0, 1, 1], &[0, 1, 0], 2),
+            })),
         }),
         Value::Labels(Labels {
             data: Array2::from_shape_fn((2, 3), |(y, x)| (y * 3 + x) as u16),

@@ -258,6 +258,7 @@ mod float_tests {
                 seed: 0,
                 counts: vec![1],
                 info: serde_json::Value::Null,
+                classifier: None,
             });
             let parts = to_parts(&value);
             let text = serde_json::to_string(&parts.meta).unwrap();

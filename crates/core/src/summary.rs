@@ -18,6 +18,24 @@ pub struct FiniteStats {
     pub nodata_fraction: f64,
 }
 
+/// What the run report says of a supervised classifier ([`crate::classifier::Classifier`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierSummary {
+    /// `random-forest`, `decision-tree` or `nearest-centroid`.
+    pub method: String,
+    /// The class ids it predicts, in the order of `counts` and `recall`.
+    pub classes: Vec<u16>,
+    /// Number of trees (0 for nearest centroid).
+    pub trees: usize,
+    /// Held-out rows.
+    pub holdout_rows: u64,
+    /// Held-out overall accuracy (6 significant digits), `null` without held-out rows.
+    pub holdout_accuracy: Option<f64>,
+    /// Held-out recall per class (6 significant digits), `null` for a class without held-out
+    /// rows.
+    pub recall: Vec<Option<f64>>,
+}
+
 /// A short description of a value, as shown in the run report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -69,6 +87,10 @@ pub enum Summary {
         seed: u64,
         /// Training rows per class.
         counts: Vec<u64>,
+        /// A supervised classifier's method, classes and held-out evaluation; absent for
+        /// K-Means.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        classifier: Option<ClassifierSummary>,
     },
     /// A class map.
     Labels {
@@ -115,6 +137,17 @@ impl Summary {
             Summary::Raster { shape: s, .. } => format!("Raster {}", shape(s)),
             Summary::Matrix { shape: s, .. } => format!("Matrix {}", shape(s)),
             Summary::Labels { shape: s, .. } => format!("Labels {}", shape(s)),
+            Summary::Model {
+                classifier: Some(c),
+                ..
+            } => match c.holdout_accuracy {
+                Some(oa) => format!(
+                    "Model {} {} classes held-out accuracy {oa}",
+                    c.method,
+                    c.classes.len()
+                ),
+                None => format!("Model {} {} classes", c.method, c.classes.len()),
+            },
             Summary::Model { k, inertia, .. } => format!("Model k={k} inertia={inertia:?}"),
             Summary::Json { .. } => "Json".into(),
             Summary::Deferred {
@@ -234,6 +267,14 @@ pub fn summarize(value: &Value) -> Summary {
             iterations: m.iterations,
             seed: m.seed,
             counts: m.counts.clone(),
+            classifier: m.classifier.as_ref().map(|c| ClassifierSummary {
+                method: c.method.clone(),
+                classes: c.classes.iter().map(|k| k.id).collect(),
+                trees: c.trees.len(),
+                holdout_rows: c.holdout.rows,
+                holdout_accuracy: c.holdout.overall_accuracy.map(round),
+                recall: c.holdout.recall.iter().map(|r| r.map(round)).collect(),
+            }),
         },
         Value::Labels(l) => Summary::Labels {
             shape: l.data.shape().to_vec(),

@@ -234,10 +234,11 @@ pub struct Matrix {
     pub scaling: Vec<Option<Scaling>>,
 }
 
-/// A fitted K-Means model.
+/// A fitted model: K-Means centroids, or a supervised classifier (`classifier` set; then the
+/// centroids are its classes' training means, see [`crate::classifier`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Model {
-    /// Shape `(k, features)`, in canonical class order.
+    /// Shape `(k, features)`, in canonical class order (a classifier's: its classes' order).
     #[serde(skip)]
     pub centroids: Array2<f32>,
     /// Feature names, one per centroid column.
@@ -257,6 +258,9 @@ pub struct Model {
     /// feature), or empty when none was: `normalize` can apply it to other data.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scaling: Vec<Option<Scaling>>,
+    /// The supervised classifier (`classifier-fit`); `None` for K-Means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classifier: Option<Box<crate::classifier::Classifier>>,
 }
 
 /// Name and colour of one class of a [`Labels`] map.

@@ -109,6 +109,7 @@ fn bench_nodes(c: &mut Criterion) {
         seed: 0,
         counts: vec![0; 8],
         info: serde_json::json!({}),
+        classifier: None,
     };
     g.throughput(Throughput::Elements(m.data.nrows() as u64));
     g.bench_function("predict_1Mx12_k8", |b| {

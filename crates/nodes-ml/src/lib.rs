@@ -1,10 +1,11 @@
 //! The machine-learning nodes of flow: `composite`, `normalize`, `add-index`, `flatten`,
-//! `kmeans-fit`, `predict`, `reshape`, `assess`.
+//! `kmeans-fit`, `classifier-fit`, `predict`, `reshape`, `assess`.
 //!
 //! ```text
 //! Raster -composite-> Raster (one time step)
 //! Raster -normalize-> Raster -add-index-> Raster -flatten-> Matrix -kmeans-fit-> Model
 //!                                                             \------predict(+Model)-> Matrix -reshape-> Labels
+//! Matrix + Labels -classifier-fit-> Model (a classifier, which predict applies the same way)
 //! ```
 //!
 //! Everything is f32 on the way, NaN meaning nodata: NaN never enters a statistic or a fit, and
@@ -13,6 +14,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod classifier;
 pub mod assess;
 mod common;
 pub mod composite;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 
 use flow_core::{NodeKind, Registry};
 
+pub use classifier::ClassifierFitKind;
 pub use assess::AssessKind;
 pub use composite::CompositeKind;
 pub use error::MlError;
@@ -46,6 +49,7 @@ pub fn kinds() -> Vec<Arc<dyn NodeKind>> {
         Arc::new(AddIndexKind),
         Arc::new(FlattenKind),
         Arc::new(KMeansFitKind),
+        Arc::new(ClassifierFitKind),
         Arc::new(PredictKind),
         Arc::new(ReshapeKind),
         Arc::new(AssessKind),

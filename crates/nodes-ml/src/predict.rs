@@ -1,15 +1,17 @@
-//! `predict`: the nearest centroid of every row of a matrix.
+//! `predict`: the class of every row of a matrix, by a K-Means model (the nearest centroid) or a
+//! classifier (`classifier-fit`'s; the class ids its labels used).
 
 use flow_core::estimate::{Estimate, Known, Shape};
 use flow_core::{
-    DeclaredParams, Inputs, Matrix, Model, Node, NodeError, NodeKind, ParamError, ParamSpec,
-    Params, Port, RunContext, Signature, Value, ValueType,
+    Classifier, DeclaredParams, Inputs, Matrix, Model, Node, NodeError, NodeKind, ParamError,
+    ParamSpec, Params, Port, RunContext, Signature, Value, ValueType,
 };
 use ndarray::Array2;
 
 use crate::error::MlError;
 use rayon::prelude::*;
 
+use crate::classifier;
 use crate::common::CHUNK;
 use crate::kmeans::assign::Rows;
 use crate::kmeans::kernel::{self, Prepared};
@@ -33,9 +35,11 @@ impl NodeKind for PredictKind {
     }
 
     fn doc(&self) -> &str {
-        "Assigns every row of a matrix to the nearest centroid of a K-Means model (squared Euclidean \
-         distance, ties to the lowest class id). Output: a matrix with one feature `class`, same rows, \
-         mask and grid."
+        "Classifies every row of a matrix: with a K-Means model, the nearest centroid (squared \
+         Euclidean distance, ties to the lowest class id); with a classifier (classifier-fit), its \
+         prediction, one of the class ids it was trained on. A matrix whose features differ from \
+         the model's (their number, or their names and order) is refused. Output: a matrix with \
+         one feature `class`, same rows, mask and grid."
     }
 
     fn signature(&self) -> Signature {
@@ -46,7 +50,11 @@ impl NodeKind for PredictKind {
                     ValueType::Matrix,
                     "pixels x features, as the model was fitted on",
                 ),
-                Port::required("model", ValueType::Model, "the fitted model"),
+                Port::required(
+                    "model",
+                    ValueType::Model,
+                    "the fitted model (kmeans-fit or classifier-fit)",
+                ),
             ],
             output: ValueType::Matrix,
         }
@@ -75,9 +83,12 @@ impl PredictNode {
     ///
     /// # Errors
     /// [`MlError::FeatureMismatch`] when the matrix and model disagree on the features (their
-    /// number, or their names when both have names),
-    /// [`MlError::Shape`] for a model without centroids.
+    /// number, or their names when both have names), [`MlError::Shape`] for a model without
+    /// centroids or a malformed classifier.
     pub fn apply(&self, matrix: &Matrix, model: &Model) -> Result<Matrix, MlError> {
+        if let Some(classifier) = &model.classifier {
+            return classify(matrix, model, classifier);
+        }
         let (k, f) = model.centroids.dim();
         if k == 0 {
             return Err(MlError::Shape("predict: the model has no centroid".into()));
@@ -121,6 +132,37 @@ impl PredictNode {
             grid: matrix.grid.clone(),
         })
     }
+}
+
+/// `predict` with a classifier: the class id of every row.
+fn classify(matrix: &Matrix, model: &Model, classifier: &Classifier) -> Result<Matrix, MlError> {
+    let renamed = !model.features.is_empty()
+        && !matrix.features.is_empty()
+        && model.features != matrix.features;
+    if matrix.data.ncols() != model.centroids.ncols() || renamed {
+        return Err(MlError::FeatureMismatch {
+            model: model.features.clone(),
+            matrix: matrix.features.clone(),
+        });
+    }
+    let indices = classifier::predict_rows(classifier, &model.centroids, matrix.data.view())?;
+    let ids: Vec<f32> = indices
+        .iter()
+        .map(|&i| {
+            classifier
+                .classes
+                .get(usize::from(i))
+                .map_or(f32::NAN, |c| f32::from(c.id))
+        })
+        .collect();
+    let data =
+        Array2::from_shape_vec((ids.len(), 1), ids).map_err(|e| MlError::Shape(e.to_string()))?;
+    Ok(Matrix {
+        data,
+        features: vec!["class".into()],
+        valid: matrix.valid.clone(),
+        grid: matrix.grid.clone(),
+    })
 }
 
 impl Node for PredictNode {

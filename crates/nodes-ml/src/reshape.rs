@@ -51,8 +51,9 @@ impl NodeKind for ReshapeKind {
 
     fn doc(&self) -> &str {
         "Puts class ids (predict's output) back on the grid as a u16 class map; pixels without a row \
-         are nodata (65535). Classes: k of the model when connected, else the largest id + 1; named \
-         \"class N\", coloured from Tableau 10 by id."
+         are nodata (65535). Classes: a classifier's own (the ids, names and colours of the labels it \
+         learnt from) when its model is connected; k of a K-Means model; else the largest id + 1; \
+         named \"class N\", coloured from Tableau 10 by id."
     }
 
     fn signature(&self) -> Signature {
@@ -63,11 +64,7 @@ impl NodeKind for ReshapeKind {
                     ValueType::Matrix,
                     "one `class` column per valid pixel (from predict)",
                 ),
-                Port::optional(
-                    "model",
-                    ValueType::Model,
-                    "the model, for the number of classes",
-                ),
+                Port::optional("model", ValueType::Model, "the model, for its classes"),
             ],
             output: ValueType::Labels,
         }
@@ -96,7 +93,7 @@ impl ReshapeNode {
     ///
     /// # Errors
     /// [`MlError::Shape`] when the matrix is not one column, its mask does not match its rows or
-    /// grid, or a value is not a class id (below the model's k).
+    /// grid, or a value is not a class id (below the model's k, or one of a classifier's).
     pub fn apply(&self, matrix: &Matrix, model: Option<&Model>) -> Result<Labels, MlError> {
         let (h, w) = (matrix.grid.height, matrix.grid.width);
         if matrix.data.ncols() != 1 {
@@ -118,13 +115,37 @@ impl ReshapeNode {
                 matrix.data.nrows()
             )));
         }
-        let limit = model.map_or(u32::from(NODATA), |m| m.centroids.nrows() as u32);
+        // A classifier names its classes (the ids of the labels it learnt from).
+        let known = model
+            .and_then(|m| m.classifier.as_ref())
+            .map(|c| c.classes.as_slice());
+        let limit = match (model, known) {
+            (_, Some(c)) => c.iter().map(|c| u32::from(c.id) + 1).max().unwrap_or(0),
+            (Some(m), None) => m.centroids.nrows() as u32,
+            (None, None) => u32::from(NODATA),
+        };
+        let allowed: Option<Vec<bool>> = known.map(|c| {
+            let mut a = vec![false; limit as usize];
+            for class in c {
+                a[usize::from(class.id)] = true;
+            }
+            a
+        });
         let mut ids = Vec::with_capacity(valid);
         for (row, &v) in matrix.data.iter().enumerate() {
             if !(v >= 0.0 && v.fract() == 0.0 && (v as u32) < limit) {
                 return Err(MlError::Shape(format!(
                     "row {row} has class {v}, not a class id below {limit}"
                 )));
+            }
+            if let (Some(a), Some(c)) = (&allowed, known) {
+                if !a[v as usize] {
+                    let ids: Vec<String> = c.iter().map(|c| c.id.to_string()).collect();
+                    return Err(MlError::Shape(format!(
+                        "row {row} has class {v}, not one of the classifier's classes ({})",
+                        ids.join(", ")
+                    )));
+                }
             }
             ids.push(v as u16);
         }
@@ -139,13 +160,16 @@ impl ReshapeNode {
                 *out = it.next().unwrap_or(NODATA);
             }
         }
-        let classes = (0..classes as u16)
-            .map(|id| ClassInfo {
-                id,
-                name: format!("class {id}"),
-                color: class_color(id),
-            })
-            .collect();
+        let classes = match known {
+            Some(c) => c.to_vec(),
+            None => (0..classes as u16)
+                .map(|id| ClassInfo {
+                    id,
+                    name: format!("class {id}"),
+                    color: class_color(id),
+                })
+                .collect(),
+        };
         Ok(Labels {
             data,
             nodata: NODATA,

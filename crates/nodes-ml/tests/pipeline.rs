@@ -88,7 +88,7 @@ fn model(v: Value) -> Model {
 }
 
 #[test]
-fn registers_all_eight_kinds_with_their_versions() {
+fn registers_all_nine_kinds_with_their_versions() {
     let reg = registry();
     let names: Vec<&str> = reg.names().collect();
     assert_eq!(
@@ -96,6 +96,7 @@ fn registers_all_eight_kinds_with_their_versions() {
         [
             "add-index",
             "assess",
+            "classifier-fit",
             "composite",
             "flatten",
             "kmeans-fit",
@@ -117,7 +118,7 @@ fn registers_all_eight_kinds_with_their_versions() {
     }
     let mut again = reg.clone();
     flow_nodes_ml::register(&mut again); // duplicates are skipped, not a panic
-    assert_eq!(again.names().count(), 8);
+    assert_eq!(again.names().count(), 9);
     let e = reg
         .get("kmeans-fit")
         .unwrap()
@@ -489,6 +490,116 @@ fn predict_rejects_a_feature_mismatch() {
     )
     .unwrap_err();
     assert!(matches!(e, NodeError::InvalidData(_)), "exit 3: {e:?}");
+}
+
+/// The class of `scene`'s pixel `(y, x)` as a truth map would number it: its spectral group.
+fn truth(h: usize, w: usize) -> flow_core::Labels {
+    let grid = scene(h, w).grid;
+    flow_core::Labels {
+        data: Array2::from_shape_fn((h, w), |(y, x)| {
+            (10 + 2 * ((y * 4) / h) + usize::from(x > w / 2)) as u16
+        }),
+        nodata: 255,
+        classes: vec![flow_core::ClassInfo {
+            id: 12,
+            name: "water".into(),
+            color: [0, 0, 200],
+        }],
+        grid,
+    }
+}
+
+#[test]
+fn a_classifier_predicts_the_labels_class_ids_and_reshape_names_them() {
+    let c = ctx();
+    let (h, w) = (24, 20);
+    let mut full = scene(h, w);
+    full.data[[0, 1, 3, 4]] = f32::NAN; // one pixel without a row
+    let m = run(
+        &*build("flatten", ""),
+        &c,
+        vec![("input", Value::Raster(full))],
+    )
+    .unwrap();
+    let labels = truth(h, w);
+    for method in ["random-forest", "decision-tree", "nearest-centroid"] {
+        let fitted = run(
+            &*build(
+                "classifier-fit",
+                &format!("method = \"{method}\"\nsamples_per_class = 40\ntrees = 5"),
+            ),
+            &c,
+            vec![
+                ("matrix", m.clone()),
+                ("labels", Value::Labels(labels.clone())),
+            ],
+        )
+        .unwrap();
+        let classifier = model(fitted.clone()).classifier.unwrap();
+        assert_eq!(classifier.holdout.overall_accuracy, Some(1.0), "{method}");
+        let predicted = run(
+            &*build("predict", ""),
+            &c,
+            vec![("matrix", m.clone()), ("model", fitted.clone())],
+        )
+        .unwrap();
+        let map = match run(
+            &*build("reshape", ""),
+            &c,
+            vec![("input", predicted), ("model", fitted)],
+        )
+        .unwrap()
+        {
+            Value::Labels(l) => l,
+            other => panic!("{other:?}"),
+        };
+        let mut expected = labels.data.clone();
+        expected[[3, 4]] = 65535;
+        assert_eq!(
+            map.data, expected,
+            "{method}: every pixel, by the truth's ids"
+        );
+        let ids: Vec<u16> = map.classes.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [10, 11, 12, 13, 14, 15, 16, 17]);
+        assert_eq!(map.classes[2].name, "water");
+        assert_eq!(map.classes[0].name, "class 10");
+    }
+}
+
+#[test]
+fn a_classifier_refuses_a_matrix_with_other_features_naming_both() {
+    let c = ctx();
+    let m = matrix(
+        run(
+            &*build("flatten", ""),
+            &c,
+            vec![("input", Value::Raster(scene(8, 8)))],
+        )
+        .unwrap(),
+    );
+    let fitted = run(
+        &*build("classifier-fit", "trees = 3"),
+        &c,
+        vec![
+            ("matrix", Value::Matrix(m.clone())),
+            ("labels", Value::Labels(truth(8, 8))),
+        ],
+    )
+    .unwrap();
+    let mut other = m.clone();
+    other.features.swap(0, 2);
+    let e = run(
+        &*build("predict", ""),
+        &c,
+        vec![("matrix", Value::Matrix(other)), ("model", fitted)],
+    )
+    .unwrap_err();
+    assert_eq!(e.exit_code().code(), 3);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("[B00, B01, B02]") && msg.contains("[B02, B01, B00]"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -279,6 +279,7 @@ fn model_json_has_centroids_and_class_statistics() {
         seed: 42,
         counts: vec![7, 8, 8],
         info: serde_json::json!({"init": "k-means++"}),
+        classifier: None,
     };
     let (node, value) = write(
         "path = \"model.json\"",
@@ -321,6 +322,30 @@ fn model_json_has_centroids_and_class_statistics() {
     assert!(node.is_fresh(&ctx(out.path()), &value));
     std::fs::write(out.path().join("model.json"), "{}").unwrap();
     assert!(!node.is_fresh(&ctx(out.path()), &value));
+}
+
+#[test]
+fn a_classifier_model_json_keeps_its_class_ids_and_names_and_the_whole_classifier() {
+    let out = tempfile::tempdir().unwrap();
+    let model = flow_core::meta::examples()
+        .into_iter()
+        .find_map(|v| match v {
+            Value::Model(m) if m.classifier.is_some() => Some(m),
+            _ => None,
+        })
+        .unwrap();
+    write(
+        "path = \"model.json\"",
+        vec![("input", Value::Model(model.clone()))],
+        out.path(),
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("model.json")).unwrap())
+            .unwrap();
+    assert_eq!(doc["centroids"][0]["class"], 2);
+    assert_eq!(doc["centroids"][1]["name"], "forest");
+    let back: flow_core::Classifier = serde_json::from_value(doc["classifier"].clone()).unwrap();
+    assert_eq!(Some(Box::new(back)), model.classifier, "read back whole");
 }
 
 #[test]

@@ -321,6 +321,7 @@ impl KMeansFitNode {
                 seed: p.seed(),
                 counts: st.counts,
                 info,
+                classifier: None,
             },
             warnings,
         ))

@@ -179,10 +179,14 @@ pub(crate) fn model(
                 .enumerate()
                 .map(|(f, n)| (n.clone(), json_f32(m.centroids[[c, f]])))
                 .collect();
+            // A classifier's classes keep the ids and names of the labels it learnt from.
+            let own = m.classifier.as_ref().and_then(|k| k.classes.get(c));
+            let id = own.map_or(c, |k| usize::from(k.id));
             let name = names
-                .and_then(|n| n.get(c).cloned())
-                .unwrap_or_else(|| format!("class {c}"));
-            json!({"class": c, "name": name, "centroid": values})
+                .and_then(|n| n.get(id).cloned())
+                .or_else(|| own.map(|k| k.name.clone()))
+                .unwrap_or_else(|| format!("class {id}"));
+            json!({"class": id, "name": name, "centroid": values})
         })
         .collect();
     let mut doc = json!({
@@ -199,6 +203,11 @@ pub(crate) fn model(
         // One entry per feature (null for a feature never rescaled), at full precision: a model
         // read back rescales other data exactly as its training data was.
         doc["scaling"] = json!(m.scaling);
+    }
+    if let Some(c) = &m.classifier {
+        // Whole (trees included), so that the model can be read back and applied.
+        doc["classifier"] =
+            serde_json::to_value(c).map_err(|e| NodeError::Failed(e.to_string()))?;
     }
     if let Some(l) = labels {
         doc["classes"] = Json::Array(class_stats(l, names, spectra)?);
