@@ -535,6 +535,7 @@ pub fn examples() -> Vec<Value> {
             classifier: None,
         }),
         Value::Model(Model {
+            scaling: Default::default(),
             centroids: Array2::from_shape_vec((2, 2), vec![0.25, 1.0, 0.75, -1e-7]).unwrap(),
             features: vec!["a".into(), "b".into()],
             inertia: 0.5,

@@ -162,6 +162,7 @@ fn classify(matrix: &Matrix, model: &Model, classifier: &Classifier) -> Result<M
         features: vec!["class".into()],
         valid: matrix.valid.clone(),
         grid: matrix.grid.clone(),
+        scaling: Vec::new(),
     })
 }
 

@@ -158,7 +158,7 @@ pub(crate) fn write_input(dir: &Path, port: &str, value: &Value) -> Result<(), S
         }
         Value::Model(m) => {
             write_npy(&npy_path, &m.centroids)?;
-            json!({
+            let mut doc = json!({
                 "type": "model",
                 "file": npy_name,
                 "dtype": "float32",
@@ -170,7 +170,11 @@ pub(crate) fn write_input(dir: &Path, port: &str, value: &Value) -> Result<(), S
                 "seed": m.seed,
                 "counts": m.counts,
                 "info": m.info,
-            })
+            });
+            if let Some(c) = &m.classifier {
+                doc["classifier"] = json!(c);
+            }
+            doc
         }
         Value::Items(items) => json!({"type": "items", "collection": items.collection}),
         Value::Json(v) => json!({"type": "json", "value": v}),
@@ -242,6 +246,16 @@ mod tests {
                 Value::Model(m) => {
                     let back = npy::decode::<f32>(&std::fs::read(&npy_file).unwrap()).unwrap();
                     assert_eq!(back.shape(), m.centroids.shape());
+                    match &m.classifier {
+                        Some(c) => assert_eq!(
+                            serde_json::from_value::<flow_core::Classifier>(
+                                meta["classifier"].clone()
+                            )
+                            .unwrap(),
+                            **c
+                        ),
+                        None => assert!(meta.get("classifier").is_none()),
+                    }
                 }
                 Value::Items(_) | Value::Json(_) => assert!(!npy_file.exists()),
                 Value::Deferred(_) => {}

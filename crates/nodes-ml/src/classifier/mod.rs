@@ -299,6 +299,8 @@ impl ClassifierFitNode {
             seed: p.seed(),
             counts,
             info,
+            // The features' scaling, so that normalize can scale other data alike.
+            scaling: matrix.scaling.clone(),
             classifier: Some(Box::new(classifier)),
         })
     }
@@ -459,6 +461,7 @@ mod tests {
             features: vec!["B04".into(), "B08".into()],
             valid,
             grid: grid.clone(),
+            scaling: Vec::new(),
         };
         let labels = Labels {
             data: Array2::from_shape_fn((h, w), |(y, x)| {
