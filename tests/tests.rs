@@ -91,3 +91,7 @@ mod script;
 /// `read` and `assess`: the offline map against the scene's truth, checked against
 /// scikit-learn; reference files that change or are missing.
 mod assess;
+
+/// `classifier-fit`: a random forest trained on the offline scene's ground truth (held-out
+/// accuracy, the same model on one and two threads), and `predict` refusing other features.
+mod classifier;

@@ -29,8 +29,8 @@
 pub mod alloc;
 pub mod area;
 pub mod atomic;
-pub mod dataset;
 pub mod classifier;
+pub mod dataset;
 pub mod declare;
 pub mod deferred;
 pub mod error;

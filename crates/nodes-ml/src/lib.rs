@@ -14,8 +14,8 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
-pub mod classifier;
 pub mod assess;
+pub mod classifier;
 mod common;
 pub mod composite;
 pub mod error;
@@ -30,8 +30,8 @@ use std::sync::Arc;
 
 use flow_core::{NodeKind, Registry};
 
-pub use classifier::ClassifierFitKind;
 pub use assess::AssessKind;
+pub use classifier::ClassifierFitKind;
 pub use composite::CompositeKind;
 pub use error::MlError;
 pub use flatten::FlattenKind;

@@ -57,7 +57,13 @@ fn parse(doc: &Json) -> Result<Model, String> {
     let mut centroids = Array2::<f32>::zeros((rows.len(), nf));
     for (c, row) in rows.iter().enumerate() {
         if let Some(class) = row.get("class") {
-            if class.as_u64() != Some(c as u64) {
+            // A classifier's classes keep the ids of the labels it learnt from.
+            let id = model
+                .classifier
+                .as_ref()
+                .and_then(|k| k.classes.get(c))
+                .map_or(c as u64, |k| u64::from(k.id));
+            if class.as_u64() != Some(id) {
                 return Err(format!("centroid {c} says it is of class {class}"));
             }
         }

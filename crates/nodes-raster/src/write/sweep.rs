@@ -289,6 +289,7 @@ mod tests {
             seed: 0,
             counts: vec![1, 1, 1],
             info,
+            classifier: None,
         }
     }
 
