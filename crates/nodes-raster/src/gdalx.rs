@@ -566,16 +566,7 @@ pub(crate) fn remote_stat(path: &str) -> Result<RemoteStat, ProbeError> {
         if list.is_null() {
             None
         } else {
-            let mut out = Vec::new();
-            let mut i = 0;
-            loop {
-                let p = *list.add(i);
-                if p.is_null() {
-                    break;
-                }
-                out.push(CStr::from_ptr(p).to_string_lossy().into_owned());
-                i += 1;
-            }
+            let out = string_list(list);
             gdal_sys::CSLDestroy(list);
             Some(out)
         }
@@ -791,21 +782,33 @@ pub(crate) fn category_names(band: &gdal::raster::RasterBand) -> Vec<String> {
     // at once.
     unsafe {
         let list = gdal_sys::GDALGetRasterCategoryNames(band.c_rasterband());
-        let mut names = Vec::new();
         if list.is_null() {
-            return names;
+            return Vec::new();
         }
-        let mut i = 0;
-        loop {
-            let entry = *list.add(i);
-            if entry.is_null() {
-                break;
-            }
-            names.push(CStr::from_ptr(entry).to_string_lossy().into_owned());
-            i += 1;
-        }
-        names
+        string_list(list)
     }
+}
+
+/// The strings of a GDAL string list (CSL), copied.
+///
+/// # Safety
+/// `list` is a non-null, NULL-terminated array of NUL-terminated strings that stays valid for
+/// the call.
+unsafe fn string_list(list: *mut *mut std::ffi::c_char) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    loop {
+        // SAFETY: the caller guarantees a NULL-terminated list; `i` never passes its NULL.
+        let entry = unsafe { *list.add(i) };
+        if entry.is_null() {
+            break;
+        }
+        // SAFETY: each entry before the NULL is a NUL-terminated string, copied at once.
+        let text = unsafe { CStr::from_ptr(entry) };
+        out.push(text.to_string_lossy().into_owned());
+        i += 1;
+    }
+    out
 }
 
 /// GDAL's last error message, or `fallback`.
