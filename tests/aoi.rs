@@ -168,3 +168,80 @@ fn an_aoi_file_a_bbox_and_bad_areas() {
         assert!(stderr.contains("r.toml:2:7"), "{aoi}: {stderr}");
     }
 }
+
+#[test]
+fn today_s_model_maps_the_polygon_with_today_s_labels_inside() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (bbox, _, _) = classes(
+        cache.path(),
+        &dir.path().join("bbox"),
+        &["--set", "stack.clip=false"],
+    );
+    // The fit stays on the notebook's box (today's model and scaling); the map is made from the
+    // clipped stack with them: every output is clipped, and inside nothing may change.
+    std::fs::copy(
+        root().join("recipes/timberlea_kmeans.toml"),
+        dir.path().join("timberlea_kmeans.toml"),
+    )
+    .unwrap();
+    let recipe = dir.path().join("map_the_polygon.toml");
+    std::fs::write(
+        &recipe,
+        r#"extends = "timberlea_kmeans.toml"
+[nodes.stack]
+clip = false
+[nodes.stack_aoi]
+kind = "stack"
+input = "sign"
+assets = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B11", "B12", "B8A"]
+resolution = 10
+[nodes.mask_aoi]
+kind = "mask-nodata"
+input = "stack_aoi"
+nodata = 0
+[nodes.normalize_aoi]
+kind = "normalize"
+inputs = { input = "mask_aoi", statistics = "normalize" }
+[nodes.flatten_aoi]
+kind = "flatten"
+input = "normalize_aoi"
+[nodes.predict_aoi]
+kind = "predict"
+inputs = { matrix = "flatten_aoi", model = "fit" }
+[nodes.classes_aoi]
+kind = "reshape"
+inputs = { input = "predict_aoi", model = "fit" }
+[nodes.classes_tif]
+inputs = { input = "classes_aoi", items = "search" }
+[nodes.quicklook]
+inputs = { input = "classes_aoi", rgb = "mask_aoi" }
+[nodes.model_json]
+inputs = { input = "fit", labels = "classes_aoi", spectra = "mask_aoi" }
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("polygon");
+    let (code, stdout, stderr) = output(
+        flow(cache.path())
+            .arg("run")
+            .arg(&recipe)
+            .args(["--profile", "offline", "--out"])
+            .arg(&out),
+    );
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let ds = gdal::Dataset::open(out.join("timberlea_classes.tif")).unwrap();
+    let size = ds.raster_size();
+    let clipped = ds
+        .rasterband(1)
+        .unwrap()
+        .read_as::<u8>((0, 0), size, size, None)
+        .unwrap()
+        .data()
+        .to_vec();
+    let inside = rasterio_mask(ds.geo_transform().unwrap(), size, 32618);
+    for (i, (&a, &b)) in bbox.iter().zip(&clipped).enumerate() {
+        let want = if inside[i] { a } else { 255 };
+        assert_eq!(b, want, "pixel {i}: today {a}, mapped {b}, inside {}", inside[i]);
+    }
+}
