@@ -242,6 +242,10 @@ inputs = { input = "fit", labels = "classes_aoi", spectra = "mask_aoi" }
     let inside = rasterio_mask(ds.geo_transform().unwrap(), size, 32618);
     for (i, (&a, &b)) in bbox.iter().zip(&clipped).enumerate() {
         let want = if inside[i] { a } else { 255 };
-        assert_eq!(b, want, "pixel {i}: today {a}, mapped {b}, inside {}", inside[i]);
+        assert_eq!(
+            b, want,
+            "pixel {i}: today {a}, mapped {b}, inside {}",
+            inside[i]
+        );
     }
 }
