@@ -13,12 +13,17 @@ const POLYGON: [[f64; 2]; 5] = [
     [-73.8847303, 45.4294192],
 ];
 
-/// The class map of the Timberlea recipe run offline with `args`: labels, geotransform, size.
-fn classes(cache: &Path, out: &Path, args: &[&str]) -> (Vec<u8>, [f64; 6], (usize, usize)) {
+/// The class map of `recipe` run offline with `args`: labels, geotransform, size.
+fn classes_of(
+    cache: &Path,
+    recipe: &Path,
+    out: &Path,
+    args: &[&str],
+) -> (Vec<u8>, [f64; 6], (usize, usize)) {
     let (code, stdout, stderr) = output(
         flow(cache)
             .arg("run")
-            .arg(root().join("recipes/timberlea_kmeans.toml"))
+            .arg(recipe)
             .args(["--profile", "offline", "--out"])
             .arg(out)
             .args(args),
@@ -30,6 +35,16 @@ fn classes(cache: &Path, out: &Path, args: &[&str]) -> (Vec<u8>, [f64; 6], (usiz
     assert_eq!(band.no_data_value(), Some(255.0));
     let data = band.read_as::<u8>((0, 0), size, size, None).unwrap();
     (data.data().to_vec(), ds.geo_transform().unwrap(), size)
+}
+
+/// The class map of the Timberlea recipe run offline with `args`.
+fn classes(cache: &Path, out: &Path, args: &[&str]) -> (Vec<u8>, [f64; 6], (usize, usize)) {
+    classes_of(
+        cache,
+        &root().join("recipes/timberlea_kmeans.toml"),
+        out,
+        args,
+    )
 }
 
 /// What rasterio's `geometry_mask(transform_geom("EPSG:4326", crs, polygon), all_touched=False,
@@ -221,25 +236,9 @@ inputs = { input = "fit", labels = "classes_aoi", spectra = "mask_aoi" }
 "#,
     )
     .unwrap();
-    let out = dir.path().join("polygon");
-    let (code, stdout, stderr) = output(
-        flow(cache.path())
-            .arg("run")
-            .arg(&recipe)
-            .args(["--profile", "offline", "--out"])
-            .arg(&out),
-    );
-    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
-    let ds = gdal::Dataset::open(out.join("timberlea_classes.tif")).unwrap();
-    let size = ds.raster_size();
-    let clipped = ds
-        .rasterband(1)
-        .unwrap()
-        .read_as::<u8>((0, 0), size, size, None)
-        .unwrap()
-        .data()
-        .to_vec();
-    let inside = rasterio_mask(ds.geo_transform().unwrap(), size, 32618);
+    let (clipped, transform, size) =
+        classes_of(cache.path(), &recipe, &dir.path().join("polygon"), &[]);
+    let inside = rasterio_mask(transform, size, 32618);
     for (i, (&a, &b)) in bbox.iter().zip(&clipped).enumerate() {
         let want = if inside[i] { a } else { 255 };
         assert_eq!(

@@ -16,7 +16,9 @@ pub fn init(args: InitArgs) -> CommandResult {
         Some(n) => n.clone(),
         None => plain_name(path),
     };
-    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0', '"']) {
+    // A recipe's own rule for names, and nothing that would break the starter's TOML string or
+    // comment line.
+    if !flow_recipe::is_plain_name(&name) || name.contains('"') || name.contains(char::is_control) {
         return Err(CommandError::usage(format!(
             "`{name}` cannot be a recipe name: it names the output directory (use letters, \
              digits, `-`, `_` or `.`)"

@@ -651,13 +651,7 @@ pub(crate) fn warp_into(
         .checked_mul(4)
         .ok_or_else(|| format!("grid width {w} is too large"))?;
     out.fill(f32::NAN);
-    let c_args: Vec<CString> = args
-        .iter()
-        .map(|a| CString::new(a.as_str()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    let mut ptrs: Vec<*mut c_char> = c_args.iter().map(|c| c.as_ptr() as *mut _).collect();
-    ptrs.push(std::ptr::null_mut());
+    let argv = argv(args)?;
     let mut band_opts = gdal::cpl::CslStringList::new();
     for o in [
         format!("DATAPOINTER={:p}", out.as_mut_ptr()),
@@ -707,7 +701,7 @@ pub(crate) fn warp_into(
         dst.rasterband(1)
             .and_then(|mut b| b.set_no_data_value(Some(f64::NAN)))
             .map_err(|e| e.to_string())?;
-        let opts = gdal_sys::GDALWarpAppOptionsNew(ptrs.as_mut_ptr(), std::ptr::null_mut());
+        let opts = gdal_sys::GDALWarpAppOptionsNew(argv.as_ptr() as *mut _, std::ptr::null_mut());
         if opts.is_null() {
             return Err(last_message("invalid warp options"));
         }
@@ -748,19 +742,13 @@ pub(crate) fn band_subset(
     if let Some(a) = alpha {
         args.extend(["-mask".into(), a.to_string()]);
     }
-    let c_args: Vec<CString> = args
-        .iter()
-        .map(|a| CString::new(a.as_str()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    let mut ptrs: Vec<*mut c_char> = c_args.iter().map(|c| c.as_ptr() as *mut _).collect();
-    ptrs.push(std::ptr::null_mut());
+    let argv = argv(&args)?;
     let empty = c"";
     // SAFETY: argv is NUL-terminated and outlives the calls; the options are freed after use;
     // GDALTranslate returns a new dataset handle (or null), owned by the `Dataset` made from it,
     // which closes it when dropped; `src` stays open for the call.
     unsafe {
-        let opts = gdal_sys::GDALTranslateOptionsNew(ptrs.as_mut_ptr(), std::ptr::null_mut());
+        let opts = gdal_sys::GDALTranslateOptionsNew(argv.as_ptr() as *mut _, std::ptr::null_mut());
         if opts.is_null() {
             return Err(last_message("invalid translate options"));
         }
@@ -787,6 +775,16 @@ pub(crate) fn category_names(band: &gdal::raster::RasterBand) -> Vec<String> {
         }
         string_list(list)
     }
+}
+
+/// Command-line words as the NULL-terminated argv that GDAL's utility options take (GDAL only
+/// reads it).
+fn argv(args: &[String]) -> Result<gdal::cpl::CslStringList, String> {
+    let mut list = gdal::cpl::CslStringList::new();
+    for a in args {
+        list.add_string(a).map_err(|e| e.to_string())?;
+    }
+    Ok(list)
 }
 
 /// The strings of a GDAL string list (CSL), copied.

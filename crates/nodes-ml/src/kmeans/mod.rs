@@ -493,21 +493,22 @@ impl Node for KMeansFitNode {
     }
 
     fn run(&self, ctx: &RunContext, inputs: &Inputs) -> Result<Value, NodeError> {
-        let mut model = match inputs.get("input") {
-            Some(Value::Deferred(d)) => self.fit_deferred(ctx, d)?,
-            _ => self.fit(inputs.matrix("input")?, &|m| ctx.warn(m), &|| {
-                ctx.is_cancelled()
-            })?,
-        };
         // The model keeps the scaling of its features, so that other data can be scaled alike.
-        model.scaling = match inputs.get("input") {
-            Some(Value::Matrix(m)) => m.scaling.clone(),
-            Some(Value::Deferred(d)) => match d.template.as_ref() {
-                Value::Matrix(m) => m.scaling.clone(),
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
+        let (mut model, scaling) = match inputs.get("input") {
+            Some(Value::Deferred(d)) => {
+                let scaling = match d.template.as_ref() {
+                    Value::Matrix(m) => m.scaling.clone(),
+                    _ => Vec::new(),
+                };
+                (self.fit_deferred(ctx, d)?, scaling)
+            }
+            _ => {
+                let matrix = inputs.matrix("input")?;
+                let model = self.fit(matrix, &|m| ctx.warn(m), &|| ctx.is_cancelled())?;
+                (model, matrix.scaling.clone())
+            }
         };
+        model.scaling = scaling;
         Ok(Value::Model(model))
     }
 }

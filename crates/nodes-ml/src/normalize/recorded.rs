@@ -4,32 +4,15 @@
 
 use flow_core::{BandInfo, NodeError, Scaling, Value};
 
-use super::hyperparams::{Method, NormalizeValidParams, Scope};
-
-/// The recipe name of a method.
-fn method_name(m: Method) -> &'static str {
-    match m {
-        Method::Minmax => "minmax",
-        Method::Percentile => "percentile",
-        Method::Zscore => "zscore",
-    }
-}
-
-/// The recipe name of a scope.
-fn scope_name(s: Scope) -> &'static str {
-    match s {
-        Scope::Global => "global",
-        Scope::Band => "band",
-    }
-}
+use super::hyperparams::{NormalizeValidParams, Scope};
 
 /// The record of one group's statistics (`None` for a group without a finite value).
 pub(super) fn scaling(p: &NormalizeValidParams, statistics: Option<(f64, f64)>) -> Option<Scaling> {
     let (a, b) = statistics?;
     let (lo, hi) = p.range();
     Some(Scaling {
-        method: method_name(p.method()).into(),
-        scope: scope_name(p.scope()).into(),
+        method: p.method().name().into(),
+        scope: p.scope().name().into(),
         statistics: [a, b],
         range: [lo, hi],
         clip: p.clip(),
@@ -109,12 +92,7 @@ pub(super) fn statistics(
             )));
         };
         let (lo, hi) = p.range();
-        let mine = (
-            method_name(p.method()),
-            scope_name(p.scope()),
-            [lo, hi],
-            p.clip(),
-        );
+        let mine = (p.method().name(), p.scope().name(), [lo, hi], p.clip());
         let theirs = (s.method.as_str(), s.scope.as_str(), s.range, s.clip);
         if mine != theirs {
             return Err(NodeError::InvalidData(format!(

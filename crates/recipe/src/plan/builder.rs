@@ -244,7 +244,7 @@ impl<'a> Builder<'a> {
 
 /// True when `name` can be a directory name inside another: not empty, not `.` or `..`, no
 /// path separator, no NUL, at most 255 bytes.
-fn is_plain_name(name: &str) -> bool {
+pub fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && name != "."

@@ -24,6 +24,8 @@ use std::sync::Arc;
 use flow_core::{Node, NodeKind, Params, Registry};
 use petgraph::graph::DiGraph;
 
+pub use builder::is_plain_name;
+
 use crate::diagnostic::Diagnostics;
 use crate::extends::ReadRecipe;
 use crate::overrides::Overrides;
