@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod emit;
 pub mod error;
 pub mod fuzzing;
 pub mod init;

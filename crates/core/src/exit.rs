@@ -52,6 +52,23 @@ impl ExitCode {
         }
     }
 
+    /// Whether a task that exited with this code may succeed when run again unchanged: true for
+    /// [`Remote`](ExitCode::Remote) (4), [`Io`](ExitCode::Io) (5) and
+    /// [`Interrupted`](ExitCode::Interrupted) (130), whose causes are outside the task (a service, a
+    /// disk, a node being drained); false for codes that a rerun would repeat (1, 2, 3, 6) and for
+    /// [`Ok`](ExitCode::Ok), which is not a failure. Executors derive their retry rules from this;
+    /// a process killed by a signal exits with none of flow's codes and is retryable too.
+    pub fn retryable(self) -> bool {
+        match self {
+            ExitCode::Remote | ExitCode::Io | ExitCode::Interrupted => true,
+            ExitCode::Ok
+            | ExitCode::NodeFailed
+            | ExitCode::Usage
+            | ExitCode::BadData
+            | ExitCode::Plugin => false,
+        }
+    }
+
     /// The code with number `code`, if flow uses it.
     pub fn from_code(code: i32) -> Option<ExitCode> {
         Self::ALL.into_iter().find(|c| c.code() == code)
@@ -88,5 +105,19 @@ mod tests {
             assert_eq!(serde_json::to_string(&c).unwrap(), c.code().to_string());
         }
         assert_eq!(ExitCode::from_code(7), None);
+    }
+
+    #[test]
+    fn remote_io_and_interrupts_are_retryable_the_rest_are_not() {
+        let retryable: Vec<i32> = ExitCode::ALL
+            .into_iter()
+            .filter(|c| c.retryable())
+            .map(ExitCode::code)
+            .collect();
+        assert_eq!(retryable, [4, 5, 130]);
+        for code in [0, 1, 2, 3, 6] {
+            let c = ExitCode::from_code(code).unwrap();
+            assert!(!c.retryable(), "{code} must not be retryable");
+        }
     }
 }
