@@ -40,14 +40,23 @@ const DEFAULT_QUEUE: &str = "flow";
 /// code) is retried either way.
 pub fn aws_batch(spec: &EmitSpec) -> String {
     let definition = aws_name(&spec.name, MAX_NAME);
-    let definition = if definition.is_empty() { "flow".to_owned() } else { definition };
+    let definition = if definition.is_empty() {
+        "flow".to_owned()
+    } else {
+        definition
+    };
     let stages = runnable(spec);
 
     // Every stage's jobs, named first so that dependencies can refer to them.
     let mut used = HashSet::new();
     let mut chunks: HashMap<&str, Vec<Chunk>> = HashMap::new();
     for (stage, _) in &stages {
-        let base = unique_name(&definition, &aws_name(&stage.name, MAX_NAME), MAX_NAME, &mut used);
+        let base = unique_name(
+            &definition,
+            &aws_name(&stage.name, MAX_NAME),
+            MAX_NAME,
+            &mut used,
+        );
         chunks.insert(stage.name.as_str(), chunk(stage, &base, &mut used));
     }
 
@@ -95,12 +104,18 @@ pub fn aws_batch(spec: &EmitSpec) -> String {
     }
 
     let largest = StageSpec {
-        memory_bytes: stages.iter().map(|(s, _)| s.memory_bytes).max().unwrap_or(0),
+        memory_bytes: stages
+            .iter()
+            .map(|(s, _)| s.memory_bytes)
+            .max()
+            .unwrap_or(0),
         cpus: stages.iter().map(|(s, _)| s.cpus).max().unwrap_or(1),
         ..StageSpec::default()
     };
-    let first_command =
-        stages.first().map(|(s, _)| task_command(spec, s)).unwrap_or_default();
+    let first_command = stages
+        .first()
+        .map(|(s, _)| task_command(spec, s))
+        .unwrap_or_default();
     let doc = json!({
         "submit": [
             "1. aws batch register-job-definition --cli-input-json with the value of \"jobDefinition\".",
@@ -141,7 +156,12 @@ struct Chunk {
 /// `<base>-0`, `<base>-1`, ….
 fn chunk(stage: &StageSpec, base: &str, used: &mut HashSet<String>) -> Vec<Chunk> {
     if stage.tasks <= MAX_ARRAY_SIZE {
-        return vec![Chunk { name: base.to_owned(), offset: 0, size: stage.tasks, chunked: false }];
+        return vec![Chunk {
+            name: base.to_owned(),
+            offset: 0,
+            size: stage.tasks,
+            chunked: false,
+        }];
     }
     (0..stage.tasks)
         .step_by(MAX_ARRAY_SIZE)

@@ -40,8 +40,8 @@ const AFTER_KEY: &str = "flow/after";
 /// saying which Jobs must be complete before it is applied, with the `kubectl wait` lines; the
 /// stages it waits for are also in its `flow/after` annotation.
 ///
-/// Needs Kubernetes 1.31 or later (pod failure policies with `FailIndex` and
-/// `backoffLimitPerIndex` are on by default from 1.29, stable from 1.31 and 1.33).
+/// Needs Kubernetes 1.29 or later, where `backoffLimitPerIndex` and the `FailIndex` action are on
+/// by default (stable from 1.33; pod failure policies themselves from 1.31).
 pub fn kubernetes(spec: &EmitSpec) -> String {
     let recipe = dns1123_label(&spec.name, MAX_NAME);
     let stages = runnable(spec);
@@ -50,12 +50,20 @@ pub fn kubernetes(spec: &EmitSpec) -> String {
         .iter()
         .map(|(s, _)| {
             let stage = dns1123_label(&s.name, MAX_NAME);
-            (s.name.as_str(), unique_name(&recipe, &stage, MAX_NAME, &mut used))
+            (
+                s.name.as_str(),
+                unique_name(&recipe, &stage, MAX_NAME, &mut used),
+            )
         })
         .collect();
     let job_name = |stage: &str| -> String {
         names.get(stage).cloned().unwrap_or_else(|| {
-            unique_name(&recipe, &dns1123_label(stage, MAX_NAME), MAX_NAME, &mut HashSet::new())
+            unique_name(
+                &recipe,
+                &dns1123_label(stage, MAX_NAME),
+                MAX_NAME,
+                &mut HashSet::new(),
+            )
         })
     };
 
@@ -100,10 +108,18 @@ fn comment(
     }
     lines.push(format!(
         "It waits for stage(s) {}. Kubernetes has no dependency between Jobs: apply this",
-        after.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+        after
+            .iter()
+            .map(|a| format!("`{a}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     lines.push("document only after these commands have returned:".to_owned());
-    let namespace = spec.queue.as_deref().map(|q| format!(" -n {q}")).unwrap_or_default();
+    let namespace = spec
+        .queue
+        .as_deref()
+        .map(|q| format!(" -n {q}"))
+        .unwrap_or_default();
     for wait in waits {
         lines.push(format!(
             "  kubectl wait{namespace} --for=condition=complete --timeout=-1s job/{wait}"
@@ -153,6 +169,11 @@ fn job(spec: &EmitSpec, stage: &StageSpec, name: &str, recipe: &str, after: &[&s
             "parallelism": parallelism,
             "backoffLimitPerIndex": attempts(spec) - 1,
             "podFailurePolicy": {
+                // The first rule that matches decides. A pod the cluster disrupted (preempted,
+                // evicted, its node drained) is run again without counting, whatever code it
+                // exited with on the way down; then flow's non-retryable codes fail the index at
+                // once; any other failure (4, 5, 130, a kill by a signal: 137, 143) counts
+                // against `backoffLimitPerIndex`.
                 "rules": [
                     {
                         "action": "Ignore",

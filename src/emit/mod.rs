@@ -131,10 +131,18 @@ pub(crate) fn cpus(stage: &StageSpec) -> u32 {
 /// `flow task run --plan PLAN --stage STAGE [--cache URL]`: the command every task of `stage`
 /// runs; the index comes from the engine (`--index` / `--index-offset` are the caller's to add).
 pub(crate) fn task_command(spec: &EmitSpec, stage: &StageSpec) -> Vec<String> {
-    let mut argv: Vec<String> = ["flow", "task", "run", "--plan", &spec.plan, "--stage", &stage.name]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let mut argv: Vec<String> = [
+        "flow",
+        "task",
+        "run",
+        "--plan",
+        &spec.plan,
+        "--stage",
+        &stage.name,
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
     if let Some(cache) = &spec.cache {
         argv.push("--cache".to_owned());
         argv.push(cache.clone());
@@ -236,9 +244,17 @@ pub(crate) fn unique_name(
     let stage = cut(stage, max / 2);
     let mut base = String::new();
     for n in 1usize.. {
-        let suffix = if n == 1 { String::new() } else { format!("-{n}") };
+        let suffix = if n == 1 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
         let room = max.saturating_sub(suffix.len());
-        let tail = if stage.is_empty() { String::new() } else { format!("-{stage}") };
+        let tail = if stage.is_empty() {
+            String::new()
+        } else {
+            format!("-{stage}")
+        };
         let head = cut(recipe, room.saturating_sub(tail.len()));
         base = match (head.is_empty(), stage.is_empty()) {
             (false, false) => format!("{head}{tail}"),

@@ -50,7 +50,8 @@ fn is_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
@@ -58,7 +59,8 @@ fn is_dns1123_label(s: &str) -> bool {
 fn is_aws_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         && s.as_bytes()[0].is_ascii_alphanumeric()
 }
 
@@ -88,7 +90,10 @@ fn aws_batch_snapshot() {
 #[test]
 fn exit_codes_that_end_a_task_are_flows_non_retryable_failures() {
     assert_eq!(non_retryable_exit_codes(), [1, 2, 3, 6]);
-    let fatal: Vec<i64> = non_retryable_exit_codes().into_iter().map(i64::from).collect();
+    let fatal: Vec<i64> = non_retryable_exit_codes()
+        .into_iter()
+        .map(i64::from)
+        .collect();
     assert_eq!(fatal, fatal_codes());
 }
 
@@ -99,8 +104,14 @@ fn kubernetes_jobs_have_what_an_indexed_job_needs() {
     let docs = yaml_docs(&text);
     assert_eq!(docs.len(), 3);
     let fatal = fatal_codes();
-    let names: Vec<&str> = docs.iter().map(|d| d["metadata"]["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["timberlea-sample", "timberlea-fit", "timberlea-map"]);
+    let names: Vec<&str> = docs
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["timberlea-sample", "timberlea-fit", "timberlea-map"]
+    );
 
     for (doc, stage) in docs.iter().zip(&spec.stages) {
         assert_eq!(doc["apiVersion"], "batch/v1");
@@ -108,7 +119,10 @@ fn kubernetes_jobs_have_what_an_indexed_job_needs() {
         let name = doc["metadata"]["name"].as_str().unwrap();
         assert!(is_dns1123_label(name), "{name}");
         assert_eq!(doc["metadata"]["labels"]["flow/stage"], stage.name.as_str());
-        assert_eq!(doc["metadata"]["annotations"]["flow/after"], stage.after.join(","));
+        assert_eq!(
+            doc["metadata"]["annotations"]["flow/after"],
+            stage.after.join(",")
+        );
         assert!(doc["metadata"].get("namespace").is_none());
 
         let s = &doc["spec"];
@@ -119,13 +133,20 @@ fn kubernetes_jobs_have_what_an_indexed_job_needs() {
         assert!(s.get("maxFailedIndexes").is_none());
 
         let rules = s["podFailurePolicy"]["rules"].as_array().unwrap();
-        let fail: Vec<&Value> = rules.iter().filter(|r| r["action"] == "FailIndex").collect();
+        let fail: Vec<&Value> = rules
+            .iter()
+            .filter(|r| r["action"] == "FailIndex")
+            .collect();
         assert_eq!(fail.len(), 1);
         let on = &fail[0]["onExitCodes"];
         assert_eq!(on["containerName"], "flow");
         assert_eq!(on["operator"], "In");
-        let values: Vec<i64> =
-            on["values"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        let values: Vec<i64> = on["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
         assert_eq!(values, fatal);
         for retryable in [0, 4, 5, 130, 137] {
             assert!(!values.contains(&retryable), "{retryable} must be retried");
@@ -158,8 +179,9 @@ fn kubernetes_jobs_have_what_an_indexed_job_needs() {
     assert_eq!(parts.len(), 3);
     assert!(parts[0].starts_with("# Stage `sample`"));
     assert!(!parts[0].contains("kubectl wait"));
-    assert!(parts[1]
-        .contains("#   kubectl wait --for=condition=complete --timeout=-1s job/timberlea-sample\n"));
+    assert!(parts[1].contains(
+        "#   kubectl wait --for=condition=complete --timeout=-1s job/timberlea-sample\n"
+    ));
     assert!(parts[2]
         .contains("#   kubectl wait --for=condition=complete --timeout=-1s job/timberlea-fit\n"));
 }
@@ -181,33 +203,55 @@ fn kubernetes_namespace_parallelism_and_attempts() {
 
     spec.parallelism = None;
     let docs = yaml_docs(&kubernetes(&spec));
-    assert_eq!(docs[2]["spec"]["parallelism"], u64::from(DEFAULT_PARALLELISM));
+    assert_eq!(
+        docs[2]["spec"]["parallelism"],
+        u64::from(DEFAULT_PARALLELISM)
+    );
 }
 
 #[test]
 fn aws_batch_array_jobs_are_chunked_depend_on_their_stages_and_retry_by_exit_code() {
     let spec = spec("timberlea", 25_000);
     let doc: Value = serde_json::from_str(&aws_batch(&spec)).expect("valid JSON");
-    assert!(doc["submit"].as_array().is_some_and(|lines| !lines.is_empty()));
+    assert!(doc["submit"]
+        .as_array()
+        .is_some_and(|lines| !lines.is_empty()));
 
     let def = &doc["jobDefinition"];
     assert_eq!(def["jobDefinitionName"], "timberlea");
     assert_eq!(def["type"], "container");
     assert_eq!(def["containerProperties"]["image"], spec.image.as_str());
-    assert_eq!(def["containerProperties"]["environment"][0]["name"], "FLOW_TASK_ENGINE");
-    assert_eq!(def["containerProperties"]["environment"][0]["value"], "aws-batch");
+    assert_eq!(
+        def["containerProperties"]["environment"][0]["name"],
+        "FLOW_TASK_ENGINE"
+    );
+    assert_eq!(
+        def["containerProperties"]["environment"][0]["value"],
+        "aws-batch"
+    );
 
     let jobs = doc["jobs"].as_array().unwrap();
-    let names: Vec<&str> = jobs.iter().map(|j| j["jobName"].as_str().unwrap()).collect();
+    let names: Vec<&str> = jobs
+        .iter()
+        .map(|j| j["jobName"].as_str().unwrap())
+        .collect();
     assert_eq!(
         names,
-        ["timberlea-sample", "timberlea-fit", "timberlea-map-0", "timberlea-map-1", "timberlea-map-2"]
+        [
+            "timberlea-sample",
+            "timberlea-fit",
+            "timberlea-map-0",
+            "timberlea-map-1",
+            "timberlea-map-2"
+        ]
     );
     for j in jobs {
         assert!(is_aws_name(j["jobName"].as_str().unwrap()));
         assert_eq!(j["jobQueue"], "flow");
         assert_eq!(j["jobDefinition"], "timberlea");
-        let reqs = j["containerOverrides"]["resourceRequirements"].as_array().unwrap();
+        let reqs = j["containerOverrides"]["resourceRequirements"]
+            .as_array()
+            .unwrap();
         assert!(reqs.contains(&serde_json::json!({ "type": "VCPU", "value": "2" })));
         assert!(reqs.contains(&serde_json::json!({ "type": "MEMORY", "value": "701" })));
 
@@ -232,12 +276,19 @@ fn aws_batch_array_jobs_are_chunked_depend_on_their_stages_and_retry_by_exit_cod
     }
 
     let argv = |j: &Value| -> Vec<String> {
-        strings(&j["containerOverrides"]["command"]).into_iter().map(str::to_owned).collect()
+        strings(&j["containerOverrides"]["command"])
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
     };
     let deps = |j: &Value| -> Vec<String> {
         j["dependsOn"]
             .as_array()
-            .map(|d| d.iter().map(|x| x["jobId"].as_str().unwrap().to_owned()).collect())
+            .map(|d| {
+                d.iter()
+                    .map(|x| x["jobId"].as_str().unwrap().to_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     };
 
@@ -253,7 +304,10 @@ fn aws_batch_array_jobs_are_chunked_depend_on_their_stages_and_retry_by_exit_cod
     assert_eq!(flag(&a, "--index-offset"), None);
 
     let fit = &jobs[1];
-    assert!(fit.get("arrayProperties").is_none(), "one task is a plain job");
+    assert!(
+        fit.get("arrayProperties").is_none(),
+        "one task is a plain job"
+    );
     let a = argv(fit);
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
     assert_eq!(flag(&a, "--index"), Some("0"));
@@ -287,30 +341,56 @@ fn aws_batch_waits_for_every_chunk_and_runs_a_lone_last_task_as_a_plain_job() {
     let last = strings(&jobs[3]["containerOverrides"]["command"]);
     assert_eq!(flag(&last, "--index"), Some("10000"));
     assert_eq!(flag(&last, "--index-offset"), None);
-    let deps: Vec<&str> =
-        jobs[4]["dependsOn"].as_array().unwrap().iter().map(|d| d["jobId"].as_str().unwrap()).collect();
+    let deps: Vec<&str> = jobs[4]["dependsOn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["jobId"].as_str().unwrap())
+        .collect();
     assert_eq!(deps, ["${JOB_ID_t-map-0}", "${JOB_ID_t-map-1}"]);
     assert!(jobs.iter().all(|j| j["jobQueue"] == "spot"));
-    assert!(jobs.iter().all(|j| j["retryStrategy"]["attempts"] == 10), "AWS allows 1..=10");
+    assert!(
+        jobs.iter().all(|j| j["retryStrategy"]["attempts"] == 10),
+        "AWS allows 1..=10"
+    );
 }
 
 #[test]
 fn odd_recipe_names_are_sanitized_for_each_engine() {
     let spec = spec("Timberlea K-Means_v2!", 4);
     let docs = yaml_docs(&kubernetes(&spec));
-    let names: Vec<&str> = docs.iter().map(|d| d["metadata"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = docs
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(
         names,
-        ["timberlea-k-means-v2-sample", "timberlea-k-means-v2-fit", "timberlea-k-means-v2-map"]
+        [
+            "timberlea-k-means-v2-sample",
+            "timberlea-k-means-v2-fit",
+            "timberlea-k-means-v2-map"
+        ]
     );
-    assert_eq!(docs[0]["metadata"]["labels"]["flow/recipe"], "timberlea-k-means-v2");
-    assert_eq!(docs[0]["metadata"]["annotations"]["flow/recipe"], "Timberlea K-Means_v2!");
+    assert_eq!(
+        docs[0]["metadata"]["labels"]["flow/recipe"],
+        "timberlea-k-means-v2"
+    );
+    assert_eq!(
+        docs[0]["metadata"]["annotations"]["flow/recipe"],
+        "Timberlea K-Means_v2!"
+    );
 
     let doc: Value = serde_json::from_str(&aws_batch(&spec)).unwrap();
-    assert_eq!(doc["jobDefinition"]["jobDefinitionName"], "Timberlea-K-Means_v2");
+    assert_eq!(
+        doc["jobDefinition"]["jobDefinitionName"],
+        "Timberlea-K-Means_v2"
+    );
     let jobs = doc["jobs"].as_array().unwrap();
     assert_eq!(jobs[0]["jobName"], "Timberlea-K-Means_v2-sample");
-    assert_eq!(jobs[1]["dependsOn"][0]["jobId"], "${JOB_ID_Timberlea-K-Means_v2-sample}");
+    assert_eq!(
+        jobs[1]["dependsOn"][0]["jobId"],
+        "${JOB_ID_Timberlea-K-Means_v2-sample}"
+    );
 }
 
 #[test]
@@ -319,7 +399,10 @@ fn long_empty_and_colliding_names_stay_valid_and_distinct() {
     spec.stages.push(stage("Map", 3, &["map"]));
     spec.stages.push(stage("!!!", 2, &[]));
     let docs = yaml_docs(&kubernetes(&spec));
-    let names: Vec<&str> = docs.iter().map(|d| d["metadata"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = docs
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names.len(), 5);
     for n in &names {
         assert!(is_dns1123_label(n), "{n}");
@@ -329,15 +412,23 @@ fn long_empty_and_colliding_names_stay_valid_and_distinct() {
     assert_eq!(unique.len(), names.len(), "{names:?}");
 
     let doc: Value = serde_json::from_str(&aws_batch(&spec)).unwrap();
-    let jobs: Vec<&str> =
-        doc["jobs"].as_array().unwrap().iter().map(|j| j["jobName"].as_str().unwrap()).collect();
+    let jobs: Vec<&str> = doc["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["jobName"].as_str().unwrap())
+        .collect();
     for n in &jobs {
         assert!(is_aws_name(n), "{n}");
     }
     let unique: HashSet<&&str> = jobs.iter().collect();
     assert_eq!(unique.len(), jobs.len(), "{jobs:?}");
 
-    let empty = EmitSpec { name: "***".into(), stages: vec![stage("", 2, &[])], ..spec };
+    let empty = EmitSpec {
+        name: "***".into(),
+        stages: vec![stage("", 2, &[])],
+        ..spec
+    };
     let docs = yaml_docs(&kubernetes(&empty));
     assert_eq!(docs[0]["metadata"]["name"], "flow");
     let doc: Value = serde_json::from_str(&aws_batch(&empty)).unwrap();
@@ -359,7 +450,10 @@ fn a_stage_without_tasks_is_left_out_and_its_dependents_wait_for_what_it_waited_
     assert_eq!(jobs.len(), 2);
     assert_eq!(jobs[1]["dependsOn"][0]["jobId"], "${JOB_ID_t-sample}");
 
-    let none = EmitSpec { stages: Vec::new(), ..spec };
+    let none = EmitSpec {
+        stages: Vec::new(),
+        ..spec
+    };
     assert_eq!(kubernetes(&none), "");
     let doc: Value = serde_json::from_str(&aws_batch(&none)).unwrap();
     assert_eq!(doc["jobs"], serde_json::json!([]));
