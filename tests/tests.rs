@@ -95,3 +95,7 @@ mod assess;
 /// `classifier-fit`: a random forest trained on the offline scene's ground truth (held-out
 /// accuracy, the same model on one and two threads), and `predict` refusing other features.
 mod classifier;
+
+/// One model over two tiles: two halves of the offline scene sampled (`sample`), gathered
+/// (`gather`), fitted once and each classified, whole and window by window.
+mod sample_gather;

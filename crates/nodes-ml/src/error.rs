@@ -56,6 +56,14 @@ pub enum MlError {
         /// The matrix's feature names.
         matrix: Vec<String>,
     },
+    /// A matrix to gather does not agree with the first one: its features or their scaling.
+    #[error("gather: input `{port}` {problem}")]
+    Gather {
+        /// The input's port.
+        port: String,
+        /// How it differs, naming both.
+        problem: String,
+    },
     /// An array has an unexpected shape or content.
     #[error("{0}")]
     Shape(String),

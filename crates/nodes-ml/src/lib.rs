@@ -1,11 +1,13 @@
 //! The machine-learning nodes of flow: `composite`, `normalize`, `add-index`, `flatten`,
-//! `kmeans-fit`, `classifier-fit`, `predict`, `reshape`, `assess`.
+//! `sample`, `gather`, `kmeans-fit`, `classifier-fit`, `predict`, `reshape`, `assess`.
 //!
 //! ```text
 //! Raster -composite-> Raster (one time step)
 //! Raster -normalize-> Raster -add-index-> Raster -flatten-> Matrix -kmeans-fit-> Model
 //!                                                             \------predict(+Model)-> Matrix -reshape-> Labels
 //! Matrix + Labels -classifier-fit-> Model (a classifier, which predict applies the same way)
+//! Matrix (tile a) -sample-> Matrix \
+//! Matrix (tile b) -sample-> Matrix -gather-> Matrix -kmeans-fit-> Model (one model, many tiles)
 //! ```
 //!
 //! Everything is f32 on the way, NaN meaning nodata: NaN never enters a statistic or a fit, and
@@ -20,11 +22,13 @@ mod common;
 pub mod composite;
 pub mod error;
 pub mod flatten;
+pub mod gather;
 pub mod index;
 pub mod kmeans;
 pub mod normalize;
 pub mod predict;
 pub mod reshape;
+pub mod sample;
 
 use std::sync::Arc;
 
@@ -35,11 +39,13 @@ pub use classifier::ClassifierFitKind;
 pub use composite::CompositeKind;
 pub use error::MlError;
 pub use flatten::FlattenKind;
+pub use gather::GatherKind;
 pub use index::AddIndexKind;
 pub use kmeans::KMeansFitKind;
 pub use normalize::NormalizeKind;
 pub use predict::PredictKind;
 pub use reshape::ReshapeKind;
+pub use sample::SampleKind;
 
 /// Every node kind of this crate.
 pub fn kinds() -> Vec<Arc<dyn NodeKind>> {
@@ -48,6 +54,8 @@ pub fn kinds() -> Vec<Arc<dyn NodeKind>> {
         Arc::new(NormalizeKind),
         Arc::new(AddIndexKind),
         Arc::new(FlattenKind),
+        Arc::new(SampleKind),
+        Arc::new(GatherKind),
         Arc::new(KMeansFitKind),
         Arc::new(ClassifierFitKind),
         Arc::new(PredictKind),

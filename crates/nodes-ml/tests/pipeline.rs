@@ -88,7 +88,7 @@ fn model(v: Value) -> Model {
 }
 
 #[test]
-fn registers_all_nine_kinds_with_their_versions() {
+fn registers_all_eleven_kinds_with_their_versions() {
     let reg = registry();
     let names: Vec<&str> = reg.names().collect();
     assert_eq!(
@@ -99,10 +99,12 @@ fn registers_all_nine_kinds_with_their_versions() {
             "classifier-fit",
             "composite",
             "flatten",
+            "gather",
             "kmeans-fit",
             "normalize",
             "predict",
-            "reshape"
+            "reshape",
+            "sample"
         ]
     );
     for kind in reg.kinds() {
@@ -118,7 +120,7 @@ fn registers_all_nine_kinds_with_their_versions() {
     }
     let mut again = reg.clone();
     flow_nodes_ml::register(&mut again); // duplicates are skipped, not a panic
-    assert_eq!(again.names().count(), 9);
+    assert_eq!(again.names().count(), 11);
     let e = reg
         .get("kmeans-fit")
         .unwrap()

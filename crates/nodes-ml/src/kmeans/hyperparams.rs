@@ -101,6 +101,10 @@ impl Criterion {
 /// The default `k_range` of `k = "auto"`.
 pub const DEFAULT_K_RANGE: (usize, usize) = (2, 10);
 
+/// The default `seed` of `kmeans-fit`, which `sample` shares so that the rows it keeps are the
+/// ones `kmeans-fit` with `sample` fits on.
+pub const DEFAULT_SEED: i64 = 0;
+
 /// The default `criterion` of `k = "auto"`; see the param's doc and the README for why.
 pub const DEFAULT_CRITERION: Criterion = Criterion::Silhouette;
 
@@ -146,7 +150,7 @@ flow_core::params! {
         /// stop when the squared centre shift <= tol x mean feature variance
         pub tol: f64 = 1e-4,
         /// seed of every random choice (recorded in the model)
-        pub seed: i64 = 0,
+        pub seed: i64 = DEFAULT_SEED,
         /// fit on a deterministic subset: an integer row count, or a fraction in (0, 1] such as
         /// 0.1
         pub sample: Option<SampleParam>,

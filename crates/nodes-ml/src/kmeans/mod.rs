@@ -38,7 +38,7 @@ use kernel::Prepared;
 pub use criteria::SILHOUETTE_SAMPLE;
 pub use hyperparams::{
     Criterion, InitMethod, KChoice, KMeansParams, KMeansValidParams, KParam, Sample, SampleParam,
-    DEFAULT_CRITERION, DEFAULT_K_RANGE,
+    DEFAULT_CRITERION, DEFAULT_K_RANGE, DEFAULT_SEED,
 };
 
 /// Mixed into the seed for the rows that initialization sees when there are more than
@@ -397,62 +397,24 @@ impl KMeansFitNode {
                 "kmeans-fit: a windowed matrix is fitted on a sample; set `sample`".into(),
             ));
         };
-        let Value::Matrix(template) = input.template.as_ref() else {
-            return Err(NodeError::Input {
-                port: "input".into(),
-                message: "expected a Matrix".into(),
-            });
-        };
-        let width = input.grid().width;
-        let f = template.features.len();
-        let mut sampling = sample::Sampling::new(self.params.seed(), sample, f);
-        let passes = sampling.passes();
-        for _ in 0..passes {
-            let partials = input.fold(
-                ctx,
-                || sampling.partial(),
-                |part, w, v| {
-                    let Value::Matrix(m) = v else {
-                        return Err(NodeError::Failed(
-                            "kmeans-fit: a window of the input is not a Matrix".into(),
-                        ));
-                    };
-                    let pixels = sample::valid_pixels(&m.valid.view(), w.row, w.col, width);
-                    if pixels.len() != m.data.nrows() || m.data.ncols() != f {
-                        return Err(NodeError::Failed(format!(
-                            "kmeans-fit: a window's matrix has {} rows of {} features for {} valid pixels of {f} features",
-                            m.data.nrows(),
-                            m.data.ncols(),
-                            pixels.len()
-                        )));
-                    }
-                    if let Some(i) = m.data.iter().position(|v| !v.is_finite()) {
-                        return Err(MlError::Shape(format!(
-                            "pixel {} of the matrix has a non-finite value; flatten keeps only finite pixels",
-                            pixels[i / f]
-                        ))
-                        .into());
-                    }
-                    part.offer(&pixels, &m.data.view());
-                    Ok(())
-                },
-            )?;
-            for part in &partials {
-                sampling.merge(part);
-            }
-            sampling.next_pass();
-        }
-        let n = sampling.count() as usize;
-        if n == 0 {
+        let template = sample::matrix_template(input, "input")?;
+        let drawn = sample::draw_windowed(
+            ctx,
+            input,
+            template.features.len(),
+            self.params.seed(),
+            sample,
+            "kmeans-fit",
+        )?;
+        if drawn.count == 0 {
             return Err(MlError::NoValidRows(
                 "the matrix has no rows (every pixel is masked or NaN); nothing to cluster".into(),
             )
             .into());
         }
-        let (_, chosen) = sampling.finish();
         Ok(self.fit_rows(
-            chosen.view(),
-            n,
+            drawn.rows.view(),
+            drawn.count,
             &template.features,
             &|m| ctx.warn(m),
             &|| ctx.is_cancelled(),

@@ -6,10 +6,17 @@
 //! whether the raster is held whole or streamed window by window in any order, so both give the
 //! same sample, row for row. The keys are uniform, so the sample is spread over the scene as a
 //! simple random sample is.
+//!
+//! The `sample` node keeps the same rows as a matrix of their own ([`crate::sample`]), so that a
+//! fit on them without `sample` is the fit with it; both draw from a windowed matrix through
+//! [`draw_windowed`].
 
+use flow_core::deferred::Deferred;
+use flow_core::{Matrix, NodeError, RunContext, Value};
 use ndarray::{Array2, ArrayView2, Axis};
 
 use super::Sample;
+use crate::error::MlError;
 
 /// Mixed into the seed for the sample's keys, so that they are independent of the init stream.
 const SAMPLE_STREAM: u64 = 0x5A4D_504C_455F_5354;
@@ -59,6 +66,94 @@ pub fn choose(seed: u64, pixels: &[u64], m: usize) -> Vec<usize> {
     let mut chosen: Vec<usize> = keyed[..m].iter().map(|&(_, _, i)| i).collect();
     chosen.sort_unstable();
     chosen
+}
+
+/// The matrix a deferred value describes (its template: features, scaling, grid).
+///
+/// # Errors
+/// [`NodeError::Input`] on `port` when the value is not a Matrix.
+pub fn matrix_template<'a>(input: &'a Deferred, port: &str) -> Result<&'a Matrix, NodeError> {
+    match input.template.as_ref() {
+        Value::Matrix(m) => Ok(m),
+        other => Err(NodeError::Input {
+            port: port.into(),
+            message: format!("expected a Matrix, got {}", other.value_type()),
+        }),
+    }
+}
+
+/// A sample drawn from a windowed matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drawn {
+    /// The valid pixels seen: the rows of the whole matrix.
+    pub count: usize,
+    /// The grid index (row-major on the whole grid) of each sampled row, ascending.
+    pub pixels: Vec<u64>,
+    /// The sampled rows, in grid order: the rows [`choose`] picks from the whole matrix.
+    pub rows: Array2<f32>,
+}
+
+/// Draws `sample` under `seed` from a deferred matrix, window by window on the run's threads:
+/// memory holds the sample (each worker's share while it reads, up to `2 m` rows each) and one
+/// window per thread, never the whole matrix. `kind` names the node in messages.
+///
+/// # Errors
+/// A window that is not a matrix of the template's features or whose rows do not match its
+/// mask ([`NodeError::Failed`]), a non-finite value ([`MlError::Shape`], exit 3), and what
+/// computing a window fails with.
+pub fn draw_windowed(
+    ctx: &RunContext,
+    input: &Deferred,
+    features: usize,
+    seed: u64,
+    sample: Sample,
+    kind: &str,
+) -> Result<Drawn, NodeError> {
+    let width = input.grid().width;
+    let f = features;
+    let mut sampling = Sampling::new(seed, sample, f);
+    for _ in 0..sampling.passes() {
+        let partials = input.fold(
+            ctx,
+            || sampling.partial(),
+            |part, w, v| {
+                let Value::Matrix(m) = v else {
+                    return Err(NodeError::Failed(format!(
+                        "{kind}: a window of the input is not a Matrix"
+                    )));
+                };
+                let pixels = valid_pixels(&m.valid.view(), w.row, w.col, width);
+                if pixels.len() != m.data.nrows() || m.data.ncols() != f {
+                    return Err(NodeError::Failed(format!(
+                        "{kind}: a window's matrix has {} rows of {} features for {} valid pixels of {f} features",
+                        m.data.nrows(),
+                        m.data.ncols(),
+                        pixels.len()
+                    )));
+                }
+                if let Some(i) = m.data.iter().position(|v| !v.is_finite()) {
+                    return Err(MlError::Shape(format!(
+                        "pixel {} of the matrix has a non-finite value; flatten keeps only finite pixels",
+                        pixels[i / f]
+                    ))
+                    .into());
+                }
+                part.offer(&pixels, &m.data.view());
+                Ok(())
+            },
+        )?;
+        for part in &partials {
+            sampling.merge(part);
+        }
+        sampling.next_pass();
+    }
+    let count = sampling.count() as usize;
+    let (pixels, rows) = sampling.finish();
+    Ok(Drawn {
+        count,
+        pixels,
+        rows,
+    })
 }
 
 /// One candidate in a streamed sample: its key, its pixel and where its features are kept.
