@@ -24,10 +24,35 @@
 //! cube once plus a 1 MiB chunk, never a second copy of it. A cube too large to allocate on load
 //! is reported as [`Lookup::Corrupt`] too (the caller recomputes, and then meets the same limit
 //! with its own message), but its entry is kept: nothing is wrong with it.
+//!
+//! # The remote tier
+//!
+//! [`Cache::with_remote`] attaches a [`Remote`] (a prefix on object storage, or a directory on a
+//! shared filesystem) that many runs share; the directory is then its read-through copy. Objects
+//! mirror the local layout, `<prefix>/objects/ab/<key>/{value.json,*.npy,manifest.json}`.
+//!
+//! - A put writes the entry locally as always, then uploads each file with a conditional
+//!   create (an object that already exists is left alone: it came from the same key), the
+//!   manifest last. A reader that finds a manifest therefore finds every file it lists, and two
+//!   writers of one key leave one object per file name.
+//! - A get that misses locally reads the remote manifest, streams its files into `tmp/`,
+//!   checking each one's size and BLAKE3 against the manifest, renames the directory into
+//!   `objects/` and reads it from there like any local entry. A remote entry that does not
+//!   verify is deleted remotely (manifest first) and reported as [`Lookup::Corrupt`] naming the
+//!   object's URL; the caller recomputes and its put writes the entry again. A local hit whose
+//!   entry the remote lacks is uploaded (one HEAD request per hit).
+//! - `contains` and `sources` read the local manifest, else the remote one; `remove` removes
+//!   both copies.
+//! - A remote that fails during a run is a warning: the run goes on with the local cache.
+//!
+//! Records (small named blobs such as task completion records, [`Cache::put_record`]) live under
+//! `records/` in the directory without a remote, and only remotely (`<prefix>/records/`) with
+//! one: the remote is then the truth every run shares.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use flow_core::store::StoredFiles;
@@ -37,6 +62,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CacheError;
 use crate::key::Key;
+use crate::remote::{Remote, WriteMode};
 
 /// The manifest of an entry.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -90,10 +116,62 @@ pub struct EntryInfo {
     pub size: u64,
 }
 
-/// An on-disk cache rooted at a directory.
+/// An on-disk cache rooted at a directory, optionally the read-through copy of a [`Remote`].
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    remote: Option<Arc<Remote>>,
+}
+
+/// What fetching an entry from the remote gave.
+enum Fetched {
+    /// The entry is now in `objects/`.
+    Stored,
+    /// The remote has no (unexpired) entry, or could not be read.
+    Miss,
+    /// The remote entry did not verify and has been deleted.
+    Corrupt(String),
+}
+
+/// The name of a key's entry, relative to the cache root or the remote's prefix.
+fn entry_name(key: &Key) -> String {
+    let hex = key.hex();
+    format!("objects/{}/{hex}", &hex[..2])
+}
+
+/// True for a file name an entry may hold: one plain path segment.
+fn plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+}
+
+/// Checks a record name: a relative path of plain segments.
+fn check_record_name(name: &str) -> Result<(), CacheError> {
+    let bad = |reason| {
+        Err(CacheError::RecordName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.starts_with('/') {
+        return bad("absolute; records are named by relative paths such as tasks/<hex>.json");
+    }
+    if name.contains(['\\', '\0']) {
+        return bad("contains a backslash or NUL");
+    }
+    for segment in name.split('/') {
+        match segment {
+            "" => return bad("has an empty segment"),
+            "." | ".." => return bad("has a . or .. segment"),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn now() -> u64 {
@@ -235,7 +313,18 @@ impl Cache {
             let p = root.join(sub);
             fs::create_dir_all(&p).map_err(|e| CacheError::io(&p, e))?;
         }
-        Ok(Cache { root })
+        Ok(Cache { root, remote: None })
+    }
+
+    /// This cache as the local, read-through copy of `remote` (see the module docs).
+    pub fn with_remote(mut self, remote: Remote) -> Cache {
+        self.remote = Some(Arc::new(remote));
+        self
+    }
+
+    /// The remote tier, when there is one.
+    pub fn remote(&self) -> Option<&Remote> {
+        self.remote.as_deref()
     }
 
     /// The cache root.
@@ -255,8 +344,7 @@ impl Cache {
     }
 
     fn entry_dir(&self, key: &Key) -> PathBuf {
-        let hex = key.hex();
-        self.root.join("objects").join(&hex[..2]).join(hex)
+        self.root.join(entry_name(key))
     }
 
     /// True when an entry for `key` exists and is younger than `ttl` seconds (when given). Does
@@ -273,22 +361,44 @@ impl Cache {
         self.manifest(key).map(|m| m.sources)
     }
 
+    /// The entry's manifest: the local one, else the remote one.
     fn manifest(&self, key: &Key) -> Option<Manifest> {
-        let bytes = fs::read(self.entry_dir(key).join("manifest.json")).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        let local = fs::read(self.entry_dir(key).join("manifest.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        local.or_else(|| self.remote_manifest(key))
     }
 
-    /// Reads and verifies the entry for `key`.
+    fn remote_manifest(&self, key: &Key) -> Option<Manifest> {
+        let remote = self.remote.as_ref()?;
+        match remote.get(&format!("{}/manifest.json", entry_name(key))) {
+            Ok(bytes) => serde_json::from_slice(&bytes?).ok(),
+            Err(e) => {
+                tracing::warn!("{e}; going on with the local cache");
+                None
+            }
+        }
+    }
+
+    /// Reads and verifies the entry for `key` (fetching it from the remote on a local miss).
     pub fn get(&self, key: &Key, ttl: Option<u64>) -> Lookup {
         let dir = self.entry_dir(key);
-        if !dir.exists() {
-            return Lookup::Miss;
+        let fetched = !dir.exists();
+        if fetched {
+            match self.fetch(key, ttl) {
+                Fetched::Stored => {}
+                Fetched::Miss => return Lookup::Miss,
+                Fetched::Corrupt(reason) => return Lookup::Corrupt(reason),
+            }
         }
         match self.read_verified(key, &dir) {
             Ok((value, manifest)) => {
                 if ttl.is_some_and(|ttl| now().saturating_sub(manifest.created) > ttl) {
                     Lookup::Miss
                 } else {
+                    if !fetched {
+                        self.ensure_uploaded(key);
+                    }
                     Lookup::Hit(Box::new(value), manifest)
                 }
             }
@@ -296,15 +406,197 @@ impl Cache {
             Err(store::StoreError::Memory(reason)) => {
                 Lookup::Corrupt(format!("cannot be loaded: {reason}; the entry is kept"))
             }
-            Err(store::StoreError::Invalid(reason)) => {
-                self.discard(&dir);
-                Lookup::Corrupt(reason)
-            }
             Err(e) => {
+                let reason = match e {
+                    store::StoreError::Invalid(reason) => reason,
+                    other => other.to_string(),
+                };
                 self.discard(&dir);
-                Lookup::Corrupt(e.to_string())
+                match (&self.remote, fetched) {
+                    // Every file matched the remote manifest, yet the entry is not a value
+                    // for this key: the remote copy is wrong as a whole.
+                    (Some(remote), true) => {
+                        self.delete_remote(key);
+                        Lookup::Corrupt(format!(
+                            "remote entry {}: {reason}; deleted",
+                            remote.object_url(&entry_name(key))
+                        ))
+                    }
+                    _ => Lookup::Corrupt(reason),
+                }
             }
         }
+    }
+
+    /// Copies the remote entry for `key` into `objects/`, every file checked against the
+    /// remote manifest on the way.
+    fn fetch(&self, key: &Key, ttl: Option<u64>) -> Fetched {
+        let Some(remote) = &self.remote else {
+            return Fetched::Miss;
+        };
+        let base = entry_name(key);
+        let manifest_name = format!("{base}/manifest.json");
+        let manifest_bytes = match remote.get(&manifest_name) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Fetched::Miss,
+            Err(e) => {
+                tracing::warn!("{e}; going on with the local cache");
+                return Fetched::Miss;
+            }
+        };
+        let corrupt = |reason: String| {
+            self.delete_remote(key);
+            Fetched::Corrupt(format!("{reason}; deleted from the shared cache"))
+        };
+        let manifest: Manifest = match serde_json::from_slice(&manifest_bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                return corrupt(format!(
+                    "remote object {}: {e}",
+                    remote.object_url(&manifest_name)
+                ))
+            }
+        };
+        if manifest.key != key.hex() {
+            return corrupt(format!(
+                "remote object {}: names another key",
+                remote.object_url(&manifest_name)
+            ));
+        }
+        if let Some(bad) = manifest
+            .files
+            .iter()
+            .find(|f| !plain_file_name(&f.name) || f.name == "manifest.json")
+        {
+            return corrupt(format!(
+                "remote object {}: lists a file named {:?}",
+                remote.object_url(&manifest_name),
+                bad.name
+            ));
+        }
+        if ttl.is_some_and(|ttl| now().saturating_sub(manifest.created) > ttl) {
+            return Fetched::Miss;
+        }
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{}-fetch-{}", key.short(), unique_suffix()));
+        let result = self.download_entry(remote, &base, &manifest, &manifest_bytes, &tmp);
+        if !matches!(result, Ok(None)) {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        match result {
+            Ok(None) => match self.publish(key, &tmp) {
+                Ok(()) => Fetched::Stored,
+                Err(e) => {
+                    let _ = fs::remove_dir_all(&tmp);
+                    tracing::warn!("{e}: cannot store what the shared cache holds");
+                    Fetched::Miss
+                }
+            },
+            Ok(Some(reason)) => corrupt(reason),
+            Err(e) => {
+                tracing::warn!("{e}; going on with the local cache");
+                Fetched::Miss
+            }
+        }
+    }
+
+    /// Streams the remote entry's files into `tmp`, hashing them on the way. Returns the
+    /// problem when one is missing or does not match the manifest.
+    fn download_entry(
+        &self,
+        remote: &Remote,
+        base: &str,
+        manifest: &Manifest,
+        manifest_bytes: &[u8],
+        tmp: &Path,
+    ) -> Result<Option<String>, CacheError> {
+        fs::create_dir_all(tmp).map_err(|e| CacheError::io(tmp, e))?;
+        for f in &manifest.files {
+            let name = format!("{base}/{}", f.name);
+            let path = tmp.join(&f.name);
+            let file = File::create(&path).map_err(|e| CacheError::io(&path, e))?;
+            let mut out = Hashing::new(BufWriter::new(file));
+            if !remote.download(&name, &mut out)? {
+                return Ok(Some(format!(
+                    "remote object {}: missing",
+                    remote.object_url(&name)
+                )));
+            }
+            out.flush().map_err(|e| CacheError::io(&path, e))?;
+            let (blake3, size) = out.digest();
+            let file = out
+                .inner
+                .into_inner()
+                .map_err(|e| CacheError::io(&path, e.into_error()))?;
+            file.sync_all().map_err(|e| CacheError::io(&path, e))?;
+            if size != f.size || blake3 != f.blake3 {
+                return Ok(Some(format!(
+                    "remote object {}: checksum mismatch",
+                    remote.object_url(&name)
+                )));
+            }
+        }
+        write_synced(&tmp.join("manifest.json"), manifest_bytes)?;
+        atomic::sync_dir(tmp);
+        Ok(None)
+    }
+
+    /// Deletes the remote copy of `key`'s entry, its manifest first so that no reader trusts
+    /// what remains meanwhile. Failures are warnings.
+    fn delete_remote(&self, key: &Key) {
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        let base = entry_name(key);
+        let manifest = format!("{base}/manifest.json");
+        let result = remote.delete(&manifest).and_then(|()| {
+            for name in remote.list(&base)? {
+                remote.delete(&name)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            tracing::warn!("{e}: cannot delete the shared cache's copy of an entry");
+        }
+    }
+
+    /// Uploads `key`'s local entry when the remote lacks it. Failures are warnings.
+    fn ensure_uploaded(&self, key: &Key) {
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        let result = remote
+            .exists(&format!("{}/manifest.json", entry_name(key)))
+            .and_then(|there| if there { Ok(()) } else { self.upload(remote, key) });
+        if let Err(e) = result {
+            tracing::warn!("{e}; the entry stays in the local cache only");
+        }
+    }
+
+    /// Uploads `key`'s local entry: every file with a conditional create (one that exists came
+    /// from the same key), the manifest last.
+    fn upload(&self, remote: &Remote, key: &Key) -> Result<(), CacheError> {
+        let dir = self.entry_dir(key);
+        let manifest_path = dir.join("manifest.json");
+        let manifest_bytes =
+            fs::read(&manifest_path).map_err(|e| CacheError::io(&manifest_path, e))?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| CacheError::io(&manifest_path, io::Error::other(e)))?;
+        let base = entry_name(key);
+        for f in &manifest.files {
+            // Held whole while it is sent: one file at a time, as large as the value itself.
+            let path = dir.join(&f.name);
+            let bytes = fs::read(&path).map_err(|e| CacheError::io(&path, e))?;
+            remote.put(&format!("{base}/{}", f.name), bytes, WriteMode::Create)?;
+        }
+        remote.put(
+            &format!("{base}/manifest.json"),
+            manifest_bytes,
+            WriteMode::Create,
+        )?;
+        Ok(())
     }
 
     /// Reads the entry in `dir`, checking every file against its manifest while it is read.
@@ -349,6 +641,7 @@ impl Cache {
         if dir.exists() {
             self.discard(&dir);
         }
+        self.delete_remote(key);
     }
 
     /// Moves a bad entry out of `objects/` and deletes it.
@@ -383,7 +676,13 @@ impl Cache {
         if result.is_err() {
             let _ = fs::remove_dir_all(&tmp);
         }
-        result
+        result?;
+        if let Some(remote) = &self.remote {
+            if let Err(e) = self.upload(remote, key) {
+                tracing::warn!("{e}; the entry stays in the local cache only");
+            }
+        }
+        Ok(())
     }
 
     fn write_entry(
@@ -424,7 +723,11 @@ impl Cache {
             .map_err(|e| CacheError::io(tmp, std::io::Error::other(e)))?;
         write_synced(&tmp.join("manifest.json"), &manifest_bytes)?;
         atomic::sync_dir(tmp);
+        self.publish(key, tmp)
+    }
 
+    /// Renames the complete entry in `tmp` into `objects/`.
+    fn publish(&self, key: &Key, tmp: &Path) -> Result<(), CacheError> {
         let dest = self.entry_dir(key);
         let parent = dest.parent().expect("entry dirs have a parent");
         fs::create_dir_all(parent).map_err(|e| CacheError::io(parent, e))?;
@@ -440,6 +743,108 @@ impl Cache {
             }
             Err(e) => Err(CacheError::io(&dest, e)),
         }
+    }
+
+    /// Stores the record `name` (a relative path such as `tasks/<hex>.json`). With
+    /// `create_only`, only when no record of that name exists, atomically: of two writers
+    /// exactly one creates it. Returns whether this call wrote it. Records live in `records/`
+    /// under the cache root, or with a remote only remotely, in `<prefix>/records/`.
+    ///
+    /// # Errors
+    /// When the name is not a plain relative path, or the record cannot be written.
+    pub fn put_record(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        create_only: bool,
+    ) -> Result<bool, CacheError> {
+        check_record_name(name)?;
+        let mode = if create_only {
+            WriteMode::Create
+        } else {
+            WriteMode::Overwrite
+        };
+        if let Some(remote) = &self.remote {
+            return remote.put(&format!("records/{name}"), bytes.to_vec(), mode);
+        }
+        let path = self.root.join("records").join(name);
+        let parent = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(parent).map_err(|e| CacheError::io(parent, e))?;
+        // Written whole beside the other temporaries first, then linked or renamed into place:
+        // a reader sees the whole record or none.
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("record-{}", unique_suffix()));
+        write_synced(&tmp, bytes)?;
+        let placed = if create_only {
+            // A hard link fails when the target exists, where a rename would replace it.
+            match fs::hard_link(&tmp, &path) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(CacheError::io(&path, e)),
+            }
+        } else {
+            fs::rename(&tmp, &path)
+                .map(|()| true)
+                .map_err(|e| CacheError::io(&path, e))
+        };
+        let _ = fs::remove_file(&tmp);
+        if matches!(placed, Ok(true)) {
+            atomic::sync_dir(parent);
+        }
+        placed
+    }
+
+    /// The record `name`, or `None` when there is none.
+    ///
+    /// # Errors
+    /// When the name is not a plain relative path, or the record cannot be read.
+    pub fn get_record(&self, name: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        check_record_name(name)?;
+        if let Some(remote) = &self.remote {
+            return remote.get(&format!("records/{name}"));
+        }
+        let path = self.root.join("records").join(name);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CacheError::io(&path, e)),
+        }
+    }
+
+    /// The names of every record under `prefix` (whole segments: `tasks` lists `tasks/a.json`;
+    /// an empty prefix lists all), sorted.
+    ///
+    /// # Errors
+    /// When the prefix is not a plain relative path, or the records cannot be listed.
+    pub fn list_records(&self, prefix: &str) -> Result<Vec<String>, CacheError> {
+        let prefix = prefix.trim_end_matches('/');
+        if !prefix.is_empty() {
+            check_record_name(prefix)?;
+        }
+        if let Some(remote) = &self.remote {
+            let base = if prefix.is_empty() {
+                "records".to_string()
+            } else {
+                format!("records/{prefix}")
+            };
+            return Ok(remote
+                .list(&base)?
+                .into_iter()
+                .filter_map(|n| n.strip_prefix("records/").map(String::from))
+                .collect());
+        }
+        let records = self.root.join("records");
+        let mut out = Vec::new();
+        let start = if prefix.is_empty() {
+            records.clone()
+        } else {
+            records.join(prefix)
+        };
+        list_files(&records, &start, &mut out)?;
+        out.sort();
+        Ok(out)
     }
 
     /// Every entry, sorted by creation time.
@@ -576,6 +981,35 @@ impl Cache {
     }
 }
 
+/// Adds the files under `dir` to `out`, as `/`-separated paths relative to `base`.
+fn list_files(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), CacheError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        // A prefix that names a file, not a directory, lists nothing (as on object storage).
+        Err(_) if dir.is_file() => return Ok(()),
+        Err(e) => return Err(CacheError::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| CacheError::io(dir, e))?;
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => list_files(base, &path, out)?,
+            Ok(_) => {
+                if let Ok(rel) = path.strip_prefix(base) {
+                    let parts: Vec<_> = rel
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect();
+                    out.push(parts.join("/"));
+                }
+            }
+            Err(e) => return Err(CacheError::io(&path, e)),
+        }
+    }
+    Ok(())
+}
+
 fn dir_size(path: &Path) -> u64 {
     let Ok(rd) = fs::read_dir(path) else {
         return fs::metadata(path).map(|m| m.len()).unwrap_or(0);
@@ -675,5 +1109,206 @@ mod tests {
         fs::write(dir.path().join("tmp/abc-1-2/value.json"), b"{").unwrap();
         assert_eq!(cache.gc(None, 0).1, 1);
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    fn shared(dir: &Path) -> Remote {
+        Remote::open(&format!("file://{}", dir.display())).unwrap()
+    }
+
+    /// Every object name in a file:// remote rooted at `dir`.
+    fn objects(dir: &Path) -> Vec<String> {
+        shared(dir).list("").unwrap()
+    }
+
+    #[test]
+    fn a_second_cache_reads_through_the_remote() {
+        let (bucket, a, b) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let first = Cache::open(a.path()).unwrap().with_remote(shared(bucket.path()));
+        let key = Key([5; 32]);
+        first.put(&key, "stack", "s", &raster(), &[]).unwrap();
+        let hex = key.hex();
+        let base = format!("objects/{}/{hex}", &hex[..2]);
+        assert_eq!(
+            objects(bucket.path()),
+            vec![
+                format!("{base}/data.npy"),
+                format!("{base}/manifest.json"),
+                format!("{base}/value.json"),
+            ]
+        );
+        let second = Cache::open(b.path()).unwrap().with_remote(shared(bucket.path()));
+        assert!(second.contains(&key, None));
+        assert!(!second.contains(&Key([6; 32]), None));
+        match second.get(&key, None) {
+            Lookup::Hit(v, m) => {
+                assert_eq!(*v, raster());
+                assert_eq!(m.kind, "stack");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Now a local entry too, and verified like one.
+        assert_eq!(second.verify(false), (1, vec![]));
+        assert_eq!(fs::read_dir(b.path().join("tmp")).unwrap().count(), 0);
+        // A second put of the same key changes nothing remotely.
+        second.put(&key, "stack", "s", &raster(), &[]).unwrap();
+        assert_eq!(objects(bucket.path()).len(), 3);
+        // An expired remote entry is not fetched.
+        let third = tempfile::tempdir().unwrap();
+        let third = Cache::open(third.path()).unwrap().with_remote(shared(bucket.path()));
+        let manifest_path = bucket.path().join(&base).join("manifest.json");
+        let mut m: Manifest = serde_json::from_slice(&fs::read(&manifest_path).unwrap()).unwrap();
+        m.created -= 100;
+        fs::write(&manifest_path, serde_json::to_vec(&m).unwrap()).unwrap();
+        assert!(third.contains(&key, Some(1000)));
+        assert!(!third.contains(&key, Some(10)));
+        assert!(matches!(third.get(&key, Some(10)), Lookup::Miss));
+        assert!(third.entries().is_empty(), "nothing fetched");
+        // remove() removes both copies.
+        second.remove(&key);
+        assert!(objects(bucket.path()).is_empty());
+        assert!(!second.contains(&key, None));
+    }
+
+    #[test]
+    fn a_local_hit_the_remote_lacks_is_uploaded() {
+        let (bucket, a) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let key = Key([4; 32]);
+        Cache::open(a.path())
+            .unwrap()
+            .put(&key, "stack", "s", &raster(), &[])
+            .unwrap();
+        let cache = Cache::open(a.path()).unwrap().with_remote(shared(bucket.path()));
+        assert!(objects(bucket.path()).is_empty());
+        assert!(matches!(cache.get(&key, None), Lookup::Hit(..)));
+        assert_eq!(objects(bucket.path()).len(), 3);
+    }
+
+    #[test]
+    fn a_corrupt_remote_object_is_reported_deleted_and_rewritten() {
+        let (bucket, a, b) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let key = Key([8; 32]);
+        let first = Cache::open(a.path()).unwrap().with_remote(shared(bucket.path()));
+        first.put(&key, "stack", "s", &raster(), &[]).unwrap();
+        let hex = key.hex();
+        let npy = bucket
+            .path()
+            .join(format!("objects/{}/{hex}/data.npy", &hex[..2]));
+        let mut bytes = fs::read(&npy).unwrap();
+        let n = bytes.len();
+        bytes[n - 2] ^= 0x40;
+        fs::write(&npy, &bytes).unwrap();
+
+        let second = Cache::open(b.path()).unwrap().with_remote(shared(bucket.path()));
+        match second.get(&key, None) {
+            Lookup::Corrupt(reason) => {
+                assert!(
+                    reason.contains(&format!("file://{}", npy.display()))
+                        && reason.contains("checksum mismatch"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(objects(bucket.path()).is_empty(), "deleted remotely");
+        assert!(second.entries().is_empty(), "and not kept locally");
+        assert_eq!(fs::read_dir(b.path().join("tmp")).unwrap().count(), 0);
+        // The recomputed value's put writes it again, and it verifies.
+        second.put(&key, "stack", "s", &raster(), &[]).unwrap();
+        let third = tempfile::tempdir().unwrap();
+        let third = Cache::open(third.path()).unwrap().with_remote(shared(bucket.path()));
+        assert!(matches!(third.get(&key, None), Lookup::Hit(..)));
+    }
+
+    #[test]
+    fn a_remote_manifest_listing_a_missing_file_is_corrupt() {
+        let (bucket, a, b) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let key = Key([2; 32]);
+        let first = Cache::open(a.path()).unwrap().with_remote(shared(bucket.path()));
+        first.put(&key, "stack", "s", &raster(), &[]).unwrap();
+        let hex = key.hex();
+        fs::remove_file(
+            bucket
+                .path()
+                .join(format!("objects/{}/{hex}/value.json", &hex[..2])),
+        )
+        .unwrap();
+        let second = Cache::open(b.path()).unwrap().with_remote(shared(bucket.path()));
+        match second.get(&key, None) {
+            Lookup::Corrupt(reason) => assert!(reason.contains("value.json: missing"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(objects(bucket.path()).is_empty());
+    }
+
+    #[test]
+    fn records_are_created_once() {
+        let bucket = tempfile::tempdir().unwrap();
+        for remote in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut cache = Cache::open(dir.path()).unwrap();
+            if remote {
+                cache = cache.with_remote(shared(bucket.path()));
+            }
+            assert_eq!(cache.get_record("tasks/a.json").unwrap(), None);
+            assert!(cache.put_record("tasks/a.json", b"first", true).unwrap());
+            assert!(!cache.put_record("tasks/a.json", b"second", true).unwrap());
+            assert_eq!(cache.get_record("tasks/a.json").unwrap().unwrap(), b"first");
+            assert!(cache.put_record("tasks/a.json", b"third", false).unwrap());
+            assert_eq!(cache.get_record("tasks/a.json").unwrap().unwrap(), b"third");
+            assert!(cache.put_record("tasks/deep/b.json", b"b", true).unwrap());
+            assert!(cache.put_record("other.json", b"o", true).unwrap());
+            assert_eq!(
+                cache.list_records("tasks").unwrap(),
+                vec!["tasks/a.json".to_string(), "tasks/deep/b.json".to_string()]
+            );
+            assert_eq!(cache.list_records("").unwrap().len(), 3);
+            assert!(cache.list_records("task").unwrap().is_empty());
+            for bad in ["", "/etc/passwd", "../x", "a/../b", "a//b", "a/./b", "a/"] {
+                assert!(
+                    matches!(
+                        cache.put_record(bad, b"x", true),
+                        Err(CacheError::RecordName { .. })
+                    ),
+                    "{bad:?}"
+                );
+                assert!(cache.get_record(bad).is_err(), "{bad:?}");
+            }
+            // Without a remote they are files under records/; with one, only remote objects.
+            assert_eq!(dir.path().join("records").exists(), !remote);
+            assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        }
+        assert!(bucket.path().join("records/tasks/a.json").is_file());
+    }
+
+    #[test]
+    fn racing_record_creators_leave_the_first_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let created: Vec<u8> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8u8)
+                .map(|i| {
+                    let cache = &cache;
+                    s.spawn(move || cache.put_record("r", &[i; 64], true).unwrap().then_some(i))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert_eq!(created.len(), 1);
+        assert_eq!(cache.get_record("r").unwrap().unwrap(), vec![created[0]; 64]);
     }
 }

@@ -15,6 +15,22 @@ pub enum CacheError {
         #[source]
         source: std::io::Error,
     },
+    /// The shared cache on object storage could not be opened, read or written.
+    #[error("cache: {url}: {reason}")]
+    Remote {
+        /// The URL of the store, or of the object concerned.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A record name that is not a plain relative path.
+    #[error("cache: record name {name:?}: {reason}")]
+    RecordName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// An entry exists but does not verify.
     #[error("cache entry {key}: {reason}")]
     Corrupt {
@@ -26,7 +42,7 @@ pub enum CacheError {
 }
 
 impl CacheError {
-    /// The exit code this error maps to: local I/O or cache (5).
+    /// The exit code this error maps to: local I/O or cache, local or remote (5).
     pub fn exit_code(&self) -> flow_core::ExitCode {
         flow_core::ExitCode::Io
     }
