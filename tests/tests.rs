@@ -95,3 +95,8 @@ mod assess;
 /// `classifier-fit`: a random forest trained on the offline scene's ground truth (held-out
 /// accuracy, the same model on one and two threads), and `predict` refusing other features.
 mod classifier;
+
+/// The shared cache on S3 (moto on 127.0.0.1, started by scripts/test): a second machine loads
+/// everything, concurrent runs leave whole entries, a corrupted object is recomputed and
+/// rewritten, a missing bucket or an unreachable endpoint is exit 5.
+mod object_store;

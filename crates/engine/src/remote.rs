@@ -186,9 +186,21 @@ impl Remote {
         // endpoint that does not answer fails here, not halfway through a run.
         let store = Arc::clone(&remote.store);
         let path = remote.path("");
-        remote
-            .call(async move { store.list_with_delimiter(Some(&path)).await })
-            .map_err(|e| remote.error("", &e))?;
+        if let Err(e) = remote.call(async move { store.list_with_delimiter(Some(&path)).await }) {
+            let text = e.to_string();
+            let reason = if matches!(e, object_store::Error::NotFound { .. })
+                || text.contains("NoSuchBucket")
+                || text.contains("ContainerNotFound")
+            {
+                format!("the bucket does not exist ({text})")
+            } else {
+                format!("cannot list the bucket ({text})")
+            };
+            return Err(CacheError::Remote {
+                url: remote.url.clone(),
+                reason,
+            });
+        }
         Ok(remote)
     }
 
@@ -216,15 +228,9 @@ impl Remote {
     }
 
     fn error(&self, name: &str, e: &object_store::Error) -> CacheError {
-        let reason = match e {
-            object_store::Error::NotFound { .. } if name.is_empty() => {
-                format!("the bucket or directory does not exist ({e})")
-            }
-            _ => e.to_string(),
-        };
         CacheError::Remote {
             url: self.object_url(name),
-            reason,
+            reason: e.to_string(),
         }
     }
 
