@@ -25,7 +25,9 @@ fn endpoint() -> Option<String> {
         Ok(url) if !url.trim().is_empty() => Some(url.trim().trim_end_matches('/').to_string()),
         _ => {
             if std::env::var("FLOW_REQUIRE_S3").as_deref() == Ok("1") {
-                panic!("FLOW_REQUIRE_S3=1 but FLOW_TEST_S3_ENDPOINT is not set (scripts/test sets it)");
+                panic!(
+                    "FLOW_REQUIRE_S3=1 but FLOW_TEST_S3_ENDPOINT is not set (scripts/test sets it)"
+                );
             }
             println!("skipped: FLOW_TEST_S3_ENDPOINT is not set (scripts/test sets it)");
             None
@@ -127,7 +129,12 @@ fn curl(args: &[&str]) -> (String, Vec<u8>) {
     );
     let out = Command::new("curl")
         .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
-        .args(["--aws-sigv4", &format!("aws:amz:{region}:s3"), "--user", &user])
+        .args([
+            "--aws-sigv4",
+            &format!("aws:amz:{region}:s3"),
+            "--user",
+            &user,
+        ])
         .args(args)
         .output()
         .expect("curl runs");
@@ -190,7 +197,8 @@ fn assert_whole_entries(bucket: &Bucket) -> usize {
     for (dir, files) in &entries {
         let manifest: serde_json::Value =
             serde_json::from_slice(&bucket.get(&format!("{dir}/manifest.json"))).unwrap();
-        let listed: Vec<&serde_json::Value> = manifest["files"].as_array().unwrap().iter().collect();
+        let listed: Vec<&serde_json::Value> =
+            manifest["files"].as_array().unwrap().iter().collect();
         assert_eq!(files.len(), listed.len() + 1, "{dir}: {files:?}");
         for f in listed {
             let name = f["name"].as_str().unwrap();
@@ -200,7 +208,11 @@ fn assert_whole_entries(bucket: &Bucket) -> usize {
                 f["blake3"].as_str().unwrap(),
                 "{dir}/{name}"
             );
-            assert_eq!(bytes.len() as u64, f["size"].as_u64().unwrap(), "{dir}/{name}");
+            assert_eq!(
+                bytes.len() as u64,
+                f["size"].as_u64().unwrap(),
+                "{dir}/{name}"
+            );
         }
     }
     entries.len()
@@ -257,7 +269,12 @@ fn a_second_machine_loads_everything_from_the_bucket() {
         );
     }
     // What was loaded is now in the local copy too.
-    assert!(std::fs::read_dir(cache.path().join("objects")).unwrap().count() > 0);
+    assert!(
+        std::fs::read_dir(cache.path().join("objects"))
+            .unwrap()
+            .count()
+            > 0
+    );
     assert_eq!(assert_whole_entries(&bucket), entries);
 }
 

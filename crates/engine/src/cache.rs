@@ -141,10 +141,7 @@ fn entry_name(key: &Key) -> String {
 
 /// True for a file name an entry may hold: one plain path segment.
 fn plain_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.contains(['/', '\\', '\0'])
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }
 
 /// Checks a record name: a relative path of plain segments.
@@ -569,7 +566,13 @@ impl Cache {
         };
         let result = remote
             .exists(&format!("{}/manifest.json", entry_name(key)))
-            .and_then(|there| if there { Ok(()) } else { self.upload(remote, key) });
+            .and_then(|there| {
+                if there {
+                    Ok(())
+                } else {
+                    self.upload(remote, key)
+                }
+            });
         if let Err(e) = result {
             tracing::warn!("{e}; the entry stays in the local cache only");
         }
@@ -1127,7 +1130,9 @@ mod tests {
             tempfile::tempdir().unwrap(),
             tempfile::tempdir().unwrap(),
         );
-        let first = Cache::open(a.path()).unwrap().with_remote(shared(bucket.path()));
+        let first = Cache::open(a.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         let key = Key([5; 32]);
         first.put(&key, "stack", "s", &raster(), &[]).unwrap();
         let hex = key.hex();
@@ -1140,7 +1145,9 @@ mod tests {
                 format!("{base}/value.json"),
             ]
         );
-        let second = Cache::open(b.path()).unwrap().with_remote(shared(bucket.path()));
+        let second = Cache::open(b.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         assert!(second.contains(&key, None));
         assert!(!second.contains(&Key([6; 32]), None));
         match second.get(&key, None) {
@@ -1158,7 +1165,9 @@ mod tests {
         assert_eq!(objects(bucket.path()).len(), 3);
         // An expired remote entry is not fetched.
         let third = tempfile::tempdir().unwrap();
-        let third = Cache::open(third.path()).unwrap().with_remote(shared(bucket.path()));
+        let third = Cache::open(third.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         let manifest_path = bucket.path().join(&base).join("manifest.json");
         let mut m: Manifest = serde_json::from_slice(&fs::read(&manifest_path).unwrap()).unwrap();
         m.created -= 100;
@@ -1181,7 +1190,9 @@ mod tests {
             .unwrap()
             .put(&key, "stack", "s", &raster(), &[])
             .unwrap();
-        let cache = Cache::open(a.path()).unwrap().with_remote(shared(bucket.path()));
+        let cache = Cache::open(a.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         assert!(objects(bucket.path()).is_empty());
         assert!(matches!(cache.get(&key, None), Lookup::Hit(..)));
         assert_eq!(objects(bucket.path()).len(), 3);
@@ -1195,7 +1206,9 @@ mod tests {
             tempfile::tempdir().unwrap(),
         );
         let key = Key([8; 32]);
-        let first = Cache::open(a.path()).unwrap().with_remote(shared(bucket.path()));
+        let first = Cache::open(a.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         first.put(&key, "stack", "s", &raster(), &[]).unwrap();
         let hex = key.hex();
         let npy = bucket
@@ -1206,7 +1219,9 @@ mod tests {
         bytes[n - 2] ^= 0x40;
         fs::write(&npy, &bytes).unwrap();
 
-        let second = Cache::open(b.path()).unwrap().with_remote(shared(bucket.path()));
+        let second = Cache::open(b.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         match second.get(&key, None) {
             Lookup::Corrupt(reason) => {
                 assert!(
@@ -1223,7 +1238,9 @@ mod tests {
         // The recomputed value's put writes it again, and it verifies.
         second.put(&key, "stack", "s", &raster(), &[]).unwrap();
         let third = tempfile::tempdir().unwrap();
-        let third = Cache::open(third.path()).unwrap().with_remote(shared(bucket.path()));
+        let third = Cache::open(third.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         assert!(matches!(third.get(&key, None), Lookup::Hit(..)));
     }
 
@@ -1235,7 +1252,9 @@ mod tests {
             tempfile::tempdir().unwrap(),
         );
         let key = Key([2; 32]);
-        let first = Cache::open(a.path()).unwrap().with_remote(shared(bucket.path()));
+        let first = Cache::open(a.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         first.put(&key, "stack", "s", &raster(), &[]).unwrap();
         let hex = key.hex();
         fs::remove_file(
@@ -1244,7 +1263,9 @@ mod tests {
                 .join(format!("objects/{}/{hex}/value.json", &hex[..2])),
         )
         .unwrap();
-        let second = Cache::open(b.path()).unwrap().with_remote(shared(bucket.path()));
+        let second = Cache::open(b.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         match second.get(&key, None) {
             Lookup::Corrupt(reason) => assert!(reason.contains("value.json: missing"), "{reason}"),
             other => panic!("{other:?}"),
@@ -1309,6 +1330,9 @@ mod tests {
                 .collect()
         });
         assert_eq!(created.len(), 1);
-        assert_eq!(cache.get_record("r").unwrap().unwrap(), vec![created[0]; 64]);
+        assert_eq!(
+            cache.get_record("r").unwrap().unwrap(),
+            vec![created[0]; 64]
+        );
     }
 }

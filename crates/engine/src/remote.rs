@@ -357,10 +357,7 @@ impl Remote {
             ..PutOptions::default()
         };
         self.call(async move {
-            match store
-                .put_opts(&path, PutPayload::from(bytes), opts)
-                .await
-            {
+            match store.put_opts(&path, PutPayload::from(bytes), opts).await {
                 Ok(_) => Ok(true),
                 Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
                 Err(e) => Err(e),
@@ -425,8 +422,12 @@ mod tests {
     fn create_is_conditional_and_overwrite_is_not() {
         let dir = tempfile::tempdir().unwrap();
         let remote = file_remote(dir.path());
-        assert!(remote.put("a/b.json", b"one".to_vec(), WriteMode::Create).unwrap());
-        assert!(!remote.put("a/b.json", b"two".to_vec(), WriteMode::Create).unwrap());
+        assert!(remote
+            .put("a/b.json", b"one".to_vec(), WriteMode::Create)
+            .unwrap());
+        assert!(!remote
+            .put("a/b.json", b"two".to_vec(), WriteMode::Create)
+            .unwrap());
         assert_eq!(remote.get("a/b.json").unwrap().unwrap(), b"one");
         assert!(remote
             .put("a/b.json", b"three".to_vec(), WriteMode::Overwrite)
