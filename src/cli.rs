@@ -90,6 +90,10 @@ pub struct CacheDirArg {
     /// Cache directory (default: the user cache dir, e.g. ~/.cache/flow).
     #[arg(long, env = "FLOW_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// A shared cache on object storage (s3://bucket/prefix, file:///path, ...); the cache
+    /// directory is its local read-through copy.
+    #[arg(long, env = "FLOW_CACHE", value_name = "URL")]
+    pub cache: Option<String>,
 }
 
 /// `flow run`.

@@ -132,7 +132,12 @@ fn cache_root(arg: &CacheDirArg) -> PathBuf {
 }
 
 fn open_cache(arg: &CacheDirArg) -> Result<Cache, CommandError> {
-    Cache::open(cache_root(arg)).map_err(|e| CommandError::new(e.exit_code(), e.to_string()))
+    let failed = |e: flow_engine::CacheError| CommandError::new(e.exit_code(), e.to_string());
+    let cache = Cache::open(cache_root(arg)).map_err(failed)?;
+    match &arg.cache {
+        Some(url) => Ok(cache.with_remote(flow_engine::Remote::open(url).map_err(failed)?)),
+        None => Ok(cache),
+    }
 }
 
 /// `flow validate`.

@@ -99,3 +99,8 @@ mod classifier;
 /// One model over two tiles: two halves of the offline scene sampled (`sample`), gathered
 /// (`gather`), fitted once and each classified, whole and window by window.
 mod sample_gather;
+
+/// The shared cache on S3 (moto on 127.0.0.1, started by scripts/test): a second machine loads
+/// everything, concurrent runs leave whole entries, a corrupted object is recomputed and
+/// rewritten, a missing bucket or an unreachable endpoint is exit 5.
+mod object_store;

@@ -52,6 +52,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -121,6 +122,9 @@ pub struct EntryInfo {
 pub struct Cache {
     root: PathBuf,
     remote: Option<Arc<Remote>>,
+    /// Set at the first failure of the remote in this process (after its retries): the rest of
+    /// the run uses the local cache alone rather than waiting on every entry.
+    remote_down: Arc<AtomicBool>,
 }
 
 /// What fetching an entry from the remote gave.
@@ -141,10 +145,7 @@ fn entry_name(key: &Key) -> String {
 
 /// True for a file name an entry may hold: one plain path segment.
 fn plain_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.contains(['/', '\\', '\0'])
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }
 
 /// Checks a record name: a relative path of plain segments.
@@ -313,7 +314,11 @@ impl Cache {
             let p = root.join(sub);
             fs::create_dir_all(&p).map_err(|e| CacheError::io(&p, e))?;
         }
-        Ok(Cache { root, remote: None })
+        Ok(Cache {
+            root,
+            remote: None,
+            remote_down: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     /// This cache as the local, read-through copy of `remote` (see the module docs).
@@ -325,6 +330,28 @@ impl Cache {
     /// The remote tier, when there is one.
     pub fn remote(&self) -> Option<&Remote> {
         self.remote.as_deref()
+    }
+
+    /// The remote, for entries, unless it has failed in this process.
+    fn live_remote(&self) -> Option<&Remote> {
+        if self.remote_down.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.remote.as_deref()
+    }
+
+    /// Reports a failure of the entries' remote tier: a remote error stops its use for the rest
+    /// of the process (warned once); a local one is warned.
+    fn remote_failed(&self, e: &CacheError, consequence: &str) {
+        if matches!(e, CacheError::Remote { .. }) {
+            if !self.remote_down.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "{e}; {consequence}, and the shared cache is not used again in this run"
+                );
+            }
+        } else {
+            tracing::warn!("{e}; {consequence}");
+        }
     }
 
     /// The cache root.
@@ -370,11 +397,11 @@ impl Cache {
     }
 
     fn remote_manifest(&self, key: &Key) -> Option<Manifest> {
-        let remote = self.remote.as_ref()?;
+        let remote = self.live_remote()?;
         match remote.get(&format!("{}/manifest.json", entry_name(key))) {
             Ok(bytes) => serde_json::from_slice(&bytes?).ok(),
             Err(e) => {
-                tracing::warn!("{e}; going on with the local cache");
+                self.remote_failed(&e, "going on with the local cache");
                 None
             }
         }
@@ -431,7 +458,7 @@ impl Cache {
     /// Copies the remote entry for `key` into `objects/`, every file checked against the
     /// remote manifest on the way.
     fn fetch(&self, key: &Key, ttl: Option<u64>) -> Fetched {
-        let Some(remote) = &self.remote else {
+        let Some(remote) = self.live_remote() else {
             return Fetched::Miss;
         };
         let base = entry_name(key);
@@ -440,7 +467,7 @@ impl Cache {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Fetched::Miss,
             Err(e) => {
-                tracing::warn!("{e}; going on with the local cache");
+                self.remote_failed(&e, "going on with the local cache");
                 return Fetched::Miss;
             }
         };
@@ -496,7 +523,7 @@ impl Cache {
             },
             Ok(Some(reason)) => corrupt(reason),
             Err(e) => {
-                tracing::warn!("{e}; going on with the local cache");
+                self.remote_failed(&e, "going on with the local cache");
                 Fetched::Miss
             }
         }
@@ -546,7 +573,7 @@ impl Cache {
     /// Deletes the remote copy of `key`'s entry, its manifest first so that no reader trusts
     /// what remains meanwhile. Failures are warnings.
     fn delete_remote(&self, key: &Key) {
-        let Some(remote) = &self.remote else {
+        let Some(remote) = self.live_remote() else {
             return;
         };
         let base = entry_name(key);
@@ -558,20 +585,26 @@ impl Cache {
             Ok(())
         });
         if let Err(e) = result {
-            tracing::warn!("{e}: cannot delete the shared cache's copy of an entry");
+            self.remote_failed(&e, "the shared cache's copy of the entry is not deleted");
         }
     }
 
     /// Uploads `key`'s local entry when the remote lacks it. Failures are warnings.
     fn ensure_uploaded(&self, key: &Key) {
-        let Some(remote) = &self.remote else {
+        let Some(remote) = self.live_remote() else {
             return;
         };
         let result = remote
             .exists(&format!("{}/manifest.json", entry_name(key)))
-            .and_then(|there| if there { Ok(()) } else { self.upload(remote, key) });
+            .and_then(|there| {
+                if there {
+                    Ok(())
+                } else {
+                    self.upload(remote, key)
+                }
+            });
         if let Err(e) = result {
-            tracing::warn!("{e}; the entry stays in the local cache only");
+            self.remote_failed(&e, "the entry stays in the local cache only");
         }
     }
 
@@ -677,9 +710,9 @@ impl Cache {
             let _ = fs::remove_dir_all(&tmp);
         }
         result?;
-        if let Some(remote) = &self.remote {
+        if let Some(remote) = self.live_remote() {
             if let Err(e) = self.upload(remote, key) {
-                tracing::warn!("{e}; the entry stays in the local cache only");
+                self.remote_failed(&e, "the entry stays in the local cache only");
             }
         }
         Ok(())
@@ -1127,7 +1160,9 @@ mod tests {
             tempfile::tempdir().unwrap(),
             tempfile::tempdir().unwrap(),
         );
-        let first = Cache::open(a.path()).unwrap().with_remote(shared(bucket.path()));
+        let first = Cache::open(a.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         let key = Key([5; 32]);
         first.put(&key, "stack", "s", &raster(), &[]).unwrap();
         let hex = key.hex();
@@ -1140,7 +1175,9 @@ mod tests {
                 format!("{base}/value.json"),
             ]
         );
-        let second = Cache::open(b.path()).unwrap().with_remote(shared(bucket.path()));
+        let second = Cache::open(b.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         assert!(second.contains(&key, None));
         assert!(!second.contains(&Key([6; 32]), None));
         match second.get(&key, None) {
@@ -1158,7 +1195,9 @@ mod tests {
         assert_eq!(objects(bucket.path()).len(), 3);
         // An expired remote entry is not fetched.
         let third = tempfile::tempdir().unwrap();
-        let third = Cache::open(third.path()).unwrap().with_remote(shared(bucket.path()));
+        let third = Cache::open(third.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         let manifest_path = bucket.path().join(&base).join("manifest.json");
         let mut m: Manifest = serde_json::from_slice(&fs::read(&manifest_path).unwrap()).unwrap();
         m.created -= 100;
@@ -1181,7 +1220,9 @@ mod tests {
             .unwrap()
             .put(&key, "stack", "s", &raster(), &[])
             .unwrap();
-        let cache = Cache::open(a.path()).unwrap().with_remote(shared(bucket.path()));
+        let cache = Cache::open(a.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         assert!(objects(bucket.path()).is_empty());
         assert!(matches!(cache.get(&key, None), Lookup::Hit(..)));
         assert_eq!(objects(bucket.path()).len(), 3);
@@ -1195,7 +1236,9 @@ mod tests {
             tempfile::tempdir().unwrap(),
         );
         let key = Key([8; 32]);
-        let first = Cache::open(a.path()).unwrap().with_remote(shared(bucket.path()));
+        let first = Cache::open(a.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         first.put(&key, "stack", "s", &raster(), &[]).unwrap();
         let hex = key.hex();
         let npy = bucket
@@ -1206,7 +1249,9 @@ mod tests {
         bytes[n - 2] ^= 0x40;
         fs::write(&npy, &bytes).unwrap();
 
-        let second = Cache::open(b.path()).unwrap().with_remote(shared(bucket.path()));
+        let second = Cache::open(b.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         match second.get(&key, None) {
             Lookup::Corrupt(reason) => {
                 assert!(
@@ -1223,7 +1268,9 @@ mod tests {
         // The recomputed value's put writes it again, and it verifies.
         second.put(&key, "stack", "s", &raster(), &[]).unwrap();
         let third = tempfile::tempdir().unwrap();
-        let third = Cache::open(third.path()).unwrap().with_remote(shared(bucket.path()));
+        let third = Cache::open(third.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         assert!(matches!(third.get(&key, None), Lookup::Hit(..)));
     }
 
@@ -1235,7 +1282,9 @@ mod tests {
             tempfile::tempdir().unwrap(),
         );
         let key = Key([2; 32]);
-        let first = Cache::open(a.path()).unwrap().with_remote(shared(bucket.path()));
+        let first = Cache::open(a.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         first.put(&key, "stack", "s", &raster(), &[]).unwrap();
         let hex = key.hex();
         fs::remove_file(
@@ -1244,12 +1293,49 @@ mod tests {
                 .join(format!("objects/{}/{hex}/value.json", &hex[..2])),
         )
         .unwrap();
-        let second = Cache::open(b.path()).unwrap().with_remote(shared(bucket.path()));
+        let second = Cache::open(b.path())
+            .unwrap()
+            .with_remote(shared(bucket.path()));
         match second.get(&key, None) {
             Lookup::Corrupt(reason) => assert!(reason.contains("value.json: missing"), "{reason}"),
             other => panic!("{other:?}"),
         }
         assert!(objects(bucket.path()).is_empty());
+    }
+
+    #[test]
+    fn a_remote_that_fails_mid_run_leaves_the_local_cache_working() {
+        let (dir, a) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let bucket = dir.path().join("bucket");
+        fs::create_dir(&bucket).unwrap();
+        let cache = Cache::open(a.path()).unwrap().with_remote(shared(&bucket));
+        // The shared directory is replaced by a file: every request fails from now on.
+        fs::remove_dir(&bucket).unwrap();
+        fs::write(&bucket, b"not a directory").unwrap();
+        let key = Key([1; 32]);
+        assert!(!cache.contains(&key, None));
+        assert!(matches!(cache.get(&key, None), Lookup::Miss));
+        cache.put(&key, "stack", "s", &raster(), &[]).unwrap();
+        assert!(cache.contains(&key, None));
+        match cache.get(&key, None) {
+            Lookup::Hit(v, _) => assert_eq!(*v, raster()),
+            other => panic!("{other:?}"),
+        }
+        cache.remove(&key);
+        assert!(!cache.contains(&key, None));
+        // Once failed, the remote is left alone for the rest of the process, even when it
+        // would answer again.
+        fs::remove_file(&bucket).unwrap();
+        fs::create_dir(&bucket).unwrap();
+        cache
+            .put(&Key([3; 32]), "stack", "s", &raster(), &[])
+            .unwrap();
+        assert!(objects(&bucket).is_empty());
+        // Records have no local fallback with a remote: the error names the object.
+        fs::remove_dir(&bucket).unwrap();
+        fs::write(&bucket, b"not a directory").unwrap();
+        let err = cache.put_record("tasks/a.json", b"x", true).unwrap_err();
+        assert!(err.to_string().contains("records/tasks/a.json"), "{err}");
     }
 
     #[test]
@@ -1309,6 +1395,9 @@ mod tests {
                 .collect()
         });
         assert_eq!(created.len(), 1);
-        assert_eq!(cache.get_record("r").unwrap().unwrap(), vec![created[0]; 64]);
+        assert_eq!(
+            cache.get_record("r").unwrap().unwrap(),
+            vec![created[0]; 64]
+        );
     }
 }

@@ -186,9 +186,21 @@ impl Remote {
         // endpoint that does not answer fails here, not halfway through a run.
         let store = Arc::clone(&remote.store);
         let path = remote.path("");
-        remote
-            .call(async move { store.list_with_delimiter(Some(&path)).await })
-            .map_err(|e| remote.error("", &e))?;
+        if let Err(e) = remote.call(async move { store.list_with_delimiter(Some(&path)).await }) {
+            let text = e.to_string();
+            let reason = if matches!(e, object_store::Error::NotFound { .. })
+                || text.contains("NoSuchBucket")
+                || text.contains("ContainerNotFound")
+            {
+                format!("the bucket does not exist ({text})")
+            } else {
+                format!("cannot list the bucket ({text})")
+            };
+            return Err(CacheError::Remote {
+                url: remote.url.clone(),
+                reason,
+            });
+        }
         Ok(remote)
     }
 
@@ -216,15 +228,9 @@ impl Remote {
     }
 
     fn error(&self, name: &str, e: &object_store::Error) -> CacheError {
-        let reason = match e {
-            object_store::Error::NotFound { .. } if name.is_empty() => {
-                format!("the bucket or directory does not exist ({e})")
-            }
-            _ => e.to_string(),
-        };
         CacheError::Remote {
             url: self.object_url(name),
-            reason,
+            reason: e.to_string(),
         }
     }
 
@@ -351,10 +357,7 @@ impl Remote {
             ..PutOptions::default()
         };
         self.call(async move {
-            match store
-                .put_opts(&path, PutPayload::from(bytes), opts)
-                .await
-            {
+            match store.put_opts(&path, PutPayload::from(bytes), opts).await {
                 Ok(_) => Ok(true),
                 Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
                 Err(e) => Err(e),
@@ -419,8 +422,12 @@ mod tests {
     fn create_is_conditional_and_overwrite_is_not() {
         let dir = tempfile::tempdir().unwrap();
         let remote = file_remote(dir.path());
-        assert!(remote.put("a/b.json", b"one".to_vec(), WriteMode::Create).unwrap());
-        assert!(!remote.put("a/b.json", b"two".to_vec(), WriteMode::Create).unwrap());
+        assert!(remote
+            .put("a/b.json", b"one".to_vec(), WriteMode::Create)
+            .unwrap());
+        assert!(!remote
+            .put("a/b.json", b"two".to_vec(), WriteMode::Create)
+            .unwrap());
         assert_eq!(remote.get("a/b.json").unwrap().unwrap(), b"one");
         assert!(remote
             .put("a/b.json", b"three".to_vec(), WriteMode::Overwrite)
