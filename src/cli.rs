@@ -69,6 +69,114 @@ pub enum Command {
         after_help = "Examples:\n  flow fixture timberlea --out scene/\n  flow fixture tile --out tile/                 # 10980 x 10980 at 10 m, one date\n  flow fixture mosaic --size 516 --out mosaic/  # four adjacent 516 x 516 tiles\n  flow fixture tile --dates 2 --out tile2/      # a clear and a cloudy date"
     )]
     Fixture(FixtureArgs),
+    /// Run one task of a plan written by `flow plan --output` (what an engine's job runs).
+    #[command(
+        after_help = "Examples:\n  flow task run --plan plan.json --stage map --index 3\n  flow task run --plan plan.json --stage sample   # index from SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX"
+    )]
+    Task(TaskArgs),
+    /// Show a plan's tasks done, missing and failed, per stage, read from the cache.
+    #[command(after_help = "Examples:\n  flow status --plan out/mosaic/.flow/plan.json")]
+    Status(StatusArgs),
+}
+
+/// Where a scaled recipe's tasks run (`flow run --executor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Executor {
+    /// Every task in this process (the default).
+    Local,
+    /// Job arrays submitted with `sbatch`.
+    Slurm,
+    /// Write Kubernetes Indexed Jobs (YAML) to run the tasks.
+    EmitKubernetes,
+    /// Write AWS Batch array jobs (JSON) to run the tasks.
+    EmitAwsBatch,
+}
+
+fn parse_executor(text: &str) -> Result<Executor, String> {
+    match text {
+        "local" => Ok(Executor::Local),
+        "slurm" => Ok(Executor::Slurm),
+        "emit:k8s" | "emit:kubernetes" => Ok(Executor::EmitKubernetes),
+        "emit:aws-batch" => Ok(Executor::EmitAwsBatch),
+        other => Err(format!(
+            "unknown executor `{other}`; the executors are local, slurm, emit:k8s and emit:aws-batch"
+        )),
+    }
+}
+
+/// A comma-separated list (`--tiles 18TWR,18TXR`).
+fn parse_list(text: &str) -> Result<Vec<String>, String> {
+    let list: Vec<String> = text
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if list.is_empty() {
+        return Err("expected a comma-separated list".into());
+    }
+    Ok(list)
+}
+
+/// The units of a recipe with `[scale]`, chosen on the command line.
+#[derive(Debug, Clone, Default, Args)]
+pub struct UnitArgs {
+    /// Tiles to run, replacing the recipe's `scale.tiles` (comma-separated).
+    #[arg(long, value_name = "TILE,...", value_parser = parse_list)]
+    pub tiles: Option<Vec<String>>,
+    /// Dates to run, replacing the recipe's `scale.dates` (comma-separated).
+    #[arg(long, value_name = "DATE,...", value_parser = parse_list)]
+    pub dates: Option<Vec<String>>,
+}
+
+/// `flow task`.
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: TaskAction,
+}
+
+/// Task actions.
+#[derive(Debug, Subcommand)]
+pub enum TaskAction {
+    /// Run exactly one task, idempotently: its nodes (what they read comes from the cache), then
+    /// its completion record, written last and only once.
+    Run(TaskRunArgs),
+}
+
+/// `flow task run`.
+#[derive(Debug, Args)]
+pub struct TaskRunArgs {
+    /// The plan file (`flow plan RECIPE --output PLAN`).
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// The stage (`sample`, `fit`, `map`, or `run` for recipes that gather nothing).
+    #[arg(long)]
+    pub stage: String,
+    /// The task's index in its stage [default: SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or
+    /// AWS_BATCH_JOB_ARRAY_INDEX].
+    #[arg(long)]
+    pub index: Option<usize>,
+    /// Added to the index (for arrays chunked by an engine's maximum array size).
+    #[arg(long, env = "FLOW_TASK_INDEX_OFFSET", default_value_t = 0)]
+    pub index_offset: usize,
+    /// Where the cache is (default: the plan's).
+    #[command(flatten)]
+    pub cache: CacheDirArg,
+    /// Nodes at once and workers per windowed pass (default: the number of cores).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+}
+
+/// `flow status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The plan file.
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// Where the cache is (default: the plan's).
+    #[command(flatten)]
+    pub cache: CacheDirArg,
 }
 
 /// Options shared by the commands that read a recipe.
@@ -134,6 +242,25 @@ pub struct RunArgs {
     /// stop before running anything; exit 2 when it exceeds the memory limit.
     #[arg(long)]
     pub dry_run: bool,
+    /// The units of a recipe with `[scale]`.
+    #[command(flatten)]
+    pub units: UnitArgs,
+    /// Where a recipe with `[scale]` runs its tasks: `local` (in this process), `slurm` (job
+    /// arrays through sbatch), `emit:k8s` or `emit:aws-batch` (write the jobs to run).
+    #[arg(long, value_name = "EXECUTOR", default_value = "local", value_parser = parse_executor)]
+    pub executor: Executor,
+    /// Slurm: attempts per task, the first included (only retryable failures are retried).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+    /// Slurm: an extra sbatch argument (repeatable): `--sbatch-arg=--partition=short`.
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+    /// emit: the container image that has `flow` on its PATH.
+    #[arg(long, default_value = "flow:latest")]
+    pub image: String,
+    /// emit: the AWS Batch job queue or the Kubernetes namespace.
+    #[arg(long)]
+    pub queue: Option<String>,
 }
 
 /// `flow plan`.
@@ -160,6 +287,16 @@ pub struct PlanArgs {
     /// Print the estimate as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The units of a recipe with `[scale]`.
+    #[command(flatten)]
+    pub units: UnitArgs,
+    /// Write the plan file of a recipe with `[scale]` (stages, tasks, keys, estimates, states)
+    /// here, for `flow task run --plan`.
+    #[arg(long, short, value_name = "PLAN")]
+    pub output: Option<PathBuf>,
+    /// Output directory the tasks write to (default: out/<recipe name>/ beside the recipe).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -331,6 +468,10 @@ pub fn main() -> flow_core::ExitCode {
         Command::Init(a) => crate::init::init(a),
         Command::Cache(a) => crate::commands::cache(a),
         Command::Fixture(a) => crate::commands::fixture(a),
+        Command::Task(a) => match a.action {
+            TaskAction::Run(a) => crate::scale_commands::task_run(a),
+        },
+        Command::Status(a) => crate::scale_commands::status(a),
     };
     match result {
         Ok(()) => ExitCode::Ok,

@@ -70,11 +70,21 @@ fn render_diagnostic(diag: &dyn miette::Diagnostic, source: &str) -> String {
 
 /// Reads and validates a recipe; on failure prints the diagnostics and returns the exit code.
 fn load_plan(args: &RecipeArgs, registry: &flow_core::Registry) -> Result<Plan, CommandError> {
-    let file = args.recipe.display().to_string();
-    let text = std::fs::read_to_string(&args.recipe)
-        .map_err(|e| CommandError::usage(format!("cannot read recipe {file}: {e}")))?;
     let overrides = Overrides::new(args.profile.clone(), &args.sets);
-    Plan::build(&file, &text, registry, &overrides).map_err(|diags| {
+    load_plan_with(&args.recipe, &overrides, registry)
+}
+
+/// Reads and validates the recipe `recipe` with `overrides`; a failure carries the rendered
+/// diagnostics and their exit code.
+pub(crate) fn load_plan_with(
+    recipe: &Path,
+    overrides: &Overrides,
+    registry: &flow_core::Registry,
+) -> Result<Plan, CommandError> {
+    let file = recipe.display().to_string();
+    let text = std::fs::read_to_string(recipe)
+        .map_err(|e| CommandError::usage(format!("cannot read recipe {file}: {e}")))?;
+    Plan::build(&file, &text, registry, overrides).map_err(|diags| {
         let code = if diags.plugin_fault() {
             ExitCode::Plugin
         } else {
@@ -97,7 +107,7 @@ fn registry_and_plan(
 /// The built-in kinds plus every plugin: the recipe's `plugins = [...]` (relative to the
 /// recipe), FLOW_PLUGIN_PATH, then `--plugin`. A plugin that cannot be loaded is reported and
 /// the command exits 6 before the recipe is validated.
-fn registry_with_plugins(
+pub(crate) fn registry_with_plugins(
     recipe: Option<&Path>,
     plugins: &[PathBuf],
 ) -> Result<flow_core::Registry, CommandError> {
@@ -115,7 +125,7 @@ fn registry_with_plugins(
     Ok(registry)
 }
 
-fn recipe_dir(recipe: &Path) -> PathBuf {
+pub(crate) fn recipe_dir(recipe: &Path) -> PathBuf {
     recipe
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -131,7 +141,7 @@ fn cache_root(arg: &CacheDirArg) -> PathBuf {
     })
 }
 
-fn open_cache(arg: &CacheDirArg) -> Result<Cache, CommandError> {
+pub(crate) fn open_cache(arg: &CacheDirArg) -> Result<Cache, CommandError> {
     let failed = |e: flow_engine::CacheError| CommandError::new(e.exit_code(), e.to_string());
     let cache = Cache::open(cache_root(arg)).map_err(failed)?;
     match &arg.cache {
@@ -212,7 +222,7 @@ pub fn nodes(args: NodesArgs, plugins: &[PathBuf]) -> CommandResult {
 
 /// Options of one run. Builtin datasets are materialized in the cache root's `data/` even with
 /// `--no-cache`: they are inputs (like a download), not results, and are generated once.
-fn run_options(
+pub(crate) fn run_options(
     recipe: &Path,
     cache: Option<Cache>,
     cache_arg: &CacheDirArg,
@@ -239,7 +249,7 @@ fn run_options(
 }
 
 /// `--jobs`, else the number of cores.
-fn jobs_or_cores(jobs: Option<usize>) -> usize {
+pub(crate) fn jobs_or_cores(jobs: Option<usize>) -> usize {
     jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -286,7 +296,7 @@ fn print_estimate(
 /// The outputs of the plan's item nodes (searches and signing, which read catalogs, not
 /// pixels), run now so that the estimate knows the grid and the time steps; in plan order,
 /// `None` for every other node and for one that failed (with a warning).
-fn run_item_nodes(plan: &Plan, options: &RunOptions) -> Vec<Option<Arc<flow_core::Value>>> {
+pub(crate) fn run_item_nodes(plan: &Plan, options: &RunOptions) -> Vec<Option<Arc<flow_core::Value>>> {
     let mut values: Vec<Option<Arc<flow_core::Value>>> = Vec::with_capacity(plan.nodes.len());
     for node in &plan.nodes {
         let inputs: Option<Vec<(String, Arc<flow_core::Value>)>> = node
@@ -321,6 +331,9 @@ fn run_item_nodes(plan: &Plan, options: &RunOptions) -> Vec<Option<Arc<flow_core
 
 /// `flow plan`.
 pub fn plan(args: PlanArgs, plugins: &[PathBuf]) -> CommandResult {
+    if let Some(result) = crate::scale_commands::plan(&args, plugins) {
+        return result;
+    }
     let (registry, plan) = registry_and_plan(&args.recipe, plugins)?;
     let cache = if args.no_cache {
         None
@@ -346,6 +359,9 @@ pub fn plan(args: PlanArgs, plugins: &[PathBuf]) -> CommandResult {
 
 /// `flow run`.
 pub fn run(args: RunArgs, plugins: &[PathBuf]) -> CommandResult {
+    if let Some(result) = crate::scale_commands::run(&args, plugins) {
+        return result;
+    }
     let (registry, plan) = registry_and_plan(&args.recipe, plugins)?;
     let cache = if args.no_cache {
         None
@@ -422,7 +438,7 @@ pub fn run(args: RunArgs, plugins: &[PathBuf]) -> CommandResult {
     }
 }
 
-fn rayon_pool(jobs: usize) -> Result<(), String> {
+pub(crate) fn rayon_pool(jobs: usize) -> Result<(), String> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
         .build_global()

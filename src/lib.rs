@@ -13,4 +13,6 @@ pub mod plan;
 pub mod progress;
 pub mod registry;
 pub mod report;
+pub mod scale;
+pub mod scale_commands;
 pub mod stdout;

@@ -104,3 +104,6 @@ mod sample_gather;
 /// everything, concurrent runs leave whole entries, a corrupted object is recomputed and
 /// rewritten, a missing bucket or an unreachable endpoint is exit 5.
 mod object_store;
+
+/// Recipes cut into tasks: plan files, `flow task run` in any order, the local executor, status.
+mod scale;

@@ -560,8 +560,14 @@ impl RunContext {
         self
     }
 
-    /// Records a file or URL this node read (see [`Source`]).
+    /// Records a file or URL this node read (see [`Source`]). Files of a materialized builtin
+    /// dataset (under the data directory) are not recorded: a dataset never changes at its
+    /// version, which keys already hold, and its path differs from one machine (one cache
+    /// directory) to another, so recording it would make every other machine see it changed.
     pub fn record_source(&self, source: Source) {
+        if source.local && std::path::Path::new(&source.location).starts_with(&self.data_dir) {
+            return;
+        }
         if let Ok(mut s) = self.sources.lock() {
             // A windowed run reads a file once per window: it is one source.
             if !s.contains(&source) {

@@ -52,4 +52,7 @@ pub fn register(registry: &mut flow_core::Registry) {
         }
     }
     registry.datasets.add("timberlea", scene::provider());
+    registry
+        .datasets
+        .add("mosaic", Arc::new(scene::tile::MosaicProvider));
 }

@@ -38,5 +38,5 @@ pub mod source;
 
 pub use diagnostic::{Diagnostics, RecipeError};
 pub use overrides::{Overrides, SetOverride};
-pub use plan::{is_plain_name, Plan, PlanNode};
+pub use plan::{is_plain_name, Plan, PlanNode, Scale};
 pub use problem::Problem;

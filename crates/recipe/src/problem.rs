@@ -75,6 +75,12 @@ pub enum Problem {
         /// What is wrong.
         reason: String,
     },
+    /// The recipe's `[scale]` table cannot cut it into work units.
+    #[error("`[scale]` is not usable: {reason}")]
+    BadScale {
+        /// What is wrong.
+        reason: String,
+    },
 
     // Recipes built on others.
     /// `extends` names something other than a `.toml` file.
@@ -399,6 +405,7 @@ impl Problem {
             Problem::NotATable { .. } => "expected a table",
             Problem::PluginsNotPaths => "expected [\"path\", ...]",
             Problem::BadAoi { .. } => "this area",
+            Problem::BadScale { .. } => "here",
             Problem::ExtendsNotARecipe { .. } => "expected \"FILE.toml\"",
             Problem::ExtendsUnreadable { .. } => "this file",
             Problem::ExtendsCycle { .. } => "extended again here",
@@ -441,6 +448,12 @@ impl Problem {
     /// How to fix it, when there is something to say.
     pub fn help(&self) -> Option<String> {
         match self {
+            Problem::BadScale { .. } => Some(
+                "write tiles = [\"18TWR\", ...] (each sets params.tile), optionally dates = \
+                 [\"2021-08-03\", ...] (params.date) and gather = [\"fit\"] (nodes run once over \
+                 every unit's inputs)"
+                    .into(),
+            ),
             Problem::BadAoi { .. } => Some(
                 "write [min_lon, min_lat, max_lon, max_lat], a GeoJSON Polygon / MultiPolygon / \
                  Feature / FeatureCollection, or \"FILE.geojson\" relative to the recipe"

@@ -240,11 +240,21 @@ fn input_indices(plan: &Plan) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// Each node's cache state without running anything: `cached`, `missing`, or `uncached` for
-/// nodes that are never stored (such as `sign`). Cached live searches are loaded (they are
-/// small) so that the keys of the nodes after them are known; a node after a search that is
-/// not cached is `missing`.
-pub fn cache_states(plan: &Plan, options: &RunOptions) -> Vec<(String, &'static str)> {
+/// Each node's cache key and whether its output is cached, in plan order, without running
+/// anything; a key is `None` when it cannot be known yet (after a live search that is not
+/// cached). Cached live searches are loaded (they are small) so that the keys after them are
+/// known.
+pub fn node_keys(plan: &Plan, options: &RunOptions) -> Vec<(Option<Key>, bool)> {
+    resolved(plan, options)
+        .slots
+        .iter()
+        .map(|slot| (slot.key, slot.hit))
+        .collect()
+}
+
+/// The scheduler with every key that can be known before running resolved: cached live
+/// searches are loaded so that the keys of the nodes after them are known.
+fn resolved<'a>(plan: &'a Plan, options: &'a RunOptions) -> Scheduler<'a> {
     let mut run = Scheduler::new(plan, options);
     loop {
         let mut learned = false;
@@ -267,6 +277,14 @@ pub fn cache_states(plan: &Plan, options: &RunOptions) -> Vec<(String, &'static 
         }
         run.resolve_keys();
     }
+    run
+}
+
+/// Each node's cache state without running anything: `cached`, `missing`, or `uncached` for
+/// nodes that are never stored (such as `sign`). A node after a live search that is not cached
+/// is `missing`.
+pub fn cache_states(plan: &Plan, options: &RunOptions) -> Vec<(String, &'static str)> {
+    let run = resolved(plan, options);
     plan.nodes
         .iter()
         .zip(&run.slots)

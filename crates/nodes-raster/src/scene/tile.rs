@@ -646,3 +646,25 @@ mod tests {
         assert!(BigFixture::new(Layout::Tile, 516, MAX_DATES + 1).is_err());
     }
 }
+
+/// Width and height of each tile of the builtin `mosaic` dataset, in 10 m pixels.
+pub const MOSAIC_DATASET_SIZE: usize = 258;
+
+/// The `mosaic` dataset provider: a 2 x 2 mosaic of [`MOSAIC_DATASET_SIZE`]-pixel tiles of one
+/// date (`catalog = "builtin:mosaic"`), small enough to generate in a moment, for recipes that
+/// run over several tiles.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MosaicProvider;
+
+impl flow_core::DatasetProvider for MosaicProvider {
+    fn materialize(&self, dir: &Path) -> std::result::Result<std::path::PathBuf, flow_core::NodeError> {
+        let spec = BigFixture::new(Layout::Mosaic, MOSAIC_DATASET_SIZE, 1)
+            .map_err(flow_core::NodeError::InvalidData)?;
+        generate_big(dir, &spec).map_err(flow_core::NodeError::from)
+    }
+
+    fn version(&self) -> &str {
+        // The tile size and the big fixture's version (bump with BIG_FIXTURE_VERSION).
+        "258-big-fixture-1"
+    }
+}

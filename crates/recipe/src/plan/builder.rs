@@ -22,6 +22,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "extends",
     "description",
     "aoi",
+    "scale",
     "params",
     "profiles",
     "nodes",
@@ -108,6 +109,7 @@ impl<'a> Builder<'a> {
         self.apply_profiles(&top, &mut params, overrides.profile.as_deref());
         let nodes_table = self.table_field(&top, "nodes").unwrap_or_default();
         let node_sets = self.apply_sets(&overrides.sets, &mut params, &nodes_table);
+        let scale = self.scale(&top, &params, &nodes_table);
 
         let mut built: Vec<PlanNode> = Vec::new();
         let mut edges: Vec<Edge> = Vec::new();
@@ -147,6 +149,7 @@ impl<'a> Builder<'a> {
             plugins,
             nodes,
             graph,
+            scale,
         })
     }
 

@@ -18,6 +18,7 @@ mod inputs;
 mod nodes;
 mod order;
 mod params;
+mod scale;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ use flow_core::{Node, NodeKind, Params, Registry};
 use petgraph::graph::DiGraph;
 
 pub use builder::is_plain_name;
+pub use scale::Scale;
 
 use crate::diagnostic::Diagnostics;
 use crate::extends::ReadRecipe;
@@ -85,6 +87,8 @@ pub struct Plan {
     pub nodes: Vec<PlanNode>,
     /// The DAG: node ids, edges labelled with the downstream port.
     pub graph: DiGraph<String, String>,
+    /// The recipe's `[scale]` table: the work units it runs over, if any.
+    pub scale: Option<Scale>,
 }
 
 impl Plan {

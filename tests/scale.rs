@@ -1,0 +1,255 @@
+//! A recipe cut into tasks (`[scale]`): the plan file, `flow task run` in any order and any
+//! number of times, `flow run --executor local`, `flow status`, and the failures they record.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::{flow, output, root};
+
+const RECIPE: &str = "recipes/mosaic_kmeans.toml";
+const TILES: [&str; 4] = ["18TWR", "18TXR", "18TWQ", "18TXQ"];
+
+/// Writes the plan of the mosaic recipe into `plan` (outputs to `out`); returns stdout.
+fn plan(cache: &Path, out: &Path, plan: &Path, extra: &[&str]) -> String {
+    let (code, stdout, stderr) = output(
+        flow(cache)
+            .args(["plan", RECIPE, "--out"])
+            .arg(out)
+            .arg("--output")
+            .arg(plan)
+            .args(extra),
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    stdout
+}
+
+/// Runs one task; returns (code, stderr).
+fn task(cache: &Path, plan: &Path, stage: &str, index: usize) -> (i32, String) {
+    let (code, _, stderr) = output(
+        flow(cache)
+            .args(["task", "run", "--plan"])
+            .arg(plan)
+            .args(["--stage", stage, "--index", &index.to_string()]),
+    );
+    (code, stderr)
+}
+
+/// The files a run of the mosaic recipe writes, relative to its output directory.
+fn outputs() -> Vec<PathBuf> {
+    let mut files = vec![PathBuf::from("model.json")];
+    for t in TILES {
+        files.push(Path::new(t).join("classes.tif"));
+        files.push(Path::new(t).join("classes.tif.aux.xml"));
+        files.push(Path::new(t).join("classes.item.json"));
+    }
+    files
+}
+
+fn assert_same_outputs(a: &Path, b: &Path) {
+    for f in outputs() {
+        let (x, y) = (a.join(&f), b.join(&f));
+        if !x.exists() && !y.exists() {
+            continue;
+        }
+        let x = std::fs::read(&x).unwrap_or_else(|e| panic!("{}: {e}", x.display()));
+        let y = std::fs::read(&y).unwrap_or_else(|e| panic!("{}: {e}", y.display()));
+        assert!(x == y, "{} differs between {} and {}", f.display(), a.display(), b.display());
+    }
+}
+
+/// A deterministic shuffle (xorshift), so that a failure can be replayed.
+fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    for i in (1..items.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        items.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+}
+
+#[test]
+fn tasks_in_any_order_and_twice_give_the_local_run_s_outputs_and_a_rerun_plans_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache_a, cache_b) = (dir.path().join("cache-a"), dir.path().join("cache-b"));
+    let (out_a, out_b) = (dir.path().join("tasks"), dir.path().join("local"));
+    let plan_path = dir.path().join("plan.json");
+
+    let summary = plan(&cache_a, &out_a, &plan_path, &[]);
+    assert!(summary.contains("9 tasks to run"), "{summary}");
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&plan_path).unwrap()).unwrap();
+    let stages: Vec<(String, usize)> = file["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().to_string(), s["tasks"].as_array().unwrap().len()))
+        .collect();
+    assert_eq!(
+        stages,
+        vec![("sample".into(), 4), ("fit".into(), 1), ("map".into(), 4)]
+    );
+    let map0 = &file["stages"][2]["tasks"][0];
+    assert_eq!(map0["unit"], "18TWR");
+    assert_eq!(map0["outputs"][0], "18TWR/classes.tif");
+    assert!(map0["reads"].as_array().unwrap().iter().any(|r| r == "fit"), "{map0}");
+    assert!(map0["key"].as_str().is_some_and(|k| k.len() == 64));
+    assert!(!std::fs::read_to_string(&plan_path).unwrap().contains("sig="));
+
+    // Every task, in a shuffled order across stages, some of them twice.
+    let mut all: Vec<(&str, usize)> = vec![("fit", 0)];
+    for i in 0..4 {
+        all.extend([("sample", i), ("map", i)]);
+    }
+    all.extend([("map", 2), ("sample", 1), ("fit", 0)]);
+    shuffle(&mut all, 0x5eed_cafe);
+    for (stage, index) in &all {
+        let (code, stderr) = task(&cache_a, &plan_path, stage, *index);
+        assert_eq!(code, 0, "task {stage}/{index}: {stderr}");
+    }
+    let (code, stderr) = task(&cache_a, &plan_path, "map", 3);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("done already"), "{stderr}");
+
+    // The same recipe run locally, with another cache.
+    let (code, stdout, stderr) = output(
+        flow(&cache_b)
+            .args(["run", RECIPE, "--executor", "local", "--out"])
+            .arg(&out_b),
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("map      4 tasks run, 0 done already"), "{stdout}");
+    assert_same_outputs(&out_a, &out_b);
+    for t in TILES {
+        assert!(out_a.join(t).join("classes.tif").exists());
+    }
+
+    // Planned again, nothing is left to run; a local rerun runs no task.
+    let again = plan(&cache_a, &out_a, &dir.path().join("plan2.json"), &[]);
+    assert!(again.contains("0 tasks to run"), "{again}");
+    let (code, stdout, stderr) = output(
+        flow(&cache_b)
+            .args(["run", RECIPE, "--out"])
+            .arg(&out_b),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("sample   0 tasks run, 4 done already"), "{stdout}");
+    assert!(stdout.contains("map      0 tasks run, 4 done already"), "{stdout}");
+
+    // flow status reads the same from the cache.
+    let (code, stdout, stderr) = output(flow(&cache_a).args(["status", "--plan"]).arg(&plan_path));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("map           4      4        0       0"), "{stdout}");
+
+    // A deleted output makes its task missing again; running it writes the same bytes.
+    std::fs::remove_file(out_a.join("18TXQ/classes.tif")).unwrap();
+    let again = plan(&cache_a, &out_a, &dir.path().join("plan3.json"), &[]);
+    assert!(again.contains("1 tasks to run"), "{again}");
+    let (code, stderr) = task(&cache_a, &dir.path().join("plan3.json"), "map", 3);
+    assert_eq!(code, 0, "{stderr}");
+    assert_same_outputs(&out_a, &out_b);
+}
+
+#[test]
+fn a_failed_task_is_recorded_with_its_code_and_a_changed_recipe_is_not_run_from_an_old_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("out");
+    let plan_path = dir.path().join("plan.json");
+    plan(&cache, &out, &plan_path, &["--tiles", "18TWR,18TXQ"]);
+
+    let (code, _, stderr) = output(
+        flow(&cache)
+            .args(["task", "run", "--plan"])
+            .arg(&plan_path)
+            .args(["--stage", "sample"])
+            .env("SLURM_ARRAY_TASK_ID", "1")
+            .env("FLOW_FAILPOINT", "sample:1:4:once"),
+    );
+    assert_eq!(code, 4, "{stderr}");
+    let (code, stdout, _) = output(flow(&cache).args(["status", "--plan"]).arg(&plan_path));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("sample        2      0        1       1"), "{stdout}");
+    assert!(stdout.contains("sample/1 (18TXQ): exit 4 (retryable)"), "{stdout}");
+    // `once`: the second attempt runs.
+    let (code, _, stderr) = output(
+        flow(&cache)
+            .args(["task", "run", "--plan"])
+            .arg(&plan_path)
+            .args(["--stage", "sample"])
+            .env("JOB_COMPLETION_INDEX", "1")
+            .env("FLOW_FAILPOINT", "sample:1:4:once"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+
+    // Out-of-range index and unknown stage: exit 2 naming what there is.
+    let (code, stderr) = task(&cache, &plan_path, "map", 2);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("stage `map` has 2 tasks"), "{stderr}");
+    let (code, stderr) = task(&cache, &plan_path, "predict", 0);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("the stages are sample, fit, map"), "{stderr}");
+
+    // No index at all.
+    let (code, _, stderr) = output(
+        flow(&cache)
+            .args(["task", "run", "--plan"])
+            .arg(&plan_path)
+            .args(["--stage", "map"])
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("AWS_BATCH_JOB_ARRAY_INDEX"),
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no task index"), "{stderr}");
+
+    // The plan names a recipe; an edited recipe is not run from the old plan.
+    let recipe = dir.path().join("r.toml");
+    let text = std::fs::read_to_string(root().join(RECIPE)).unwrap();
+    std::fs::write(&recipe, &text).unwrap();
+    let plan2 = dir.path().join("plan2.json");
+    let (code, _, stderr) = output(
+        flow(&cache)
+            .args(["plan"])
+            .arg(&recipe)
+            .arg("--out")
+            .arg(&out)
+            .arg("--output")
+            .arg(&plan2),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::write(&recipe, text.replace("k = 5", "k = 4")).unwrap();
+    let (code, stderr) = task(&cache, &plan2, "fit", 0);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("plan again"), "{stderr}");
+}
+
+#[test]
+fn scale_errors_point_at_the_recipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let text = std::fs::read_to_string(root().join(RECIPE)).unwrap();
+    let cases = [
+        (
+            text.replace("tile = \"18TWR\"   #", "#"),
+            "each unit sets params.tile",
+        ),
+        (
+            text.replace("gather = [\"fit\"]", "gather = [\"fitt\"]"),
+            "`fitt` is not a node of this recipe",
+        ),
+        (
+            text.replace("path = \"${params.tile}/classes.tif\"", "path = \"classes.tif\""),
+            "both write classes.tif",
+        ),
+        (
+            text.replace("tiles = [", "tiles = [\"18TWR\", "),
+            "`18TWR` appears twice in `tiles`",
+        ),
+    ];
+    for (i, (recipe, message)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("r{i}.toml"));
+        std::fs::write(&path, recipe).unwrap();
+        let (code, stdout, stderr) = output(flow(&cache).arg("plan").arg(&path));
+        assert_eq!(code, 2, "{message}: {stdout}\n{stderr}");
+        assert!(stderr.contains(message), "{message}: {stderr}");
+    }
+}
