@@ -104,27 +104,14 @@ fn parse_executor(text: &str) -> Result<Executor, String> {
     }
 }
 
-/// A comma-separated list (`--tiles 18TWR,18TXR`).
-fn parse_list(text: &str) -> Result<Vec<String>, String> {
-    let list: Vec<String> = text
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if list.is_empty() {
-        return Err("expected a comma-separated list".into());
-    }
-    Ok(list)
-}
-
 /// The units of a recipe with `[scale]`, chosen on the command line.
 #[derive(Debug, Clone, Default, Args)]
 pub struct UnitArgs {
     /// Tiles to run, replacing the recipe's `scale.tiles` (comma-separated).
-    #[arg(long, value_name = "TILE,...", value_parser = parse_list)]
+    #[arg(long, value_name = "TILE,...", value_delimiter = ',')]
     pub tiles: Option<Vec<String>>,
     /// Dates to run, replacing the recipe's `scale.dates` (comma-separated).
-    #[arg(long, value_name = "DATE,...", value_parser = parse_list)]
+    #[arg(long, value_name = "DATE,...", value_delimiter = ',')]
     pub dates: Option<Vec<String>>,
 }
 

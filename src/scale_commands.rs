@@ -247,11 +247,9 @@ pub fn task_run(args: TaskRunArgs) -> CommandResult {
     // The plan's keys must still be the recipe's: a task never runs an edited recipe silently.
     if let Some(planned) = plan.stage(&args.stage).and_then(|s| s.tasks.get(index)) {
         let stage = scaled.staged.stage(&args.stage).cloned();
-        let now = stage.as_ref().and_then(|s| {
-            s.tasks
-                .get(index)
-                .and_then(|t| scaled.task_key(s, t))
-        });
+        let now = stage
+            .as_ref()
+            .and_then(|s| s.tasks.get(index).map(|t| scaled.task_key(s, t)));
         if let (Some(planned), Some(now)) = (&planned.key, &now) {
             if planned != now {
                 return Err(CommandError::usage(format!(

@@ -82,6 +82,11 @@ impl Staged {
 
     /// The plan of one task: its nodes and everything they read, in plan order.
     pub fn task_plan(&self, task: &Task) -> Plan {
+        self.closure(&task.nodes)
+    }
+
+    /// The plan of `nodes` (indices into the staged plan) and everything they read.
+    pub fn closure(&self, nodes: &[usize]) -> Plan {
         let mut keep = vec![false; self.plan.nodes.len()];
         let index: HashMap<&str, usize> = self
             .plan
@@ -90,7 +95,7 @@ impl Staged {
             .enumerate()
             .map(|(i, n)| (n.id.as_str(), i))
             .collect();
-        let mut stack: Vec<usize> = task.nodes.clone();
+        let mut stack: Vec<usize> = nodes.to_vec();
         while let Some(i) = stack.pop() {
             if std::mem::replace(&mut keep[i], true) {
                 continue;

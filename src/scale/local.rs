@@ -22,9 +22,7 @@ pub fn run(scaled: &mut Scaled, runtime: &tokio::runtime::Runtime) -> Result<Loc
     for stage in &stages {
         let (mut ran, mut done) = (0, 0);
         for (index, t) in stage.tasks.iter().enumerate() {
-            let key = scaled.task_key(stage, t);
-            let state = records::state(scaled.cache(), key.as_deref(), &scaled.setup.out_dir);
-            if let records::TaskState::Done(_) = state {
+            if let records::TaskState::Done(_) = scaled.task_state(stage, t) {
                 done += 1;
                 continue;
             }

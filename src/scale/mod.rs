@@ -62,6 +62,8 @@ pub struct Scaled {
     pub options: RunOptions,
     /// Each node's key, in plan order (`None` while unknown), and whether it is cached.
     pub keys: Vec<(Option<Key>, bool)>,
+    /// Each node's plan key, in plan order: what names tasks.
+    pub plan_keys: Vec<Key>,
 }
 
 impl Scaled {
@@ -117,13 +119,16 @@ impl Scaled {
         options.window = setup.window;
         options.memory_limit = setup.memory_limit;
         options.registry = Some(Arc::new(registry));
+        search(&staged, &options)?;
         let keys = flow_engine::executor::node_keys(&staged.plan, &options);
+        let plan_keys = flow_engine::executor::plan_keys(&staged.plan, &options);
         Ok(Some(Scaled {
             setup,
             scale,
             staged,
             options,
             keys,
+            plan_keys,
         }))
     }
 
@@ -169,23 +174,45 @@ impl Scaled {
             .expect("a staged recipe always runs with a cache")
     }
 
-    /// The key of `task` in stage `stage`: BLAKE3 over the stage and the keys of the nodes it
-    /// computes; `None` while one of them is unknown.
-    pub fn task_key(&self, stage: &Stage, task: &Task) -> Option<String> {
+    /// The key of `task` in stage `stage`: BLAKE3 over the stage and the plan keys
+    /// ([`flow_engine::executor::plan_keys`]) of the nodes it computes. It names the task's
+    /// records; it is known before anything runs and changes with the recipe.
+    pub fn task_key(&self, stage: &Stage, task: &Task) -> String {
         let mut h = blake3::Hasher::new();
         h.update(b"flow-task-1\0");
         h.update(stage.name.as_bytes());
         h.update(b"\0");
-        let mut keys: Vec<String> = Vec::with_capacity(task.nodes.len());
-        for &i in &task.nodes {
-            keys.push(self.keys.get(i)?.0?.hex());
-        }
+        let mut keys: Vec<String> = task
+            .nodes
+            .iter()
+            .filter_map(|&i| self.plan_keys.get(i).map(Key::hex))
+            .collect();
         keys.sort();
         for k in &keys {
             h.update(k.as_bytes());
             h.update(b"\0");
         }
-        Some(h.finalize().to_hex().to_string())
+        h.finalize().to_hex().to_string()
+    }
+
+    /// Where `task` stands: done only when its completion record is there, the files it lists
+    /// are in place, and the keys it recorded for its nodes are the keys the cache resolves for
+    /// them now (a file read since changed, or a live search that answers differently, makes
+    /// it missing again).
+    pub fn task_state(&self, stage: &Stage, task: &Task) -> records::TaskState {
+        let key = self.task_key(stage, task);
+        let state = records::state(self.cache(), &key, &self.setup.out_dir);
+        if let records::TaskState::Done(done) = &state {
+            let current = task.nodes.iter().all(|&i| {
+                let id = &self.staged.plan.nodes[i].id;
+                let now = self.keys.get(i).and_then(|k| k.0).map(|k| k.hex());
+                now.is_some() && done.nodes.get(id) == now.as_ref()
+            });
+            if !current {
+                return records::TaskState::Missing;
+            }
+        }
+        state
     }
 
     /// Resolves the keys again (after a task ran a live search, say).
@@ -207,8 +234,7 @@ impl Scaled {
                 .enumerate()
                 .map(|(index, task)| {
                     let key = self.task_key(stage, task);
-                    let state =
-                        records::state(self.cache(), key.as_deref(), &self.setup.out_dir);
+                    let state = self.task_state(stage, task);
                     let mine: std::collections::HashSet<&str> =
                         task.nodes.iter().map(|&i| plan.nodes[i].id.as_str()).collect();
                     let mut reads: Vec<String> = task
@@ -236,7 +262,7 @@ impl Scaled {
                     TaskFile {
                         index,
                         unit: task.unit.map(|u| self.staged.units[u].label()),
-                        key,
+                        key: Some(key),
                         nodes: task
                             .nodes
                             .iter()
@@ -279,6 +305,46 @@ impl Scaled {
             stages,
         }
     }
+}
+
+/// Runs the live searches of every unit (the nodes whose output the cache keeps for a while)
+/// into the cache, so that the keys of everything after them, and so every task's key, are known
+/// before any task runs, and are the same for every task that runs within their time to live.
+///
+/// # Errors
+/// The failing search's error and code.
+fn search(staged: &Staged, options: &RunOptions) -> Result<(), CommandError> {
+    let live: Vec<usize> = staged
+        .plan
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| matches!(n.node.caching(), flow_core::Caching::Ttl(_)))
+        .map(|(i, _)| i)
+        .collect();
+    if live.is_empty() {
+        return Ok(());
+    }
+    let plan = staged.closure(&live);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(options.jobs + 2)
+        .enable_all()
+        .build()
+        .map_err(|e| CommandError::io(format!("cannot start the runtime: {e}")))?;
+    let report = runtime.block_on(flow_engine::run(&plan, options.clone(), |_| {}));
+    runtime.shutdown_background();
+    if report.exit_code == flow_core::ExitCode::Ok {
+        return Ok(());
+    }
+    let why = report
+        .nodes
+        .iter()
+        .find(|n| n.error.is_some())
+        .map(|n| format!("node `{}` ({}) failed: {}", n.id, n.kind, n.error.as_deref().unwrap_or_default()))
+        .or_else(|| report.error.clone())
+        .unwrap_or_else(|| "the search failed".into());
+    Err(CommandError::new(report.exit_code, why))
 }
 
 /// Prints a plan file's summary: per stage, tasks and how many are done; then how many to run.

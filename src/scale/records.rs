@@ -102,13 +102,10 @@ pub fn failed_name(key: &str) -> String {
     format!("tasks/{key}.failed.json")
 }
 
-/// The state of the task with key `key` (`None`: not known before running, so not done). A
-/// completion record whose files are not in `out_dir` any more (or differ in size) counts as
-/// missing: the task is run again and rewrites them.
-pub fn state(cache: &Cache, key: Option<&str>, out_dir: &Path) -> TaskState {
-    let Some(key) = key else {
-        return TaskState::Missing;
-    };
+/// The state of the task with key `key`, from its records. A completion record whose files are
+/// not in `out_dir` any more (or differ in size) counts as missing: the task is run again and
+/// rewrites them.
+pub fn state(cache: &Cache, key: &str, out_dir: &Path) -> TaskState {
     if let Ok(Some(bytes)) = cache.get_record(&done_name(key)) {
         if let Ok(done) = serde_json::from_slice::<Completion>(&bytes) {
             let in_place = done.outputs.iter().all(|f| {

@@ -13,7 +13,10 @@ pub fn states(plan: &PlanFile, cache: &flow_engine::Cache) -> Vec<(String, Vec<T
             let states = s
                 .tasks
                 .iter()
-                .map(|t| records::state(cache, t.key.as_deref(), &plan.out_dir))
+                .map(|t| match &t.key {
+                    Some(key) => records::state(cache, key, &plan.out_dir),
+                    None => TaskState::Missing,
+                })
                 .collect();
             (s.name.clone(), states)
         })

@@ -115,21 +115,20 @@ pub fn run(
         None => format!("{stage_name}/{index}"),
     };
     let out_dir = scaled.setup.out_dir.clone();
-    if let Some(key) = scaled.task_key(&stage, &task) {
-        if let records::TaskState::Done(_) = records::state(scaled.cache(), Some(&key), &out_dir) {
-            eprintln!("task {label}: done already (its completion record is in the cache)");
-            return Ok(TaskRun {
-                computed: 0,
-                loaded: 0,
-                seconds: started.elapsed().as_secs_f64(),
-                already_done: true,
-            });
-        }
-        if let Some(code) = failpoint(scaled, stage_name, index, &key) {
-            let message = format!("failpoint FLOW_FAILPOINT: task {label} exits {}", code.code());
-            record_failure(scaled, (&stage, index), &key, code, &message, run_id);
-            return Err(CommandError::new(code, message));
-        }
+    let key = scaled.task_key(&stage, &task);
+    if let records::TaskState::Done(_) = scaled.task_state(&stage, &task) {
+        eprintln!("task {label}: done already (its completion record is in the cache)");
+        return Ok(TaskRun {
+            computed: 0,
+            loaded: 0,
+            seconds: started.elapsed().as_secs_f64(),
+            already_done: true,
+        });
+    }
+    if let Some(code) = failpoint(scaled, stage_name, index, &key) {
+        let message = format!("failpoint FLOW_FAILPOINT: task {label} exits {}", code.code());
+        record_failure(scaled, (&stage, index), &key, code, &message, run_id);
+        return Err(CommandError::new(code, message));
     }
     std::fs::create_dir_all(&out_dir).map_err(|e| {
         CommandError::io(format!(
@@ -152,9 +151,8 @@ pub fn run(
             eprintln!("warning: {}: {w}", node.id);
         }
     }
-    // Keys after a live search are known now.
+    // The keys of what ran (after the files it read) are known now.
     scaled.refresh_keys();
-    let key = scaled.task_key(&stage, &task);
     if report.exit_code != ExitCode::Ok {
         let failed = report.nodes.iter().find(|n| n.error.is_some());
         let message = match failed {
@@ -169,17 +167,9 @@ pub fn run(
                 report.error.as_deref().unwrap_or("failed")
             ),
         };
-        if let Some(key) = &key {
-            record_failure(scaled, (&stage, index), key, report.exit_code, &message, run_id);
-        }
+        record_failure(scaled, (&stage, index), &key, report.exit_code, &message, run_id);
         return Err(CommandError::new(report.exit_code, message));
     }
-    let key = key.ok_or_else(|| {
-        CommandError::new(
-            ExitCode::NodeFailed,
-            format!("task {label}: ran, but the keys of its nodes are still unknown"),
-        )
-    })?;
     let plan = &scaled.staged.plan;
     let mut outputs = Vec::new();
     for &i in &task.nodes {

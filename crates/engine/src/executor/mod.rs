@@ -252,6 +252,33 @@ pub fn node_keys(plan: &Plan, options: &RunOptions) -> Vec<(Option<Key>, bool)> 
         .collect()
 }
 
+/// Each node's key as the plan alone decides it, in plan order: its kind, params, extra key
+/// material and its inputs' plan keys, with neither the content of live searches nor the
+/// versions of the files nodes read. Two runs of the same recipe on the same inputs' names have
+/// the same plan keys, known before anything runs; the keys the cache uses ([`node_keys`]) add
+/// what was actually read.
+pub fn plan_keys(plan: &Plan, options: &RunOptions) -> Vec<Key> {
+    let context = |id: &str| options.context(id);
+    let (materials, _) = key_materials(plan, &context);
+    let inputs_of = input_indices(plan);
+    let mut keys: Vec<Key> = Vec::with_capacity(plan.nodes.len());
+    for (i, node) in plan.nodes.iter().enumerate() {
+        let inputs: Vec<(String, Key)> = node
+            .inputs
+            .iter()
+            .zip(&inputs_of[i])
+            .map(|((port, _), &j)| (port.clone(), keys[j]))
+            .collect();
+        keys.push(node_key(
+            node.kind.as_ref(),
+            &node.params,
+            materials[i].as_deref(),
+            &inputs,
+        ));
+    }
+    keys
+}
+
 /// The scheduler with every key that can be known before running resolved: cached live
 /// searches are loaded so that the keys of the nodes after them are known.
 fn resolved<'a>(plan: &'a Plan, options: &'a RunOptions) -> Scheduler<'a> {
