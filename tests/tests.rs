@@ -95,3 +95,6 @@ mod assess;
 /// `classifier-fit`: a random forest trained on the offline scene's ground truth (held-out
 /// accuracy, the same model on one and two threads), and `predict` refusing other features.
 mod classifier;
+
+/// The loopback Slurm cluster that scripts/test starts: a job array through sbatch.
+mod slurm_cluster;
