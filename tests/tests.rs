@@ -107,3 +107,6 @@ mod object_store;
 
 /// Recipes cut into tasks: plan files, `flow task run` in any order, the local executor, status.
 mod scale;
+
+/// The loopback Slurm cluster that scripts/test starts: a job array through sbatch.
+mod slurm_cluster;
