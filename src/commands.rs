@@ -296,7 +296,10 @@ fn print_estimate(
 /// The outputs of the plan's item nodes (searches and signing, which read catalogs, not
 /// pixels), run now so that the estimate knows the grid and the time steps; in plan order,
 /// `None` for every other node and for one that failed (with a warning).
-pub(crate) fn run_item_nodes(plan: &Plan, options: &RunOptions) -> Vec<Option<Arc<flow_core::Value>>> {
+pub(crate) fn run_item_nodes(
+    plan: &Plan,
+    options: &RunOptions,
+) -> Vec<Option<Arc<flow_core::Value>>> {
     let mut values: Vec<Option<Arc<flow_core::Value>>> = Vec::with_capacity(plan.nodes.len());
     for node in &plan.nodes {
         let inputs: Option<Vec<(String, Arc<flow_core::Value>)>> = node

@@ -31,14 +31,16 @@ fn out_dir(out: Option<&PathBuf>, recipe: &Path, name: &str) -> PathBuf {
 fn recipe_name(recipe: &Path, plugins: &[PathBuf]) -> Result<String, CommandError> {
     let registry = crate::commands::registry_with_plugins(Some(recipe), plugins)?;
     let overrides = flow_recipe::Overrides::new(None, &[]);
-    Ok(crate::commands::load_plan_with(recipe, &overrides, &registry)
-        .map(|p| p.name)
-        .unwrap_or_else(|_| {
-            recipe
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        }))
+    Ok(
+        crate::commands::load_plan_with(recipe, &overrides, &registry)
+            .map(|p| p.name)
+            .unwrap_or_else(|_| {
+                recipe
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            }),
+    )
 }
 
 /// `flow plan` on a recipe with `[scale]`: the stages' summary, and the plan file with
@@ -70,7 +72,10 @@ pub fn plan(args: &PlanArgs, plugins: &[PathBuf]) -> Option<CommandResult> {
             file.write(path)?;
         }
         if args.json {
-            crate::outln!("{}", serde_json::to_string_pretty(&file).unwrap_or_default());
+            crate::outln!(
+                "{}",
+                serde_json::to_string_pretty(&file).unwrap_or_default()
+            );
         } else {
             scale::print_plan_summary(&file);
             if let Some(path) = &args.output {
@@ -193,9 +198,15 @@ pub fn run(args: &RunArgs, plugins: &[PathBuf]) -> Option<CommandResult> {
             Executor::EmitKubernetes | Executor::EmitAwsBatch => {
                 let spec = emit_spec(&file, &plan_path, args, jobs);
                 let (text, path) = if args.executor == Executor::EmitKubernetes {
-                    (crate::emit::kubernetes(&spec), file.out_dir.join("k8s-jobs.yaml"))
+                    (
+                        crate::emit::kubernetes(&spec),
+                        file.out_dir.join("k8s-jobs.yaml"),
+                    )
                 } else {
-                    (crate::emit::aws_batch(&spec), file.out_dir.join("aws-batch.json"))
+                    (
+                        crate::emit::aws_batch(&spec),
+                        file.out_dir.join("aws-batch.json"),
+                    )
                 };
                 flow_core::atomic::write_atomic(&path, text.as_bytes()).map_err(|e| {
                     CommandError::io(format!("cannot write {}: {e}", path.display()))
@@ -215,7 +226,12 @@ pub fn run(args: &RunArgs, plugins: &[PathBuf]) -> Option<CommandResult> {
 }
 
 /// What the emitters need, from the plan file.
-fn emit_spec(file: &PlanFile, plan_path: &Path, args: &RunArgs, jobs: usize) -> crate::emit::EmitSpec {
+fn emit_spec(
+    file: &PlanFile,
+    plan_path: &Path,
+    args: &RunArgs,
+    jobs: usize,
+) -> crate::emit::EmitSpec {
     crate::emit::EmitSpec {
         name: file.name.clone(),
         image: args.image.clone(),
@@ -275,7 +291,11 @@ pub fn task_run(args: TaskRunArgs) -> CommandResult {
 pub fn status(args: StatusArgs) -> CommandResult {
     let plan = PlanFile::read(&args.plan)?;
     let cache = crate::commands::open_cache(&CacheDirArg {
-        cache_dir: args.cache.cache_dir.clone().or_else(|| plan.cache_dir.clone()),
+        cache_dir: args
+            .cache
+            .cache_dir
+            .clone()
+            .or_else(|| plan.cache_dir.clone()),
         cache: args.cache.cache.clone().or_else(|| plan.cache.clone()),
     })?;
     scale::status::print(&plan, &cache)

@@ -20,7 +20,7 @@ use crate::support::{flow, node_statuses, output, run_report, write_scene};
 const RECIPE: &str = "recipes/timberlea_kmeans.toml";
 
 /// The endpoint, or None (after saying so) when the tests run without a server.
-fn endpoint() -> Option<String> {
+pub fn endpoint() -> Option<String> {
     match std::env::var("FLOW_TEST_S3_ENDPOINT") {
         Ok(url) if !url.trim().is_empty() => Some(url.trim().trim_end_matches('/').to_string()),
         _ => {
@@ -36,14 +36,14 @@ fn endpoint() -> Option<String> {
 }
 
 /// A bucket on the test server.
-struct Bucket {
-    endpoint: String,
+pub struct Bucket {
+    pub endpoint: String,
     name: String,
 }
 
 impl Bucket {
     /// A new, empty bucket with a name no other test uses.
-    fn create(endpoint: &str) -> Bucket {
+    pub fn create(endpoint: &str) -> Bucket {
         let bucket = Bucket::unique(endpoint);
         let status = curl(&["-X", "PUT", &bucket.http("")]);
         assert!(status.0.starts_with('2'), "creating a bucket: {status:?}");
@@ -76,12 +76,12 @@ impl Bucket {
     }
 
     /// The `--cache` URL for prefix `p`.
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("s3://{}/p", self.name)
     }
 
     /// Every key in the bucket.
-    fn keys(&self) -> Vec<String> {
+    pub fn keys(&self) -> Vec<String> {
         let (status, body) = curl(&[&format!("{}?list-type=2&max-keys=1000", self.http(""))]);
         let body = String::from_utf8_lossy(&body).into_owned();
         assert!(status.starts_with('2'), "listing: {status} {body}");

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::support::{flow, output, root};
 
-const RECIPE: &str = "recipes/mosaic_kmeans.toml";
+pub const RECIPE: &str = "recipes/mosaic_kmeans.toml";
 const TILES: [&str; 4] = ["18TWR", "18TXR", "18TWQ", "18TXQ"];
 
 /// Writes the plan of the mosaic recipe into `plan` (outputs to `out`); returns stdout.
@@ -24,12 +24,12 @@ fn plan(cache: &Path, out: &Path, plan: &Path, extra: &[&str]) -> String {
 
 /// Runs one task; returns (code, stderr).
 fn task(cache: &Path, plan: &Path, stage: &str, index: usize) -> (i32, String) {
-    let (code, _, stderr) = output(
-        flow(cache)
-            .args(["task", "run", "--plan"])
-            .arg(plan)
-            .args(["--stage", stage, "--index", &index.to_string()]),
-    );
+    let (code, _, stderr) = output(flow(cache).args(["task", "run", "--plan"]).arg(plan).args([
+        "--stage",
+        stage,
+        "--index",
+        &index.to_string(),
+    ]));
     (code, stderr)
 }
 
@@ -44,7 +44,7 @@ fn outputs() -> Vec<PathBuf> {
     files
 }
 
-fn assert_same_outputs(a: &Path, b: &Path) {
+pub fn assert_same_outputs(a: &Path, b: &Path) {
     for f in outputs() {
         let (x, y) = (a.join(&f), b.join(&f));
         if !x.exists() && !y.exists() {
@@ -52,7 +52,13 @@ fn assert_same_outputs(a: &Path, b: &Path) {
         }
         let x = std::fs::read(&x).unwrap_or_else(|e| panic!("{}: {e}", x.display()));
         let y = std::fs::read(&y).unwrap_or_else(|e| panic!("{}: {e}", y.display()));
-        assert!(x == y, "{} differs between {} and {}", f.display(), a.display(), b.display());
+        assert!(
+            x == y,
+            "{} differs between {} and {}",
+            f.display(),
+            a.display(),
+            b.display()
+        );
     }
 }
 
@@ -81,7 +87,12 @@ fn tasks_in_any_order_and_twice_give_the_local_run_s_outputs_and_a_rerun_plans_n
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["name"].as_str().unwrap().to_string(), s["tasks"].as_array().unwrap().len()))
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["tasks"].as_array().unwrap().len(),
+            )
+        })
         .collect();
     assert_eq!(
         stages,
@@ -90,9 +101,14 @@ fn tasks_in_any_order_and_twice_give_the_local_run_s_outputs_and_a_rerun_plans_n
     let map0 = &file["stages"][2]["tasks"][0];
     assert_eq!(map0["unit"], "18TWR");
     assert_eq!(map0["outputs"][0], "18TWR/classes.tif");
-    assert!(map0["reads"].as_array().unwrap().iter().any(|r| r == "fit"), "{map0}");
+    assert!(
+        map0["reads"].as_array().unwrap().iter().any(|r| r == "fit"),
+        "{map0}"
+    );
     assert!(map0["key"].as_str().is_some_and(|k| k.len() == 64));
-    assert!(!std::fs::read_to_string(&plan_path).unwrap().contains("sig="));
+    assert!(!std::fs::read_to_string(&plan_path)
+        .unwrap()
+        .contains("sig="));
 
     // Every task, in a shuffled order across stages, some of them twice.
     let mut all: Vec<(&str, usize)> = vec![("fit", 0)];
@@ -116,7 +132,10 @@ fn tasks_in_any_order_and_twice_give_the_local_run_s_outputs_and_a_rerun_plans_n
             .arg(&out_b),
     );
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stdout.contains("map      4 tasks run, 0 done already"), "{stdout}");
+    assert!(
+        stdout.contains("map      4 tasks run, 0 done already"),
+        "{stdout}"
+    );
     assert_same_outputs(&out_a, &out_b);
     for t in TILES {
         assert!(out_a.join(t).join("classes.tif").exists());
@@ -125,19 +144,24 @@ fn tasks_in_any_order_and_twice_give_the_local_run_s_outputs_and_a_rerun_plans_n
     // Planned again, nothing is left to run; a local rerun runs no task.
     let again = plan(&cache_a, &out_a, &dir.path().join("plan2.json"), &[]);
     assert!(again.contains("0 tasks to run"), "{again}");
-    let (code, stdout, stderr) = output(
-        flow(&cache_b)
-            .args(["run", RECIPE, "--out"])
-            .arg(&out_b),
-    );
+    let (code, stdout, stderr) = output(flow(&cache_b).args(["run", RECIPE, "--out"]).arg(&out_b));
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("sample   0 tasks run, 4 done already"), "{stdout}");
-    assert!(stdout.contains("map      0 tasks run, 4 done already"), "{stdout}");
+    assert!(
+        stdout.contains("sample   0 tasks run, 4 done already"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("map      0 tasks run, 4 done already"),
+        "{stdout}"
+    );
 
     // flow status reads the same from the cache.
     let (code, stdout, stderr) = output(flow(&cache_a).args(["status", "--plan"]).arg(&plan_path));
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("map           4      4        0       0"), "{stdout}");
+    assert!(
+        stdout.contains("map           4      4        0       0"),
+        "{stdout}"
+    );
 
     // A deleted output makes its task missing again; running it writes the same bytes.
     std::fs::remove_file(out_a.join("18TXQ/classes.tif")).unwrap();
@@ -167,8 +191,14 @@ fn a_failed_task_is_recorded_with_its_code_and_a_changed_recipe_is_not_run_from_
     assert_eq!(code, 4, "{stderr}");
     let (code, stdout, _) = output(flow(&cache).args(["status", "--plan"]).arg(&plan_path));
     assert_eq!(code, 0);
-    assert!(stdout.contains("sample        2      0        1       1"), "{stdout}");
-    assert!(stdout.contains("sample/1 (18TXQ): exit 4 (retryable)"), "{stdout}");
+    assert!(
+        stdout.contains("sample        2      0        1       1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sample/1 (18TXQ): exit 4 (retryable)"),
+        "{stdout}"
+    );
     // `once`: the second attempt runs.
     let (code, _, stderr) = output(
         flow(&cache)
@@ -186,7 +216,10 @@ fn a_failed_task_is_recorded_with_its_code_and_a_changed_recipe_is_not_run_from_
     assert!(stderr.contains("stage `map` has 2 tasks"), "{stderr}");
     let (code, stderr) = task(&cache, &plan_path, "predict", 0);
     assert_eq!(code, 2);
-    assert!(stderr.contains("the stages are sample, fit, map"), "{stderr}");
+    assert!(
+        stderr.contains("the stages are sample, fit, map"),
+        "{stderr}"
+    );
 
     // No index at all.
     let (code, _, stderr) = output(
@@ -237,7 +270,10 @@ fn scale_errors_point_at_the_recipe() {
             "`fitt` is not a node of this recipe",
         ),
         (
-            text.replace("path = \"${params.tile}/classes.tif\"", "path = \"classes.tif\""),
+            text.replace(
+                "path = \"${params.tile}/classes.tif\"",
+                "path = \"classes.tif\"",
+            ),
             "both write classes.tif",
         ),
         (

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 const GIVE_UP: Duration = Duration::from_secs(180);
 
 /// SLURM_CONF, or None (after saying so) when the tests run without a cluster.
-fn slurm_conf() -> Option<String> {
+pub fn slurm_conf() -> Option<String> {
     match std::env::var("SLURM_CONF") {
         Ok(conf) if !conf.trim().is_empty() => Some(conf),
         _ => {

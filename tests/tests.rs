@@ -110,3 +110,6 @@ mod scale;
 
 /// The loopback Slurm cluster that scripts/test starts: a job array through sbatch.
 mod slurm_cluster;
+
+/// The mosaic recipe on Slurm and a shared S3 cache (both on loopback), and as emitted jobs.
+mod scale_out;

@@ -177,7 +177,9 @@ pub fn stage(
         }
     }
     for id in &scale.gather {
-        let node = first.node(id).ok_or_else(|| usage(format!("no node `{id}`")))?;
+        let node = first
+            .node(id)
+            .ok_or_else(|| usage(format!("no node `{id}`")))?;
         if node.inputs.iter().all(|(_, s)| once.contains(s.as_str())) {
             return Err(usage(format!(
                 "`{id}` is in scale.gather but reads nothing from a unit: gather a node that reads \
@@ -248,9 +250,9 @@ pub fn stage(
                 }
                 let id = format!("gather/{}/{port}", node.id);
                 let params = flow_core::Params::new();
-                let built = gather_kind.build(&params).map_err(|e| {
-                    usage(format!("cannot build the gather of `{}`: {e}", node.id))
-                })?;
+                let built = gather_kind
+                    .build(&params)
+                    .map_err(|e| usage(format!("cannot build the gather of `{}`: {e}", node.id)))?;
                 nodes.push(PlanNode {
                     id: id.clone(),
                     kind: gather_kind.clone(),

@@ -16,7 +16,10 @@ pub struct LocalRun {
 ///
 /// # Errors
 /// The first failing task's error (the tasks after it are not started).
-pub fn run(scaled: &mut Scaled, runtime: &tokio::runtime::Runtime) -> Result<LocalRun, CommandError> {
+pub fn run(
+    scaled: &mut Scaled,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<LocalRun, CommandError> {
     let mut out = LocalRun::default();
     let stages = scaled.staged.stages.clone();
     for stage in &stages {

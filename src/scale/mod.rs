@@ -235,8 +235,11 @@ impl Scaled {
                 .map(|(index, task)| {
                     let key = self.task_key(stage, task);
                     let state = self.task_state(stage, task);
-                    let mine: std::collections::HashSet<&str> =
-                        task.nodes.iter().map(|&i| plan.nodes[i].id.as_str()).collect();
+                    let mine: std::collections::HashSet<&str> = task
+                        .nodes
+                        .iter()
+                        .map(|&i| plan.nodes[i].id.as_str())
+                        .collect();
                     let mut reads: Vec<String> = task
                         .nodes
                         .iter()
@@ -251,14 +254,13 @@ impl Scaled {
                         .flat_map(|&i| plan.nodes[i].node.writes())
                         .map(|p| p.display().to_string())
                         .collect();
-                    let (read_bytes, peak_bytes) =
-                        task.nodes.iter().fold((0, 0), |(r, p), &i| {
-                            let e = estimate.nodes.get(i);
-                            (
-                                r + e.map_or(0, |e| e.read_bytes),
-                                p.max(e.map_or(0, |e| e.peak_bytes)),
-                            )
-                        });
+                    let (read_bytes, peak_bytes) = task.nodes.iter().fold((0, 0), |(r, p), &i| {
+                        let e = estimate.nodes.get(i);
+                        (
+                            r + e.map_or(0, |e| e.read_bytes),
+                            p.max(e.map_or(0, |e| e.peak_bytes)),
+                        )
+                    });
                     TaskFile {
                         index,
                         unit: task.unit.map(|u| self.staged.units[u].label()),
@@ -341,7 +343,14 @@ fn search(staged: &Staged, options: &RunOptions) -> Result<(), CommandError> {
         .nodes
         .iter()
         .find(|n| n.error.is_some())
-        .map(|n| format!("node `{}` ({}) failed: {}", n.id, n.kind, n.error.as_deref().unwrap_or_default()))
+        .map(|n| {
+            format!(
+                "node `{}` ({}) failed: {}",
+                n.id,
+                n.kind,
+                n.error.as_deref().unwrap_or_default()
+            )
+        })
         .or_else(|| report.error.clone())
         .unwrap_or_else(|| "the search failed".into());
     Err(CommandError::new(report.exit_code, why))

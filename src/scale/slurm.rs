@@ -136,7 +136,13 @@ fn shell_quote(s: &str) -> String {
 }
 
 /// Writes the batch script of a stage: `flow task run` with the index from Slurm.
-fn script(dir: &Path, plan_path: &Path, plan: &PlanFile, stage: &str, flow: &Path) -> Result<PathBuf, CommandError> {
+fn script(
+    dir: &Path,
+    plan_path: &Path,
+    plan: &PlanFile,
+    stage: &str,
+    flow: &Path,
+) -> Result<PathBuf, CommandError> {
     let mut cmd = format!(
         "exec {} task run --plan {} --stage {}",
         shell_quote(&flow.display().to_string()),
@@ -227,10 +233,7 @@ pub fn run(
                             write_report(&dir, &report);
                             return Err(CommandError::new(
                                 code,
-                                format!(
-                                    "{} (exit {} is not retried)",
-                                    f.message, f.exit_code
-                                ),
+                                format!("{} (exit {} is not retried)", f.message, f.exit_code),
                             ));
                         }
                     }
@@ -353,7 +356,10 @@ mod tests {
     fn chunks_keep_every_index_below_the_maximum() {
         let idx: Vec<usize> = (0..2500).filter(|i| i % 7 != 3).collect();
         let c = chunks(&idx, 1001);
-        assert_eq!(c.iter().map(|(o, _)| *o).collect::<Vec<_>>(), vec![0, 1001, 2002]);
+        assert_eq!(
+            c.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+            vec![0, 1001, 2002]
+        );
         let back: Vec<usize> = c
             .iter()
             .flat_map(|(o, l)| l.iter().map(move |i| i + o))

@@ -58,7 +58,11 @@ pub fn print(plan: &PlanFile, cache: &flow_engine::Cache) -> Result<(), CommandE
                         .map(|u| format!(" ({u})"))
                         .unwrap_or_default(),
                     f.exit_code,
-                    if f.retryable { "retryable" } else { "not retryable" },
+                    if f.retryable {
+                        "retryable"
+                    } else {
+                        "not retryable"
+                    },
                     f.host,
                     f.message
                 ));

@@ -126,7 +126,10 @@ pub fn run(
         });
     }
     if let Some(code) = failpoint(scaled, stage_name, index, &key) {
-        let message = format!("failpoint FLOW_FAILPOINT: task {label} exits {}", code.code());
+        let message = format!(
+            "failpoint FLOW_FAILPOINT: task {label} exits {}",
+            code.code()
+        );
         record_failure(scaled, (&stage, index), &key, code, &message, run_id);
         return Err(CommandError::new(code, message));
     }
@@ -167,7 +170,14 @@ pub fn run(
                 report.error.as_deref().unwrap_or("failed")
             ),
         };
-        record_failure(scaled, (&stage, index), &key, report.exit_code, &message, run_id);
+        record_failure(
+            scaled,
+            (&stage, index),
+            &key,
+            report.exit_code,
+            &message,
+            run_id,
+        );
         return Err(CommandError::new(report.exit_code, message));
     }
     let plan = &scaled.staged.plan;
@@ -251,6 +261,9 @@ fn record_failure(
         .cache()
         .put_record(&records::failed_name(key), &bytes, false)
     {
-        eprintln!("warning: cannot record the failure of {}/{index}: {e}", stage.name);
+        eprintln!(
+            "warning: cannot record the failure of {}/{index}: {e}",
+            stage.name
+        );
     }
 }

@@ -657,7 +657,10 @@ pub const MOSAIC_DATASET_SIZE: usize = 258;
 pub struct MosaicProvider;
 
 impl flow_core::DatasetProvider for MosaicProvider {
-    fn materialize(&self, dir: &Path) -> std::result::Result<std::path::PathBuf, flow_core::NodeError> {
+    fn materialize(
+        &self,
+        dir: &Path,
+    ) -> std::result::Result<std::path::PathBuf, flow_core::NodeError> {
         let spec = BigFixture::new(Layout::Mosaic, MOSAIC_DATASET_SIZE, 1)
             .map_err(flow_core::NodeError::InvalidData)?;
         generate_big(dir, &spec).map_err(flow_core::NodeError::from)
