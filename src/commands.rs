@@ -334,10 +334,10 @@ pub(crate) fn run_item_nodes(
 
 /// `flow plan`.
 pub fn plan(args: PlanArgs, plugins: &[PathBuf]) -> CommandResult {
-    if let Some(result) = crate::scale_commands::plan(&args, plugins) {
-        return result;
-    }
     let (registry, plan) = registry_and_plan(&args.recipe, plugins)?;
+    if plan.scale.is_some() || args.output.is_some() || args.units.tiles.is_some() {
+        return crate::scale_commands::plan(&args, plugins, registry, plan);
+    }
     let cache = if args.no_cache {
         None
     } else {
@@ -362,10 +362,13 @@ pub fn plan(args: PlanArgs, plugins: &[PathBuf]) -> CommandResult {
 
 /// `flow run`.
 pub fn run(args: RunArgs, plugins: &[PathBuf]) -> CommandResult {
-    if let Some(result) = crate::scale_commands::run(&args, plugins) {
-        return result;
-    }
     let (registry, plan) = registry_and_plan(&args.recipe, plugins)?;
+    if plan.scale.is_some()
+        || args.units.tiles.is_some()
+        || args.executor != crate::cli::Executor::Local
+    {
+        return crate::scale_commands::run(&args, plugins, registry, plan);
+    }
     let cache = if args.no_cache {
         None
     } else {

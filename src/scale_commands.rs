@@ -19,210 +19,163 @@ fn runtime(jobs: usize) -> Result<tokio::runtime::Runtime, CommandError> {
         .map_err(|e| CommandError::io(format!("cannot start the runtime: {e}")))
 }
 
-/// The output directory: `--out`, else out/<recipe name>/ beside the recipe (the name is read
-/// from the recipe's first unit once it is built, so this takes it from the file stem until
-/// then).
+/// The output directory: `--out`, else out/<recipe name>/ beside the recipe.
 fn out_dir(out: Option<&PathBuf>, recipe: &Path, name: &str) -> PathBuf {
     out.cloned()
         .unwrap_or_else(|| recipe_dir(recipe).join("out").join(name))
 }
 
-/// The recipe's name as `flow run` names its output directory.
-fn recipe_name(recipe: &Path, plugins: &[PathBuf]) -> Result<String, CommandError> {
-    let registry = crate::commands::registry_with_plugins(Some(recipe), plugins)?;
-    let overrides = flow_recipe::Overrides::new(None, &[]);
-    Ok(
-        crate::commands::load_plan_with(recipe, &overrides, &registry)
-            .map(|p| p.name)
-            .unwrap_or_else(|_| {
-                recipe
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            }),
-    )
-}
-
-/// `flow plan` on a recipe with `[scale]`: the stages' summary, and the plan file with
-/// `--output`. `None` when the recipe has no `[scale]` (the plain estimate follows).
-pub fn plan(args: &PlanArgs, plugins: &[PathBuf]) -> Option<CommandResult> {
-    let go = || -> Result<Option<()>, CommandError> {
-        if args.no_cache {
-            return Ok(None);
-        }
-        let name = recipe_name(&args.recipe.recipe, plugins)?;
-        let setup = Setup {
-            recipe: args.recipe.recipe.clone(),
-            profile: args.recipe.profile.clone(),
-            sets: args.recipe.sets.clone(),
-            tiles: args.units.tiles.clone(),
-            dates: args.units.dates.clone(),
-            plugins: plugins.to_vec(),
-            out_dir: out_dir(args.out.as_ref(), &args.recipe.recipe, &name),
-            cache: args.cache.clone(),
-            jobs: jobs_or_cores(args.jobs),
-            window: args.window.map(|w| w as usize),
-            memory_limit: args.memory_limit,
-        };
-        let Some(scaled) = Scaled::open(setup)? else {
-            return Ok(None);
-        };
-        let file = scaled.plan_file();
-        if let Some(path) = &args.output {
-            file.write(path)?;
-        }
-        if args.json {
-            crate::outln!(
-                "{}",
-                serde_json::to_string_pretty(&file).unwrap_or_default()
-            );
-        } else {
-            scale::print_plan_summary(&file);
-            if let Some(path) = &args.output {
-                crate::outln!("plan written to {}", path.display());
-            }
-        }
-        Ok(Some(()))
-    };
-    match go() {
-        Ok(Some(())) => Some(Ok(())),
-        Ok(None) if args.output.is_some() || args.units.tiles.is_some() => {
-            Some(Err(CommandError::usage(format!(
-                "{} has no [scale] table: --output and --tiles are for recipes cut into tasks",
-                args.recipe.recipe.display()
-            ))))
-        }
-        Ok(None) => None,
-        Err(e) => Some(Err(e)),
+/// `flow plan` on a recipe with `[scale]` (validated as `first`): the stages' summary, and the
+/// plan file with `--output`.
+pub fn plan(
+    args: &PlanArgs,
+    plugins: &[PathBuf],
+    registry: flow_core::Registry,
+    first: flow_recipe::Plan,
+) -> CommandResult {
+    if args.no_cache {
+        return Err(CommandError::usage(
+            "a recipe with [scale] is planned against the cache (which tasks are done): plan it \
+             without --no-cache",
+        ));
     }
+    let setup = Setup {
+        recipe: args.recipe.recipe.clone(),
+        profile: args.recipe.profile.clone(),
+        sets: args.recipe.sets.clone(),
+        tiles: args.units.tiles.clone(),
+        dates: args.units.dates.clone(),
+        plugins: plugins.to_vec(),
+        out_dir: out_dir(args.out.as_ref(), &args.recipe.recipe, &first.name),
+        cache: args.cache.clone(),
+        jobs: jobs_or_cores(args.jobs),
+        window: args.window.map(|w| w as usize),
+        memory_limit: args.memory_limit,
+    };
+    let scaled = Scaled::open_with(setup, registry, &first)?;
+    let file = scaled.plan_file();
+    if let Some(path) = &args.output {
+        file.write(path)?;
+    }
+    if args.json {
+        crate::outln!(
+            "{}",
+            serde_json::to_string_pretty(&file).unwrap_or_default()
+        );
+    } else {
+        scale::print_plan_summary(&file);
+        if let Some(path) = &args.output {
+            crate::outln!("plan written to {}", path.display());
+        }
+    }
+    Ok(())
 }
 
-/// `flow run` on a recipe with `[scale]`, through its executor. `None` when the recipe has no
-/// `[scale]` (the plain run follows).
-pub fn run(args: &RunArgs, plugins: &[PathBuf]) -> Option<CommandResult> {
-    let go = || -> Result<Option<()>, CommandError> {
-        let name = recipe_name(&args.recipe.recipe, plugins)?;
-        let jobs = jobs_or_cores(args.jobs);
-        let setup = Setup {
-            recipe: args.recipe.recipe.clone(),
-            profile: args.recipe.profile.clone(),
-            sets: args.recipe.sets.clone(),
-            tiles: args.units.tiles.clone(),
-            dates: args.units.dates.clone(),
-            plugins: plugins.to_vec(),
-            out_dir: out_dir(args.out.as_ref(), &args.recipe.recipe, &name),
-            cache: args.cache.clone(),
-            jobs,
-            window: args.window.map(|w| w as usize),
-            memory_limit: args.memory_limit,
-        };
-        if args.no_cache {
-            // Refused only for recipes that are cut into tasks: they hand values over through
-            // the cache.
-            let probe = Scaled::open(Setup {
-                cache: CacheDirArg {
-                    cache_dir: Some(std::env::temp_dir().join("flow-no-cache-probe")),
-                    cache: None,
-                },
-                ..setup
-            });
-            return match probe {
-                Ok(None) => Ok(None),
-                Ok(Some(_)) => Err(CommandError::usage(
-                    "a recipe with [scale] runs as tasks that hand their values over through the \
-                     cache: run it without --no-cache",
-                )),
-                Err(e) => Err(e),
-            };
-        }
-        let Some(mut scaled) = Scaled::open(setup)? else {
-            if args.executor != Executor::Local {
-                return Err(CommandError::usage(format!(
-                    "{} has no [scale] table: --executor runs the tasks of a recipe cut into units",
-                    args.recipe.recipe.display()
-                )));
-            }
-            return Ok(None);
-        };
-        let limit = crate::plan::memory_limit(args.memory_limit);
-        crate::plan::bound_gdal_cache(limit.as_ref());
-        let _ = crate::commands::rayon_pool(jobs);
-        let file = scaled.plan_file();
-        if args.dry_run {
-            scale::print_plan_summary(&file);
-            return Ok(Some(()));
-        }
-        let plan_path = file.out_dir.join(".flow").join("plan.json");
-        file.write(&plan_path)?;
-        match &args.executor {
-            Executor::Local => {
-                let rt = runtime(jobs)?;
-                let started = std::time::Instant::now();
-                let done = scale::local::run(&mut scaled, &rt)?;
-                rt.shutdown_background();
-                if !args.quiet {
-                    for (stage, ran, cached) in &done.stages {
-                        crate::outln!("{stage:<8} {ran} tasks run, {cached} done already");
-                    }
-                    crate::outln!(
-                        "{} tasks in {:.1} s; outputs in {}",
-                        done.stages.iter().map(|s| s.1 + s.2).sum::<usize>(),
-                        started.elapsed().as_secs_f64(),
-                        file.out_dir.display()
-                    );
+/// `flow run` on a recipe with `[scale]` (validated as `first`), through its executor.
+pub fn run(
+    args: &RunArgs,
+    plugins: &[PathBuf],
+    registry: flow_core::Registry,
+    first: flow_recipe::Plan,
+) -> CommandResult {
+    if args.no_cache {
+        return Err(CommandError::usage(
+            "a recipe with [scale] runs as tasks that hand their values over through the cache: \
+             run it without --no-cache",
+        ));
+    }
+    let jobs = jobs_or_cores(args.jobs);
+    let setup = Setup {
+        recipe: args.recipe.recipe.clone(),
+        profile: args.recipe.profile.clone(),
+        sets: args.recipe.sets.clone(),
+        tiles: args.units.tiles.clone(),
+        dates: args.units.dates.clone(),
+        plugins: plugins.to_vec(),
+        out_dir: out_dir(args.out.as_ref(), &args.recipe.recipe, &first.name),
+        cache: args.cache.clone(),
+        jobs,
+        window: args.window.map(|w| w as usize),
+        memory_limit: args.memory_limit,
+    };
+    let mut scaled = Scaled::open_with(setup, registry, &first)?;
+    let limit = crate::plan::memory_limit(args.memory_limit);
+    crate::plan::bound_gdal_cache(limit.as_ref());
+    let _ = crate::commands::rayon_pool(jobs);
+    let file = scaled.plan_file();
+    if args.dry_run {
+        scale::print_plan_summary(&file);
+        return Ok(());
+    }
+    let plan_path = file.out_dir.join(".flow").join("plan.json");
+    file.write(&plan_path)?;
+    match &args.executor {
+        Executor::Local => {
+            let rt = runtime(jobs)?;
+            let started = std::time::Instant::now();
+            let done = scale::local::run(&mut scaled, &rt);
+            rt.shutdown_background();
+            let done = done?;
+            if !args.quiet {
+                for (stage, ran, cached) in &done.stages {
+                    crate::outln!("{stage:<8} {ran} tasks run, {cached} done already");
                 }
-            }
-            Executor::Slurm => {
-                let flow = std::env::current_exe()
-                    .map_err(|e| CommandError::io(format!("cannot find flow's executable: {e}")))?;
-                let options = scale::slurm::SlurmOptions {
-                    max_attempts: args.max_attempts,
-                    sbatch_args: args.sbatch_args.clone(),
-                    flow,
-                    poll: std::time::Duration::from_millis(500),
-                };
-                let report = scale::slurm::run(&plan_path, &file, scaled.cache(), &options)?;
-                if !args.quiet {
-                    crate::outln!(
-                        "slurm: {} of {} tasks done in {:.1} s, {} submissions over {} attempts; \
-                         plan {}",
-                        report.done,
-                        report.tasks,
-                        report.seconds,
-                        report.attempts.iter().map(Vec::len).sum::<usize>(),
-                        report.attempts.len(),
-                        plan_path.display()
-                    );
-                }
-            }
-            Executor::EmitKubernetes | Executor::EmitAwsBatch => {
-                let spec = emit_spec(&file, &plan_path, args, jobs);
-                let (text, path) = if args.executor == Executor::EmitKubernetes {
-                    (
-                        crate::emit::kubernetes(&spec),
-                        file.out_dir.join("k8s-jobs.yaml"),
-                    )
-                } else {
-                    (
-                        crate::emit::aws_batch(&spec),
-                        file.out_dir.join("aws-batch.json"),
-                    )
-                };
-                flow_core::atomic::write_atomic(&path, text.as_bytes()).map_err(|e| {
-                    CommandError::io(format!("cannot write {}: {e}", path.display()))
-                })?;
                 crate::outln!(
-                    "wrote {} ({} stages, {} tasks to run; plan {})",
-                    path.display(),
-                    file.stages.len(),
-                    file.to_run(),
+                    "{} tasks in {:.1} s; outputs in {}",
+                    done.stages.iter().map(|s| s.1 + s.2).sum::<usize>(),
+                    started.elapsed().as_secs_f64(),
+                    file.out_dir.display()
+                );
+            }
+        }
+        Executor::Slurm => {
+            let flow = std::env::current_exe()
+                .map_err(|e| CommandError::io(format!("cannot find flow's executable: {e}")))?;
+            let options = scale::slurm::SlurmOptions {
+                max_attempts: args.max_attempts,
+                sbatch_args: args.sbatch_args.clone(),
+                flow,
+                poll: std::time::Duration::from_millis(500),
+            };
+            let report = scale::slurm::run(&plan_path, &file, scaled.cache(), &options)?;
+            if !args.quiet {
+                crate::outln!(
+                    "slurm: {} of {} tasks done in {:.1} s, {} submissions over {} attempts; \
+                     plan {}",
+                    report.done,
+                    report.tasks,
+                    report.seconds,
+                    report.attempts.iter().map(Vec::len).sum::<usize>(),
+                    report.attempts.len(),
                     plan_path.display()
                 );
             }
         }
-        Ok(Some(()))
-    };
-    go().transpose()
+        Executor::EmitKubernetes | Executor::EmitAwsBatch => {
+            let spec = emit_spec(&file, &plan_path, args, jobs);
+            let (text, path) = if args.executor == Executor::EmitKubernetes {
+                (
+                    crate::emit::kubernetes(&spec),
+                    file.out_dir.join("k8s-jobs.yaml"),
+                )
+            } else {
+                (
+                    crate::emit::aws_batch(&spec),
+                    file.out_dir.join("aws-batch.json"),
+                )
+            };
+            flow_core::atomic::write_atomic(&path, text.as_bytes())
+                .map_err(|e| CommandError::io(format!("cannot write {}: {e}", path.display())))?;
+            crate::outln!(
+                "wrote {} ({} stages, {} tasks to run; plan {})",
+                path.display(),
+                file.stages.len(),
+                file.to_run(),
+                plan_path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// What the emitters need, from the plan file.

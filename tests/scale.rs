@@ -289,3 +289,83 @@ fn scale_errors_point_at_the_recipe() {
         assert!(stderr.contains(message), "{message}: {stderr}");
     }
 }
+
+#[test]
+fn units_are_tiles_times_dates() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let scene = dir.path().join("mosaic");
+    let (code, _, stderr) = output(
+        flow(&cache)
+            .args(["fixture", "mosaic", "--size", "60", "--dates", "2", "--out"])
+            .arg(&scene),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(root().join(RECIPE))
+        .unwrap()
+        .replace(
+            "\"builtin:mosaic\"",
+            &format!("{:?}", scene.join("items.json")),
+        )
+        .replace(
+            "gather = [\"fit\"]",
+            "dates = [\"2021-08-03\", \"2021-07-14\"]\ngather = [\"fit\"]",
+        )
+        .replace("k = 5\n", "k = 5\ndate = \"2021-08-03\"\n")
+        .replace(
+            "resolution = 20\n",
+            "resolution = 20\ntime = \"${params.date}\"\n",
+        )
+        .replace(
+            "${params.tile}/classes.tif",
+            "${params.tile}/${params.date}/classes.tif",
+        );
+    let recipe = dir.path().join("dates.toml");
+    std::fs::write(&recipe, text).unwrap();
+    let out = dir.path().join("out");
+    let plan_path = dir.path().join("plan.json");
+    let (code, stdout, stderr) = output(
+        flow(&cache)
+            .arg("plan")
+            .arg(&recipe)
+            .args(["--tiles", "18TWR,18TXQ", "--out"])
+            .arg(&out)
+            .arg("--output")
+            .arg(&plan_path),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("4 units (2 tiles x 2 dates)"), "{stdout}");
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&plan_path).unwrap()).unwrap();
+    let units: Vec<&str> = file["stages"][2]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["unit"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        units,
+        [
+            "18TWR@2021-08-03",
+            "18TWR@2021-07-14",
+            "18TXQ@2021-08-03",
+            "18TXQ@2021-07-14"
+        ]
+    );
+    let (code, stdout, stderr) = output(
+        flow(&cache)
+            .arg("run")
+            .arg(&recipe)
+            .args(["--tiles", "18TWR,18TXQ", "--out"])
+            .arg(&out),
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("map      4 tasks run"), "{stdout}");
+    let read = |p: &str| std::fs::read(out.join(p)).unwrap();
+    // One date is clear and the other cloudy: the two maps of a tile differ.
+    assert_ne!(
+        read("18TWR/2021-08-03/classes.tif"),
+        read("18TWR/2021-07-14/classes.tif")
+    );
+    assert!(out.join("18TXQ/2021-07-14/classes.tif").exists());
+}

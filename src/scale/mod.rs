@@ -67,15 +67,28 @@ pub struct Scaled {
 }
 
 impl Scaled {
-    /// Builds the staged recipe. `Ok(None)` when the recipe has no `[scale]` (and no `--tiles`).
+    /// Builds the staged recipe, reading the recipe and loading its plugins.
     ///
     /// # Errors
-    /// Exit 2 for a recipe error, 6 for a plugin that does not load, 5 for a cache that cannot
-    /// be opened.
-    pub fn open(setup: Setup) -> Result<Option<Scaled>, CommandError> {
+    /// Exit 2 for a recipe error or a recipe without `[scale]`, 6 for a plugin that does not
+    /// load, 5 for a cache that cannot be opened, and a search's code when one fails.
+    pub fn open(setup: Setup) -> Result<Scaled, CommandError> {
         let registry = crate::commands::registry_with_plugins(Some(&setup.recipe), &setup.plugins)?;
         let overrides = Overrides::new(setup.profile.clone(), &setup.sets);
         let first = crate::commands::load_plan_with(&setup.recipe, &overrides, &registry)?;
+        Scaled::open_with(setup, registry, &first)
+    }
+
+    /// Builds the staged recipe from its kinds and its plan as `setup`'s overrides make it
+    /// (the first unit's, with the recipe's own `params.tile`).
+    ///
+    /// # Errors
+    /// As [`Scaled::open`].
+    pub fn open_with(
+        setup: Setup,
+        registry: flow_core::Registry,
+        first: &flow_recipe::Plan,
+    ) -> Result<Scaled, CommandError> {
         let scale = match (first.scale.clone(), &setup.tiles) {
             (Some(mut scale), tiles) => {
                 if let Some(t) = tiles {
@@ -86,14 +99,13 @@ impl Scaled {
                 }
                 scale
             }
-            (None, Some(_)) => {
+            (None, _) => {
                 return Err(CommandError::usage(format!(
-                    "{} has no [scale] table: --tiles and --dates choose among the units it \
-                     declares (add `[scale]` with `tiles = [...]`)",
+                    "{} has no [scale] table: plan files, --tiles, --dates and executors are for \
+                     recipes cut into units (add `[scale]` with `tiles = [...]`)",
                     setup.recipe.display()
                 )))
             }
-            (None, None) => return Ok(None),
         };
         if scale.tiles.is_empty() {
             return Err(CommandError::usage("--tiles needs at least one tile"));
@@ -122,21 +134,21 @@ impl Scaled {
         search(&staged, &options)?;
         let keys = flow_engine::executor::node_keys(&staged.plan, &options);
         let plan_keys = flow_engine::executor::plan_keys(&staged.plan, &options);
-        Ok(Some(Scaled {
+        Ok(Scaled {
             setup,
             scale,
             staged,
             options,
             keys,
             plan_keys,
-        }))
+        })
     }
 
     /// Rebuilds the staged recipe a plan file describes; `cache` replaces the plan's cache
     /// settings where given (a machine's own local cache directory, say).
     ///
     /// # Errors
-    /// As [`Scaled::open`]; exit 2 when the recipe no longer has `[scale]`.
+    /// As [`Scaled::open`].
     pub fn from_plan_file(
         plan: &PlanFile,
         cache: &crate::cli::CacheDirArg,
@@ -158,12 +170,7 @@ impl Scaled {
             window: plan.window,
             memory_limit: plan.memory_limit,
         };
-        Scaled::open(setup)?.ok_or_else(|| {
-            CommandError::usage(format!(
-                "{} has no [scale] table any more: plan it again",
-                plan.recipe.display()
-            ))
-        })
+        Scaled::open(setup)
     }
 
     /// The cache every task uses.
