@@ -7,17 +7,7 @@ use crate::cli::{CacheDirArg, Executor, PlanArgs, RunArgs, StatusArgs, TaskRunAr
 use crate::commands::{jobs_or_cores, recipe_dir};
 use crate::error::{CommandError, CommandResult};
 use crate::scale::plan_file::PlanFile;
-use crate::scale::{self, Scaled, Setup};
-
-/// The runtime tasks run on (one worker: nodes run on blocking threads).
-fn runtime(jobs: usize) -> Result<tokio::runtime::Runtime, CommandError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .max_blocking_threads(jobs + 2)
-        .enable_all()
-        .build()
-        .map_err(|e| CommandError::io(format!("cannot start the runtime: {e}")))
-}
+use crate::scale::{self, runtime, Scaled, Setup};
 
 /// The output directory: `--out`, else out/<recipe name>/ beside the recipe.
 fn out_dir(out: Option<&PathBuf>, recipe: &Path, name: &str) -> PathBuf {

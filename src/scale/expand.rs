@@ -240,7 +240,7 @@ pub fn stage(
     let mut nodes: Vec<PlanNode> = Vec::new();
     let mut role: Vec<Role> = Vec::new();
     let per_unit_id = |unit: &Unit, id: &str| format!("{}/{id}", unit.label());
-    for (pos, node) in first.nodes.iter().enumerate() {
+    for node in &first.nodes {
         if once.contains(node.id.as_str()) {
             let mut inputs = Vec::new();
             for (port, src) in &node.inputs {
@@ -274,8 +274,13 @@ pub fn stage(
             continue;
         }
         for (u, (plan, unit)) in plans.iter().zip(&units).enumerate() {
-            let own = &plan.nodes[pos];
-            debug_assert_eq!(own.id, node.id);
+            let own = plan.node(&node.id).ok_or_else(|| {
+                usage(format!(
+                    "unit {} has no node `{}`: a unit's params must not change the recipe's nodes",
+                    unit.label(),
+                    node.id
+                ))
+            })?;
             let mut n = own.clone();
             n.id = per_unit_id(unit, &own.id);
             n.inputs = own

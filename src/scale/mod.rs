@@ -316,6 +316,19 @@ impl Scaled {
     }
 }
 
+/// The runtime tasks run on: one worker (nodes run on blocking threads, `jobs` at once).
+///
+/// # Errors
+/// Exit 5 when it cannot be started.
+pub fn runtime(jobs: usize) -> Result<tokio::runtime::Runtime, CommandError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(jobs + 2)
+        .enable_all()
+        .build()
+        .map_err(|e| CommandError::io(format!("cannot start the runtime: {e}")))
+}
+
 /// Runs the live searches of every unit (the nodes whose output the cache keeps for a while)
 /// into the cache, so that the keys of everything after them, and so every task's key, are known
 /// before any task runs, and are the same for every task that runs within their time to live.
@@ -335,12 +348,7 @@ fn search(staged: &Staged, options: &RunOptions) -> Result<(), CommandError> {
         return Ok(());
     }
     let plan = staged.closure(&live);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .max_blocking_threads(options.jobs + 2)
-        .enable_all()
-        .build()
-        .map_err(|e| CommandError::io(format!("cannot start the runtime: {e}")))?;
+    let runtime = runtime(options.jobs)?;
     let report = runtime.block_on(flow_engine::run(&plan, options.clone(), |_| {}));
     runtime.shutdown_background();
     if report.exit_code == flow_core::ExitCode::Ok {

@@ -48,8 +48,6 @@ pub fn index(given: Option<usize>, offset: usize) -> Result<usize, CommandError>
 pub struct TaskRun {
     /// Nodes computed.
     pub computed: usize,
-    /// Nodes loaded from the cache.
-    pub loaded: usize,
     /// Wall time, seconds.
     pub seconds: f64,
     /// True when its completion record was already there (nothing was run).
@@ -120,7 +118,6 @@ pub fn run(
         eprintln!("task {label}: done already (its completion record is in the cache)");
         return Ok(TaskRun {
             computed: 0,
-            loaded: 0,
             seconds: started.elapsed().as_secs_f64(),
             already_done: true,
         });
@@ -222,16 +219,17 @@ pub fn run(
         .cache()
         .put_record(&records::done_name(&key), &bytes, true)
         .map_err(|e| CommandError::new(e.exit_code(), e.to_string()))?;
-    let count = |s: NodeStatus| report.with_status(s).len();
     let run = TaskRun {
-        computed: count(NodeStatus::Computed),
-        loaded: count(NodeStatus::Cached),
+        computed: report.with_status(NodeStatus::Computed).len(),
         seconds,
         already_done: false,
     };
     eprintln!(
-        "task {label}: {} nodes computed, {} from the cache, {:.1} s",
-        run.computed, run.loaded, run.seconds
+        "task {label}: {} nodes computed ({} in the task; the rest of what it read was in the \
+         cache), {:.1} s",
+        run.computed,
+        task.nodes.len(),
+        run.seconds
     );
     Ok(run)
 }

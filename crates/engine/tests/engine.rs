@@ -349,7 +349,7 @@ fn options(cache: Option<&Path>, jobs: usize) -> RunOptions {
         refresh: false,
         out_dir: std::env::temp_dir(),
         recipe_dir: ".".into(),
-        data_dir: std::env::temp_dir(),
+        data_dir: std::env::temp_dir().join("flow-engine-tests-data"),
         datasets: Default::default(),
         cancel: Arc::new(AtomicBool::new(false)),
         progress: None,
