@@ -9,10 +9,38 @@ use crate::error::{CommandError, CommandResult};
 use crate::scale::plan_file::PlanFile;
 use crate::scale::{self, runtime, Scaled, Setup};
 
-/// The output directory: `--out`, else out/<recipe name>/ beside the recipe.
-fn out_dir(out: Option<&PathBuf>, recipe: &Path, name: &str) -> PathBuf {
-    out.cloned()
-        .unwrap_or_else(|| recipe_dir(recipe).join("out").join(name))
+/// What `flow plan` and `flow run` share of a staged recipe's setup.
+struct Common<'a> {
+    recipe: &'a crate::cli::RecipeArgs,
+    units: &'a crate::cli::UnitArgs,
+    cache: &'a CacheDirArg,
+    out: Option<&'a PathBuf>,
+    jobs: usize,
+    window: Option<u32>,
+    memory_limit: Option<u64>,
+}
+
+impl Common<'_> {
+    /// The setup, with the output directory `--out`, else out/<recipe name>/ beside the recipe.
+    fn setup(&self, plugins: &[PathBuf], name: &str) -> Setup {
+        let recipe = &self.recipe.recipe;
+        Setup {
+            recipe: recipe.clone(),
+            profile: self.recipe.profile.clone(),
+            sets: self.recipe.sets.clone(),
+            tiles: self.units.tiles.clone(),
+            dates: self.units.dates.clone(),
+            plugins: plugins.to_vec(),
+            out_dir: self
+                .out
+                .cloned()
+                .unwrap_or_else(|| recipe_dir(recipe).join("out").join(name)),
+            cache: self.cache.clone(),
+            jobs: self.jobs,
+            window: self.window.map(|w| w as usize),
+            memory_limit: self.memory_limit,
+        }
+    }
 }
 
 /// `flow plan` on a recipe with `[scale]` (validated as `first`): the stages' summary, and the
@@ -29,19 +57,16 @@ pub fn plan(
              without --no-cache",
         ));
     }
-    let setup = Setup {
-        recipe: args.recipe.recipe.clone(),
-        profile: args.recipe.profile.clone(),
-        sets: args.recipe.sets.clone(),
-        tiles: args.units.tiles.clone(),
-        dates: args.units.dates.clone(),
-        plugins: plugins.to_vec(),
-        out_dir: out_dir(args.out.as_ref(), &args.recipe.recipe, &first.name),
-        cache: args.cache.clone(),
+    let setup = Common {
+        recipe: &args.recipe,
+        units: &args.units,
+        cache: &args.cache,
+        out: args.out.as_ref(),
         jobs: jobs_or_cores(args.jobs),
-        window: args.window.map(|w| w as usize),
+        window: args.window,
         memory_limit: args.memory_limit,
-    };
+    }
+    .setup(plugins, &first.name);
     let scaled = Scaled::open_with(setup, registry, &first)?;
     let file = scaled.plan_file();
     if let Some(path) = &args.output {
@@ -75,19 +100,16 @@ pub fn run(
         ));
     }
     let jobs = jobs_or_cores(args.jobs);
-    let setup = Setup {
-        recipe: args.recipe.recipe.clone(),
-        profile: args.recipe.profile.clone(),
-        sets: args.recipe.sets.clone(),
-        tiles: args.units.tiles.clone(),
-        dates: args.units.dates.clone(),
-        plugins: plugins.to_vec(),
-        out_dir: out_dir(args.out.as_ref(), &args.recipe.recipe, &first.name),
-        cache: args.cache.clone(),
+    let setup = Common {
+        recipe: &args.recipe,
+        units: &args.units,
+        cache: &args.cache,
+        out: args.out.as_ref(),
         jobs,
-        window: args.window.map(|w| w as usize),
+        window: args.window,
         memory_limit: args.memory_limit,
-    };
+    }
+    .setup(plugins, &first.name);
     let mut scaled = Scaled::open_with(setup, registry, &first)?;
     let limit = crate::plan::memory_limit(args.memory_limit);
     crate::plan::bound_gdal_cache(limit.as_ref());
