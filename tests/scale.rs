@@ -369,3 +369,48 @@ fn units_are_tiles_times_dates() {
     );
     assert!(out.join("18TXQ/2021-07-14/classes.tif").exists());
 }
+
+#[test]
+fn a_unit_without_valid_pixels_gives_nothing_to_the_fit_and_maps_to_nodata() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // Every tile stacked on the west column's bounds: the east tiles have no data there.
+    let text = std::fs::read_to_string(root().join(RECIPE))
+        .unwrap()
+        .replace(
+            "resolution = 20\n",
+            "resolution = 20\nbounds = [499980, 5094840, 502560, 5100000]\n",
+        );
+    let recipe = dir.path().join("west.toml");
+    std::fs::write(&recipe, text).unwrap();
+    let run = |out: &Path, tiles: &str| {
+        let (code, stdout, stderr) = output(
+            flow(&cache)
+                .arg("run")
+                .arg(&recipe)
+                .args(["--tiles", tiles, "--out"])
+                .arg(out),
+        );
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        stderr
+    };
+    let all = dir.path().join("all");
+    let stderr = run(&all, "18TWR,18TXR,18TWQ,18TXQ");
+    assert!(
+        stderr.contains("18TXR/sample: the matrix has no rows"),
+        "{stderr}"
+    );
+    let west = dir.path().join("west");
+    run(&west, "18TWR,18TWQ");
+    // The empty samples change nothing in the fit.
+    assert_eq!(
+        std::fs::read(all.join("model.json")).unwrap(),
+        std::fs::read(west.join("model.json")).unwrap()
+    );
+    let ds = gdal::Dataset::open(all.join("18TXR/classes.tif")).unwrap();
+    let band = ds.rasterband(1).unwrap();
+    let nodata = band.no_data_value().unwrap();
+    let (w, h) = ds.raster_size();
+    let data = band.read_as::<f64>((0, 0), (w, h), (w, h), None).unwrap();
+    assert!(data.data().iter().all(|v| *v == nodata));
+}

@@ -52,7 +52,8 @@ impl NodeKind for SampleKind {
          window: the sample and one window per thread in memory) give the same sample. Output: a \
          matrix on the same grid with the same features and scaling, whose rows are the chosen \
          pixels in grid order and whose mask is true exactly there. A matrix without valid rows \
-         exits 3. Sample each tile, then `gather` the samples to fit one model on all of them."
+         (a tile all cloud, or outside the area) gives an empty sample, with a warning: a \
+         gathered fit then says when no tile gave anything. Sample each tile, then `gather` the samples to fit one model on all of them."
     }
 
     fn signature(&self) -> Signature {
@@ -91,13 +92,6 @@ pub struct SampleNode {
     seed: u64,
 }
 
-/// The error of a matrix without a row to keep.
-fn no_rows() -> MlError {
-    MlError::NoValidRows(
-        "the matrix has no rows (every pixel is masked or NaN); nothing to sample".into(),
-    )
-}
-
 impl SampleNode {
     /// A node keeping at most `size` rows (at least 1) chosen under `seed`.
     pub fn new(size: usize, seed: u64) -> Self {
@@ -110,8 +104,10 @@ impl SampleNode {
     /// The sample of a matrix held whole.
     ///
     /// # Errors
-    /// [`MlError::NoValidRows`] for a matrix without rows, [`MlError::Shape`] for a mask that
-    /// does not describe the rows or a non-finite value.
+    /// [`MlError::Shape`] for a mask that does not describe the rows or a non-finite value. A
+    /// matrix without rows gives an empty sample: a tile that is all cloud or outside the area
+    /// gives nothing to a gathered fit rather than failing it (the fit says when no tile gave
+    /// anything).
     pub fn apply(&self, matrix: &Matrix) -> Result<Matrix, MlError> {
         let (n, f) = matrix.data.dim();
         let (h, w) = (matrix.grid.height, matrix.grid.width);
@@ -127,9 +123,6 @@ impl SampleNode {
                 "the mask has {} valid pixels but the matrix has {n} rows",
                 pixels.len()
             )));
-        }
-        if n == 0 {
-            return Err(no_rows());
         }
         if let Some(i) = matrix.data.iter().position(|v| !v.is_finite()) {
             return Err(MlError::Shape(format!(
@@ -158,9 +151,6 @@ impl SampleNode {
             Sample::Count(self.size),
             "sample",
         )?;
-        if drawn.count == 0 {
-            return Err(no_rows().into());
-        }
         tracing::debug!(rows = drawn.pixels.len(), of = drawn.count, "sample");
         Ok(sampled(template, &drawn.pixels, drawn.rows)?)
     }
@@ -229,6 +219,12 @@ impl Node for SampleNode {
             Some(Value::Deferred(d)) => self.apply_windowed(ctx, d)?,
             _ => self.apply(inputs.matrix("input")?)?,
         };
+        if matrix.data.nrows() == 0 {
+            ctx.warn(
+                "the matrix has no rows (every pixel is masked or NaN): the sample is empty"
+                    .to_string(),
+            );
+        }
         Ok(Value::Matrix(matrix))
     }
 }

@@ -314,20 +314,27 @@ fn a_size_at_least_the_valid_rows_keeps_every_row() {
 }
 
 #[test]
-fn a_matrix_without_valid_rows_is_exit_3_and_bad_params_are_refused() {
+fn a_matrix_without_valid_rows_gives_an_empty_sample_and_bad_params_are_refused() {
     let mut r = scene(20, 20, 585080.0);
     r.data.fill(f32::NAN);
     let sample = build("sample", "size = 10");
-    let e = run(
-        &*sample,
-        &ctx(),
-        vec![("input", Value::Matrix(flatten(&r)))],
-    )
-    .unwrap_err();
-    assert_eq!(e.exit_code().code(), 3, "{e}");
-    assert!(e.to_string().contains("nothing to sample"), "{e}");
+    let c = ctx();
+    let empty = matrix(run(&*sample, &c, vec![("input", Value::Matrix(flatten(&r)))]).unwrap());
+    assert_eq!(empty.data.nrows(), 0);
+    assert!(!empty.valid.iter().any(|v| *v));
+    assert!(
+        c.warnings()
+            .iter()
+            .any(|w| w.contains("the sample is empty")),
+        "{:?}",
+        c.warnings()
+    );
     let (input, c) = windowed(&r, 8);
-    let e = run(&*sample, &c, vec![("input", input)]).unwrap_err();
+    let windowed_empty = matrix(run(&*sample, &c, vec![("input", input)]).unwrap());
+    assert_eq!(windowed_empty, empty);
+    // A fit on nothing at all says so (exit 3).
+    let fit = build("kmeans-fit", "k = 2");
+    let e = run(&*fit, &ctx(), vec![("input", Value::Matrix(empty))]).unwrap_err();
     assert_eq!(e.exit_code().code(), 3, "{e}");
 
     let reg = registry();
