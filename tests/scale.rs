@@ -414,3 +414,112 @@ fn a_unit_without_valid_pixels_gives_nothing_to_the_fit_and_maps_to_nodata() {
     let data = band.read_as::<f64>((0, 0), (w, h), (w, h), None).unwrap();
     assert!(data.data().iter().all(|v| *v == nodata));
 }
+
+#[test]
+fn a_grid_cuts_the_aoi_into_cells_that_each_run_as_a_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let recipe = dir.path().join("grid.toml");
+    let base = root().join("recipes/timberlea_kmeans.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            r#"extends = {base:?}
+name = "timberlea-grid"
+
+[params]
+tile = "r0c0"
+bbox = [-73.9120245, 45.4263471, -73.8847303, 45.4445361]
+
+[scale]
+grid = 0.01
+gather = ["fit"]
+
+[nodes.stack]
+bounds_latlon = "${{params.bbox}}"
+
+[nodes.normalize]
+statistics = [[0, 1]]
+
+[nodes.sample]
+kind = "sample"
+input = "flatten"
+size = 2000
+
+[nodes.fit]
+input = "sample"
+
+[nodes.classes_tif]
+path = "${{params.tile}}/classes.tif"
+
+[nodes.quicklook]
+path = "${{params.tile}}/classes.png"
+
+[nodes.model_json]
+path = "${{params.tile}}/model.json"
+"#
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let plan_path = dir.path().join("plan.json");
+    let (code, stdout, stderr) = output(
+        flow(&cache)
+            .arg("plan")
+            .arg(&recipe)
+            .args(["--profile", "offline", "--out"])
+            .arg(&out)
+            .arg("--output")
+            .arg(&plan_path),
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // The polygon spans 0.0273 x 0.0182 degrees: 3 x 2 cells of 0.01, all meeting it.
+    assert!(stdout.contains("6 units (6 tiles)"), "{stdout}");
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&plan_path).unwrap()).unwrap();
+    assert_eq!(
+        file["tiles"],
+        serde_json::json!(["r0c0", "r0c1", "r0c2", "r1c0", "r1c1", "r1c2"])
+    );
+
+    let (code, stdout, stderr) = output(
+        flow(&cache)
+            .arg("run")
+            .arg(&recipe)
+            .args(["--profile", "offline", "--tiles", "r0c0,r1c2", "--out"])
+            .arg(&out),
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // Each cell's map covers its cell: the north-west one starts at the area's west and north.
+    let bounds = |tile: &str| {
+        let ds = gdal::Dataset::open(out.join(tile).join("classes.tif")).unwrap();
+        let (w, h) = ds.raster_size();
+        let t = ds.geo_transform().unwrap();
+        (t[0], t[3], t[0] + t[1] * w as f64, t[3] + t[5] * h as f64)
+    };
+    let (nw, se) = (bounds("r0c0"), bounds("r1c2"));
+    assert!(nw.0 < se.0 && nw.1 > se.1, "{nw:?} {se:?}");
+    assert!(
+        nw.2 - nw.0 < 1000.0,
+        "a cell of 0.01 degrees is under 1 km wide: {nw:?}"
+    );
+    assert!(!out.join("r0c1").exists());
+
+    // A grid needs an aoi and a bbox param; a cell that is not in the grid is refused.
+    let (code, _, stderr) = output(flow(&cache).arg("plan").arg(&recipe).args([
+        "--profile",
+        "offline",
+        "--tiles",
+        "r9c9",
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("`r9c9` is not a cell of the recipe's grid"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    std::fs::write(&recipe, text.replace("bbox = [", "bbox_ = [")).unwrap();
+    let (code, _, stderr) = output(flow(&cache).arg("plan").arg(&recipe));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("each cell sets params.bbox"), "{stderr}");
+}

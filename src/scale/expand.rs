@@ -18,12 +18,14 @@ use flow_recipe::{Overrides, Plan, PlanNode, Scale};
 use petgraph::graph::DiGraph;
 
 /// One work unit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Unit {
     /// The value of `params.tile`.
     pub tile: String,
     /// The value of `params.date`, when the recipe's units have dates.
     pub date: Option<String>,
+    /// The value of `params.bbox` (`[west, south, east, north]`) of a `grid` cell.
+    pub bbox: Option<[f64; 4]>,
 }
 
 impl Unit {
@@ -40,6 +42,9 @@ impl Unit {
         let mut sets = vec![format!("tile={}", toml::Value::String(self.tile.clone()))];
         if let Some(d) = &self.date {
             sets.push(format!("date={}", toml::Value::String(d.clone())));
+        }
+        if let Some([w, s, e, n]) = self.bbox {
+            sets.push(format!("bbox=[{w:?}, {s:?}, {e:?}, {n:?}]"));
         }
         sets
     }
@@ -121,17 +126,20 @@ impl Staged {
 /// The units of `scale`: every tile, times every date when there are dates.
 pub fn units(scale: &Scale) -> Vec<Unit> {
     let mut out = Vec::new();
-    for tile in &scale.tiles {
+    for (i, tile) in scale.tiles.iter().enumerate() {
+        let bbox = scale.cells.get(i).copied();
         if scale.dates.is_empty() {
             out.push(Unit {
                 tile: tile.clone(),
                 date: None,
+                bbox,
             });
         }
         for date in &scale.dates {
             out.push(Unit {
                 tile: tile.clone(),
                 date: Some(date.clone()),
+                bbox,
             });
         }
     }
@@ -423,5 +431,6 @@ fn with_nodes(plan: &Plan, nodes: Vec<PlanNode>) -> Plan {
         nodes,
         graph,
         scale: None,
+        aoi: plan.aoi.clone(),
     }
 }

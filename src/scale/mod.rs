@@ -92,6 +92,21 @@ impl Scaled {
         let scale = match (first.scale.clone(), &setup.tiles) {
             (Some(mut scale), tiles) => {
                 if let Some(t) = tiles {
+                    if !scale.cells.is_empty() {
+                        // A grid's cells are chosen by name.
+                        let mut cells = Vec::new();
+                        for name in t {
+                            let i = scale.tiles.iter().position(|c| c == name).ok_or_else(|| {
+                                CommandError::usage(format!(
+                                    "--tiles: `{name}` is not a cell of the recipe's grid ({} .. {})",
+                                    scale.tiles.first().map(String::as_str).unwrap_or(""),
+                                    scale.tiles.last().map(String::as_str).unwrap_or("")
+                                ))
+                            })?;
+                            cells.push(scale.cells[i]);
+                        }
+                        scale.cells = cells;
+                    }
                     scale.tiles = t.clone();
                 }
                 if let Some(d) = &setup.dates {

@@ -57,6 +57,45 @@ impl Polygons {
         b
     }
 
+    /// True when the area and the rectangle `[min_x, min_y, max_x, max_y]` share a point: a
+    /// vertex inside the rectangle, a corner of the rectangle inside the area (even-odd within a
+    /// geometry, union across geometries), or an edge crossing one of the rectangle's (an edge
+    /// on the line of one of the rectangle's but apart from it counts too: the answer errs on
+    /// the side of meeting).
+    pub fn meets_rect(&self, rect: [f64; 4]) -> bool {
+        let [x0, y0, x1, y1] = rect;
+        let in_rect = |p: &[f64; 2]| p[0] >= x0 && p[0] <= x1 && p[1] >= y0 && p[1] <= y1;
+        if self.geometries.iter().flatten().flatten().any(in_rect) {
+            return true;
+        }
+        let corners = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]];
+        let inside = |q: [f64; 2]| {
+            self.geometries.iter().any(|rings| {
+                let mut odd = false;
+                for ring in rings {
+                    for (a, b) in ring.iter().zip(ring.iter().cycle().skip(1)) {
+                        if (a[1] > q[1]) != (b[1] > q[1])
+                            && q[0] < a[0] + (q[1] - a[1]) * (b[0] - a[0]) / (b[1] - a[1])
+                        {
+                            odd = !odd;
+                        }
+                    }
+                }
+                odd
+            })
+        };
+        if corners.iter().any(|&c| inside(c)) {
+            return true;
+        }
+        let sides: Vec<([f64; 2], [f64; 2])> =
+            (0..4).map(|i| (corners[i], corners[(i + 1) % 4])).collect();
+        self.geometries.iter().flatten().any(|ring| {
+            ring.iter()
+                .zip(ring.iter().cycle().skip(1))
+                .any(|(a, b)| sides.iter().any(|&(c, d)| segments_cross(*a, *b, c, d)))
+        })
+    }
+
     /// The same polygons with every vertex moved by `f` (a reprojection: vertices only, edges
     /// stay straight, as GDAL does when it rasterizes a geometry in another CRS).
     ///
@@ -126,6 +165,16 @@ impl Polygons {
         }
         mask
     }
+}
+
+/// True when segments `ab` and `cd` cross (touching counts).
+fn segments_cross(a: [f64; 2], b: [f64; 2], c: [f64; 2], d: [f64; 2]) -> bool {
+    let side = |p: [f64; 2], q: [f64; 2], r: [f64; 2]| {
+        (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+    };
+    let (d1, d2) = (side(c, d, a), side(c, d, b));
+    let (d3, d4) = (side(a, b, c), side(a, b, d));
+    (d1 * d2 <= 0.0) && (d3 * d4 <= 0.0)
 }
 
 fn read_geometry(
@@ -233,6 +282,29 @@ mod tests {
             .chunks(grid.width)
             .map(|row| row.iter().map(|&i| if i { '#' } else { '.' }).collect())
             .collect()
+    }
+
+    #[test]
+    fn rectangles_meet_an_area_through_vertices_corners_or_crossing_edges() {
+        // A square from 0 to 10 with a hole from 3 to 7, and a triangle far away.
+        let p = Polygons::from_geojson(&geometry(
+            "{ type = \"MultiPolygon\", coordinates = [\
+             [[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]], [[3, 3], [7, 3], [7, 7], [3, 7], [3, 3]]], \
+             [[[20, 20], [22, 20], [21, 22], [20, 20]]]] }",
+        ))
+        .unwrap();
+        assert!(p.meets_rect([-1.0, -1.0, 1.0, 1.0]), "a vertex inside");
+        assert!(p.meets_rect([1.0, 1.0, 2.0, 2.0]), "inside the square");
+        assert!(!p.meets_rect([4.0, 4.0, 6.0, 6.0]), "inside the hole");
+        assert!(
+            p.meets_rect([-5.0, 4.0, 15.0, 6.0]),
+            "edges crossing, no vertex inside"
+        );
+        assert!(!p.meets_rect([11.0, 11.0, 19.0, 19.0]), "between the two");
+        assert!(
+            p.meets_rect([20.5, 20.5, 21.0, 21.0]),
+            "inside the triangle"
+        );
     }
 
     #[test]

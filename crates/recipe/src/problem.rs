@@ -449,7 +449,8 @@ impl Problem {
     pub fn help(&self) -> Option<String> {
         match self {
             Problem::BadScale { .. } => Some(
-                "write tiles = [\"18TWR\", ...] (each sets params.tile), optionally dates = \
+                "write tiles = [\"18TWR\", ...] (each sets params.tile) or grid = 0.25 (cells of \
+                 the aoi, each setting params.tile and params.bbox), optionally dates = \
                  [\"2021-08-03\", ...] (params.date) and gather = [\"fit\"] (nodes run once over \
                  every unit's inputs)"
                     .into(),

@@ -150,6 +150,7 @@ impl<'a> Builder<'a> {
             nodes,
             graph,
             scale,
+            aoi: self.aoi.clone(),
         })
     }
 

@@ -89,6 +89,8 @@ pub struct Plan {
     pub graph: DiGraph<String, String>,
     /// The recipe's `[scale]` table: the work units it runs over, if any.
     pub scale: Option<Scale>,
+    /// The recipe's `aoi`, as one GeoJSON geometry in lon/lat.
+    pub aoi: Option<toml::Value>,
 }
 
 impl Plan {

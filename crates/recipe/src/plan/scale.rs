@@ -7,6 +7,11 @@
 //! gather = ["fit"]             # nodes run once, on the rows of every unit gathered
 //! ```
 //!
+//! Instead of `tiles`, `grid = 0.25` cuts the recipe's `aoi` into cells of that many degrees
+//! (rows from the north, `r0c0`, `r0c1`, ...), keeping the cells that meet the area; each unit
+//! then sets `params.tile` to its cell's name and `params.bbox` to its `[west, south, east,
+//! north]`.
+//!
 //! The table is checked here (with spans); cutting the plan into units, stages and tasks is the
 //! CLI's `scale` module.
 
@@ -14,7 +19,7 @@ use super::builder::Builder;
 use crate::problem::Problem;
 
 /// The work units of a recipe: tiles, optionally times dates, and the nodes that gather them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Scale {
     /// The values of `params.tile`, one unit (per date) each.
     pub tiles: Vec<String>,
@@ -23,9 +28,53 @@ pub struct Scale {
     /// Nodes that run once over every unit: each input that comes from a per-unit node receives
     /// the rows of all units gathered (`gather`).
     pub gather: Vec<String>,
+    /// With `grid`: the `[west, south, east, north]` of each tile (a cell of the grid), in the
+    /// order of `tiles`; empty otherwise.
+    pub cells: Vec<[f64; 4]>,
 }
 
-const SCALE_KEYS: &[&str] = &["tiles", "dates", "gather"];
+const SCALE_KEYS: &[&str] = &["tiles", "grid", "dates", "gather"];
+
+/// The most cells a `grid` may cut an area into.
+pub(super) const MAX_CELLS: usize = 100_000;
+
+/// The cells of `size` degrees over the bbox of `aoi` that meet it, rows from the north: their
+/// names and bounds (the last row and column end at the area's bbox).
+///
+/// # Errors
+/// A cell size that is not a positive number, or more than [`MAX_CELLS`] cells.
+pub(super) fn grid_cells(aoi: &toml::Value, size: f64) -> Result<Vec<(String, [f64; 4])>, String> {
+    if !(size.is_finite() && size > 0.0) {
+        return Err(format!("`grid` is a cell size in degrees > 0, got {size}"));
+    }
+    let area = flow_core::polygon::Polygons::from_geojson(aoi)?;
+    let [w, s, e, n] = area.bbox();
+    let cols = ((e - w) / size).ceil().max(1.0);
+    let rows = ((n - s) / size).ceil().max(1.0);
+    if cols * rows > MAX_CELLS as f64 {
+        return Err(format!(
+            "a grid of {size} degrees cuts the aoi into {} cells; at most {MAX_CELLS}",
+            cols * rows
+        ));
+    }
+    let (cols, rows) = (cols as usize, rows as usize);
+    let (rw, cw) = (rows.to_string().len(), cols.to_string().len());
+    let mut out = Vec::new();
+    for r in 0..rows {
+        for c in 0..cols {
+            let cell = [
+                w + c as f64 * size,
+                (n - (r + 1) as f64 * size).max(s),
+                (w + (c + 1) as f64 * size).min(e),
+                n - r as f64 * size,
+            ];
+            if area.meets_rect(cell) {
+                out.push((format!("r{r:0rw$}c{c:0cw$}"), cell));
+            }
+        }
+    }
+    Ok(out)
+}
 
 impl Builder<'_> {
     /// The recipe's `[scale]`, checked against its params and nodes; `None` when absent or wrong
@@ -50,10 +99,22 @@ impl Builder<'_> {
                 ok = false;
             }
         }
-        let tiles = match table.get("tiles") {
-            Some(v) => self.names(v, "tiles", true),
-            None => {
-                self.scale_problem(&["scale"], "`tiles` is missing".into());
+        let mut cells = Vec::new();
+        let tiles = match (table.get("tiles"), table.get("grid")) {
+            (Some(_), Some(_)) => {
+                self.scale_problem(
+                    &["scale", "grid"],
+                    "give `tiles` or `grid`, not both".into(),
+                );
+                None
+            }
+            (Some(v), None) => self.names(v, "tiles", true),
+            (None, Some(v)) => self.grid(v, params).map(|c| {
+                cells = c.iter().map(|(_, b)| *b).collect();
+                c.into_iter().map(|(name, _)| name).collect()
+            }),
+            (None, None) => {
+                self.scale_problem(&["scale"], "`tiles` (or `grid`) is missing".into());
                 None
             }
         };
@@ -97,8 +158,49 @@ impl Builder<'_> {
                 tiles,
                 dates,
                 gather,
+                cells,
             }),
             _ => None,
+        }
+    }
+
+    /// The cells of `scale.grid` over the recipe's `aoi` (which a grid needs, with a `bbox`
+    /// param for each cell's bounds).
+    fn grid(
+        &mut self,
+        value: &toml::Value,
+        params: &toml::Table,
+    ) -> Option<Vec<(String, [f64; 4])>> {
+        let path = ["scale", "grid"];
+        let size = value
+            .as_float()
+            .or_else(|| value.as_integer().map(|i| i as f64));
+        let Some(size) = size else {
+            self.scale_problem(&path, "`grid` is a cell size in degrees (a number)".into());
+            return None;
+        };
+        let Some(aoi) = self.aoi.clone() else {
+            self.scale_problem(
+                &path,
+                "a `grid` cuts the recipe's `aoi` into cells: give the recipe an `aoi`".into(),
+            );
+            return None;
+        };
+        if !matches!(params.get("bbox"), Some(toml::Value::Array(_))) {
+            self.scale_problem(
+                &path,
+                "each cell sets params.bbox: declare it in [params] as [west, south, east, north] \
+                 (the bounds a run of one unit uses)"
+                    .into(),
+            );
+            return None;
+        }
+        match grid_cells(&aoi, size) {
+            Ok(cells) => Some(cells),
+            Err(reason) => {
+                self.scale_problem(&path, reason);
+                None
+            }
         }
     }
 
