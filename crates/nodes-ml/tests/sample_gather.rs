@@ -8,45 +8,12 @@ use flow_core::estimate::{Known, Pixels, Shape};
 use flow_core::window::Window;
 use flow_core::{
     schema, BandInfo, Grid, Inputs, Matrix, Model, Node, NodeError, NodeKind, Params, Raster,
-    Registry, RunContext, Scaling, Signature, Value, ValueType,
+    RunContext, Scaling, Signature, Value, ValueType,
 };
 use ndarray::{s, Array2, Array4};
 
-fn registry() -> Registry {
-    let mut r = Registry::new();
-    flow_nodes_ml::register(&mut r);
-    r
-}
-
-/// Builds a node of `kind` from TOML params, checked and completed by the kind's schema.
-fn build(kind: &str, src: &str) -> Box<dyn Node> {
-    let reg = registry();
-    let kind = reg.get(kind).unwrap();
-    let mut params: Params = toml::from_str(src).unwrap();
-    let spec = kind.params();
-    assert!(
-        schema::check(&spec, &params).is_empty(),
-        "{:?}",
-        schema::check(&spec, &params)
-    );
-    schema::apply_defaults(&spec, &mut params);
-    kind.build(&params).unwrap()
-}
-
-fn ctx() -> RunContext {
-    RunContext::new("test", "/tmp".into(), "/tmp".into(), "/tmp".into())
-}
-
-fn run(node: &dyn Node, ctx: &RunContext, inputs: Vec<(&str, Value)>) -> Result<Value, NodeError> {
-    node.run(
-        ctx,
-        &Inputs::new(
-            inputs
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), Arc::new(v))),
-        ),
-    )
-}
+mod common;
+use common::{build, ctx, registry, run};
 
 fn matrix(v: Value) -> Matrix {
     match v {
