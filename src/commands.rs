@@ -266,7 +266,7 @@ fn print_estimate(
     limit: Option<&(u64, String)>,
     json: bool,
 ) -> CommandResult {
-    let items = run_item_nodes(plan, options);
+    let items = run_item_nodes(plan, options, &[]);
     let estimate = flow_engine::estimate_run(plan, options, &items);
     if json {
         let mut value = serde_json::to_value(&estimate)
@@ -295,23 +295,43 @@ fn print_estimate(
 
 /// The outputs of the plan's item nodes (searches and signing, which read catalogs, not
 /// pixels), run now so that the estimate knows the grid and the time steps; in plan order,
-/// `None` for every other node and for one that failed (with a warning).
+/// `None` for every other node and for one that failed (with a warning). An item node whose
+/// cache key is in `keys` (in plan order; empty for none) and cached is loaded instead.
 pub(crate) fn run_item_nodes(
     plan: &Plan,
     options: &RunOptions,
+    keys: &[Option<flow_engine::Key>],
 ) -> Vec<Option<Arc<flow_core::Value>>> {
+    let index: std::collections::HashMap<&str, usize> = plan
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.as_str(), i))
+        .collect();
     let mut values: Vec<Option<Arc<flow_core::Value>>> = Vec::with_capacity(plan.nodes.len());
-    for node in &plan.nodes {
+    for (n, node) in plan.nodes.iter().enumerate() {
+        let is_items = node.output_type() == flow_core::ValueType::Items;
+        let cached = match (is_items, keys.get(n).copied().flatten(), &options.cache) {
+            (true, Some(key), Some(cache)) => match cache.get(&key, None) {
+                flow_engine::Lookup::Hit(v, _) => Some(Arc::new(*v)),
+                _ => None,
+            },
+            _ => None,
+        };
+        if cached.is_some() {
+            values.push(cached);
+            continue;
+        }
         let inputs: Option<Vec<(String, Arc<flow_core::Value>)>> = node
             .inputs
             .iter()
             .map(|(port, src)| {
-                let i = plan.nodes.iter().position(|n| &n.id == src)?;
+                let i = *index.get(src.as_str())?;
                 values.get(i)?.clone().map(|v| (port.clone(), v))
             })
             .collect();
         let value = match inputs {
-            Some(inputs) if node.output_type() == flow_core::ValueType::Items => {
+            Some(inputs) if is_items => {
                 let ctx = options.context(&node.id);
                 match node.node.run(&ctx, &flow_core::Inputs::new(inputs)) {
                     Ok(v) => Some(Arc::new(v)),

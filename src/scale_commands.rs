@@ -249,6 +249,12 @@ pub fn task_run(args: TaskRunArgs) -> CommandResult {
     let run_id = std::env::var("FLOW_RUN_ID").ok();
     let result = scale::task::run(&mut scaled, &rt, &args.stage, index, run_id.as_deref());
     rt.shutdown_background();
+    if result.as_ref().is_ok_and(|r| r.already_done) {
+        eprintln!(
+            "task {}/{index}: done already (its completion record is in the cache)",
+            args.stage
+        );
+    }
     result.map(|_| ())
 }
 

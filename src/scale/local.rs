@@ -2,7 +2,7 @@
 //! those whose completion records are in the cache. The tasks are the very ones any other
 //! engine runs, so the outputs are the same.
 
-use super::{records, task, Scaled};
+use super::{task, Scaled};
 use crate::error::CommandError;
 
 /// What a local run did, per stage: tasks run and tasks found done.
@@ -24,13 +24,12 @@ pub fn run(
     let stages = scaled.staged.stages.clone();
     for stage in &stages {
         let (mut ran, mut done) = (0, 0);
-        for (index, t) in stage.tasks.iter().enumerate() {
-            if let records::TaskState::Done(_) = scaled.task_state(stage, t) {
+        for index in 0..stage.tasks.len() {
+            if task::run(scaled, runtime, stage.name, index, None)?.already_done {
                 done += 1;
-                continue;
+            } else {
+                ran += 1;
             }
-            task::run(scaled, runtime, stage.name, index, None)?;
-            ran += 1;
         }
         out.stages.push((stage.name.to_string(), ran, done));
     }

@@ -16,7 +16,7 @@ pub mod task;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use flow_engine::{Key, RunOptions};
+use flow_engine::RunOptions;
 use flow_recipe::{Overrides, Scale};
 
 use crate::error::CommandError;
@@ -60,10 +60,9 @@ pub struct Scaled {
     pub staged: Staged,
     /// The options every task runs with (the cache included).
     pub options: RunOptions,
-    /// Each node's key, in plan order (`None` while unknown), and whether it is cached.
-    pub keys: Vec<(Option<Key>, bool)>,
-    /// Each node's plan key, in plan order: what names tasks.
-    pub plan_keys: Vec<Key>,
+    /// Each node's cache key (`None` while unknown) and plan key (what names tasks), in plan
+    /// order.
+    pub keys: Vec<flow_engine::executor::NodeKeys>,
 }
 
 impl Scaled {
@@ -148,14 +147,12 @@ impl Scaled {
         options.registry = Some(Arc::new(registry));
         search(&staged, &options)?;
         let keys = flow_engine::executor::node_keys(&staged.plan, &options);
-        let plan_keys = flow_engine::executor::plan_keys(&staged.plan, &options);
         Ok(Scaled {
             setup,
             scale,
             staged,
             options,
             keys,
-            plan_keys,
         })
     }
 
@@ -197,7 +194,7 @@ impl Scaled {
     }
 
     /// The key of `task` in stage `stage`: BLAKE3 over the stage and the plan keys
-    /// ([`flow_engine::executor::plan_keys`]) of the nodes it computes. It names the task's
+    /// ([`flow_engine::executor::NodeKeys::plan_key`]) of the nodes it computes. It names the task's
     /// records; it is known before anything runs and changes with the recipe.
     pub fn task_key(&self, stage: &Stage, task: &Task) -> String {
         let mut h = blake3::Hasher::new();
@@ -207,7 +204,7 @@ impl Scaled {
         let mut keys: Vec<String> = task
             .nodes
             .iter()
-            .filter_map(|&i| self.plan_keys.get(i).map(Key::hex))
+            .filter_map(|&i| self.keys.get(i).map(|k| k.plan_key.hex()))
             .collect();
         keys.sort();
         for k in &keys {
@@ -227,7 +224,7 @@ impl Scaled {
         if let records::TaskState::Done(done) = &state {
             let current = task.nodes.iter().all(|&i| {
                 let id = &self.staged.plan.nodes[i].id;
-                let now = self.keys.get(i).and_then(|k| k.0).map(|k| k.hex());
+                let now = self.keys.get(i).and_then(|k| k.key).map(|k| k.hex());
                 now.is_some() && done.nodes.get(id) == now.as_ref()
             });
             if !current {
@@ -244,7 +241,9 @@ impl Scaled {
 
     /// The plan file of this staged recipe: tasks with keys, reads, outputs, estimates and states.
     pub fn plan_file(&self) -> PlanFile {
-        let items = crate::commands::run_item_nodes(&self.staged.plan, &self.options);
+        // The searches are in the cache (`search`): their items are loaded, not searched again.
+        let keys: Vec<_> = self.keys.iter().map(|k| k.key).collect();
+        let items = crate::commands::run_item_nodes(&self.staged.plan, &self.options, &keys);
         let estimate = flow_engine::estimate_run(&self.staged.plan, &self.options, &items);
         let plan = &self.staged.plan;
         let mut stages = Vec::new();
@@ -293,7 +292,7 @@ impl Scaled {
                             .map(|&i| NodeFile {
                                 id: plan.nodes[i].id.clone(),
                                 kind: plan.nodes[i].kind.name().to_string(),
-                                key: self.keys.get(i).and_then(|k| k.0).map(|k| k.hex()),
+                                key: self.keys.get(i).and_then(|k| k.key).map(|k| k.hex()),
                             })
                             .collect(),
                         reads,

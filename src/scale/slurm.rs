@@ -218,26 +218,17 @@ pub fn run(
     for attempt in 1..=options.max_attempts.max(1) + 1 {
         let states = super::status::states(plan, cache);
         // Failures of this run that must not be retried stop it.
-        for (stage, list) in &states {
-            for (i, s) in list.iter().enumerate() {
-                if let TaskState::Failed(f) = s {
-                    if f.run.as_deref() == Some(run_id.as_str()) {
-                        let code = ExitCode::ALL
-                            .into_iter()
-                            .find(|c| c.code() == f.exit_code)
-                            .unwrap_or(ExitCode::NodeFailed);
-                        last_failure = Some((code, format!("task {stage}/{i}: {}", f.message)));
-                        if !f.retryable {
-                            report.seconds = started.elapsed().as_secs_f64();
-                            report.done = count_done(&states);
-                            write_report(&dir, &report);
-                            return Err(CommandError::new(
-                                code,
-                                format!("{} (exit {} is not retried)", f.message, f.exit_code),
-                            ));
-                        }
-                    }
-                }
+        for (stage, i, f) in failures_of(&states, &run_id) {
+            let code = ExitCode::from_code(f.exit_code).unwrap_or(ExitCode::NodeFailed);
+            last_failure = Some((code, format!("task {stage}/{i}: {}", f.message)));
+            if !f.retryable {
+                report.seconds = started.elapsed().as_secs_f64();
+                report.done = count_done(&states);
+                write_report(&dir, &report);
+                return Err(CommandError::new(
+                    code,
+                    format!("{} (exit {} is not retried)", f.message, f.exit_code),
+                ));
             }
         }
         let missing: Vec<(usize, Vec<usize>)> = states
@@ -324,6 +315,21 @@ pub fn run(
         ));
     }
     Ok(report)
+}
+
+/// The failures recorded by run `run_id`: `(stage, index, failure)`.
+fn failures_of<'a>(
+    states: &'a [(String, Vec<TaskState>)],
+    run_id: &'a str,
+) -> impl Iterator<Item = (&'a str, usize, &'a super::records::Failure)> {
+    states.iter().flat_map(move |(stage, list)| {
+        list.iter().enumerate().filter_map(move |(i, s)| match s {
+            TaskState::Failed(f) if f.run.as_deref() == Some(run_id) => {
+                Some((stage.as_str(), i, f.as_ref()))
+            }
+            _ => None,
+        })
+    })
 }
 
 fn count_done(states: &[(String, Vec<TaskState>)]) -> usize {

@@ -63,9 +63,7 @@ fn failpoint(scaled: &Scaled, stage: &str, index: usize, key: &str) -> Option<Ex
     if *s != stage || i.parse::<usize>().ok()? != index {
         return None;
     }
-    let code = ExitCode::ALL
-        .into_iter()
-        .find(|c| c.code().to_string() == *code)?;
+    let code = ExitCode::from_code(code.parse().ok()?)?;
     if parts.get(3) == Some(&"once") {
         let marker = format!("failpoints/{key}-{stage}-{index}");
         let first = scaled
@@ -115,7 +113,6 @@ pub fn run(
     let out_dir = scaled.setup.out_dir.clone();
     let key = scaled.task_key(&stage, &task);
     if let records::TaskState::Done(_) = scaled.task_state(&stage, &task) {
-        eprintln!("task {label}: done already (its completion record is in the cache)");
         return Ok(TaskRun {
             computed: 0,
             seconds: started.elapsed().as_secs_f64(),
@@ -185,12 +182,12 @@ pub fn run(
             if !full.exists() {
                 continue;
             }
-            let bytes = std::fs::read(&full)
+            let (hash, bytes) = flow_core::digest::hash_file(&full)
                 .map_err(|e| CommandError::io(format!("cannot read {}: {e}", full.display())))?;
             outputs.push(OutputFile {
                 path: path.display().to_string(),
-                bytes: bytes.len() as u64,
-                blake3: blake3::hash(&bytes).to_hex().to_string(),
+                bytes,
+                blake3: hash.to_hex().to_string(),
             });
         }
     }
@@ -198,7 +195,7 @@ pub fn run(
         .nodes
         .iter()
         .filter_map(|&i| {
-            let k = scaled.keys.get(i)?.0?;
+            let k = scaled.keys.get(i)?.key?;
             Some((plan.nodes[i].id.clone(), k.hex()))
         })
         .collect();

@@ -33,6 +33,7 @@ pub mod classifier;
 pub mod dataset;
 pub mod declare;
 pub mod deferred;
+pub mod digest;
 pub mod error;
 pub mod estimate;
 pub mod exact;

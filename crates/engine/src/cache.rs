@@ -41,7 +41,7 @@
 //!   verify is deleted remotely (manifest first) and reported as [`Lookup::Corrupt`] naming the
 //!   object's URL; the caller recomputes and its put writes the entry again. A local hit whose
 //!   entry the remote lacks is uploaded (one HEAD request per hit).
-//! - `contains` and `sources` read the local manifest, else the remote one; `remove` removes
+//! - `lookup` (and `contains`) read the local manifest, else the remote one; `remove` removes
 //!   both copies.
 //! - A remote that fails during a run is a warning: the run goes on with the local cache.
 //!
@@ -125,6 +125,9 @@ pub struct Cache {
     /// Set at the first failure of the remote in this process (after its retries): the rest of
     /// the run uses the local cache alone rather than waiting on every entry.
     remote_down: Arc<AtomicBool>,
+    /// Keys this process knows the remote holds (it uploaded, fetched or found them), so that a
+    /// hit asks the remote about its entry once, not at every lookup.
+    on_remote: Arc<std::sync::Mutex<std::collections::HashSet<Key>>>,
 }
 
 /// What fetching an entry from the remote gave.
@@ -182,12 +185,16 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// A name part no other temporary of this cache has: the process, a counter of the process and
+/// the time (threads of one process may ask within one tick of a coarse clock).
 fn unique_suffix() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("{}-{nanos}", std::process::id())
+    format!("{}-{n}-{nanos}", std::process::id())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
@@ -318,6 +325,7 @@ impl Cache {
             root,
             remote: None,
             remote_down: Arc::new(AtomicBool::new(false)),
+            on_remote: Default::default(),
         })
     }
 
@@ -325,11 +333,6 @@ impl Cache {
     pub fn with_remote(mut self, remote: Remote) -> Cache {
         self.remote = Some(Arc::new(remote));
         self
-    }
-
-    /// The remote tier, when there is one.
-    pub fn remote(&self) -> Option<&Remote> {
-        self.remote.as_deref()
     }
 
     /// The remote, for entries, unless it has failed in this process.
@@ -377,15 +380,14 @@ impl Cache {
     /// True when an entry for `key` exists and is younger than `ttl` seconds (when given). Does
     /// not verify its contents; [`Cache::get`] does.
     pub fn contains(&self, key: &Key, ttl: Option<u64>) -> bool {
-        match self.manifest(key) {
-            Some(m) => ttl.is_none_or(|ttl| now().saturating_sub(m.created) <= ttl),
-            None => false,
-        }
+        self.lookup(key, ttl).is_some()
     }
 
-    /// The files the entry's node read, from its manifest (`None` without an entry).
-    pub fn sources(&self, key: &Key) -> Option<Vec<flow_core::Source>> {
-        self.manifest(key).map(|m| m.sources)
+    /// The manifest of the entry for `key` when there is one younger than `ttl` seconds (when
+    /// given): local, else remote. Does not verify the entry; [`Cache::get`] does.
+    pub fn lookup(&self, key: &Key, ttl: Option<u64>) -> Option<Manifest> {
+        self.manifest(key)
+            .filter(|m| ttl.is_none_or(|ttl| now().saturating_sub(m.created) <= ttl))
     }
 
     /// The entry's manifest: the local one, else the remote one.
@@ -508,15 +510,13 @@ impl Cache {
             .root
             .join("tmp")
             .join(format!("{}-fetch-{}", key.short(), unique_suffix()));
-        let result = self.download_entry(remote, &base, &manifest, &manifest_bytes, &tmp);
-        if !matches!(result, Ok(None)) {
-            let _ = fs::remove_dir_all(&tmp);
-        }
-        match result {
+        let fetched = match self.download_entry(remote, &base, &manifest, &manifest_bytes, &tmp) {
             Ok(None) => match self.publish(key, &tmp) {
-                Ok(()) => Fetched::Stored,
+                Ok(()) => {
+                    self.mark_on_remote(key);
+                    Fetched::Stored
+                }
                 Err(e) => {
-                    let _ = fs::remove_dir_all(&tmp);
                     tracing::warn!("{e}: cannot store what the shared cache holds");
                     Fetched::Miss
                 }
@@ -526,7 +526,10 @@ impl Cache {
                 self.remote_failed(&e, "going on with the local cache");
                 Fetched::Miss
             }
-        }
+        };
+        // Whatever is left of the download (nothing once it was published).
+        let _ = fs::remove_dir_all(&tmp);
+        fetched
     }
 
     /// Streams the remote entry's files into `tmp`, hashing them on the way. Returns the
@@ -576,6 +579,9 @@ impl Cache {
         let Some(remote) = self.live_remote() else {
             return;
         };
+        if let Ok(mut k) = self.on_remote.lock() {
+            k.remove(key);
+        }
         let base = entry_name(key);
         let manifest = format!("{base}/manifest.json");
         let result = remote.delete(&manifest).and_then(|()| {
@@ -589,11 +595,15 @@ impl Cache {
         }
     }
 
-    /// Uploads `key`'s local entry when the remote lacks it. Failures are warnings.
+    /// Uploads `key`'s local entry when the remote lacks it (asked once per key and process).
+    /// Failures are warnings.
     fn ensure_uploaded(&self, key: &Key) {
         let Some(remote) = self.live_remote() else {
             return;
         };
+        if self.known_on_remote(key) {
+            return;
+        }
         let result = remote
             .exists(&format!("{}/manifest.json", entry_name(key)))
             .and_then(|there| {
@@ -603,8 +613,19 @@ impl Cache {
                     self.upload(remote, key)
                 }
             });
-        if let Err(e) = result {
-            self.remote_failed(&e, "the entry stays in the local cache only");
+        match result {
+            Ok(()) => self.mark_on_remote(key),
+            Err(e) => self.remote_failed(&e, "the entry stays in the local cache only"),
+        }
+    }
+
+    fn known_on_remote(&self, key: &Key) -> bool {
+        self.on_remote.lock().is_ok_and(|k| k.contains(key))
+    }
+
+    fn mark_on_remote(&self, key: &Key) {
+        if let Ok(mut k) = self.on_remote.lock() {
+            k.insert(*key);
         }
     }
 
@@ -711,8 +732,9 @@ impl Cache {
         }
         result?;
         if let Some(remote) = self.live_remote() {
-            if let Err(e) = self.upload(remote, key) {
-                self.remote_failed(&e, "the entry stays in the local cache only");
+            match self.upload(remote, key) {
+                Ok(()) => self.mark_on_remote(key),
+                Err(e) => self.remote_failed(&e, "the entry stays in the local cache only"),
             }
         }
         Ok(())
@@ -810,17 +832,15 @@ impl Cache {
             .join("tmp")
             .join(format!("record-{}", unique_suffix()));
         write_synced(&tmp, bytes)?;
-        let placed = if create_only {
-            // A hard link fails when the target exists, where a rename would replace it.
-            match fs::hard_link(&tmp, &path) {
-                Ok(()) => Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-                Err(e) => Err(CacheError::io(&path, e)),
-            }
-        } else {
-            fs::rename(&tmp, &path)
-                .map(|()| true)
-                .map_err(|e| CacheError::io(&path, e))
+        if !create_only {
+            atomic::commit(&tmp, &path).map_err(|e| CacheError::io(&path, e))?;
+            return Ok(true);
+        }
+        // A hard link fails when the target exists, where a rename would replace it.
+        let placed = match fs::hard_link(&tmp, &path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(CacheError::io(&path, e)),
         };
         let _ = fs::remove_file(&tmp);
         if matches!(placed, Ok(true)) {

@@ -204,11 +204,6 @@ impl Remote {
         Ok(remote)
     }
 
-    /// The URL the remote was opened with.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// The URL of the object `name`.
     pub fn object_url(&self, name: &str) -> String {
         if name.is_empty() {

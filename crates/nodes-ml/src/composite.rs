@@ -233,8 +233,8 @@ fn reduce(method: CompositeMethod, values: &mut [f32]) -> f32 {
 }
 
 /// The time label of a composite of steps labelled `times`: `earliest/latest` (RFC 3339 labels
-/// of one precision sort as text), or the one label when all are the same.
-fn span(times: &[String]) -> String {
+/// of one precision sort as text), or the one label when all are the same; empty for no label.
+pub fn span(times: &[String]) -> String {
     let first = times.iter().min();
     let last = times.iter().max();
     match (first, last) {

@@ -93,17 +93,7 @@ impl PredictNode {
         if k == 0 {
             return Err(MlError::Shape("predict: the model has no centroid".into()));
         }
-        // Another number of features, or the same number under other names (another band
-        // order, another date), would classify without meaning: refused, naming both lists.
-        let renamed = !model.features.is_empty()
-            && !matrix.features.is_empty()
-            && model.features != matrix.features;
-        if matrix.data.ncols() != f || renamed {
-            return Err(MlError::FeatureMismatch {
-                model: model.features.clone(),
-                matrix: matrix.features.clone(),
-            });
-        }
+        check_features(matrix, model, f)?;
         let centroids: Vec<f32> = model.centroids.iter().copied().collect();
         let rows = Rows::new(matrix.data.view());
         let n = rows.n;
@@ -134,17 +124,25 @@ impl PredictNode {
     }
 }
 
-/// `predict` with a classifier: the class id of every row.
-fn classify(matrix: &Matrix, model: &Model, classifier: &Classifier) -> Result<Matrix, MlError> {
+/// Refuses a matrix whose `features` columns are not the model's: another number of features,
+/// or the same number under other names (another band order, another date), would classify
+/// without meaning; the error names both lists.
+fn check_features(matrix: &Matrix, model: &Model, features: usize) -> Result<(), MlError> {
     let renamed = !model.features.is_empty()
         && !matrix.features.is_empty()
         && model.features != matrix.features;
-    if matrix.data.ncols() != model.centroids.ncols() || renamed {
+    if matrix.data.ncols() != features || renamed {
         return Err(MlError::FeatureMismatch {
             model: model.features.clone(),
             matrix: matrix.features.clone(),
         });
     }
+    Ok(())
+}
+
+/// `predict` with a classifier: the class id of every row.
+fn classify(matrix: &Matrix, model: &Model, classifier: &Classifier) -> Result<Matrix, MlError> {
+    check_features(matrix, model, model.centroids.ncols())?;
     let indices = classifier::predict_rows(classifier, &model.centroids, matrix.data.view())?;
     let ids: Vec<f32> = indices
         .iter()

@@ -172,13 +172,21 @@ impl ScriptNode {
         ctx: &RunContext,
         values: &[(&str, Cow<'_, Value>)],
     ) -> Result<Value, ScriptError> {
-        let prepared = self.prepare(ctx)?;
+        // What `key_material` found, when it ran (it always does under the engine): the script
+        // is hashed again, since it may have been edited after its key was made; the
+        // interpreter is not asked its version twice.
         let before = self.prepared.lock().ok().and_then(|p| p.clone());
-        if before.is_some_and(|b| b.digest != prepared.digest) {
-            return Err(ScriptError::Changed {
-                path: prepared.script,
-            });
-        }
+        let prepared = match before {
+            Some(before) => {
+                if hash_script(&before.script)? != before.digest {
+                    return Err(ScriptError::Changed {
+                        path: before.script,
+                    });
+                }
+                before
+            }
+            None => self.prepare(ctx)?,
+        };
         let dir = tempfile::Builder::new()
             .prefix("flow-script-")
             .tempdir()
@@ -271,10 +279,8 @@ fn hash_script(path: &Path) -> Result<[u8; 32], ScriptError> {
             "not a regular file",
         )));
     }
-    let mut file = std::fs::File::open(path).map_err(err)?;
-    let mut hasher = blake3::Hasher::new();
-    std::io::copy(&mut file, &mut hasher).map_err(err)?;
-    Ok(*hasher.finalize().as_bytes())
+    let (hash, _) = flow_core::digest::hash_file(path).map_err(err)?;
+    Ok(*hash.as_bytes())
 }
 
 /// The error of an interpreter that could not be started.
@@ -327,12 +333,9 @@ fn interpreter_version(
                     "`{name} --version` failed and {name} is not found on PATH"
                 ))
             })?;
-            let mut file = std::fs::File::open(&path)
+            let (hash, _) = flow_core::digest::hash_file(&path)
                 .map_err(|e| fail(format!("{} cannot be read: {e}", path.display())))?;
-            let mut hasher = blake3::Hasher::new();
-            std::io::copy(&mut file, &mut hasher)
-                .map_err(|e| fail(format!("{} cannot be read: {e}", path.display())))?;
-            Ok(format!("executable blake3 {}", hasher.finalize().to_hex()))
+            Ok(format!("executable blake3 {}", hash.to_hex()))
         }
         Ending::TimedOut => Err(fail(format!(
             "`{name} --version` gave no answer within {} s",

@@ -384,18 +384,6 @@ fn on_grid(shape: &[usize], port: &str, grid: &Grid) -> Result<(), Wrong> {
     Ok(())
 }
 
-/// The time label of one step made of the reference's steps: the span `first/last`, as
-/// `composite` labels it (the one label when there is one).
-fn span(times: &[String]) -> Option<String> {
-    let first = times.iter().min()?;
-    let last = times.iter().max()?;
-    Some(if first == last {
-        first.clone()
-    } else {
-        format!("{first}/{last}")
-    })
-}
-
 /// Reads the script's output from `dir` and checks it against `expect`.
 ///
 /// # Errors
@@ -478,7 +466,8 @@ fn read_raster(dir: &Path, expect: &Expect<'_>) -> Result<Raster, Wrong> {
             ))
         }
         (None, Some(r)) if r.len() == t => r.to_vec(),
-        (None, Some(r)) if t == 1 && !r.is_empty() => span(r).into_iter().collect(),
+        // One step made of the reference's steps: labelled as `composite` labels it.
+        (None, Some(r)) if t == 1 && !r.is_empty() => vec![flow_nodes_ml::composite::span(r)],
         (None, _) => {
             return Err(format!(
                 "output.npy has {t} time steps and no input raster has as many; give their \

@@ -240,43 +240,38 @@ fn input_indices(plan: &Plan) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// Each node's cache key and whether its output is cached, in plan order, without running
-/// anything; a key is `None` when it cannot be known yet (after a live search that is not
-/// cached). Cached live searches are loaded (they are small) so that the keys after them are
-/// known.
-pub fn node_keys(plan: &Plan, options: &RunOptions) -> Vec<(Option<Key>, bool)> {
-    resolved(plan, options)
-        .slots
-        .iter()
-        .map(|slot| (slot.key, slot.hit))
-        .collect()
+/// A node's keys, known before it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeKeys {
+    /// The key the cache uses, `None` while it cannot be known (after a live search that is not
+    /// cached, or a node whose inputs have not recorded what they read).
+    pub key: Option<Key>,
+    /// The key as the plan alone decides it: kind, params, extra key material and the inputs'
+    /// plan keys, with neither the content of live searches nor the versions of the files nodes
+    /// read. Two runs of the same recipe on the same inputs' names have the same plan keys.
+    pub plan_key: Key,
 }
 
-/// Each node's key as the plan alone decides it, in plan order: its kind, params, extra key
-/// material and its inputs' plan keys, with neither the content of live searches nor the
-/// versions of the files nodes read. Two runs of the same recipe on the same inputs' names have
-/// the same plan keys, known before anything runs; the keys the cache uses ([`node_keys`]) add
-/// what was actually read.
-pub fn plan_keys(plan: &Plan, options: &RunOptions) -> Vec<Key> {
-    let context = |id: &str| options.context(id);
-    let (materials, _) = key_materials(plan, &context);
-    let inputs_of = input_indices(plan);
-    let mut keys: Vec<Key> = Vec::with_capacity(plan.nodes.len());
-    for (i, node) in plan.nodes.iter().enumerate() {
-        let inputs: Vec<(String, Key)> = node
-            .inputs
-            .iter()
-            .zip(&inputs_of[i])
-            .map(|((port, _), &j)| (port.clone(), keys[j]))
-            .collect();
-        keys.push(node_key(
-            node.kind.as_ref(),
-            &node.params,
-            materials[i].as_deref(),
-            &inputs,
-        ));
+/// Each node's keys, in plan order, without running anything. Cached live searches are loaded
+/// (they are small) so that the keys after them are known.
+pub fn node_keys(plan: &Plan, options: &RunOptions) -> Vec<NodeKeys> {
+    let run = resolved(plan, options);
+    let mut plan_keys: Vec<Key> = Vec::with_capacity(plan.nodes.len());
+    for i in 0..plan.nodes.len() {
+        // Plan order is topological: every input's plan key is known.
+        let key = run
+            .key_with(i, |j| plan_keys.get(j).copied())
+            .expect("inputs come first in plan order");
+        plan_keys.push(key);
     }
-    keys
+    run.slots
+        .iter()
+        .zip(plan_keys)
+        .map(|(slot, plan_key)| NodeKeys {
+            key: slot.key,
+            plan_key,
+        })
+        .collect()
 }
 
 /// The scheduler with every key that can be known before running resolved: cached live
@@ -462,6 +457,24 @@ impl<'a> Scheduler<'a> {
         run
     }
 
+    /// The key of node `i` with `input(j)` standing for the identity of its input `j`; `None`
+    /// while one is unknown.
+    fn key_with(&self, i: usize, input: impl Fn(usize) -> Option<Key>) -> Option<Key> {
+        let node = &self.plan.nodes[i];
+        let inputs: Vec<(String, Key)> = node
+            .inputs
+            .iter()
+            .zip(&self.inputs_of[i])
+            .map(|((port, _), &j)| input(j).map(|k| (port.clone(), k)))
+            .collect::<Option<_>>()?;
+        Some(node_key(
+            node.kind.as_ref(),
+            &node.params,
+            self.slots[i].material.as_deref(),
+            &inputs,
+        ))
+    }
+
     /// Computes the key of every node whose inputs' identities are all known (in plan order,
     /// which is topological), and probes the cache for it.
     fn resolve_keys(&mut self) {
@@ -470,36 +483,25 @@ impl<'a> Scheduler<'a> {
                 continue;
             }
             let node = &self.plan.nodes[i];
-            let input_keys: Option<Vec<(String, Key)>> = node
-                .inputs
-                .iter()
-                .zip(&self.inputs_of[i])
-                .map(|((port, _), &j)| self.slots[j].identity.map(|k| (port.clone(), k)))
-                .collect();
-            let Some(input_keys) = input_keys else {
+            let Some(key) = self.key_with(i, |j| self.slots[j].identity) else {
                 continue;
             };
-            let slot = &self.slots[i];
-            let key = node_key(
-                node.kind.as_ref(),
-                &node.params,
-                slot.material.as_deref(),
-                &input_keys,
-            );
-            let caching = slot.caching;
+            let caching = self.slots[i].caching;
             let cache = self.options.cache.as_ref();
-            let mut hit = cache.is_some_and(|c| {
-                reusable(caching, self.options.refresh) && c.contains(&key, ttl_of(caching))
-            });
+            // One read of the manifest says whether it is a hit and what it read.
+            let manifest = cache
+                .filter(|_| reusable(caching, self.options.refresh))
+                .and_then(|c| c.lookup(&key, ttl_of(caching)));
+            let mut hit = manifest.is_some();
             // The identity consumers key on: a live node's is its content (known once it is
             // loaded or run); an uncached node passes its key on; any other node's is its key
             // and the versions of the files it read, known from a hit's manifest, or once it has
             // run. A hit whose files changed since is a miss.
-            let identity = match (caching, cache) {
-                (Caching::Ttl(_), _) => None,
-                (Caching::Never, _) => Some(key),
-                (Caching::Store, Some(cache)) if hit => {
-                    let sources = cache.sources(&key).unwrap_or_default();
+            let identity = match (caching, cache, manifest) {
+                (Caching::Ttl(_), _, _) => None,
+                (Caching::Never, _, _) => Some(key),
+                (Caching::Store, Some(cache), Some(manifest)) => {
+                    let sources = manifest.sources;
                     if let Some(changed) = changed_source(node.node.as_ref(), &sources) {
                         tracing::info!(node = %node.id, source = %redact::secrets(&changed), "a file it read changed since it was cached; recomputing");
                         cache.remove(&key);
@@ -509,7 +511,7 @@ impl<'a> Scheduler<'a> {
                         Some(with_sources(&key, &sources))
                     }
                 }
-                (Caching::Store, _) => None,
+                (Caching::Store, _, _) => None,
             };
             let slot = &mut self.slots[i];
             slot.key = Some(key);

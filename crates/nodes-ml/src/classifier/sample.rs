@@ -15,12 +15,7 @@ const STREAM: u64 = 0x434C_4153_5346_5954;
 
 /// The key of pixel `pixel` (its row-major index on the grid) under `seed` (SplitMix64 of both).
 pub fn pixel_key(seed: u64, pixel: u64) -> u64 {
-    let mut z = (seed ^ STREAM)
-        .wrapping_add(pixel.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        .wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    crate::kmeans::sample::stream_key(STREAM, seed, pixel)
 }
 
 /// The rows of a matrix chosen for training and for the held-out test, each with its class (an

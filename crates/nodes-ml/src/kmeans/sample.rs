@@ -24,7 +24,13 @@ const SAMPLE_STREAM: u64 = 0x5A4D_504C_455F_5354;
 /// The key of pixel `pixel` (its row-major index on the whole grid) under `seed` (SplitMix64 of
 /// both).
 pub fn pixel_key(seed: u64, pixel: u64) -> u64 {
-    let mut z = (seed ^ SAMPLE_STREAM)
+    stream_key(SAMPLE_STREAM, seed, pixel)
+}
+
+/// The key of pixel `pixel` under `seed` in the stream `stream` (SplitMix64 of the three): each
+/// seeded sample of pixels mixes in a stream of its own, so that samples are independent.
+pub fn stream_key(stream: u64, seed: u64, pixel: u64) -> u64 {
+    let mut z = (seed ^ stream)
         .wrapping_add(pixel.wrapping_mul(0x9E37_79B9_7F4A_7C15))
         .wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -528,9 +528,8 @@ fn within(dir: &Path, e: std::io::Error) -> std::io::Error {
 
 /// BLAKE3 hash (hex) and size of a file, read in pieces.
 fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(std::fs::File::open(path)?)?;
-    Ok((hasher.finalize().to_hex().to_string(), hasher.count()))
+    let (hash, bytes) = flow_core::digest::hash_file(path)?;
+    Ok((hash.to_hex().to_string(), bytes))
 }
 
 /// The name under the output directory of `file`, written beside `rel` (the file a recipe asked
